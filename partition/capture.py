@@ -1,0 +1,233 @@
+"""Turn an unmodified ``nn.Module`` into a :class:`Graph` of ops with measured costs.
+
+torch.fx traces first; torch.export is the fallback when fx cannot (for example
+Python control flow on a shape). FLOPs come from ``torch.utils.flop_counter``;
+host latency is the median of repeated runs, warm-up excluded.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import statistics
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .errors import CaptureError
+from .graph import Graph, Node, TensorSpec
+
+__all__ = ["capture", "trace"]
+
+log = logging.getLogger(__name__)
+_TORCH_DIR = str(Path(torch.__file__).parent)
+
+
+class _PathTracer(fx.Tracer):
+    """An fx tracer that remembers which module it was inside when tracing failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stack: list[str] = []
+        self.failed_in: str | None = None
+
+    def call_module(self, m, forward, args, kwargs):
+        self._stack.append(self.path_of_module(m) if m is not self.root else "")
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:
+                self.failed_in = self._stack[-1]
+            raise
+        finally:
+            self._stack.pop()
+
+
+def _user_frame(exc: BaseException) -> str:
+    """The innermost frame of the traceback outside torch: the construct that failed."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_TORCH_DIR)]
+    if not frames:
+        return "an op inside torch"
+    f = frames[-1]
+    return f"{f.filename}:{f.lineno} `{(f.line or '').strip()}`"
+
+
+def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]:
+    """Trace with fx, falling back to torch.export. Returns ``(graph_module, method)``.
+
+    Raises:
+        CaptureError: both failed; names the construct (file, line, code) and the module path.
+    """
+    tracer = _PathTracer()
+    try:
+        graph = tracer.trace(model)
+        return fx.GraphModule(tracer.root, graph, model.__class__.__name__), "fx"
+    except Exception as fx_exc:
+        fx_error, fx_where, fx_module = fx_exc, _user_frame(fx_exc), tracer.failed_in
+    log.info("fx could not trace %s (%s); trying torch.export", type(model).__name__, fx_error)
+    try:
+        exported = torch.export.export(model, tuple(example_inputs))
+        return exported.module(), "export"
+    except Exception as ex_exc:
+        module = f"module {fx_module!r}" if fx_module else "the top-level forward"
+        first = str(ex_exc).strip().splitlines()[0] if str(ex_exc).strip() else type(ex_exc).__name__
+        raise CaptureError(
+            f"cannot capture {type(model).__name__}: torch.fx failed in {module} at {fx_where}: "
+            f"{str(fx_error).splitlines()[0]}. torch.export also failed ({type(ex_exc).__name__}: {first}). "
+            "Fix: make that construct traceable (e.g. replace data-dependent Python control flow with torch.where, "
+            "or mark the module as an fx leaf), or pass a model without it."
+        ) from None
+
+
+class _Profiler(fx.Interpreter):
+    """Runs the graph node by node, recording FLOPs and output specs per node."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm, garbage_collect_values=True)
+        self.flops: dict[str, int] = {}
+        self.specs: dict[str, list[TensorSpec]] = {}
+
+    def run_node(self, n: fx.Node):
+        if n.op in ("placeholder", "output", "get_attr"):
+            out = super().run_node(n)
+        else:
+            with FlopCounterMode(display=False) as counter:
+                out = super().run_node(n)
+            self.flops[n.name] = counter.get_total_flops()
+        self.specs[n.name] = TensorSpec.of(out)
+        return out
+
+
+def _time_nodes(gm: fx.GraphModule, example_inputs: tuple, repeats: int, warmup: int) -> dict[str, float]:
+    """Median wall time of every op, measured inside the generated forward.
+
+    A copy of the graph gets a ``perf_counter`` stamp before the first op and
+    after every op, so the ops run as fast as in eager mode; an op's time is the
+    gap between its two stamps, less the stamp's own cost.
+    """
+    stamps: list[float] = []
+    stamp = _Stamp(stamps)
+    graph = copy.deepcopy(gm.graph)
+    ops = [n for n in graph.nodes if n.op not in ("placeholder", "output")]
+    if not ops:
+        return {}
+    with graph.inserting_before(ops[0]):
+        graph.call_function(stamp, ())
+    for n in ops:
+        with graph.inserting_after(n):
+            graph.call_function(stamp, ())
+    stamped = fx.GraphModule(gm, graph)
+    cost = _stamp_cost()
+    samples: dict[str, list[float]] = {n.name: [] for n in ops}
+    for i in range(warmup + repeats):
+        stamps.clear()
+        stamped(*example_inputs)
+        if i >= warmup:
+            for n, before, after in zip(ops, stamps, stamps[1:]):
+                samples[n.name].append(max(after - before - cost, 0.0))
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+class _Stamp:
+    """A callable fx can put in a graph: appends ``perf_counter()`` to a list."""
+
+    __name__ = "tierpipe_stamp"
+
+    def __init__(self, stamps: list[float]) -> None:
+        self.stamps = stamps
+
+    def __call__(self) -> None:
+        self.stamps.append(time.perf_counter())
+
+
+@functools.lru_cache(maxsize=1)
+def _stamp_cost() -> float:
+    stamps: list[float] = []
+    stamp = _Stamp(stamps)
+    for _ in range(3):
+        stamps.clear()
+        for _ in range(1000):
+            stamp()
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+
+
+def _module_path(n: fx.Node) -> str:
+    if n.op == "call_module":
+        return str(n.target)
+    stack = n.meta.get("nn_module_stack") or {}
+    return str(next(reversed(stack.values()))[0]) if stack else ""
+
+
+def _attr_bytes(gm: fx.GraphModule, n: fx.Node) -> int:
+    if n.op == "call_module":
+        mod = gm.get_submodule(str(n.target))
+        return sum(t.numel() * t.element_size() for t in [*mod.parameters(), *mod.buffers()])
+    if n.op == "get_attr":
+        value = gm
+        for part in str(n.target).split("."):
+            value = getattr(value, part)
+        return value.numel() * value.element_size() if isinstance(value, torch.Tensor) else 0
+    return 0
+
+
+def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repeats: int = 5, warmup: int = 1) -> Graph:
+    """Capture ``model`` as a DAG of ops and measure each op on this host.
+
+    Args:
+        model: any ``nn.Module`` (put it in eval mode first).
+        example_inputs: a tuple of example inputs (a lone tensor is wrapped).
+        repeats: timed runs; each node's host time is their median.
+        warmup: untimed runs first.
+
+    Returns:
+        A :class:`Graph` in topological order; ``get_attr`` nodes (parameters read
+        directly) are folded into their consumers' ``param_bytes``.
+
+    Raises:
+        CaptureError: neither fx nor export could capture the model.
+
+    >>> from partition.zoo import get_model
+    >>> g = capture(*get_model("resnet18"))
+    >>> g.outputs
+    ['fc']
+    """
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    example_inputs = tuple(example_inputs)
+    start = time.perf_counter()
+    gm, method = trace(model, example_inputs)
+    with torch.inference_mode():
+        prof = _Profiler(gm)
+        prof.run(*example_inputs)
+        times = _time_nodes(gm, example_inputs, repeats, warmup)
+
+    attrs = {n.name: n for n in gm.graph.nodes if n.op == "get_attr"}
+    nodes: list[Node] = []
+    inputs: list[str] = []
+    outputs: list[str] = []
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            inputs.append(n.name)
+            nodes.append(Node(n.name, "input", str(n.target), "", (), tuple(prof.specs.get(n.name, ())), 0, 0, 0.0))
+        elif n.op == "output":
+            outputs = [a.name for a in torch.utils._pytree.tree_leaves(n.args[0])
+                       if isinstance(a, fx.Node) and a.op != "get_attr"]
+        elif n.op != "get_attr":
+            deps = [a for a in n.all_input_nodes]
+            param_bytes = _attr_bytes(gm, n) + sum(_attr_bytes(gm, attrs[a.name]) for a in deps if a.name in attrs)
+            target = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+            nodes.append(Node(
+                name=n.name, op="compute", target=str(target), module=_module_path(n),
+                inputs=tuple(dict.fromkeys(a.name for a in deps if a.name not in attrs)),
+                outputs=tuple(prof.specs.get(n.name, ())), flops=int(prof.flops.get(n.name, 0)),
+                param_bytes=param_bytes, host_time_s=times.get(n.name, 0.0),
+            ))
+    graph = Graph(nodes, inputs, outputs, gm, method)
+    graph.capture_s = time.perf_counter() - start
+    return graph

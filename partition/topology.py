@@ -1,0 +1,357 @@
+"""Topology files: tiers, links, fan-in, sources and hosts, validated with pydantic.
+
+A topology is ordered from where data is born (tier 0, e.g. camera devices) to
+where results are consumed (the sink tier). Units are converted once, here:
+``bandwidth: "20 Mbit/s"`` becomes ``bandwidth_mbps == 20.0``.
+
+>>> topo = Topology.load("three_tier")
+>>> [t.name for t in topo.tiers]
+['device', 'gateway', 'edge']
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from .errors import TopologyError
+from .units import parse_quantity
+
+__all__ = ["Topology", "TierSpec", "LinkSpec", "SourceSpec", "HostSpec", "shipped_topologies"]
+
+_SHIPPED = Path(__file__).resolve().parent.parent / "topologies"
+
+
+def _unit(kind: str):
+    return BeforeValidator(functools.partial(parse_quantity, kind=kind))
+
+
+Bandwidth = Annotated[float, _unit("bandwidth_mbps"), Field(gt=0)]
+Memory = Annotated[float, _unit("memory_mb"), Field(gt=0)]
+Millis = Annotated[float, _unit("time_ms"), Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TierSpec(_Strict):
+    """One tier: how many nodes, how fast each is, how much memory it has."""
+
+    name: str
+    nodes: int = Field(1, ge=1)
+    speed: float | None = Field(None, gt=0, description="compute speed relative to the reference CPU (this host = 1.0)")
+    gflops: float | None = Field(None, gt=0, description="effective GFLOP/s, used when speed is not given")
+    memory_mb: Memory = Field(4096.0, alias="memory")
+    accelerator: Literal["cpu", "cuda"] = "cpu"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    def node_names(self) -> list[str]:
+        return [f"{self.name}-{i}" for i in range(self.nodes)]
+
+
+class LinkSpec(_Strict):
+    """The uplink from every node of tier ``from`` to its parent on tier ``to``."""
+
+    src: str = Field(alias="from")
+    dst: str = Field(alias="to")
+    bandwidth_mbps: Bandwidth = Field(alias="bandwidth")
+    latency_ms: Millis = Field(0.0, alias="latency")
+    jitter_ms: Millis = Field(0.0, alias="jitter")
+    loss: float = Field(0.0, ge=0.0, lt=1.0)
+
+    def transfer_s(self, nbytes: float) -> float:
+        """Serialisation plus propagation time of ``nbytes`` over this link."""
+        return nbytes * 8 / (self.bandwidth_mbps * 1e6) + self.latency_ms / 1e3
+
+
+class SourceSpec(_Strict):
+    """Input streams: ``count`` streams at ``fps`` each, born on device ``nodes``."""
+
+    name: str = "camera"
+    count: int | None = Field(None, ge=1)
+    fps: float = Field(10.0, gt=0)
+    shape: list[int] | None = None
+    dtype: str = "float32"
+    nodes: list[str] | None = None
+    policy: Literal["block", "drop-oldest"] = "block"
+
+
+class HostSpec(_Strict):
+    """Where a node runs, for ``tierpipe cluster up``."""
+
+    address: str
+    user: str | None = None
+    port: int = Field(22, ge=1, le=65535)
+    key: str | None = None
+    cpus: int | None = Field(None, ge=1)
+    memory_mb: Memory | None = Field(None, alias="memory")
+
+
+class Topology(_Strict):
+    """A validated topology. Load with :meth:`Topology.load`."""
+
+    name: str = "topology"
+    description: str = ""
+    tiers: list[TierSpec] = Field(min_length=1)
+    links: list[LinkSpec] = Field(default_factory=list)
+    fan_in: dict[str, list[str]] = Field(default_factory=dict)
+    sources: list[SourceSpec] = Field(default_factory=list)
+    sink: str | None = None
+    hosts: dict[str, HostSpec] = Field(default_factory=dict)
+    emulate: bool = False
+    source_file: str | None = Field(None, exclude=True)
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> "Topology":
+        """Load a topology from a path, or a shipped one by name (``smart_city``).
+
+        Raises:
+            TopologyError: naming the file and the field path of the first problem.
+        """
+        path = Path(name_or_path)
+        if not path.exists():
+            shipped = _SHIPPED / f"{Path(str(name_or_path)).stem}.yaml"
+            if path.suffix in ("", ".yaml", ".yml") and shipped.exists() and path.parent == Path("."):
+                path = shipped
+            else:
+                raise TopologyError(
+                    f"{name_or_path}: no such file and no shipped topology of that name. "
+                    f"Shipped topologies: {', '.join(shipped_topologies())}; or give a path to a YAML file."
+                )
+        text = path.read_text()
+        return cls.from_yaml(text, source=str(path))
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<string>") -> "Topology":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise TopologyError(f"{source}:{where}: YAML syntax error: {problem}. Fix the YAML at that position.") from None
+        if data is None:
+            raise TopologyError(f"{source}: the file is empty. A topology needs at least 'tiers:' (see topologies/three_tier.yaml).")
+        if not isinstance(data, dict):
+            raise TopologyError(f"{source}: expected a mapping with 'tiers:', 'links:', ...; got a {type(data).__name__}.")
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "Topology":
+        try:
+            topo = cls.model_validate({**data, "source_file": source})
+        except pydantic.ValidationError as exc:
+            raise TopologyError(_format_validation(exc, source)) from None
+        _check_semantics(topo, source)
+        return topo
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def sink_index(self) -> int:
+        return self.tier_index(self.sink) if self.sink else len(self.tiers) - 1
+
+    @property
+    def path(self) -> list[TierSpec]:
+        """The tiers a frame goes through: from the source tier up to the sink."""
+        return list(self.tiers[: self.sink_index + 1])
+
+    def tier_index(self, name: str) -> int:
+        for i, tier in enumerate(self.tiers):
+            if tier.name == name:
+                return i
+        raise TopologyError(f"{self.source_file}: no tier named {name!r}; tiers are {[t.name for t in self.tiers]}")
+
+    def link_above(self, tier_index: int) -> LinkSpec:
+        """The link from tier ``tier_index`` to tier ``tier_index + 1``."""
+        return self.links[tier_index]
+
+    @functools.cached_property
+    def parents(self) -> dict[str, str]:
+        """node name -> the node on the next tier it sends to."""
+        out: dict[str, str] = {}
+        for upper, lowers in self.children.items():
+            for lower in lowers:
+                out[lower] = upper
+        return out
+
+    @functools.cached_property
+    def children(self) -> dict[str, list[str]]:
+        """node name -> the nodes of the tier below that feed it (fan-in)."""
+        return _fan_in(self)
+
+    def source_nodes(self) -> list[str]:
+        """One device node per input stream, in stream order."""
+        device = self.tiers[0].node_names()
+        if not self.sources:
+            return list(device)
+        streams: list[str] = []
+        for src in self.sources:
+            nodes = src.nodes or device
+            count = src.count or len(nodes)
+            streams.extend(nodes[i % len(nodes)] for i in range(count))
+        return streams
+
+    def streams_through(self, node: str) -> int:
+        """How many input streams pass through ``node`` (its fan-in in frames)."""
+        streams = self.source_nodes()
+        ancestors = {node}
+        frontier = [node]
+        while frontier:
+            nxt = [c for n in frontier for c in self.children.get(n, [])]
+            ancestors.update(nxt)
+            frontier = nxt
+        return sum(1 for s in streams if s in ancestors)
+
+    def max_streams(self, tier_index: int) -> int:
+        """The most streams any node of the tier serves: that node is the tier's bottleneck."""
+        return max(self.streams_through(n) for n in self.tiers[tier_index].node_names())
+
+    def all_nodes(self) -> list[tuple[TierSpec, str]]:
+        return [(tier, node) for tier in self.tiers for node in tier.node_names()]
+
+    def summary(self) -> str:
+        lines = [f"topology {self.name!r} ({self.source_file}), {len(self.source_nodes())} input streams, sink {self.path[-1].name!r}"]
+        for i, tier in enumerate(self.path):
+            cap = f"speed {tier.speed:g}x" if tier.speed else f"{tier.gflops:g} GFLOP/s"
+            lines.append(f"  tier {i} {tier.name}: {tier.nodes} node(s), {cap}, {tier.memory_mb:g} MB, {tier.accelerator}, "
+                         f"max {self.max_streams(i)} stream(s) per node")
+            if i < len(self.path) - 1:
+                link = self.links[i]
+                lines.append(f"    link {link.src} -> {link.dst}: {link.bandwidth_mbps:g} Mbit/s, {link.latency_ms:g} ms")
+        return "\n".join(lines)
+
+
+def shipped_topologies() -> list[str]:
+    return sorted(p.stem for p in _SHIPPED.glob("*.yaml"))
+
+
+# ------------------------------------------------------------------ checks
+_FIXES = {
+    "extra_forbidden": "remove it or check its spelling",
+    "greater_than": "use a positive value",
+    "greater_than_equal": "use a value that is not negative",
+    "missing": "add it",
+    "too_short": "add at least one entry",
+}
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _format_validation(exc: pydantic.ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = _loc(tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
+        msg = err["msg"].removeprefix("Value error, ")
+        fix = _FIXES.get(err["type"], "")
+        got = f" (got {err['input']!r})" if err["type"] not in ("missing",) and not isinstance(err.get("input"), dict) else ""
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{source}: {loc}: {msg}{got}" + (f"; {fix}" if fix else ""))
+    return "\n".join(lines)
+
+
+def _fail(source: str, field: str, msg: str) -> None:
+    raise TopologyError(f"{source}: {field}: {msg}")
+
+
+def _check_semantics(topo: Topology, source: str) -> None:
+    names = [t.name for t in topo.tiers]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            _fail(source, f"tiers[{i}].name", f"tier {name!r} is listed twice; give every tier a unique name")
+    for i, tier in enumerate(topo.tiers):
+        if tier.speed is None and tier.gflops is None:
+            _fail(source, f"tiers[{i}]", f"tier {tier.name!r} has no capacity; add 'speed:' (relative to this host, e.g. 0.1) or 'gflops:'")
+    if topo.sink is not None and topo.sink not in names:
+        _fail(source, "sink", f"no tier named {topo.sink!r}; tiers are {names}. Name one of them or add the tier")
+    sink = names.index(topo.sink) if topo.sink else len(names) - 1
+    for j, link in enumerate(topo.links):
+        for end, tname in (("from", link.src), ("to", link.dst)):
+            if tname not in names:
+                _fail(source, f"links[{j}].{end}", f"no tier named {tname!r} (missing tier); tiers are {names}. Add the tier or fix the name")
+        a, b = names.index(link.src), names.index(link.dst)
+        if b <= a:
+            _fail(source, f"links[{j}]", f"link {link.src} -> {link.dst} goes backwards or to itself; links go from a tier to the next one up, "
+                  f"e.g. {names[a]} -> {names[a + 1] if a + 1 < len(names) else '...'}")
+        if b != a + 1:
+            _fail(source, f"links[{j}]", f"link {link.src} -> {link.dst} skips tier(s) {names[a + 1:b]}; add a link for each consecutive pair instead")
+    have = {(l.src, l.dst) for l in topo.links}
+    for i in range(sink):
+        if (names[i], names[i + 1]) not in have:
+            _fail(source, "links", f"no link from {names[i]!r} to {names[i + 1]!r}; add one with 'from: {names[i]}', 'to: {names[i + 1]}', 'bandwidth:'")
+    order = {(l.src, l.dst): j for j, l in enumerate(topo.links)}
+    if sorted(order.values()) != [order[(names[i], names[i + 1])] for i in range(len(topo.links))]:
+        _fail(source, "links", "list links in tier order, from the source tier up")
+    all_nodes = {n: i for i, t in enumerate(topo.tiers) for n in t.node_names()}
+    _check_fan_in(topo, source, all_nodes)
+    for j, src in enumerate(topo.sources):
+        for k, node in enumerate(src.nodes or []):
+            if node not in all_nodes:
+                _fail(source, f"sources[{j}].nodes[{k}]", f"no node named {node!r}; device nodes are {topo.tiers[0].node_names()}")
+            if all_nodes[node] != 0:
+                _fail(source, f"sources[{j}].nodes[{k}]", f"{node!r} is on tier {names[all_nodes[node]]!r}; inputs are born on the first tier {names[0]!r}")
+    for node in topo.hosts:
+        if node not in all_nodes:
+            _fail(source, f"hosts.{node}", f"no node named {node!r}; nodes are named <tier>-<index>, e.g. {next(iter(all_nodes))}")
+
+
+def _check_fan_in(topo: Topology, source: str, all_nodes: dict[str, int]) -> None:
+    names = [t.name for t in topo.tiers]
+    for upper, lowers in topo.fan_in.items():
+        if upper not in all_nodes:
+            _fail(source, f"fan_in.{upper}", f"no node named {upper!r}; nodes are named <tier>-<index>, e.g. {names[-1]}-0")
+        if all_nodes[upper] == 0:
+            _fail(source, f"fan_in.{upper}", f"{upper!r} is on the first tier, which has no tier below it to feed it")
+        for k, lower in enumerate(lowers):
+            if lower not in all_nodes:
+                _fail(source, f"fan_in.{upper}[{k}]", f"no node named {lower!r}")
+            if all_nodes[lower] != all_nodes[upper] - 1:
+                _fail(source, f"fan_in.{upper}[{k}]", f"{lower!r} is not on tier {names[all_nodes[upper] - 1]!r}, the tier right below {upper!r}")
+    for i in range(1, len(topo.tiers)):
+        lower, upper = topo.tiers[i - 1], topo.tiers[i]
+        explicit = {u: l for u, l in topo.fan_in.items() if all_nodes[u] == i}
+        if not explicit:
+            if lower.nodes % upper.nodes:
+                _fail(source, "fan_in", f"tier {lower.name!r} has {lower.nodes} nodes and {upper.name!r} {upper.nodes}; "
+                      f"{lower.nodes} is not a multiple of {upper.nodes}, so list under 'fan_in:' which {lower.name} nodes feed each {upper.name} node")
+            continue
+        seen: dict[str, str] = {}
+        for u, ls in explicit.items():
+            for l in ls:
+                if l in seen:
+                    _fail(source, f"fan_in.{u}", f"{l!r} also feeds {seen[l]!r}; every node feeds exactly one node of the tier above")
+                seen[l] = u
+        missing = [n for n in lower.node_names() if n not in seen]
+        if missing:
+            _fail(source, "fan_in", f"fan-in does not add up: {len(seen)} of {lower.nodes} {lower.name} nodes are assigned; "
+                  f"{missing} feed no {upper.name} node. Add them to a fan_in list")
+        empty = [n for n in upper.node_names() if n not in explicit]
+        if empty:
+            _fail(source, "fan_in", f"fan-in does not add up: {empty} have no {lower.name} nodes; give each {upper.name} node a list or lower its count")
+
+
+def _fan_in(topo: Topology) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for i in range(1, len(topo.tiers)):
+        lower, upper = topo.tiers[i - 1], topo.tiers[i]
+        explicit = {u: l for u, l in topo.fan_in.items() if u.rsplit("-", 1)[0] == upper.name}
+        if explicit:
+            out.update({u: list(l) for u, l in explicit.items()})
+            continue
+        per = lower.nodes // upper.nodes
+        lows = lower.node_names()
+        for k, u in enumerate(upper.node_names()):
+            out[u] = lows[k * per:(k + 1) * per]
+    return out

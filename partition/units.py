@@ -1,0 +1,54 @@
+"""Human units in topology files ("20 Mbit/s", "512 MB", "5 ms"), converted once at load."""
+
+from __future__ import annotations
+
+import functools
+
+import pint
+
+__all__ = ["parse_quantity"]
+
+# base unit each kind converts to, and an example shown when a value does not parse
+_KINDS = {
+    "bandwidth_mbps": ("megabit / second", "20 Mbit/s"),
+    "memory_mb": ("megabyte", "512 MB"),
+    "time_ms": ("millisecond", "5 ms"),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> pint.UnitRegistry:
+    return pint.UnitRegistry()
+
+
+def parse_quantity(value: object, kind: str) -> float:
+    """Convert a number or a string with units into the base unit of ``kind``.
+
+    Bare numbers are taken to be in the base unit already (Mbit/s, MB, ms).
+
+    Args:
+        value: ``20``, ``"20 Mbit/s"``, ``"1 Gbit/s"``, ``"512 MiB"``, ``"5 ms"``...
+        kind: one of ``bandwidth_mbps``, ``memory_mb``, ``time_ms``.
+
+    Returns:
+        The magnitude in the base unit.
+
+    Raises:
+        ValueError: the string does not parse or has the wrong dimension.
+
+    >>> parse_quantity("1 Gbit/s", "bandwidth_mbps")
+    1000.0
+    """
+    unit, example = _KINDS[kind]
+    if isinstance(value, bool):
+        raise ValueError(f"expected a quantity like {example!r}, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a quantity like {example!r}, got {value!r}")
+    ureg = _registry()
+    try:
+        quantity = ureg.Quantity(value.strip())
+        return float(quantity.to(unit).magnitude)
+    except Exception as exc:  # pint raises several unrelated types
+        raise ValueError(f"cannot read {value!r} as {unit} ({exc.__class__.__name__}); write it like {example!r}") from None
