@@ -1,0 +1,190 @@
+"""The cost of any assignment (node -> tier), with the same cost model the optimizers use.
+
+Rules (the brief's): data only moves toward the sink, so a node's tier is never
+below that of a node feeding it; the model's inputs are born on tier 0; its
+outputs must reach the sink tier. A value produced on tier ``i`` and consumed
+on tiers above crosses each link in between once, however many consumers it has.
+
+Latency of one frame = compute of every node on its tier + serialisation of every
+crossing value on every link + propagation latency of every link (every link is
+used, since the outputs must reach the sink).
+
+Throughput: a node serving ``F`` streams spends ``F x stage time`` per round of
+frames; each lower node has its own uplink carrying its ``F`` streams. The system
+sustains ``streams / max(F_j x stage_j, F_j x link_j)`` frames per second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .codec import encoded_nbytes, parse_codec
+from .cost import CostModel
+from .errors import PartitionError
+from .graph import Graph
+from .topology import Topology
+
+__all__ = ["Cost", "Problem", "evaluate"]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Predicted figures of one assignment."""
+
+    latency_s: float
+    throughput_fps: float                 # all streams together
+    stream_fps: float                     # each stream
+    stage_compute_s: tuple[float, ...]    # per tier, one frame
+    link_bytes: tuple[int, ...]           # per link, one frame, encoded
+    link_s: tuple[float, ...]             # per link, one frame: serialisation + propagation
+    memory_bytes: tuple[int, ...]         # per tier: parameters + peak live activations
+    bottleneck: str
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Cost":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class Problem:
+    """A graph, a topology and a cost model as arrays, shared by every optimizer.
+
+    Args:
+        codecs: one codec per link (default raw everywhere).
+        ratios: measured compressor ratios ``{(node, "lz4"|"zstd"): compressed/raw}``.
+    """
+
+    def __init__(self, graph: Graph, topology: Topology, cost_model: CostModel | None = None,
+                 codecs: Sequence[str] | None = None, ratios: Mapping[tuple[str, str], float] | None = None) -> None:
+        self.graph = graph
+        self.topology = topology
+        self.cost = cost_model or CostModel(graph, topology)
+        self.tiers = topology.path
+        self.k = len(self.tiers)
+        self.n = len(graph.nodes)
+        self.codecs = list(codecs) if codecs else ["raw"] * (self.k - 1)
+        if len(self.codecs) != self.k - 1:
+            raise PartitionError(f"got {len(self.codecs)} codecs for {self.k - 1} link(s); give one per link")
+        self.ratios = dict(ratios or {})
+        idx = graph.index
+        self.preds = [[idx[i] for i in node.inputs] for node in graph.nodes]
+        self.succs = [[idx[c] for c in graph.consumers[node.name]] for node in graph.nodes]
+        self.is_input = np.array([node.op == "input" for node in graph.nodes])
+        self.is_output = np.zeros(self.n, dtype=bool)
+        self.is_output[[idx[o] for o in graph.outputs]] = True
+        self.compute = self.cost.table                     # [n, k] seconds
+        self.params = np.array([node.param_bytes for node in graph.nodes], dtype=float)
+        self.raw_bytes = np.array([node.bytes_out for node in graph.nodes], dtype=float)
+        self.link_bytes = np.stack([self.encoded(codec) for codec in self.codecs], axis=1) if self.k > 1 else np.zeros((self.n, 0))
+        self.bw_Bps = np.array([topology.links[j].bandwidth_mbps * 1e6 / 8 for j in range(self.k - 1)])
+        self.prop_s = np.array([topology.links[j].latency_ms / 1e3 for j in range(self.k - 1)])
+        self.streams = np.array([topology.max_streams(j) for j in range(self.k)], dtype=float)
+        self.n_streams = len(topology.source_nodes())
+
+    def encoded(self, codec: str) -> np.ndarray:
+        """Bytes on the wire of every node's output with ``codec``."""
+        _, comp = parse_codec(codec)
+        out = np.empty(self.n)
+        for i, node in enumerate(self.graph.nodes):
+            ratio = self.ratios.get((node.name, comp), 1.0) if comp else 1.0
+            spec = node.outputs[0] if len(node.outputs) == 1 else None
+            out[i] = encoded_nbytes(node.bytes_out, spec.shape if spec else None, spec.dtype if spec else "", codec, ratio)
+        return out
+
+    # ------------------------------------------------------------- assignments
+    def as_array(self, assignment: Mapping[str, int | str] | Sequence[int] | np.ndarray) -> np.ndarray:
+        if isinstance(assignment, Mapping):
+            names = {t.name: i for i, t in enumerate(self.tiers)}
+            missing = [n.name for n in self.graph.nodes if n.name not in assignment]
+            if missing:
+                raise PartitionError(f"assignment has no tier for node(s) {missing[:5]}; assign every node")
+            return np.array([names[v] if isinstance(v, str) else int(v) for v in (assignment[n.name] for n in self.graph.nodes)])
+        return np.asarray(assignment, dtype=int)
+
+    def violations(self, a: np.ndarray) -> list[str]:
+        """Why ``a`` is not a valid assignment (empty when it is)."""
+        out = []
+        for v in range(self.n):
+            if not 0 <= a[v] < self.k:
+                out.append(f"{self.graph.nodes[v].name} on tier {a[v]} (tiers are 0..{self.k - 1})")
+            if self.is_input[v] and a[v] != 0:
+                out.append(f"input {self.graph.nodes[v].name} must be on tier 0 ({self.tiers[0].name}), where data is born")
+            for p in self.preds[v]:
+                if a[p] > a[v]:
+                    out.append(f"{self.graph.nodes[v].name} (tier {a[v]}) reads {self.graph.nodes[p].name} from a higher tier {a[p]}")
+        return out
+
+    def reach(self, a: np.ndarray) -> np.ndarray:
+        """Highest tier each node's value must reach: its top consumer's, the sink for outputs."""
+        hi = a.copy()
+        for v in range(self.n):
+            for s in self.succs[v]:
+                hi[v] = max(hi[v], a[s])
+        hi[self.is_output] = self.k - 1
+        return hi
+
+    def crossing(self, a: np.ndarray) -> np.ndarray:
+        """``[n, links]`` booleans: does node v's value cross link j."""
+        hi = self.reach(a)
+        j = np.arange(self.k - 1)
+        return (a[:, None] <= j[None, :]) & (hi[:, None] > j[None, :])
+
+    def memory(self, a: np.ndarray) -> np.ndarray:
+        """Per tier: parameters + peak bytes of live values while its stage runs one frame."""
+        hi = self.reach(a)
+        out = np.zeros(self.k)
+        for t in range(self.k):
+            members = np.flatnonzero(a == t)
+            # values arriving from below stay live for the whole stage
+            live = float(sum(self.raw_bytes[v] for v in range(self.n) if a[v] < t < hi[v] or (a[v] < t and hi[v] == t)))
+            last_use = {}
+            for v in members:
+                for p in self.preds[v]:
+                    if a[p] == t:
+                        last_use[p] = v
+            peak = live
+            for v in members:
+                live += self.raw_bytes[v]
+                peak = max(peak, live)
+                for p in self.preds[v]:
+                    if a[p] == t and last_use.get(p) == v and hi[p] == t and not self.is_output[p]:
+                        live -= self.raw_bytes[p]
+            out[t] = self.params[members].sum() + peak
+        return out
+
+    def evaluate(self, assignment) -> Cost:
+        a = self.as_array(assignment)
+        bad = self.violations(a)
+        if bad:
+            raise PartitionError("invalid assignment: " + "; ".join(bad[:5]))
+        stage = np.array([self.compute[a == t, t].sum() for t in range(self.k)])
+        cross = self.crossing(a)
+        link_bytes = (cross * self.link_bytes).sum(axis=0) if self.k > 1 else np.zeros(0)
+        serial = link_bytes / self.bw_Bps if self.k > 1 else np.zeros(0)
+        latency = stage.sum() + serial.sum() + self.prop_s.sum()
+        per_round = [(self.streams[t] * stage[t], f"tier {self.tiers[t].name} compute") for t in range(self.k)]
+        per_round += [(self.streams[j] * serial[j], f"link {self.tiers[j].name}->{self.tiers[j + 1].name}") for j in range(self.k - 1)]
+        worst, name = max(per_round, key=lambda x: x[0])
+        stream_fps = 1.0 / worst if worst > 0 else float("inf")
+        return Cost(
+            latency_s=float(latency), throughput_fps=float(stream_fps * self.n_streams), stream_fps=float(stream_fps),
+            stage_compute_s=tuple(float(x) for x in stage), link_bytes=tuple(int(x) for x in link_bytes),
+            link_s=tuple(float(s + p) for s, p in zip(serial, self.prop_s)),
+            memory_bytes=tuple(int(x) for x in self.memory(a)), bottleneck=name,
+        )
+
+
+def evaluate(graph: Graph, topology: Topology, assignment, codecs: Sequence[str] | None = None,
+             cost_model: CostModel | None = None) -> Cost:
+    """The predicted cost of ``assignment`` (``{node: tier name or index}`` or a list in node order).
+
+    Raises:
+        PartitionError: the assignment breaks a rule (names the node and tiers).
+    """
+    return Problem(graph, topology, cost_model, codecs).evaluate(assignment)
