@@ -49,8 +49,9 @@ class CostModel:
         flops = float(graph.total_flops)
         self.host_gflops = flops / max(graph.host_time_s, 1e-12) / 1e9 if flops else 1.0
         columns = []
-        for tier in self.tiers:
-            scale = 1.0 / tier.speed if tier.speed else self.host_gflops / tier.gflops
+        # seconds on the tier per second on this host
+        self.scale = np.array([1.0 / t.speed if t.speed else self.host_gflops / t.gflops for t in self.tiers])
+        for tier, scale in zip(self.tiers, self.scale):
             col = host * scale
             measured = self.profiles.get(tier.name, {})
             if measured:

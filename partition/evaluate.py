@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .codec import encoded_nbytes, parse_codec
+from .codec import codec_seconds_per_byte, encoded_nbytes, parse_codec
 from .cost import CostModel
 from .errors import PartitionError
 from .graph import Graph
@@ -40,7 +40,7 @@ class Cost:
     stream_fps: float                     # each stream
     stage_compute_s: tuple[float, ...]    # per tier, one frame
     link_bytes: tuple[int, ...]           # per link, one frame, encoded
-    link_s: tuple[float, ...]             # per link, one frame: serialisation + propagation
+    link_s: tuple[float, ...]             # per link, one frame: serialisation + codec + propagation
     memory_bytes: tuple[int, ...]         # per tier: parameters + peak live activations
     bottleneck: str
 
@@ -82,10 +82,16 @@ class Problem:
         self.params = np.array([node.param_bytes for node in graph.nodes], dtype=float)
         self.raw_bytes = np.array([node.bytes_out for node in graph.nodes], dtype=float)
         self.link_bytes = np.stack([self.encoded(codec) for codec in self.codecs], axis=1) if self.k > 1 else np.zeros((self.n, 0))
+        self.codec_s = np.zeros((self.n, max(self.k - 1, 0)))
+        for j, codec in enumerate(self.codecs):
+            enc, dec = codec_seconds_per_byte(codec)
+            self.codec_s[:, j] = self.raw_bytes * (enc * self.cost.scale[j] + dec * self.cost.scale[j + 1])
         self.bw_Bps = np.array([topology.links[j].bandwidth_mbps * 1e6 / 8 for j in range(self.k - 1)])
         self.prop_s = np.array([topology.links[j].latency_ms / 1e3 for j in range(self.k - 1)])
         self.streams = np.array([topology.max_streams(j) for j in range(self.k)], dtype=float)
         self.n_streams = len(topology.source_nodes())
+        # per value per link: serialisation + encode on the sender + decode on the receiver
+        self.link_time = self.link_bytes / self.bw_Bps[None, :] + self.codec_s if self.k > 1 else np.zeros((self.n, 0))
 
     def encoded(self, codec: str) -> np.ndarray:
         """Bytes on the wire of every node's output with ``codec``."""
@@ -142,7 +148,7 @@ class Problem:
         for t in range(self.k):
             members = np.flatnonzero(a == t)
             # values arriving from below stay live for the whole stage
-            live = float(sum(self.raw_bytes[v] for v in range(self.n) if a[v] < t < hi[v] or (a[v] < t and hi[v] == t)))
+            live = float(self.raw_bytes[(a < t) & (hi >= t)].sum())
             last_use = {}
             for v in members:
                 for p in self.preds[v]:
@@ -166,7 +172,7 @@ class Problem:
         stage = np.array([self.compute[a == t, t].sum() for t in range(self.k)])
         cross = self.crossing(a)
         link_bytes = (cross * self.link_bytes).sum(axis=0) if self.k > 1 else np.zeros(0)
-        serial = link_bytes / self.bw_Bps if self.k > 1 else np.zeros(0)
+        serial = (cross * self.link_time).sum(axis=0) if self.k > 1 else np.zeros(0)
         latency = stage.sum() + serial.sum() + self.prop_s.sum()
         per_round = [(self.streams[t] * stage[t], f"tier {self.tiers[t].name} compute") for t in range(self.k)]
         per_round += [(self.streams[j] * serial[j], f"link {self.tiers[j].name}->{self.tiers[j + 1].name}") for j in range(self.k - 1)]

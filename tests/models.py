@@ -1,0 +1,94 @@
+"""Small models and random graphs for the tests: chains, skips, concat branches, multi-input/output."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from partition.graph import Graph, Node, TensorSpec
+
+
+class Chain(nn.Module):
+    def __init__(self, width: int = 16, depth: int = 4) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*[nn.Sequential(nn.Linear(width, width), nn.ReLU()) for _ in range(depth)])
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class Skip(nn.Module):
+    """Residual blocks: a value consumed on two paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.conv3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        a = torch.relu(self.conv1(x))
+        b = torch.relu(self.conv2(a)) + a
+        c = torch.relu(self.conv3(b)) + b + a
+        return self.head(c.mean(dim=(2, 3)))
+
+
+class Concat(nn.Module):
+    """Inception-like branches joined by a concatenation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.b1 = nn.Conv2d(8, 4, 1)
+        self.b2 = nn.Sequential(nn.Conv2d(8, 4, 1), nn.Conv2d(4, 4, 3, padding=1))
+        self.b3 = nn.MaxPool2d(3, 1, 1)
+        self.out = nn.Conv2d(16, 2, 1)
+
+    def forward(self, x):
+        s = torch.relu(self.stem(x))
+        return self.out(torch.cat([self.b1(s), self.b2(s), self.b3(s)], dim=1))
+
+
+class MultiIO(nn.Module):
+    """Two inputs (image, metadata), two outputs (logits dict and a feature map)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.meta = nn.Linear(6, 4)
+        self.cls = nn.Linear(8, 3)
+
+    def forward(self, image, meta):
+        f = torch.relu(self.conv(image))
+        pooled = f.mean(dim=(2, 3))
+        joint = torch.cat([pooled, torch.tanh(self.meta(meta))], dim=1)
+        return {"logits": self.cls(joint), "features": f}
+
+
+SMALL_MODELS = {
+    "chain": lambda: (Chain(), (torch.randn(2, 16),)),
+    "skip": lambda: (Skip(), (torch.randn(1, 3, 16, 16),)),
+    "concat": lambda: (Concat(), (torch.randn(1, 3, 16, 16),)),
+    "multi_io": lambda: (MultiIO(), (torch.randn(2, 3, 8, 8), torch.randn(2, 6))),
+}
+
+
+def random_graph(rng: np.random.Generator, n: int, chain: bool = False, inputs: int = 1) -> Graph:
+    """A random DAG of ``n`` nodes in topological order (first ``inputs`` are inputs), random sizes."""
+    nodes = []
+    for v in range(n):
+        if v < inputs:
+            preds = ()
+        elif chain:
+            preds = (f"n{v - 1}",)
+        else:
+            count = int(rng.integers(1, min(v, 3) + 1))
+            preds = tuple(f"n{p}" for p in sorted(set(rng.choice(v, size=count, replace=False).tolist())))
+        nbytes = int(rng.integers(1, 200)) * 1000
+        nodes.append(Node(f"n{v}", "input" if v < inputs else "compute", "op", f"m{v}", preds,
+                          (TensorSpec((nbytes // 4,), "float32", nbytes),), 0, int(rng.integers(0, 100)) * 1000, 0.0))
+    consumed = {p for node in nodes for p in node.inputs}
+    outputs = [node.name for node in nodes if node.name not in consumed and node.op != "input"] or [nodes[-1].name]
+    return Graph(nodes, [f"n{i}" for i in range(inputs)], outputs, module=None)
