@@ -57,7 +57,7 @@ class Problem:
 
     Args:
         codecs: one codec per link (default raw everywhere).
-        ratios: measured compressor ratios ``{(node, "lz4"|"zstd"): compressed/raw}``.
+        ratios: measured compressor ratios ``{(node, codec): compressed/uncompressed}``.
     """
 
     def __init__(self, graph: Graph, topology: Topology, cost_model: CostModel | None = None,
@@ -98,7 +98,7 @@ class Problem:
         _, comp = parse_codec(codec)
         out = np.empty(self.n)
         for i, node in enumerate(self.graph.nodes):
-            ratio = self.ratios.get((node.name, comp), 1.0) if comp else 1.0
+            ratio = self.ratios.get((node.name, codec), 1.0) if comp else 1.0
             spec = node.outputs[0] if len(node.outputs) == 1 else None
             out[i] = encoded_nbytes(node.bytes_out, spec.shape if spec else None, spec.dtype if spec else "", codec, ratio)
         return out

@@ -1,0 +1,165 @@
+"""A Plan: frozen plain data saying which tier runs what and what crosses each link.
+
+It is the only thing that crosses from ``partition`` to ``runtime``: names,
+numbers and tensor specs, JSON round-trippable, never live modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .calibration import Accuracy
+from .capture import trace
+from .errors import StageError
+from .evaluate import Cost
+from .graph import TensorSpec
+from .split import Stage, StageSpec, _stage_module
+
+__all__ = ["Crossing", "LinkPlan", "Plan"]
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """One value crossing a link."""
+
+    name: str
+    shape: tuple[int, ...] | None
+    dtype: str
+    raw_bytes: int
+    encoded_bytes: int
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    src: str
+    dst: str
+    codec: str
+    tensors: tuple[Crossing, ...]
+    bytes: int
+    time_s: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The partitioner's decision and its predicted figures.
+
+    ``assignment`` maps every node to a tier name; ``stages`` has one entry per tier
+    on the path (an empty stage forwards what passes through its tier).
+    """
+
+    model: str
+    topology: str
+    objective: str
+    tiers: tuple[str, ...]
+    assignment: dict[str, str]
+    stages: tuple[StageSpec, ...]
+    links: tuple[LinkPlan, ...]
+    codecs: tuple[str, ...]
+    inputs: tuple[TensorSpec, ...]
+    predicted: Cost
+    baselines: dict[str, Cost | None] = field(default_factory=dict)
+    accuracy: Accuracy | None = None
+    optimal: bool = True
+    method: str = ""
+    notes: tuple[str, ...] = ()
+    partition_s: float = 0.0
+
+    # ------------------------------------------------------------------ io
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["format"] = FORMAT
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Plan":
+        def spec(x):
+            return TensorSpec.from_json(x)
+
+        links = tuple(LinkPlan(l["src"], l["dst"], l["codec"],
+                               tuple(Crossing(c["name"], tuple(c["shape"]) if c["shape"] is not None else None, c["dtype"],
+                                              c["raw_bytes"], c["encoded_bytes"]) for c in l["tensors"]),
+                               l["bytes"], l["time_s"]) for l in d["links"])
+        return cls(
+            model=d["model"], topology=d["topology"], objective=d["objective"], tiers=tuple(d["tiers"]),
+            assignment=dict(d["assignment"]), stages=tuple(StageSpec.from_json(s) for s in d["stages"]),
+            links=links, codecs=tuple(d["codecs"]), inputs=tuple(spec(x) for x in d["inputs"]),
+            predicted=Cost.from_json(d["predicted"]),
+            baselines={k: (Cost.from_json(v) if v else None) for k, v in d["baselines"].items()},
+            accuracy=Accuracy(**d["accuracy"]) if d.get("accuracy") else None,
+            optimal=d["optimal"], method=d["method"], notes=tuple(d["notes"]), partition_s=d["partition_s"],
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+    # ------------------------------------------------------------------ stages
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """Zero tensors of the model's input shapes (enough to trace or warm up)."""
+        return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in self.inputs)
+
+    def build_stages(self, model: nn.Module, tiers: list[int] | None = None) -> list[Stage]:
+        """Stage modules for this plan from the unmodified ``model`` (traced again; weights are the model's).
+
+        Args:
+            tiers: build only these tier indices (an actor builds just its own).
+
+        Raises:
+            StageError: the model does not have the nodes the plan names (another model or version).
+        """
+        gm, _ = trace(model, self.example_inputs())
+        names = {n.name for n in gm.graph.nodes}
+        missing = [n for n in self.assignment if n not in names]
+        if missing:
+            raise StageError(f"the model does not match plan {self.model!r}: nodes {missing[:5]} are not in its graph; "
+                             "partition this model again")
+        last = len(self.stages) - 1
+        wanted = range(len(self.stages)) if tiers is None else tiers
+        return [Stage(self.stages[t], _stage_module(gm, self.stages[t], t == last), t == last) for t in wanted]
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        sizes = "/".join(str(len(s.nodes)) for s in self.stages)
+        return (f"Plan({self.model} on {self.topology}, {self.objective}: nodes {sizes} over {'/'.join(self.tiers)}, "
+                f"codecs {list(self.codecs)}, latency {self.predicted.latency_s * 1e3:.1f} ms, "
+                f"{self.predicted.throughput_fps:.1f} fps, bottleneck {self.predicted.bottleneck})")
+
+    def tables(self):
+        """rich renderables: stages, links, and our figures against the baselines."""
+        from rich.table import Table
+
+        stages = Table(title=f"plan: {self.model} on {self.topology} ({self.objective})")
+        for col in ("tier", "nodes", "compute ms", "memory MB", "first .. last node"):
+            stages.add_column(col, justify="right" if col not in ("tier", "first .. last node") else "left")
+        for i, s in enumerate(self.stages):
+            span = f"{s.nodes[0]} .. {s.nodes[-1]}" if s.nodes else "(forwards only)"
+            stages.add_row(s.tier_name, str(len(s.nodes)), f"{self.predicted.stage_compute_s[i] * 1e3:.2f}",
+                           f"{self.predicted.memory_bytes[i] / 1e6:.1f}", span)
+        links = Table(title="what crosses each link")
+        for col in ("link", "codec", "values", "bytes/frame", "ms/frame"):
+            links.add_column(col)
+        for l in self.links:
+            names = ", ".join(c.name for c in l.tensors[:4]) + (f" (+{len(l.tensors) - 4})" if len(l.tensors) > 4 else "")
+            links.add_row(f"{l.src} -> {l.dst}", l.codec, names, f"{l.bytes:,}", f"{l.time_s * 1e3:.2f}")
+        cmp = Table(title="predicted, against the baselines (same cost model)")
+        for col in ("plan", "latency ms", "fps (all streams)", "uplink bytes/frame", "bottleneck"):
+            cmp.add_column(col)
+        rows = [("tierpipe", self.predicted)] + list(self.baselines.items())
+        for name, c in rows:
+            if c is None:
+                cmp.add_row(name, "infeasible", "", "", "")
+            else:
+                cmp.add_row(name, f"{c.latency_s * 1e3:.1f}", f"{c.throughput_fps:.1f}",
+                            f"{c.link_bytes[0] if c.link_bytes else 0:,}", c.bottleneck)
+        return [stages, links, cmp]
