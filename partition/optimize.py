@@ -70,7 +70,8 @@ def _bounds(graph: Graph, topology: Topology, keep_input_on: str | None, pins: M
         hits = [v for v, node in enumerate(graph.nodes)
                 if node.name == path or node.module == path or node.module.startswith(path + ".")]
         if not hits:
-            modules = sorted({node.module for node in graph.nodes if node.module})
+            modules = sorted({".".join(node.module.split(".")[:d]) for node in graph.nodes if node.module
+                              for d in range(1, node.module.count(".") + 2)})
             close = difflib.get_close_matches(path, modules, n=3)
             raise PartitionError(f"pin {path!r}: no node or module of that path in the model"
                                  + (f"; did you mean {close}?" if close else f"; module paths look like {modules[:3]}"))

@@ -57,13 +57,13 @@ class MultiIO(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.meta = nn.Linear(6, 4)
+        self.meta_proj = nn.Linear(6, 4)
         self.cls = nn.Linear(8, 3)
 
     def forward(self, image, meta):
         f = torch.relu(self.conv(image))
         pooled = f.mean(dim=(2, 3))
-        joint = torch.cat([pooled, torch.tanh(self.meta(meta))], dim=1)
+        joint = torch.cat([pooled, torch.tanh(self.meta_proj(meta))], dim=1)
         return {"logits": self.cls(joint), "features": f}
 
 

@@ -1,0 +1,170 @@
+"""The ``tierpipe`` command: profile, topology check, partition, run, demo, cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from partition.errors import TierpipeError
+
+console = Console()
+
+
+def _shape(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.replace("x", ",").split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--input-shape {text!r}: write it like 1,3,224,224") from None
+
+
+def _load_graph(args):
+    from partition import capture
+    from partition.zoo import get_model
+
+    model, inputs = get_model(args.model, _shape(args.input_shape))
+    with console.status(f"capturing {args.model}..."):
+        graph = capture(model, inputs)
+    return model, inputs, graph
+
+
+def cmd_profile(args) -> int:
+    from partition import CostModel, Topology
+
+    _, _, graph = _load_graph(args)
+    topo = Topology.load(args.topology) if args.topology else None
+    cm = CostModel(graph, topo) if topo else None
+    table = Table(title=f"{args.model}: {graph!r}")
+    cols = ["node" if not args.depth else "module", "op", "GFLOP", "params KB", "out KB", "host ms"]
+    cols += [f"{t.name} ms" for t in (topo.path if topo else [])]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("node", "module", "op") else "right")
+    rows: dict[str, list] = {}
+    for i, node in enumerate(graph.nodes):
+        key = node.name if not args.depth else (".".join(node.module.split(".")[: args.depth]) or "(top)")
+        row = rows.setdefault(key, [node.target if not args.depth else "", 0.0, 0.0, 0.0, 0.0, [0.0] * (cm.table.shape[1] if cm else 0)])
+        row[1] += node.flops / 1e9
+        row[2] += node.param_bytes / 1e3
+        row[3] = node.bytes_out / 1e3           # the last node's output is what leaves the group
+        row[4] += node.host_time_s * 1e3
+        if cm:
+            row[5] = [a + b * 1e3 for a, b in zip(row[5], cm.table[i])]
+    for key, (op, gf, pk, ok, ms, tiers) in rows.items():
+        table.add_row(key, str(op), f"{gf:.3f}", f"{pk:.1f}", f"{ok:.1f}", f"{ms:.3f}", *[f"{t:.2f}" for t in tiers])
+    total = ["total", "", f"{graph.total_flops / 1e9:.3f}", f"{graph.total_param_bytes / 1e3:.1f}", "",
+             f"{graph.host_time_s * 1e3:.2f}"] + ([f"{x * 1e3:.1f}" for x in cm.table.sum(axis=0)] if cm else [])
+    table.add_row(*total, style="bold")
+    console.print(table)
+    console.print(f"captured via {graph.method} in {graph.capture_s:.2f} s")
+    return 0
+
+
+def cmd_topology(args) -> int:
+    from partition import Topology
+
+    topo = Topology.load(args.file)
+    console.print(f"[green]ok[/green] {topo.summary()}")
+    return 0
+
+
+def _partition_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="zoo name (resnet18, resnet50, mobilenet_v2, vit, unet) or package.module:function")
+    p.add_argument("--topology", default="local", help="shipped name or YAML path (default: local)")
+    p.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the model's example input)")
+    p.add_argument("--objective", default="latency", choices=["latency", "throughput", "bytes"])
+    p.add_argument("--codec", default="raw", help="auto, raw, fp16, int8, int8-channel, optionally +lz4/+zstd")
+    p.add_argument("--keep-input-on", help="tier the raw input must never leave (privacy)")
+    p.add_argument("--pin", action="append", default=[], metavar="MODULE=TIER", help="force a module path to a tier")
+    p.add_argument("--slo-ms", type=float, help="latency SLO in ms")
+    p.add_argument("--no-memory", action="store_true", help="ignore tier memory budgets")
+
+
+def make_plan(args, graph):
+    from partition import Topology, partition
+
+    pins = {}
+    for item in args.pin:
+        if "=" not in item:
+            raise TierpipeError(f"--pin {item!r}: write it as MODULE=TIER, e.g. --pin layer1=gateway")
+        path, tier = item.split("=", 1)
+        pins[path] = tier
+    topo = Topology.load(args.topology)
+    with console.status("partitioning..."):
+        plan = partition(graph, topo, args.objective, codec=args.codec, keep_input_on=args.keep_input_on, pins=pins,
+                         latency_slo_ms=args.slo_ms, memory=not args.no_memory, model_name=args.model)
+    return topo, plan
+
+
+def cmd_partition(args) -> int:
+    _, _, graph = _load_graph(args)
+    _, plan = make_plan(args, graph)
+    for t in plan.tables():
+        console.print(t)
+    if plan.accuracy:
+        a = plan.accuracy
+        console.print(f"lossy codecs on calibration inputs: max abs error {a.max_abs_error:.3g}, "
+                      f"max rel error {a.max_rel_error:.3g}, top-1 agreement {a.top1_agreement:.3f}")
+    console.print(f"method: {plan.method}; {'proven optimal' if plan.optimal else 'not proven optimal'}; "
+                  f"partitioned in {plan.partition_s * 1e3:.0f} ms")
+    for note in plan.notes:
+        console.print(f"note: {note}")
+    if args.out:
+        plan.save(args.out)
+        console.print(f"plan written to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tierpipe", description="Split inference across the tiers of an edge network.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("profile", help="per-node FLOPs, params, output bytes, host and per-tier time")
+    p.add_argument("model")
+    p.add_argument("--input-shape")
+    p.add_argument("--topology", help="add predicted time per tier")
+    p.add_argument("--depth", type=int, default=0, help="group by module path of this depth (0: per node)")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("topology", help="topology files")
+    tsub = p.add_subparsers(dest="action", required=True)
+    c = tsub.add_parser("check", help="validate and summarise a topology")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_topology)
+
+    p = sub.add_parser("partition", help="cut a model over a topology and print the plan")
+    _partition_args(p)
+    p.add_argument("--out", help="save the plan as JSON")
+    p.set_defaults(func=cmd_partition)
+
+    try:
+        from . import cli_run
+        cli_run.register(sub, _partition_args)
+    except ImportError as exc:  # the runtime needs ray; partitioning does not
+        logging.getLogger(__name__).debug("run commands unavailable: %s", exc)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except TierpipeError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    except (FileNotFoundError, json.JSONDecodeError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
