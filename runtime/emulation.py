@@ -1,0 +1,56 @@
+"""Emulation: links shaped to their bandwidth and latency, compute stretched to the tier's speed.
+
+A :class:`LinkShaper` is a virtual clock per link: a frame of ``B`` bytes keeps
+the link busy for ``8 B / bandwidth`` (frames queue behind each other) and
+arrives ``latency`` (+ jitter) after its last byte left. Loss is modelled as a
+retransmission: with probability ``loss`` the frame's serialisation is paid twice.
+Compute: a stage runs for real, then waits until ``real x scale`` has passed,
+where ``scale`` is the tier's seconds per second of this host (1 / speed).
+"""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["LinkShaper", "stretch_s"]
+
+
+class LinkShaper:
+    """Timing of frames on one emulated link.
+
+    >>> link = LinkShaper(bandwidth_mbps=8, latency_ms=10)
+    >>> link.schedule(1_000_000, now=0.0)        # 1 MB at 8 Mbit/s = 1 s on the wire, + 10 ms
+    (1.0, 1.01)
+    >>> link.schedule(1_000_000, now=0.5)        # queues behind the first frame
+    (2.0, 2.01)
+    """
+
+    def __init__(self, bandwidth_mbps: float, latency_ms: float, jitter_ms: float = 0.0, loss: float = 0.0,
+                 seed: int | None = None) -> None:
+        self.bytes_per_s = bandwidth_mbps * 1e6 / 8
+        self.latency_s = latency_ms / 1e3
+        self.jitter_s = jitter_ms / 1e3
+        self.loss = loss
+        self.busy_until = 0.0
+        self.rng = random.Random(seed)
+
+    def schedule(self, nbytes: int, now: float) -> tuple[float, float]:
+        """``(link free again, frame arrives)`` for a frame handed to the link at ``now``."""
+        wire = nbytes / self.bytes_per_s
+        if self.loss and self.rng.random() < self.loss:
+            wire *= 2
+        start = max(now, self.busy_until)
+        self.busy_until = start + wire
+        jitter = self.rng.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s else 0.0
+        return self.busy_until, self.busy_until + max(self.latency_s + jitter, 0.0)
+
+
+def stretch_s(real_s: float, scale: float) -> float:
+    """How long to wait after a stage that ran ``real_s`` on this host to emulate a tier ``scale`` times slower.
+
+    >>> stretch_s(0.01, 4.0)
+    0.03
+    >>> stretch_s(0.01, 0.5)                     # a faster tier cannot be emulated: no wait
+    0.0
+    """
+    return round(max(real_s * (scale - 1.0), 0.0), 12)

@@ -1,0 +1,68 @@
+"""Metrics each actor keeps and the report that gathers them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Series", "StageMetrics", "percentiles"]
+
+
+def percentiles(values: list[float], qs=(50, 95, 99)) -> dict[str, float]:
+    if not values:
+        return {f"p{q}": float("nan") for q in qs}
+    arr = np.asarray(values)
+    return {f"p{q}": float(np.percentile(arr, q)) for q in qs}
+
+
+@dataclass
+class Series:
+    """A bounded sample of a quantity with its running count and sum."""
+
+    cap: int = 20000
+    values: list[float] = field(default_factory=list)
+    count: int = 0
+    total: float = 0.0
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        if len(self.values) < self.cap:
+            self.values.append(value)
+        else:
+            self.values[self.count % self.cap] = value
+
+    def summary(self) -> dict:
+        mean = self.total / self.count if self.count else float("nan")
+        return {"count": self.count, "mean": mean, **percentiles(self.values)}
+
+
+@dataclass
+class StageMetrics:
+    """What one stage actor saw: its compute, queueing, batches, link and rejects."""
+
+    stage: str
+    node: str
+    compute_s: Series = field(default_factory=Series)
+    emulated_wait_s: Series = field(default_factory=Series)
+    queue_s: Series = field(default_factory=Series)
+    batch: Series = field(default_factory=Series)
+    link_bytes: Series = field(default_factory=Series)
+    link_s: Series = field(default_factory=Series)
+    frames_in: int = 0
+    frames_out: int = 0
+    rejected: int = 0
+    last_reject: str = ""
+    replayed: int = 0
+    restarts_seen: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "stage": self.stage, "node": self.node, "frames_in": self.frames_in, "frames_out": self.frames_out,
+            "compute_s": self.compute_s.summary(), "emulated_wait_s": self.emulated_wait_s.summary(),
+            "queue_s": self.queue_s.summary(), "batch": self.batch.summary(),
+            "link_bytes": self.link_bytes.summary(), "link_s": self.link_s.summary(),
+            "link_bytes_total": self.link_bytes.total, "rejected": self.rejected, "last_reject": self.last_reject,
+            "replayed": self.replayed, "restarts_seen": self.restarts_seen,
+        }

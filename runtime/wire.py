@@ -1,0 +1,137 @@
+"""The activation frame on the wire: a msgpack envelope plus tensors encoded with the link's codec.
+
+    [envelope, [payload, payload, ...]]
+    envelope = {"v": 1, "src": source id, "seq": n, "ts": [t_source, t_stage1, ...],
+                "tensors": [{"name", "shape", "dtype", "quant", "comp", "raw_nbytes"}, ...],
+                "values": {name: int | float | bool | None | list of them}}
+
+Payloads are the tensors' own memory (``memoryview``), packed by msgpack without
+Python lists. ``unpack`` checks the frame size, every field, and every tensor's
+length, dtype and shape against what the plan says crosses the link; anything off
+raises :class:`WireError` naming the stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import msgpack
+import torch
+
+from partition.codec import decode, encode
+from partition.graph import TensorSpec
+
+from .errors import WireError
+
+__all__ = ["Frame", "pack", "unpack", "VERSION"]
+
+VERSION = 1
+_PLAIN = (int, float, bool, type(None), str)
+
+
+@dataclass
+class Frame:
+    """One frame of one source between two stages."""
+
+    source: int
+    seq: int
+    ts: list[float]
+    values: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.source, self.seq
+
+
+def _plain(value: object) -> bool:
+    return isinstance(value, _PLAIN) or (isinstance(value, (list, tuple)) and all(_plain(v) for v in value))
+
+
+def pack(frame: Frame, codec: str = "raw") -> bytes:
+    """Encode ``frame``: tensors with ``codec``, plain values (ints, shapes) in the envelope."""
+    tensors, payloads, values = [], [], {}
+    for name, value in frame.values.items():
+        if isinstance(value, torch.Tensor):
+            header, payload = encode(value, codec)
+            tensors.append({"name": name, **header})
+            payloads.append(payload)
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+            # a tuple output (e.g. (attention, None)): each element travels on its own
+            values[name] = {"__seq__": [None if isinstance(v, torch.Tensor) else v for v in value],
+                            "tuple": isinstance(value, tuple)}
+            for i, v in enumerate(value):
+                if isinstance(v, torch.Tensor):
+                    header, payload = encode(v, codec)
+                    tensors.append({"name": f"{name}.{i}", **header})
+                    payloads.append(payload)
+        elif _plain(value):
+            values[name] = list(value) if isinstance(value, tuple) else value
+        else:
+            raise WireError(f"value {name!r} of type {type(value).__name__} cannot cross a link; "
+                            "only tensors, numbers, strings and lists/tuples of them can")
+    envelope = {"v": VERSION, "src": frame.source, "seq": frame.seq, "ts": list(frame.ts),
+                "tensors": tensors, "values": values}
+    return msgpack.packb([envelope, payloads], use_bin_type=True)
+
+
+def _check_spec(name: str, tensor: torch.Tensor, spec: TensorSpec | None, where: str) -> None:
+    if spec is None or spec.shape is None:
+        return
+    if tuple(tensor.shape) != tuple(spec.shape) or str(tensor.dtype).removeprefix("torch.") != spec.dtype:
+        raise WireError(f"{where}: tensor {name!r} is {list(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}, "
+                        f"the plan expects {list(spec.shape)} {spec.dtype}; the sender runs another plan or model")
+
+
+def unpack(data: bytes, expected: Mapping[str, TensorSpec | None], where: str, max_nbytes: int) -> Frame:
+    """Decode and check a frame.
+
+    Args:
+        expected: the names this stage must receive, with their specs (``None``: not checked).
+        where: the receiving stage, for messages (``"stage 'gateway' (gateway-0)"``).
+        max_nbytes: frames (and decoded tensors) larger than this are rejected.
+
+    Raises:
+        WireError: malformed, oversized or unexpected content.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise WireError(f"{where}: a frame must be bytes, got {type(data).__name__}")
+    if len(data) > max_nbytes:
+        raise WireError(f"{where}: frame of {len(data)} bytes is over the limit of {max_nbytes}; "
+                        "raise max_frame_bytes if frames this large are expected")
+    try:
+        envelope, payloads = msgpack.unpackb(data, raw=False, max_bin_len=max_nbytes, max_str_len=1 << 16,
+                                             max_array_len=1 << 16, max_map_len=1 << 16, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise WireError(f"{where}: frame is not a tierpipe envelope ({type(exc).__name__}: {exc})") from None
+    if not isinstance(envelope, dict) or not isinstance(payloads, list):
+        raise WireError(f"{where}: frame must be [envelope, payloads]")
+    if envelope.get("v") != VERSION:
+        raise WireError(f"{where}: wire version {envelope.get('v')!r}, this runtime speaks {VERSION}; run one tierpipe version")
+    try:
+        source, seq, ts = int(envelope["src"]), int(envelope["seq"]), [float(t) for t in envelope["ts"]]
+        tensors, plain = list(envelope["tensors"]), dict(envelope["values"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WireError(f"{where}: envelope field missing or malformed ({exc}); expected src, seq, ts, tensors, values") from None
+    if len(tensors) != len(payloads):
+        raise WireError(f"{where}: envelope lists {len(tensors)} tensors but the frame carries {len(payloads)} payloads")
+    decoded: dict[str, torch.Tensor] = {}
+    for header, payload in zip(tensors, payloads):
+        if not isinstance(header, dict) or not isinstance(header.get("name"), str):
+            raise WireError(f"{where}: tensor header without a name")
+        decoded[header["name"]] = decode(header, payload, where=f"{where}, tensor {header['name']!r}", max_nbytes=max_nbytes)
+    values: dict[str, object] = {}
+    for name, value in plain.items():
+        if isinstance(value, dict) and "__seq__" in value:
+            items = [decoded.pop(f"{name}.{i}", v) for i, v in enumerate(value["__seq__"])]
+            values[name] = tuple(items) if value.get("tuple") else items
+        else:
+            values[name] = value
+    for name, tensor in decoded.items():
+        _check_spec(name, tensor, expected.get(name), where)
+        values[name] = tensor
+    if set(values) != set(expected):
+        missing, extra = sorted(set(expected) - set(values)), sorted(set(values) - set(expected))
+        raise WireError(f"{where}: frame carries the wrong values: missing {missing}, unexpected {extra}; "
+                        "the sender runs another plan")
+    return Frame(source, seq, ts, values)
