@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import time
@@ -338,8 +339,9 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
         notes.append(f"latency bound {search.bound_s * 1e3:.1f} ms" if search.bound_s else "latency bound met by the least-bytes cut")
     if not search.optimal:
         notes.append("a memory budget or latency bound binds: the plan fits, but optimality is not proven")
-    return _make_plan(graph, topology, model_name, objective, best_a, vec, best_cost, best_p, baselines, best_acc,
+    plan = _make_plan(graph, topology, model_name, objective, best_a, vec, best_cost, best_p, baselines, best_acc,
                       objective == "latency" and search.optimal, method, notes, time.perf_counter() - start)
+    return dataclasses.replace(plan, tier_scale=tuple(float(x) for x in cm.scale))
 
 
 def _example_inputs(graph: Graph) -> tuple:

@@ -71,6 +71,7 @@ class Plan:
     method: str = ""
     notes: tuple[str, ...] = ()
     partition_s: float = 0.0
+    tier_scale: tuple[float, ...] = ()        # seconds on each tier per second on the profiling host
 
     # ------------------------------------------------------------------ io
     def to_json(self) -> dict:
@@ -95,6 +96,7 @@ class Plan:
             baselines={k: (Cost.from_json(v) if v else None) for k, v in d["baselines"].items()},
             accuracy=Accuracy(**d["accuracy"]) if d.get("accuracy") else None,
             optimal=d["optimal"], method=d["method"], notes=tuple(d["notes"]), partition_s=d["partition_s"],
+            tier_scale=tuple(d.get("tier_scale", ())),
         )
 
     def save(self, path: str | Path) -> None:

@@ -4,8 +4,12 @@ A :class:`LinkShaper` is a virtual clock per link: a frame of ``B`` bytes keeps
 the link busy for ``8 B / bandwidth`` (frames queue behind each other) and
 arrives ``latency`` (+ jitter) after its last byte left. Loss is modelled as a
 retransmission: with probability ``loss`` the frame's serialisation is paid twice.
-Compute: a stage runs for real, then waits until ``real x scale`` has passed,
-where ``scale`` is the tier's seconds per second of this host (1 / speed).
+Compute: a stage runs for real, then waits out the difference to the tier's
+time: the plan's predicted time of the stage on its tier (x frames in the
+batch), or ``real x scale`` without a prediction (``scale`` = 1 / speed). The
+prediction is the better target on a shared machine, where real time is
+inflated by the other stages running beside it; a stage slower than its target
+waits nothing, and the report shows both.
 """
 
 from __future__ import annotations

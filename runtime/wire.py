@@ -24,9 +24,10 @@ from partition.graph import TensorSpec
 
 from .errors import WireError
 
-__all__ = ["Frame", "pack", "unpack", "VERSION"]
+__all__ = ["Frame", "pack", "unpack", "VERSION", "ERROR"]
 
 VERSION = 1
+ERROR = "__error__"
 _PLAIN = (int, float, bool, type(None), str)
 
 
@@ -113,6 +114,9 @@ def unpack(data: bytes, expected: Mapping[str, TensorSpec | None], where: str, m
         tensors, plain = list(envelope["tensors"]), dict(envelope["values"])
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"{where}: envelope field missing or malformed ({exc}); expected src, seq, ts, tensors, values") from None
+    if ERROR in plain and not tensors:
+        # a frame a lower stage could not compute: it travels on so the sink reports it in order
+        return Frame(source, seq, ts, {ERROR: str(plain[ERROR])})
     if len(tensors) != len(payloads):
         raise WireError(f"{where}: envelope lists {len(tensors)} tensors but the frame carries {len(payloads)} payloads")
     decoded: dict[str, torch.Tensor] = {}

@@ -1,0 +1,284 @@
+"""The stage actor: one instance per tier node; device instances also host their node's cameras.
+
+A plain class (async methods); :mod:`runtime.pipeline` wraps it with
+``ray.remote`` at the edge. A stage receives packed frames (``push``), checks and
+decodes them, batches what is queued (fan-in), runs its own stage module, and
+sends the results up its :class:`Uplink` (the sink keeps them in order for the
+driver instead). Each actor holds only its own stage module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import torch
+
+from partition.graph import TensorSpec
+from partition.split import Stage
+
+from .batching import BatchRunner
+from .emulation import LinkShaper, stretch_s
+from .errors import StageError, WireError
+from .flow import ReorderBuffer, SourceQueue
+from .metrics import Series, StageMetrics
+from .uplink import Uplink
+from .wire import ERROR as _ERROR
+from .wire import Frame, pack, unpack
+
+__all__ = ["StageConfig", "StageWorker"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Plain settings of one stage instance (everything but the module and the parent handle)."""
+
+    tier: int
+    tier_name: str
+    node: str
+    expected: dict[str, TensorSpec | None]
+    codec_up: str = "raw"
+    link: dict | None = None               # bandwidth_mbps, latency_ms, jitter_ms, loss of the uplink
+    emulate: bool = False
+    scale: float = 1.0                     # seconds on this tier per second on this host
+    emulated_compute_s: float | None = None  # the tier's predicted time per frame (plan); else real x scale
+    max_batch: int = 8
+    max_wait_s: float = 0.002
+    credits: int = 4
+    queue_frames: int = 64
+    max_frame_bytes: int = 64 << 20
+    threads: int = 1
+    device: str = "cpu"
+    last: bool = False
+    debug: bool = field(default_factory=lambda: os.environ.get("TIERPIPE_DEBUG") == "1")
+
+    @property
+    def where(self) -> str:
+        return f"stage {self.tier_name!r} ({self.node})"
+
+
+class StageWorker:
+    """One instance of one stage. Ray restarts it when it dies; its senders replay what was lost."""
+
+    def __init__(self, cfg: StageConfig, stage: Stage, parent=None) -> None:
+        torch.set_num_threads(cfg.threads)
+        self.cfg = cfg
+        self.incarnation = uuid.uuid4().hex
+        self.metrics = StageMetrics(cfg.tier_name, cfg.node)
+        self.e2e = Series()
+        device = cfg.device if (cfg.device == "cuda" and torch.cuda.is_available()) else "cpu"
+        self.runner = BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch)
+        self.parent = parent
+        self.uplink: Uplink | None = None
+        self.results: ReorderBuffer = ReorderBuffer()
+        self.delivered: dict[int, int] = {}
+        self._queue: asyncio.Queue | None = None
+        self._ready = asyncio.Event()
+        self._worker: asyncio.Task | None = None
+        self.sent = 0          # frames its cameras admitted (device stages)
+        self.dropped = 0       # frames its cameras dropped (drop-oldest)
+        log.info("%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8],
+                 self.runner.batchable, device)
+
+    def _start(self) -> None:
+        if self._worker is not None:
+            return
+        self._queue = asyncio.Queue(maxsize=self.cfg.queue_frames)
+        if self.parent is not None:
+            shaper = LinkShaper(**self.cfg.link) if (self.cfg.emulate and self.cfg.link) else None
+            self.uplink = Uplink(self.parent, self.metrics, self.cfg.credits, shaper, name=self.cfg.where)
+            self.uplink.start()
+        self._worker = asyncio.ensure_future(self._work())
+
+    # ------------------------------------------------------------------ calls
+    async def hello(self) -> str:
+        self._start()
+        return self.incarnation
+
+    async def push(self, frames: list) -> dict:
+        """Accept packed frames. Malformed ones are rejected (typed error, counted); the stage keeps running."""
+        self._start()
+        rejected = []
+        for data in frames:
+            try:
+                frame = self._decode(data)
+            except WireError as exc:
+                self.metrics.rejected += 1
+                self.metrics.last_reject = str(exc)
+                rejected.append(str(exc))
+                log.warning("%s", exc)
+                continue
+            self.metrics.frames_in += 1
+            await self._queue.put((frame, time.perf_counter()))
+        return {"incarnation": self.incarnation, "accepted": len(frames) - len(rejected), "rejected": rejected}
+
+    def _decode(self, data) -> Frame:
+        return unpack(data, self.cfg.expected, self.cfg.where, self.cfg.max_frame_bytes)
+
+    async def ack(self, watermarks: dict) -> None:
+        if self.uplink is not None:
+            self.uplink.ack({int(k): int(v) for k, v in watermarks.items()})
+
+    async def replay_all(self) -> int:
+        return await self.uplink.replay_all() if self.uplink is not None else 0
+
+    async def take(self, max_frames: int = 1024, timeout_s: float = 0.05) -> dict:
+        """Sink only: results released in order per source, as ``(source, seq, output, latency_s)``."""
+        self._start()
+        if not self._has_ready():
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                pass
+        out = self.results.ready()[:max_frames]
+        for source, seq, _ in out:
+            self.delivered[source] = seq
+        return {"incarnation": self.incarnation, "results": [(s, q, v[0], v[1]) for s, q, v in out],
+                "duplicates": self.results.duplicates}
+
+    def _has_ready(self) -> bool:
+        return any(self.results.next_seq.get(s, 0) in w for s, w in self.results.pending.items())
+
+    async def advance(self, watermarks: dict) -> None:
+        """Sink only: after a restart, skip what the driver already has."""
+        self.results.advance({int(k): int(v) for k, v in watermarks.items()})
+
+    async def metrics_json(self) -> dict:
+        out = self.metrics.to_json()
+        out["batchable"] = self.runner.batchable
+        out["incarnation"] = self.incarnation
+        if self.cfg.last:
+            out["e2e_latency_s"] = self.e2e.summary()
+            out["duplicates_dropped"] = self.results.duplicates
+        if self.uplink is not None:
+            out["unacked"] = len(self.uplink.replay)
+        out["sent"], out["dropped"] = self.sent, self.dropped
+        return out
+
+    # ------------------------------------------------------------------ sources (device stages only)
+    async def feed(self, frames: list) -> dict:
+        """Input frames born on this device node (packed): accepted in order, waiting for room (lossless)."""
+        self.sent += len(frames)
+        return await self.push(frames)
+
+    async def start_live(self, sources: list[int], fps: float, seconds: float, inputs: list, policy: str = "block",
+                         queue_frames: int = 4, first_seq: dict | None = None) -> None:
+        """Cameras on this node: each source makes a frame every ``1/fps`` s for ``seconds``.
+
+        ``block``: a camera waits while its queue is full; ``drop-oldest``: the stalest
+        waiting frame is dropped (counted) and never numbered, so delivery stays gap-free.
+        """
+        self._start()
+        self._live = asyncio.ensure_future(self._cameras(sources, fps, seconds, inputs, policy, queue_frames, first_seq or {}))
+
+    async def _cameras(self, sources, fps, seconds, inputs, policy, queue_frames, first_seq) -> None:
+        queues = {s: SourceQueue(policy, queue_frames) for s in sources}
+        seqs = self._seqs = {s: int(first_seq.get(s, 0)) for s in sources}
+        finished = asyncio.Event()
+
+        async def admit(source: int) -> None:
+            q = queues[source]
+            while not (finished.is_set() and not len(q)):
+                item = q.pop()
+                if item is None:
+                    await asyncio.sleep(0.001)
+                    continue
+                frame = Frame(source, seqs[source], [item[0]], dict(item[1]))
+                seqs[source] += 1
+                self.sent += 1
+                self.metrics.frames_in += 1
+                await self._queue.put((frame, time.perf_counter()))
+
+        admits = [asyncio.ensure_future(admit(s)) for s in sources]
+        start, tick = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            for s in sources:
+                item = (time.time(), inputs[(tick + s) % len(inputs)])
+                while not queues[s].offer(item):          # block: the camera waits for room
+                    await asyncio.sleep(0.001)
+            tick += 1
+            await asyncio.sleep(max(start + tick / fps - time.perf_counter(), 0.0))
+        finished.set()
+        await asyncio.gather(*admits)
+        self.dropped += sum(q.dropped for q in queues.values())
+
+    async def sources_state(self) -> dict:
+        live = getattr(self, "_live", None)
+        return {"done": live is None or live.done(), "sent": self.sent, "dropped": self.dropped,
+                "next_seq": dict(getattr(self, "_seqs", {}))}
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def node_id(self) -> str:
+        import ray
+        return ray.get_runtime_context().get_node_id()
+
+    # ------------------------------------------------------------------ work
+    async def _work(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            if self.runner.batchable and self.cfg.max_batch > 1:
+                deadline = time.perf_counter() + self.cfg.max_wait_s
+                while len(batch) < self.cfg.max_batch:
+                    left = deadline - time.perf_counter()
+                    try:
+                        batch.append(self._queue.get_nowait() if left <= 0 else await asyncio.wait_for(self._queue.get(), left))
+                    except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                        break
+            try:
+                await self._process(batch)
+            except Exception:  # never let one batch stop the stage
+                log.exception("%s: unexpected failure on a batch", self.cfg.where)
+
+    async def _process(self, batch: list[tuple[Frame, float]]) -> None:
+        start = time.perf_counter()
+        for _, received in batch:
+            self.metrics.queue_s.add(start - received)
+        frames = [f for f, _ in batch]
+        good = [f for f in frames if _ERROR not in f.values]
+        outputs: list = []
+        if good:
+            try:
+                outputs = await asyncio.to_thread(self.runner.run, [f.values for f in good])
+            except Exception as exc:
+                err = StageError(f"{self.cfg.where} failed on frames {[f.key for f in good]}: {type(exc).__name__}: {exc}")
+                log.warning("%s", err)
+                outputs = [{_ERROR: str(err)}] * len(good)
+            real = time.perf_counter() - start
+            self.metrics.compute_s.add(real)
+            self.metrics.batch.add(len(good))
+            if self.cfg.emulate:
+                if self.cfg.emulated_compute_s is not None:
+                    wait = max(self.cfg.emulated_compute_s * len(good) - real, 0.0)
+                else:
+                    wait = stretch_s(real, self.cfg.scale)
+                self.metrics.emulated_wait_s.add(wait)
+                await asyncio.sleep(wait)
+            if self.cfg.debug:
+                log.warning("TIERPIPE_DEBUG %s: batch %d, compute %.2f ms", self.cfg.where, len(good), real * 1e3)
+        results = iter(outputs)
+        now = time.time()
+        for frame in frames:
+            values = frame.values if _ERROR in frame.values else next(results)
+            frame = Frame(frame.source, frame.seq, [*frame.ts, now], values)
+            if self.cfg.last:
+                if self.results.add(frame.source, frame.seq, (_result(values), now - frame.ts[0])):
+                    self.e2e.add(now - frame.ts[0])
+                    self._ready.set()
+            else:
+                data = pack(frame, self.cfg.codec_up if _ERROR not in values else "raw")
+                await self.uplink.send(frame.key, data)
+
+
+def _result(values):
+    if isinstance(values, dict) and _ERROR in values:
+        return StageError(values[_ERROR])
+    return values

@@ -1,0 +1,100 @@
+"""The pipeline's report: what every stage and link measured, beside what the plan predicted."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+__all__ = ["build_report", "report_tables", "save_report"]
+
+
+def build_report(pipe) -> dict:
+    import ray
+
+    stages = ray.get([h.metrics_json.remote() for h in pipe.stages.values()])
+    plan = pipe.plan
+    tiers = []
+    for t, name in enumerate(plan.tiers):
+        mine = [m for m in stages if pipe.tier_of[m["node"]] == t]
+        frames = sum(m["frames_in"] for m in mine)
+        batches = sum(m["batch"]["count"] for m in mine)
+        tiers.append({
+            "tier": name, "instances": len(mine), "frames": frames,
+            "compute_ms_mean": _mean(mine, "compute_s") * 1e3, "compute_ms_p95": _max(mine, "compute_s", "p95") * 1e3,
+            "emulated_wait_ms_mean": _mean(mine, "emulated_wait_s") * 1e3,
+            "queue_ms_mean": _mean(mine, "queue_s") * 1e3, "queue_ms_p95": _max(mine, "queue_s", "p95") * 1e3,
+            "batch_mean": (frames / batches) if batches else 0.0,
+            "batchable": all(m.get("batchable") for m in mine),
+            "rejected": sum(m["rejected"] for m in mine), "last_reject": next((m["last_reject"] for m in mine if m["last_reject"]), ""),
+            "replayed": sum(m["replayed"] for m in mine), "restarts_seen": sum(m["restarts_seen"] for m in mine),
+            "predicted_compute_ms": plan.predicted.stage_compute_s[t] * 1e3,
+        })
+    links = []
+    for j in range(len(plan.tiers) - 1):
+        mine = [m for m in stages if pipe.tier_of[m["node"]] == j]
+        sent = sum(m["link_bytes"]["count"] for m in mine)
+        total = sum(m["link_bytes_total"] for m in mine)
+        links.append({"link": f"{plan.tiers[j]}->{plan.tiers[j + 1]}", "codec": plan.codecs[j], "frames": sent,
+                      "bytes_total": total, "bytes_per_frame": total / sent if sent else 0.0,
+                      "transfer_ms_mean": _mean(mine, "link_s") * 1e3,
+                      "predicted_bytes_per_frame": plan.predicted.link_bytes[j],
+                      "predicted_ms": plan.predicted.link_s[j] * 1e3})
+    sinks = [m for m in stages if "e2e_latency_s" in m]
+    e2e = sinks[0]["e2e_latency_s"] if len(sinks) == 1 else _merge(sinks)
+    wall = pipe._wall_s or 1e-9
+    return {
+        "model": plan.model, "topology": pipe.topology.name, "emulated": pipe.emulate,
+        "frames_delivered": pipe._results_total, "wall_s": pipe._wall_s,
+        "fps": pipe._results_total / wall,
+        "latency_ms": {k: v * 1e3 for k, v in e2e.items() if k.startswith("p") or k == "mean"},
+        "drops": sum(m["dropped"] for m in stages), "sent_by_sources": sum(m["sent"] for m in stages),
+        "duplicates_dropped": sum(m.get("duplicates_dropped", 0) for m in sinks),
+        "tiers": tiers, "links": links,
+        "predicted": {"latency_ms": plan.predicted.latency_s * 1e3, "fps": plan.predicted.throughput_fps,
+                      "bottleneck": plan.predicted.bottleneck},
+    }
+
+
+def _mean(ms: list[dict], key: str) -> float:
+    count = sum(m[key]["count"] for m in ms)
+    return sum(m[key]["mean"] * m[key]["count"] for m in ms if m[key]["count"]) / count if count else 0.0
+
+
+def _max(ms: list[dict], key: str, q: str) -> float:
+    vals = [m[key][q] for m in ms if m[key]["count"] and not math.isnan(m[key][q])]
+    return max(vals) if vals else 0.0
+
+
+def _merge(sinks: list[dict]) -> dict:
+    if not sinks:
+        return {}
+    keys = ("mean", "p50", "p95", "p99")
+    return {k: max(s["e2e_latency_s"][k] for s in sinks) for k in keys}
+
+
+def report_tables(report: dict):
+    from rich.table import Table
+
+    head = (f"{report['model']} on {report['topology']}{' (emulated)' if report['emulated'] else ''}: "
+            f"{report['frames_delivered']} frames, {report['fps']:.1f} fps, latency p50 "
+            f"{report['latency_ms'].get('p50', float('nan')):.1f} / p95 {report['latency_ms'].get('p95', float('nan')):.1f} / "
+            f"p99 {report['latency_ms'].get('p99', float('nan')):.1f} ms, drops {report['drops']}")
+    tiers = Table(title=head)
+    for col in ("tier", "inst", "frames", "compute ms", "(predicted)", "queue ms", "batch", "rejected", "replayed"):
+        tiers.add_column(col, justify="right" if col != "tier" else "left")
+    for t in report["tiers"]:
+        tiers.add_row(t["tier"], str(t["instances"]), str(t["frames"]),
+                      f"{t['compute_ms_mean'] + t['emulated_wait_ms_mean']:.2f}", f"{t['predicted_compute_ms']:.2f}",
+                      f"{t['queue_ms_mean']:.2f}", f"{t['batch_mean']:.2f}", str(t["rejected"]), str(t["replayed"]))
+    links = Table(title="links")
+    for col in ("link", "codec", "frames", "bytes/frame", "(predicted)", "ms/frame", "(predicted)"):
+        links.add_column(col, justify="right" if col not in ("link", "codec") else "left")
+    for l in report["links"]:
+        links.add_row(l["link"], l["codec"], str(l["frames"]), f"{l['bytes_per_frame']:,.0f}",
+                      f"{l['predicted_bytes_per_frame']:,}", f"{l['transfer_ms_mean']:.2f}", f"{l['predicted_ms']:.2f}")
+    return [tiers, links]
+
+
+def save_report(report: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report, indent=1, default=str))

@@ -1,0 +1,153 @@
+"""The sending side of a link, inside an actor: credits, emulated timing, replay after a restart.
+
+Frames handed to :meth:`Uplink.send` are kept in a :class:`ReplayBuffer` until the
+sink acknowledges them. At most ``credits`` pushes are in flight to the parent.
+When the parent dies (a push fails) or comes back as a new incarnation (seen on a
+push reply or by the watchdog), every unacknowledged frame is sent again in order;
+the sink drops the duplicates.
+
+The parent is anything with ``push.remote(list_of_frames)`` and ``hello.remote()``
+returning awaitables: a Ray actor handle, or a fake in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .emulation import LinkShaper
+from .flow import ReplayBuffer
+from .metrics import StageMetrics
+
+__all__ = ["Uplink"]
+
+log = logging.getLogger(__name__)
+
+
+def _is_actor_failure(exc: BaseException) -> bool:
+    try:
+        from ray.exceptions import ActorUnavailableError, RayActorError
+    except ImportError:  # pragma: no cover - ray is a dependency
+        return False
+    return isinstance(exc, (RayActorError, ActorUnavailableError))
+
+
+class Uplink:
+    def __init__(self, parent, metrics: StageMetrics, credits: int = 4, shaper: LinkShaper | None = None,
+                 watch_s: float = 0.5, name: str = "uplink") -> None:
+        self.parent = parent
+        self.metrics = metrics
+        self.credits = asyncio.Semaphore(credits)
+        self.shaper = shaper
+        self.watch_s = watch_s
+        self.name = name
+        self.replay = ReplayBuffer()
+        self.parent_incarnation: str | None = None
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=max(credits, 1))
+        self._replaying = asyncio.Lock()
+        self._last_arrival = 0.0
+        self._tasks: list[asyncio.Task] = []
+        self._inflight: set[asyncio.Task] = set()
+        self._replayed_at = 0.0
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.ensure_future(self._sender()), asyncio.ensure_future(self._watch())]
+
+    async def send(self, key: tuple[int, int], data: bytes) -> None:
+        """Queue one packed frame (waits when ``credits`` frames are already queued: backpressure)."""
+        self.replay.add(key, data)
+        await self._queue.put((key, data))
+
+    def ack(self, watermarks: dict[int, int]) -> None:
+        self.replay.ack(watermarks)
+
+    async def _sender(self) -> None:
+        while True:
+            key, data = await self._queue.get()
+            await self.credits.acquire()
+            arrive = None
+            started = time.perf_counter()
+            if self.shaper is not None:
+                free, arrive = self.shaper.schedule(len(data), time.perf_counter())
+                arrive = max(arrive, self._last_arrival)          # a link does not reorder
+                self._last_arrival = arrive
+                await asyncio.sleep(max(free - time.perf_counter(), 0.0))
+            task = asyncio.ensure_future(self._deliver(data, arrive, started))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _deliver(self, data: bytes, arrive: float | None, started: float) -> None:
+        try:
+            if arrive is not None:
+                await asyncio.sleep(max(arrive - time.perf_counter(), 0.0))
+            reply = await self.parent.push.remote([data])
+            self.metrics.link_bytes.add(len(data))
+            self.metrics.link_s.add(time.perf_counter() - started)
+            self.metrics.frames_out += 1
+            await self._check_incarnation(reply.get("incarnation"))
+        except Exception as exc:
+            if not _is_actor_failure(exc):
+                log.exception("%s: push failed", self.name)
+            else:
+                log.warning("%s: parent unavailable (%s); will replay %d unacknowledged frames",
+                            self.name, type(exc).__name__, len(self.replay))
+                asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
+        finally:
+            self.credits.release()
+
+    async def _check_incarnation(self, incarnation: str | None) -> None:
+        if incarnation is None:
+            return
+        if self.parent_incarnation is None:
+            self.parent_incarnation = incarnation
+        elif incarnation != self.parent_incarnation:
+            self.parent_incarnation = incarnation
+            self.metrics.restarts_seen += 1
+            asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
+
+    async def _replay_when_back(self, requested_at: float | None = None) -> None:
+        async with self._replaying:
+            if requested_at is not None and self._replayed_at > requested_at:
+                return                      # a replay that started after this failure already covered it
+            self._replayed_at = time.perf_counter()
+            while True:
+                try:
+                    incarnation = await asyncio.wait_for(self.parent.hello.remote(), timeout=5.0)
+                    break
+                except Exception as exc:  # still restarting
+                    log.debug("%s: parent not back yet (%s)", self.name, type(exc).__name__)
+                    await asyncio.sleep(0.2)
+            if incarnation != self.parent_incarnation and self.parent_incarnation is not None:
+                self.metrics.restarts_seen += 1
+            self.parent_incarnation = incarnation
+            frames = list(self.replay.pending())
+            for i in range(0, len(frames), 16):
+                chunk = frames[i:i + 16]
+                try:
+                    await self.parent.push.remote(chunk)
+                    self.metrics.replayed += len(chunk)
+                except Exception as exc:
+                    log.warning("%s: replay interrupted (%s); retrying", self.name, type(exc).__name__)
+                    asyncio.ensure_future(self._replay_when_back())
+                    return
+
+    async def _watch(self) -> None:
+        """Notice a restarted parent even when nothing is being sent."""
+        while True:
+            await asyncio.sleep(self.watch_s)
+            if not len(self.replay) or self._replaying.locked():
+                continue
+            try:
+                incarnation = await asyncio.wait_for(self.parent.hello.remote(), timeout=2.0)
+                await self._check_incarnation(incarnation)
+            except Exception as exc:
+                log.debug("%s: watchdog saw %s", self.name, type(exc).__name__)
+                asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
+
+    async def replay_all(self) -> int:
+        """Send every unacknowledged frame again now (the driver's safety net after a stall)."""
+        count = len(self.replay)
+        await self._replay_when_back()
+        return count
