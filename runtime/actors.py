@@ -214,6 +214,15 @@ class StageWorker:
         return {"done": live is None or live.done(), "sent": self.sent, "dropped": self.dropped,
                 "next_seq": dict(getattr(self, "_seqs", {}))}
 
+    async def shutdown(self) -> None:
+        """Stop the background tasks, so the process can exit quietly."""
+        tasks = [self._worker, getattr(self, "_live", None)]
+        if self.uplink is not None:
+            tasks += [*self.uplink._tasks, *self.uplink._inflight]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+
     async def pid(self) -> int:
         return os.getpid()
 

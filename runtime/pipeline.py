@@ -120,6 +120,10 @@ class Pipeline:
     def close(self) -> None:
         import ray
 
+        try:
+            ray.get([h.shutdown.remote() for h in self.stages.values()], timeout=5)
+        except Exception:  # an actor already gone: nothing to stop
+            pass
         for handle in self.stages.values():
             try:
                 ray.kill(handle, no_restart=True)
@@ -233,8 +237,16 @@ class Pipeline:
         sinks = {n: h for n, h in self.stages.items() if self.tier_of[n] == len(self.plan.tiers) - 1}
         start = last_progress = last_ack = time.perf_counter()
         while (wanted and not wanted <= out.keys()) or (until is not None and not until()):
-            replies = ray.get([h.take.remote(4096, 0.05) for h in sinks.values()])
-            for (node, handle), reply in zip(sinks.items(), replies):
+            refs = {node: h.take.remote(4096, 0.05) for node, h in sinks.items()}
+            replies = []
+            for node, ref in refs.items():
+                try:
+                    replies.append((node, ray.get(ref)))
+                except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as exc:
+                    log.warning("sink %s unavailable (%s); waiting for its restart", node, type(exc).__name__)
+                    time.sleep(0.2)
+            for node, reply in replies:
+                handle = sinks[node]
                 if self._sink_incarnation.setdefault(node, reply["incarnation"]) != reply["incarnation"]:
                     self._sink_incarnation[node] = reply["incarnation"]
                     handle.advance.remote(dict(self._delivered))     # the restarted sink skips what we have

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 __all__ = ["build_report", "report_tables", "save_report"]
 
 
-def build_report(pipe) -> dict:
+def _gather(handles: dict, tries: int = 20) -> list[dict]:
+    """metrics_json of every actor; an actor that is restarting is asked again (it reports fresh counters)."""
     import ray
 
-    stages = ray.get([h.metrics_json.remote() for h in pipe.stages.values()])
+    out = []
+    for node, handle in handles.items():
+        for attempt in range(tries):
+            try:
+                out.append(ray.get(handle.metrics_json.remote(), timeout=10))
+                break
+            except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.25)
+    return out
+
+
+def build_report(pipe) -> dict:
+    stages = _gather(pipe.stages)
     plan = pipe.plan
     tiers = []
     for t, name in enumerate(plan.tiers):

@@ -101,12 +101,14 @@ def unpack(data: bytes, expected: Mapping[str, TensorSpec | None], where: str, m
         raise WireError(f"{where}: frame of {len(data)} bytes is over the limit of {max_nbytes}; "
                         "raise max_frame_bytes if frames this large are expected")
     try:
-        envelope, payloads = msgpack.unpackb(data, raw=False, max_bin_len=max_nbytes, max_str_len=1 << 16,
+        decoded_obj = msgpack.unpackb(data, raw=False, max_bin_len=max_nbytes, max_str_len=1 << 16,
                                              max_array_len=1 << 16, max_map_len=1 << 16, strict_map_key=False)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise WireError(f"{where}: frame is not a tierpipe envelope ({type(exc).__name__}: {exc})") from None
-    if not isinstance(envelope, dict) or not isinstance(payloads, list):
-        raise WireError(f"{where}: frame must be [envelope, payloads]")
+    if not (isinstance(decoded_obj, list) and len(decoded_obj) == 2 and isinstance(decoded_obj[0], dict)
+            and isinstance(decoded_obj[1], list)):
+        raise WireError(f"{where}: frame must be [envelope, payloads], got a {type(decoded_obj).__name__}")
+    envelope, payloads = decoded_obj
     if envelope.get("v") != VERSION:
         raise WireError(f"{where}: wire version {envelope.get('v')!r}, this runtime speaks {VERSION}; run one tierpipe version")
     try:
