@@ -22,7 +22,7 @@ from partition.graph import TensorSpec
 from partition.split import Stage
 
 from .batching import BatchRunner
-from .emulation import LinkShaper, stretch_s
+from .emulation import LinkShaper, sleep_until, stretch_s
 from .errors import StageError, WireError
 from .flow import ReorderBuffer, SourceQueue
 from .metrics import Series, StageMetrics
@@ -101,9 +101,15 @@ class StageWorker:
         self._start()
         return self.incarnation
 
-    async def push(self, frames: list) -> dict:
-        """Accept packed frames. Malformed ones are rejected (typed error, counted); the stage keeps running."""
+    async def push(self, frames: list, hold_until: float | None = None, sent_at: float | None = None) -> dict:
+        """Accept packed frames. Malformed ones are rejected (typed error, counted); the stage keeps running.
+
+        ``hold_until`` (wall clock): an emulated link delivers the frames only then; the real
+        transfer overlaps the emulated one instead of adding to it.
+        """
         self._start()
+        if hold_until is not None:
+            await sleep_until(hold_until, time.time)
         rejected = []
         for data in frames:
             try:
@@ -116,6 +122,8 @@ class StageWorker:
                 continue
             self.metrics.frames_in += 1
             await self._queue.put((frame, time.perf_counter()))
+            if sent_at is not None:
+                self.metrics.inbound_s.add(time.time() - sent_at)
         return {"incarnation": self.incarnation, "accepted": len(frames) - len(rejected), "rejected": rejected}
 
     def _decode(self, data) -> Frame:
@@ -264,27 +272,34 @@ class StageWorker:
             real = time.perf_counter() - start
             self.metrics.compute_s.add(real)
             self.metrics.batch.add(len(good))
-            if self.cfg.emulate:
-                if self.cfg.emulated_compute_s is not None:
-                    wait = max(self.cfg.emulated_compute_s * len(good) - real, 0.0)
-                else:
-                    wait = stretch_s(real, self.cfg.scale)
-                self.metrics.emulated_wait_s.add(wait)
-                await asyncio.sleep(wait)
             if self.cfg.debug:
                 log.warning("TIERPIPE_DEBUG %s: batch %d, compute %.2f ms", self.cfg.where, len(good), real * 1e3)
         results = iter(outputs)
         now = time.time()
+        ready = []
         for frame in frames:
             values = frame.values if _ERROR in frame.values else next(results)
             frame = Frame(frame.source, frame.seq, [*frame.ts, now], values)
             if self.cfg.last:
-                if self.results.add(frame.source, frame.seq, (_result(values), now - frame.ts[0])):
-                    self.e2e.add(now - frame.ts[0])
+                ready.append((frame, values))
+            else:
+                ready.append((frame, pack(frame, self.cfg.codec_up if _ERROR not in values else "raw")))
+        if self.cfg.emulate and good:
+            # the tier's time for this batch, counted from when the stage took it (packing included)
+            if self.cfg.emulated_compute_s is not None:
+                target = self.cfg.emulated_compute_s * len(good)
+            else:
+                target = real + stretch_s(real, self.cfg.scale)
+            self.metrics.emulated_wait_s.add(max(start + target - time.perf_counter(), 0.0))
+            await sleep_until(start + target)
+        for frame, item in ready:
+            if self.cfg.last:
+                done = time.time()
+                if self.results.add(frame.source, frame.seq, (_result(item), done - frame.ts[0])):
+                    self.e2e.add(done - frame.ts[0])
                     self._ready.set()
             else:
-                data = pack(frame, self.cfg.codec_up if _ERROR not in values else "raw")
-                await self.uplink.send(frame.key, data)
+                await self.uplink.send(frame.key, item)
 
 
 def _result(values):

@@ -14,9 +14,24 @@ waits nothing, and the report shows both.
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 
-__all__ = ["LinkShaper", "stretch_s"]
+__all__ = ["LinkShaper", "stretch_s", "sleep_until"]
+
+
+async def sleep_until(deadline: float, clock=time.perf_counter) -> None:
+    """Sleep until ``clock() >= deadline`` to within ~0.1 ms.
+
+    asyncio rounds its timeouts up to whole milliseconds, which would cost a 20 ms
+    stage 2-5% of its frames; the last 1.5 ms are yielded away instead of slept.
+    """
+    left = deadline - clock()
+    if left > 0.0015:
+        await asyncio.sleep(left - 0.0015)
+    while clock() < deadline:
+        await asyncio.sleep(0)
 
 
 class LinkShaper:

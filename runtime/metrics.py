@@ -50,6 +50,7 @@ class StageMetrics:
     batch: Series = field(default_factory=Series)
     link_bytes: Series = field(default_factory=Series)
     link_s: Series = field(default_factory=Series)
+    inbound_s: Series = field(default_factory=Series)     # send start below -> frame accepted here
     frames_in: int = 0
     frames_out: int = 0
     rejected: int = 0
@@ -62,7 +63,7 @@ class StageMetrics:
             "stage": self.stage, "node": self.node, "frames_in": self.frames_in, "frames_out": self.frames_out,
             "compute_s": self.compute_s.summary(), "emulated_wait_s": self.emulated_wait_s.summary(),
             "queue_s": self.queue_s.summary(), "batch": self.batch.summary(),
-            "link_bytes": self.link_bytes.summary(), "link_s": self.link_s.summary(),
+            "link_bytes": self.link_bytes.summary(), "link_s": self.link_s.summary(), "inbound_s": self.inbound_s.summary(),
             "link_bytes_total": self.link_bytes.total, "rejected": self.rejected, "last_reject": self.last_reject,
             "replayed": self.replayed, "restarts_seen": self.restarts_seen,
         }

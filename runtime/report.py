@@ -49,11 +49,14 @@ def build_report(pipe) -> dict:
     links = []
     for j in range(len(plan.tiers) - 1):
         mine = [m for m in stages if pipe.tier_of[m["node"]] == j]
+        receivers = [m for m in stages if pipe.tier_of[m["node"]] == j + 1]
         sent = sum(m["link_bytes"]["count"] for m in mine)
         total = sum(m["link_bytes_total"] for m in mine)
         links.append({"link": f"{plan.tiers[j]}->{plan.tiers[j + 1]}", "codec": plan.codecs[j], "frames": sent,
                       "bytes_total": total, "bytes_per_frame": total / sent if sent else 0.0,
-                      "transfer_ms_mean": _mean(mine, "link_s") * 1e3,
+                      "transfer_ms_mean": _mean(receivers, "inbound_s") * 1e3,
+                      "transfer_ms_p95": _max(receivers, "inbound_s", "p95") * 1e3,
+                      "push_ms_mean": _mean(mine, "link_s") * 1e3,
                       "predicted_bytes_per_frame": plan.predicted.link_bytes[j],
                       "predicted_ms": plan.predicted.link_s[j] * 1e3})
     sinks = [m for m in stages if "e2e_latency_s" in m]

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 
-from .emulation import LinkShaper
+from .emulation import LinkShaper, sleep_until
 from .flow import ReplayBuffer
 from .metrics import StageMetrics
 
@@ -67,22 +67,22 @@ class Uplink:
         while True:
             key, data = await self._queue.get()
             await self.credits.acquire()
-            arrive = None
+            hold_until = None
             started = time.perf_counter()
             if self.shaper is not None:
-                free, arrive = self.shaper.schedule(len(data), time.perf_counter())
+                free, arrive = self.shaper.schedule(len(data), started)
                 arrive = max(arrive, self._last_arrival)          # a link does not reorder
                 self._last_arrival = arrive
-                await asyncio.sleep(max(free - time.perf_counter(), 0.0))
-            task = asyncio.ensure_future(self._deliver(data, arrive, started))
+                hold_until = time.time() + (arrive - started)     # the receiver holds the frame until then
+            task = asyncio.ensure_future(self._deliver(data, hold_until, started))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            if self.shaper is not None:
+                await sleep_until(free)                           # the link is busy serialising this frame
 
-    async def _deliver(self, data: bytes, arrive: float | None, started: float) -> None:
+    async def _deliver(self, data: bytes, hold_until: float | None, started: float) -> None:
         try:
-            if arrive is not None:
-                await asyncio.sleep(max(arrive - time.perf_counter(), 0.0))
-            reply = await self.parent.push.remote([data])
+            reply = await self.parent.push.remote([data], hold_until, time.time() - (time.perf_counter() - started))
             self.metrics.link_bytes.add(len(data))
             self.metrics.link_s.add(time.perf_counter() - started)
             self.metrics.frames_out += 1

@@ -45,7 +45,8 @@ def chain_plan(topo, **kw):
     x = (torch.randn(1, 16),)
     graph = capture(model, x, repeats=1)
     # pin a layer to each tier so that every link carries activations
-    plan = partition(graph, topo, pins={"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"}, **kw)
+    names = [t.name for t in topo.path]
+    plan = partition(graph, topo, pins={"layers.1": names[0], "layers.3": names[1], "layers.5": names[2]}, **kw)
     return model, plan
 
 

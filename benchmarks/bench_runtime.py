@@ -1,0 +1,186 @@
+"""Streaming runtime figures, measured in one run on this machine.
+
+    python benchmarks/bench_runtime.py
+
+(a) pipeline efficiency: 3 stages with emulated 20 ms compute each; target >= 95% of the ideal 50 frames/s.
+(b) per-hop overhead with tiny payloads against the obvious hand-written alternative (a driver loop
+    calling a chain of actors); target >= 2x its throughput.
+(c) 1 MB activations: achieved MB/s per hop, and bytes on the wire per codec (int8 <= 26% of raw fp32).
+(d) emulated link accuracy: measured transfer time within 10% of bytes/bandwidth + latency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._common import save  # noqa: E402
+from partition import Topology, capture, partition  # noqa: E402
+from runtime.pipeline import Pipeline  # noqa: E402
+from tests.models import Chain  # noqa: E402
+
+
+def chain_topology(emulate: bool, bandwidth: str = "1 Gbit/s", latency: str = "1 ms") -> Topology:
+    return Topology.from_dict({
+        "name": "bench", "emulate": emulate,
+        "tiers": [{"name": n, "nodes": 1, "speed": 1.0} for n in ("device", "gateway", "edge")],
+        "links": [{"from": "device", "to": "gateway", "bandwidth": bandwidth, "latency": latency},
+                  {"from": "gateway", "to": "edge", "bandwidth": bandwidth, "latency": latency}],
+        "sources": [{"count": 1, "fps": 1000, "policy": "block"}],
+    })
+
+
+class Wide(nn.Module):
+    """Three stages whose cuts carry [1, 64, 64, 64] float32 = 1 MiB."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(64, 64, 1)
+        self.b = nn.Conv2d(64, 64, 1)
+        self.c = nn.Conv2d(64, 64, 1)
+
+    def forward(self, x):
+        return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def plan_for(model, example, topo, pins, **kw):
+    return partition(capture(model, example, repeats=1), topo, pins=pins, **kw)
+
+
+def efficiency(frames: int = 300) -> dict:
+    topo = chain_topology(emulate=True)
+    torch.manual_seed(0)
+    model, x = Chain(16, 6).eval(), (torch.randn(1, 16),)
+    plan = plan_for(model, x, topo, {"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"})
+    plan = dataclasses.replace(plan, predicted=dataclasses.replace(plan.predicted, stage_compute_s=(0.02, 0.02, 0.02)))
+    with Pipeline(plan, model, topo, max_batch=1, credits=4) as pipe:
+        pipe.run([x] * 20)                                   # warm up
+        start = time.perf_counter()
+        pipe.run([x] * frames)
+        seconds = time.perf_counter() - start
+    fps = frames / seconds
+    print(f"(a) 3 stages x emulated 20 ms: {fps:.1f} fps = {fps / 50:.1%} of the ideal 50 fps")
+    return {"frames": frames, "fps": fps, "ideal_fps": 50.0, "efficiency": fps / 50.0, "target": 0.95}
+
+
+def per_hop_overhead(frames: int = 2000) -> dict:
+    import ray
+
+    topo = chain_topology(emulate=False)
+    torch.manual_seed(0)
+    model, x = Chain(16, 6).eval(), (torch.randn(1, 16),)
+    plan = plan_for(model, x, topo, {"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"})
+    with Pipeline(plan, model, topo, max_batch=8, credits=8) as pipe:
+        pipe.run([x] * 100)
+        start = time.perf_counter()
+        pipe.run([x] * frames)
+        ours = frames / (time.perf_counter() - start)
+        stages = plan.build_stages(model)
+
+        @ray.remote(num_cpus=0)
+        class Hop:
+            def __init__(self, stage):
+                torch.set_num_threads(1)
+                self.stage = stage
+
+            def f(self, values):
+                out = self.stage(values)
+                return out if self.stage.last else dict(out)
+
+        hops = [Hop.remote(s) for s in stages]
+        ray.get([h.f.remote({n: v for n, v in zip(s.inputs, x)}) for h, s in zip(hops[:1], stages[:1])])
+        base = {}
+        for variant in ("get per hop", "chained refs"):
+            start = time.perf_counter()
+            for _ in range(frames // 4):
+                value = dict(zip(stages[0].inputs, x))
+                if variant == "get per hop":
+                    for h in hops:
+                        value = ray.get(h.f.remote(value))
+                else:
+                    ref = value
+                    for h in hops:
+                        ref = h.f.remote(ref)
+                    ray.get(ref)
+            base[variant] = (frames // 4) / (time.perf_counter() - start)
+        for h in hops:
+            ray.kill(h)
+    best = max(base.values())
+    print(f"(b) tiny payloads: pipeline {ours:.0f} fps, driver loop {base} -> {ours / best:.1f}x the faster loop")
+    return {"pipeline_fps": ours, "driver_loop_fps": base, "ratio_vs_best_loop": ours / best, "target_ratio": 2.0}
+
+
+def big_activations(frames: int = 40) -> dict:
+    torch.manual_seed(0)
+    model, x = Wide().eval(), (torch.randn(1, 64, 64, 64),)
+    topo = chain_topology(emulate=False)
+    out = {"activation_bytes": 64 * 64 * 64 * 4, "codecs": {}}
+    for codec in ("raw", "fp16", "int8", "int8+zstd"):
+        plan = plan_for(model, x, topo, {"a": "device", "b": "gateway", "c": "edge"}, codec=codec)
+        with Pipeline(plan, model, topo, max_batch=1, credits=4) as pipe:
+            pipe.run([x] * 5)
+            start = time.perf_counter()
+            pipe.run([x] * frames)
+            seconds = time.perf_counter() - start
+            report = pipe.report()
+        link = report["links"][0]
+        hop_mb_s = link["bytes_per_frame"] * frames / seconds / 1e6     # sustained bytes through each hop
+        out["codecs"][codec] = {"wire_bytes_per_frame": link["bytes_per_frame"],
+                                "ratio_to_raw_fp32": link["bytes_per_frame"] / out["activation_bytes"],
+                                "hop_MB_per_s": hop_mb_s, "frames_per_s": frames / seconds,
+                                "push_ms_mean": link["transfer_ms_mean"]}
+        print(f"(c) {codec:9s}: {link['bytes_per_frame']:>10,.0f} B/frame ({link['bytes_per_frame'] / out['activation_bytes']:.1%} "
+              f"of fp32), {hop_mb_s:7.1f} MB/s per hop, {frames / seconds:5.1f} frames/s")
+    out["int8_ratio"] = out["codecs"]["int8"]["ratio_to_raw_fp32"]
+    out["target_int8_ratio"] = 0.26
+    return out
+
+
+def emulated_link(frames: int = 20) -> dict:
+    torch.manual_seed(0)
+    model, x = Wide().eval(), (torch.randn(1, 64, 64, 64),)
+    rows = []
+    for bandwidth_mbps, latency_ms in ((100, 10), (400, 20)):
+        topo = chain_topology(emulate=True, bandwidth=f"{bandwidth_mbps} Mbit/s", latency=f"{latency_ms} ms")
+        plan = plan_for(model, x, topo, {"a": "device", "b": "gateway", "c": "edge"})
+        with Pipeline(plan, model, topo, max_batch=1, credits=1) as pipe:
+            for _ in range(frames):
+                pipe.run([x])                                  # one at a time: no queueing on the link
+            report = pipe.report()
+        link = report["links"][0]
+        expected = link["bytes_per_frame"] * 8 / (bandwidth_mbps * 1e6) * 1e3 + latency_ms
+        measured = link["transfer_ms_mean"]
+        rows.append({"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "bytes": link["bytes_per_frame"],
+                     "expected_ms": expected, "measured_ms": measured, "error": abs(measured - expected) / expected})
+        print(f"(d) {bandwidth_mbps} Mbit/s + {latency_ms} ms, {link['bytes_per_frame']:,.0f} B: expected {expected:.1f} ms, "
+              f"measured {measured:.1f} ms ({rows[-1]['error']:.1%} off)")
+    return {"links": rows, "max_error": max(r["error"] for r in rows), "target_max_error": 0.10}
+
+
+def main() -> None:
+    import ray
+
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    try:
+        a = efficiency()
+        b = per_hop_overhead()
+        c = big_activations()
+        d = emulated_link()
+    finally:
+        ray.shutdown()
+    save("runtime", {"a_pipeline_efficiency": a, "b_per_hop_overhead": b, "c_big_activations": c,
+                     "d_emulated_link": d,
+                     "met": a["efficiency"] >= 0.95 and b["ratio_vs_best_loop"] >= 2.0
+                     and c["int8_ratio"] <= 0.26 and d["max_error"] <= 0.10})
+
+
+if __name__ == "__main__":
+    main()
