@@ -130,7 +130,7 @@ class FakeParent:
 
         class _Push:
             @staticmethod
-            def remote(frames):
+            def remote(frames, *_timing):
                 async def call():
                     await asyncio.sleep(0)
                     if not parent.alive:
