@@ -91,6 +91,7 @@ class HostSpec(_Strict):
     key: str | None = None
     cpus: int | None = Field(None, ge=1)
     memory_mb: Memory | None = Field(None, alias="memory")
+    ray: str = Field("ray", description="the ray executable there (a venv's bin/ray when it is not on ssh's PATH)")
 
 
 class Topology(_Strict):

@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="save the plan as JSON")
     p.set_defaults(func=cmd_partition)
 
+    from . import cli_cluster
+
+    cli_cluster.register(sub)
     try:
         from . import cli_run
         cli_run.register(sub, _partition_args)

@@ -89,6 +89,10 @@ class Pipeline:
                 ray.init(num_cpus=max(os.cpu_count() or 2, 2), include_dashboard=False, logging_level=logging.WARNING)
                 self._own_ray = True
         elif not ray.is_initialized():
+            from .cluster import token_path, use_token
+
+            if token_path().exists():      # a cluster from `tierpipe cluster up/local`: use its token
+                use_token()
             ray.init(address=self.address, logging_level=logging.WARNING)
         labelled = self._labelled_nodes()
         stage_modules = self.plan.build_stages(self.model)

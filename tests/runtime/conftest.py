@@ -10,8 +10,11 @@ def ray_local():
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    from runtime.cluster import reset_token_cache
+
     if ray.is_initialized():
         ray.shutdown()
+    reset_token_cache()
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()

@@ -1,0 +1,85 @@
+"""The edge-server tier's CUDA path: the real stage actor code, its stage on the GPU, fed 16 camera streams.
+
+    python benchmarks/bench_cuda_edge.py          # on a machine with CUDA (prints "no CUDA" elsewhere)
+
+Drives ``runtime.actors.StageWorker`` directly (no Ray: the actor is a plain class) as the
+smart_city edge stage (``accelerator: cuda``): frames packed as on the wire, fan-in batches
+of up to 16, results compared with the eager model on the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._common import save  # noqa: E402
+from partition import Topology, capture, partition, run_stages  # noqa: E402
+from partition.graph import TensorSpec  # noqa: E402
+from partition.zoo import get_model  # noqa: E402
+from runtime.actors import StageConfig, StageWorker  # noqa: E402
+from runtime.wire import Frame, pack  # noqa: E402
+
+
+async def drive(worker: StageWorker, frames: list[bytes], n: int) -> tuple[list, float]:
+    start = time.perf_counter()
+    await worker.push(frames)
+    got = []
+    while len(got) < n:
+        reply = await worker.take(4096, 0.5)
+        got += reply["results"]
+    return got, time.perf_counter() - start
+
+
+def main(model_name: str = "resnet50", frames_n: int = 64) -> None:
+    if not torch.cuda.is_available():
+        print("no CUDA on this machine: nothing to check")
+        save("cuda_edge", {"cuda": False})
+        return
+    model, example = get_model(model_name)
+    topo = Topology.load("smart_city")
+    plan = partition(capture(model, example, repeats=3), topo, pins={"stem": "device"}, model_name=model_name)
+    edge = len(plan.tiers) - 1
+    stages = plan.build_stages(model)
+    inputs = [(torch.randn(example[0].shape),) for _ in range(frames_n)]
+    # what reaches the edge: run the lower stages on the CPU, as the cameras and gateways would
+    below = []
+    with torch.inference_mode():
+        for x in inputs:
+            values = dict(zip(stages[0].inputs, x))
+            for s in stages[:edge]:
+                values = s(values)
+            below.append(values)
+        torch.set_num_threads(torch.get_num_threads())
+        want = [model(*x) for x in inputs]
+    expected = {c.name: TensorSpec(c.shape, c.dtype, c.raw_bytes) for c in plan.links[-1].tensors}
+    packed = [pack(Frame(i % 16, i // 16, [time.time()], v)) for i, v in enumerate(below)]
+    out = {"cuda": True, "gpu": torch.cuda.get_device_name(0), "model": model_name, "edge_nodes": len(plan.stages[edge].nodes)}
+    for device in ("cpu", "cuda"):
+        cfg = StageConfig(tier=edge, tier_name="edge", node="edge-0", expected=expected, device=device, last=True,
+                          max_batch=16, max_wait_s=0.005, queue_frames=256, threads=torch.get_num_threads())
+        worker = StageWorker(cfg, plan.build_stages(model, tiers=[edge])[0])
+        assert worker.runner.device.type == device
+        asyncio.run(drive(worker, packed[:16], 16))                        # warm up
+        worker = StageWorker(cfg, plan.build_stages(model, tiers=[edge])[0])
+        got, seconds = asyncio.run(drive(worker, packed, frames_n))
+        order = {(s, q): v for s, q, v, _ in got}
+        outs = [order[(i % 16, i // 16)] for i in range(frames_n)]
+        diff = max(float((o - w).abs().max()) for o, w in zip(outs, want))
+        scale = max(float(w.abs().max()) for w in want)
+        out[device] = {"frames_per_s": frames_n / seconds, "batchable": worker.runner.batchable,
+                       "mean_batch": worker.metrics.batch.total / max(worker.metrics.batch.count, 1),
+                       "max_abs_diff_vs_eager_cpu": diff, "relative": diff / scale}
+        print(f"edge stage on {device}: {frames_n / seconds:8.1f} frames/s, batchable={worker.runner.batchable}, "
+              f"mean batch {out[device]['mean_batch']:.1f}, max |diff| vs eager CPU {diff:.2e} ({diff / scale:.1e} of range)")
+    out["speedup_cuda_vs_cpu"] = out["cuda"]["frames_per_s"] / out["cpu"]["frames_per_s"]
+    out["met"] = out["cuda"]["relative"] < 1e-2
+    save("cuda_edge", out)
+
+
+if __name__ == "__main__":
+    main()

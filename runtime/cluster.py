@@ -1,0 +1,304 @@
+"""Bring a Ray cluster up across lab machines from a topology's ``hosts``, with token authentication.
+
+The commands are built as plain data first (:func:`plan_up`, :func:`plan_down`), so
+``--dry-run`` prints exactly what would run and tests check it line by line; then a
+runner executes them (``ssh`` for remote hosts, a local shell for ``cluster local``).
+
+- The head runs on the sink tier's first node unless ``head=`` names another node.
+- Every node is started with ``--labels tier=<tier>,tier-node=<node>``, the labels the
+  runtime's ``label_selector`` looks for, and the CPU/memory figures of its host entry.
+- ``RAY_AUTH_MODE=token`` on every node, reading the token from
+  ``~/.tierpipe/ray_token``; ``up`` creates the token locally when there is none and
+  copies it to each host over ssh's stdin (never on a command line).
+- Idempotent: a node whose raylet (with its ``tier-node`` label) already runs is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from partition.topology import HostSpec, Topology
+
+from .errors import ClusterError
+
+__all__ = ["Step", "token_path", "ensure_token", "auth_env", "use_token", "plan_up", "plan_down", "plan_local", "execute",
+           "cluster_status", "SshRunner", "LocalRunner"]
+
+log = logging.getLogger(__name__)
+REMOTE_TOKEN = "$HOME/.tierpipe/ray_token"
+TIER_LABEL, NODE_LABEL = "tier", "tier-node"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command on one host. ``stdin`` (the token) is sent but never printed."""
+
+    node: str
+    host: HostSpec | None           # None: this machine, no ssh
+    what: str                       # "check", "token", "start", "stop"
+    script: str
+    stdin: str | None = field(default=None, repr=False)
+
+    def argv(self) -> list[str]:
+        if self.host is None:
+            return ["bash", "-c", self.script]
+        return ssh_argv(self.host, self.script)
+
+    def display(self) -> str:
+        line = " ".join(shlex.quote(a) for a in self.argv())
+        return line + ("  < token" if self.stdin is not None else "")
+
+
+def ssh_argv(host: HostSpec, script: str) -> list[str]:
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=accept-new",
+            "-p", str(host.port)]
+    if host.key:
+        argv += ["-i", os.path.expanduser(host.key)]
+    argv.append(f"{host.user}@{host.address}" if host.user else host.address)
+    argv.append(script)
+    return argv
+
+
+# ------------------------------------------------------------------ token
+def token_path() -> Path:
+    return Path(os.environ.get("TIERPIPE_TOKEN_PATH", "~/.tierpipe/ray_token")).expanduser()
+
+
+def ensure_token(path: Path | None = None) -> str:
+    """The cluster token, created (32 random bytes, hex, mode 600) when there is none."""
+    path = path or token_path()
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(32)
+    path.write_text(token)
+    path.chmod(0o600)
+    log.info("created a new cluster token at %s", path)
+    return token
+
+
+def auth_env(path: Path | None = None) -> dict[str, str]:
+    """Environment for a client of a tierpipe cluster: token mode with our token file."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path or token_path())}
+
+
+def use_token(path: Path | None = None, override: bool = False) -> None:
+    """Make this process a client of a tierpipe cluster: token mode with our token file.
+
+    Ray caches the token it loaded first in the process; the cache is reset so a
+    process that used another Ray before (tests, notebooks) presents the right token.
+    """
+    for key, value in auth_env(path).items():
+        if override or key not in os.environ:
+            os.environ[key] = value
+    reset_token_cache()
+
+
+def reset_token_cache() -> None:
+    """Forget the token Ray loaded in this process (it is read again on the next connection)."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader
+
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # older or newer Ray without the cache: nothing to reset
+        pass
+
+
+# ------------------------------------------------------------------ plans
+def _nodes(topo: Topology) -> list[tuple[str, str]]:
+    return [(tier.name, node) for tier in topo.path for node in tier.node_names()]
+
+
+def _check_hosts(topo: Topology) -> None:
+    source = topo.source_file or topo.name
+    missing = [node for _, node in _nodes(topo) if node not in topo.hosts]
+    if missing:
+        raise ClusterError(f"{source}: hosts: no host for {missing}; add under 'hosts:' e.g. "
+                           f"'{missing[0]}: {{address: 192.0.2.10, user: lab}}' for every node (`cluster local` needs none)")
+    seen: dict[tuple[str, int], str] = {}
+    tiers = dict((node, tier) for tier, node in _nodes(topo))
+    for node, host in topo.hosts.items():
+        key = (host.address, host.port)
+        if key in seen:
+            other = seen[key]
+            raise ClusterError(f"{source}: hosts.{node}: host {host.address}:{host.port} is also listed for {other} "
+                               f"(tier {tiers.get(other)!r}) while {node} is tier {tiers.get(node)!r}: one machine runs "
+                               "one Ray node with one set of labels; give each node its own host")
+        seen[key] = node
+
+
+def _start_script(tier: str, node: str, head_address: str | None, port: int, cpus: int | None,
+                  memory_mb: float | None, extra: str = "", ray: str = "ray") -> str:
+    labels = f"{TIER_LABEL}={tier},{NODE_LABEL}={node}"
+    args = [ray, "start", "--labels", labels, "--disable-usage-stats"]
+    args += ["--head", "--port", str(port), "--include-dashboard", "false"] if head_address is None else ["--address", head_address]
+    if cpus:
+        args += ["--num-cpus", str(cpus)]
+    if memory_mb:
+        args += ["--memory", str(int(memory_mb * 1e6))]
+    start = " ".join(shlex.quote(a) for a in args) + extra
+    # "[r]aylet" cannot match this very command line, which holds the same words
+    marker = shlex.quote(f'[r]aylet/raylet .*"{NODE_LABEL}": "{node}"')
+    return (f"if ps -ww -eo args | grep -qE {marker}; then echo 'tierpipe: {node} already runs Ray'; "
+            f"else RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={REMOTE_TOKEN} {start}; fi")
+
+
+def plan_up(topo: Topology, head: str | None = None, port: int = 6379, token: str = "<token>") -> list[Step]:
+    """Every command `cluster up` runs, host by host: reachability checks, token copies, then starts.
+
+    Raises:
+        ClusterError: hosts missing, or a host listed for two nodes.
+    """
+    _check_hosts(topo)
+    nodes = _nodes(topo)
+    head = head or topo.path[-1].node_names()[0]
+    if head not in dict((n, t) for t, n in nodes):
+        raise ClusterError(f"--head {head!r} is not a node of {topo.name}; nodes are {[n for _, n in nodes]}")
+    head_host = topo.hosts[head]
+    head_address = f"{head_host.address}:{port}"
+    order = [(t, n) for t, n in nodes if n == head] + [(t, n) for t, n in nodes if n != head]
+    steps = [Step(n, topo.hosts[n], "check",
+                  f"command -v {shlex.quote(topo.hosts[n].ray)} >/dev/null || "
+                  f"{{ echo 'ray is not installed (looked for {topo.hosts[n].ray})' >&2; exit 127; }}") for _, n in order]
+    steps += [Step(n, topo.hosts[n], "token",
+                   "umask 077 && mkdir -p \"$HOME/.tierpipe\" && cat > \"$HOME/.tierpipe/ray_token\"", stdin=token)
+              for _, n in order]
+    for tier, node in order:
+        host = topo.hosts[node]
+        steps.append(Step(node, host, "start", _start_script(tier, node, None if node == head else head_address, port,
+                                                              host.cpus, host.memory_mb, ray=host.ray)))
+    return steps
+
+
+def plan_down(topo: Topology) -> list[Step]:
+    _check_hosts(topo)
+    return [Step(n, topo.hosts[n], "stop", f"{shlex.quote(topo.hosts[n].ray)} stop") for _, n in _nodes(topo)]
+
+
+def plan_local(topo: Topology, port: int = 6379, per_node_limit: int = 8, object_store_mb: int = 150) -> list[Step]:
+    """A multi-node cluster on this machine: one raylet per node (one per tier when there are more
+    than ``per_node_limit`` nodes), labelled as in production, token auth on."""
+    nodes = _nodes(topo)
+    per_node = len(nodes) <= per_node_limit
+    raylets = nodes if per_node else [(tier.name, tier.node_names()[0]) for tier in topo.path]
+    head_tier, head = raylets[-1]
+    order = [raylets[-1]] + raylets[:-1]
+    steps = []
+    for tier, node in order:
+        extra = f" --object-store-memory {object_store_mb * 1_000_000} --num-cpus 1"
+        label_node = node if per_node else f"{tier}-*"
+        script = _start_script(tier, label_node, None if node == head else f"127.0.0.1:{port}", port, None, None, extra)
+        if not per_node:   # one raylet for the whole tier: label the tier only
+            script = script.replace(f",{NODE_LABEL}={label_node}", "")
+        steps.append(Step(node, None, "start", script.replace(REMOTE_TOKEN, shlex.quote(str(token_path())))))
+    return steps
+
+
+# ------------------------------------------------------------------ running
+class SshRunner:
+    """Runs steps with the ordinary ssh client (local steps with bash)."""
+
+    def __init__(self, timeout_s: float = 120.0) -> None:
+        self.timeout_s = timeout_s
+
+    def __call__(self, step: Step) -> subprocess.CompletedProcess:
+        return subprocess.run(step.argv(), input=step.stdin, capture_output=True, text=True, timeout=self.timeout_s)
+
+
+LocalRunner = SshRunner
+
+
+def _where(step: Step) -> str:
+    if step.host is None:
+        return f"{step.node} (this machine)"
+    return f"{step.node} ({step.host.user + '@' if step.host.user else ''}{step.host.address}:{step.host.port})"
+
+
+def execute(steps: list[Step], runner=None) -> list[str]:
+    """Run the steps: all checks first (nothing starts if a host is unreachable), then the rest in order.
+
+    Returns one line per node saying what happened.
+
+    Raises:
+        ClusterError: naming the host, the command and ssh's or ray's own error, and saying
+            exactly which nodes had already started.
+    """
+    runner = runner or SshRunner()
+    checks = [s for s in steps if s.what == "check"]
+    failures = []
+    for step in checks:
+        result = _run(runner, step)
+        if result.returncode != 0:
+            failures.append(f"{_where(step)}: {_reason(result)}")
+    if failures:
+        raise ClusterError("cannot reach every host, so nothing was started:\n  " + "\n  ".join(failures)
+                           + "\nFix ssh access (keys, user, port in the topology's hosts:) and run `tierpipe cluster up` again")
+    done: list[str] = []
+    started: list[str] = []
+    for step in steps:
+        if step.what == "check":
+            continue
+        result = _run(runner, step)
+        if result.returncode != 0:
+            raise ClusterError(
+                f"{step.what} failed on {_where(step)}: {_reason(result)}\n"
+                f"already started: {started or 'nothing'}. Fix it and run `up` again (nodes already up are skipped), "
+                "or `tierpipe cluster down` to stop them")
+        if step.what == "start":
+            state = "already running" if "already runs Ray" in result.stdout else "started"
+            if state == "started":
+                started.append(step.node)
+            done.append(f"{step.node}: {state}")
+        elif step.what == "stop":
+            done.append(f"{step.node}: stopped")
+    return done
+
+
+def _run(runner, step: Step) -> subprocess.CompletedProcess:
+    log.info("%s: %s", _where(step), step.display())
+    try:
+        return runner(step)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(step.argv(), 124, "", "timed out")
+    except FileNotFoundError as exc:
+        return subprocess.CompletedProcess(step.argv(), 127, "", str(exc))
+
+
+def _reason(result: subprocess.CompletedProcess) -> str:
+    text = (result.stderr or result.stdout or "").strip().splitlines()
+    useful = [l for l in text if l.strip() and "Warning: Permanently added" not in l]
+    return f"exit {result.returncode}: " + (" | ".join(useful[-3:]) if useful else "no output")
+
+
+# ------------------------------------------------------------------ status
+def cluster_status(topo: Topology, nodes: list[dict]) -> tuple[list[dict], bool]:
+    """Compare what Ray reports (``ray.nodes()``) with the topology. Returns (rows, all present and labelled)."""
+    alive = [n for n in nodes if n.get("Alive")]
+    by_node = {n.get("Labels", {}).get(NODE_LABEL): n for n in alive if n.get("Labels", {}).get(NODE_LABEL)}
+    by_tier: dict[str, list[dict]] = {}
+    for n in alive:
+        by_tier.setdefault(n.get("Labels", {}).get(TIER_LABEL), []).append(n)
+    rows, ok = [], True
+    for tier, node in _nodes(topo):
+        found = by_node.get(node)
+        if found is None and by_tier.get(tier) and not any(NODE_LABEL in n.get("Labels", {}) for n in by_tier[tier]):
+            found = by_tier[tier][0]                     # one raylet for the whole tier (`cluster local`, large)
+        if found is None:
+            rows.append({"node": node, "tier": tier, "state": "missing", "labels": "", "resources": ""})
+            ok = False
+            continue
+        labels = {k: v for k, v in found.get("Labels", {}).items() if not k.startswith("ray.io")}
+        state = "up" if labels.get(TIER_LABEL) == tier else f"mislabelled (tier={labels.get(TIER_LABEL)!r})"
+        ok &= state == "up"
+        res = found.get("Resources", {})
+        rows.append({"node": node, "tier": tier, "state": state,
+                     "labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+                     "resources": f"{res.get('CPU', 0):g} CPU, {res.get('memory', 0) / 1e9:.1f} GB"
+                                  + (f", {res['GPU']:g} GPU" if res.get("GPU") else "")})
+    return rows, ok
