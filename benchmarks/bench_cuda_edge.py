@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import save  # noqa: E402
-from partition import Topology, capture, partition, run_stages  # noqa: E402
+from partition import Topology, capture, partition  # noqa: E402
 from partition.graph import TensorSpec  # noqa: E402
 from partition.zoo import get_model  # noqa: E402
 from runtime.actors import StageConfig, StageWorker  # noqa: E402

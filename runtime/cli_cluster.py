@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 from rich.table import Table
@@ -81,6 +80,8 @@ def _connect(address: str) -> None:
 
     if token_path().exists():
         use_token()
+    if ray.is_initialized():
+        ray.shutdown()
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     except ConnectionError as exc:

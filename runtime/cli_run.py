@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-from pathlib import Path
 
 from rich.console import Group
 from rich.live import Live

@@ -134,8 +134,8 @@ def _check_hosts(topo: Topology) -> None:
 
 
 def _start_script(tier: str, node: str, head_address: str | None, port: int, cpus: int | None,
-                  memory_mb: float | None, extra: str = "", ray: str = "ray") -> str:
-    labels = f"{TIER_LABEL}={tier},{NODE_LABEL}={node}"
+                  memory_mb: float | None, extra: str = "", ray: str = "ray", more_labels: dict | None = None) -> str:
+    labels = ",".join([f"{TIER_LABEL}={tier}", f"{NODE_LABEL}={node}", *(f"{k}={v}" for k, v in (more_labels or {}).items())])
     args = [ray, "start", "--labels", labels, "--disable-usage-stats"]
     args += ["--head", "--port", str(port), "--include-dashboard", "false"] if head_address is None else ["--address", head_address]
     if cpus:
@@ -169,10 +169,12 @@ def plan_up(topo: Topology, head: str | None = None, port: int = 6379, token: st
     steps += [Step(n, topo.hosts[n], "token",
                    "umask 077 && mkdir -p \"$HOME/.tierpipe\" && cat > \"$HOME/.tierpipe/ray_token\"", stdin=token)
               for _, n in order]
+    tier_labels = {t.name: t.labels for t in topo.path}
     for tier, node in order:
         host = topo.hosts[node]
         steps.append(Step(node, host, "start", _start_script(tier, node, None if node == head else head_address, port,
-                                                              host.cpus, host.memory_mb, ray=host.ray)))
+                                                              host.cpus, host.memory_mb, ray=host.ray,
+                                                              more_labels=tier_labels[tier])))
     return steps
 
 

@@ -206,7 +206,6 @@ class Pipeline:
             StageError: a stage failed on some input (the message names it); other inputs still ran.
             PipelineError: bad inputs, or no progress within ``timeout_s``.
         """
-        import ray
 
         inputs = [x if isinstance(x, (tuple, list)) else (x,) for x in inputs]
         names = self.plan.stages[0].inputs

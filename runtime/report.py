@@ -15,7 +15,7 @@ def _gather(handles: dict, tries: int = 20) -> list[dict]:
     import ray
 
     out = []
-    for node, handle in handles.items():
+    for handle in handles.values():
         for attempt in range(tries):
             try:
                 out.append(ray.get(handle.metrics_json.remote(), timeout=10))

@@ -1,6 +1,5 @@
 """Topologies and problems built in code for the optimizer tests."""
 
-import numpy as np
 
 from partition import CostModel, Topology
 from partition.evaluate import Problem

@@ -191,9 +191,12 @@ def test_a_head_that_refuses_a_worker(sshd, token, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------- cluster local
-def test_cluster_local_places_actors_reports_missing_and_refuses_strangers(token, monkeypatch):
+def test_cluster_local_places_actors_reports_missing_and_refuses_strangers(token, tmp_path, monkeypatch):
+    """Through the CLI: `cluster local`, a pipeline on it, `cluster status` (0, then 1), `cluster down --local`."""
     import torch
+    import yaml
 
+    from runtime.cli import main
     from runtime.pipeline import Pipeline
     from tests.runtime.test_pipeline import chain_plan, eager, fan_in_topology
 
@@ -201,36 +204,41 @@ def test_cluster_local_places_actors_reports_missing_and_refuses_strangers(token
     monkeypatch.setenv("RAY_health_check_period_ms", "500")
     monkeypatch.setenv("RAY_health_check_failure_threshold", "3")
     port = _free_port()
+    address = f"127.0.0.1:{port}"
     topo = fan_in_topology(devices=2, gateways=1)
-    steps = plan_local(topo, port=port)
-    assert len(steps) == 4                                  # one raylet per node: 2 devices, 1 gateway, 1 edge
+    path = tmp_path / "dev.yaml"
+    path.write_text(yaml.safe_dump(topo.model_dump(by_alias=True, exclude={"source_file"})))
+    assert len(plan_local(topo, port=port)) == 4            # one raylet per node: 2 devices, 1 gateway, 1 edge
     try:
-        assert execute(steps) == ["edge-0: started", "device-0: started", "device-1: started", "gateway-0: started"]
-        ray = connect(f"127.0.0.1:{port}", os.environ["TIERPIPE_TOKEN_PATH"])
+        assert main(["cluster", "local", str(path), "--port", str(port)]) == 0
+        ray = connect(address, os.environ["TIERPIPE_TOKEN_PATH"])
         labels = {n["NodeID"]: n["Labels"] for n in ray.nodes() if n["Alive"]}
+        assert len(labels) == 4
         model, plan = chain_plan(topo)
         inputs = [(torch.randn(1, 16),) for _ in range(10)]
-        with Pipeline(plan, model, topo, address=f"127.0.0.1:{port}", max_batch=1) as pipe:
+        with Pipeline(plan, model, topo, address=address, max_batch=1) as pipe:
             placed = {node: ray.get(h.node_id.remote()) for node, h in pipe.stages.items()}
             outputs = pipe.run(inputs)
         assert all(labels[nid]["tier-node"] == node for node, nid in placed.items())
         assert all(torch.equal(a, b) for a, b in zip(outputs, eager(model, inputs)))
-        rows, ok = cluster_status(topo, ray.nodes())
-        assert ok
-        # remove the gateway's raylet mid-test: status must call it missing
+        ray.shutdown()
+        assert main(["cluster", "status", str(path), "--address", address]) == 0
+        # remove the gateway's raylet mid-test: status must call it missing and exit 1
         ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
         pid = next(int(l.split()[0]) for l in ps.splitlines() if "raylet/raylet" in l and '"tier-node": "gateway-0"' in l)
         os.kill(pid, 9)
-        for _ in range(60):
+        for _ in range(30):
+            connect(address, os.environ["TIERPIPE_TOKEN_PATH"])
             rows, ok = cluster_status(topo, ray.nodes())
+            ray.shutdown()
             if not ok:
                 break
             time.sleep(0.5)
-        assert not ok and {r["node"]: r["state"] for r in rows}["gateway-0"] == "missing"
-        ray.shutdown()
+        assert {r["node"]: r["state"] for r in rows}["gateway-0"] == "missing"
+        assert main(["cluster", "status", str(path), "--address", address]) == 1
         # a client with the wrong token is refused
         stranger = subprocess.run(
-            [sys.executable, "-c", f"import ray; ray.init(address='127.0.0.1:{port}')"],
+            [sys.executable, "-c", f"import ray; ray.init(address='{address}')"],
             env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token"},
             capture_output=True, text=True, timeout=120)
         assert stranger.returncode != 0 and "InvalidAuthToken" in stranger.stderr
@@ -238,4 +246,6 @@ def test_cluster_local_places_actors_reports_missing_and_refuses_strangers(token
         import ray as _ray
         if _ray.is_initialized():
             _ray.shutdown()
-        subprocess.run([RAY, "stop"], capture_output=True)
+        assert main(["cluster", "down", "--local"]) == 0
+    left = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "raylet/raylet" not in left

@@ -1,7 +1,6 @@
 """Flow control, wire format, batching and the uplink, driven without Ray."""
 
 import asyncio
-import random
 
 import pytest
 import torch
