@@ -163,10 +163,21 @@ class _Search:
         p = Problem(self.graph, self.topology, self.cm, codecs, self.ratios)
         lat_a, first_fit, least = _mincut_fitting(p, p.compute, p.link_time, self.lo, self.hi, self.mem, lambda c: c.latency_s)
         if lat_a is None:
+            lat_a = next((a for order in topological_orders(p, self.orders)
+                          for a in [best_contiguous(p, order, self.lo, self.hi, self.mem, objective="latency")[0]]
+                          if a is not None and _fits(p, a, self.mem)), None)
+        if lat_a is None:
             raise _memory_error(p, least, self.mem)
         if not first_fit:
             self.optimal = False
         candidates = [lat_a]
+        if not first_fit:
+            # a memory budget binds: the Lagrangian can miss plans that fit (knapsack), so add the
+            # latency-optimal contiguous splits that respect memory segment by segment
+            for order in topological_orders(p, self.orders):
+                a, _ = best_contiguous(p, order, self.lo, self.hi, self.mem, objective="latency")
+                if a is not None:
+                    candidates.append(a)
         if self.objective == "throughput":
             for order in topological_orders(p, self.orders):
                 a, _ = best_contiguous(p, order, self.lo, self.hi, self.mem)

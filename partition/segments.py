@@ -46,8 +46,9 @@ def topological_orders(problem: Problem, count: int, seed: int = 0) -> list[np.n
 
 
 def best_contiguous(problem: Problem, order: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                    memory_bytes: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
-    """The assignment of contiguous segments of ``order`` with the least bottleneck (seconds per round).
+                    memory_bytes: np.ndarray | None = None, objective: str = "throughput") -> tuple[np.ndarray | None, float]:
+    """The assignment of contiguous segments of ``order`` with the least bottleneck (seconds per round),
+    or with ``objective="latency"`` the least sum of stage and link times (latency less propagation).
 
     ``lo``/``hi`` bound each node's tier; ``memory_bytes`` bounds each tier's
     parameters + received values. Returns ``(None, inf)`` when no split fits.
@@ -79,7 +80,9 @@ def best_contiguous(problem: Problem, order: np.ndarray, lo: np.ndarray, hi: np.
             if lo[v] > j:
                 B[j] = min(B[j], pos[v])
     A[k - 1] = n
-    F = problem.streams
+    total = objective == "latency"
+    F = np.ones(k) if total else problem.streams
+    combine = np.add if total else np.maximum
     mem = memory_bytes if memory_bytes is not None else np.full(k, np.inf)
     inf = float("inf")
     cuts = np.arange(n + 1)
@@ -89,7 +92,7 @@ def best_contiguous(problem: Problem, order: np.ndarray, lo: np.ndarray, hi: np.
     choice = []
     g = f.copy()
     if k > 1:
-        g = np.maximum(f, F[0] * link_at[:, 0])
+        g = combine(f, F[0] * link_at[:, 0])
     g = np.where((cuts >= A[0]) & (cuts <= B[0]), g, inf)
     for j in range(1, k):
         fj = np.full(n + 1, inf)
@@ -98,12 +101,12 @@ def best_contiguous(problem: Problem, order: np.ndarray, lo: np.ndarray, hi: np.
         for p in ps:
             q = cuts[: p + 1]
             seg = F[j] * (prefix[p, j] - prefix[q, j])
-            cand = np.maximum(g[: p + 1], seg)
+            cand = combine(g[: p + 1], seg)
             cand = np.where(params[p] - params[q] + raw_at[q] <= mem[j], cand, inf)
             best = int(np.argmin(cand))
             fj[p], arg[p] = cand[best], best
         choice.append(arg)
-        g = fj if j == k - 1 else np.maximum(fj, F[j] * link_at[:, j])
+        g = fj if j == k - 1 else combine(fj, F[j] * link_at[:, j])
         if j < k - 1:
             g = np.where((cuts >= A[j]) & (cuts <= B[j]), g, inf)
     value = float(g[n]) if k > 1 else float(g[n])

@@ -103,8 +103,9 @@ def use_token(path: Path | None = None, override: bool = False) -> None:
 def reset_token_cache() -> None:
     """Forget the token Ray loaded in this process (it is read again on the next connection)."""
     try:
-        from ray._raylet import AuthenticationTokenLoader
+        from ray._raylet import AuthenticationTokenLoader, Config
 
+        Config.initialize("")                           # re-read RAY_AUTH_MODE, as Ray itself does
         AuthenticationTokenLoader.instance().reset_cache()
     except (ImportError, AttributeError):  # older or newer Ray without the cache: nothing to reset
         pass

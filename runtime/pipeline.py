@@ -147,8 +147,22 @@ class Pipeline:
             return []
         return [n.get("Labels", {}) for n in ray.nodes() if n.get("Alive")]
 
+    def _gpu_share(self, tier: str) -> float:
+        """GPUs for one actor of a cuda tier: Ray hides the GPUs from actors that ask for none."""
+        import ray
+
+        spec = next(t for t in self.topology.path if t.name == tier)
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        if spec.accelerator != "cuda" or gpus <= 0:
+            return 0.0
+        cuda_actors = sum(t.nodes for t in self.topology.path if t.accelerator == "cuda")
+        return min(1.0, gpus / cuda_actors)
+
     def _placement(self, node: str, tier: str, labelled: list[dict]) -> dict:
         opts: dict = {"num_cpus": 0}
+        gpus = self._gpu_share(tier)
+        if gpus:
+            opts["num_gpus"] = gpus
         if self.address is None:
             return opts                                  # the local default: everything on this machine
         if any(l.get(NODE_LABEL) == node for l in labelled):

@@ -6,6 +6,8 @@ Chain(width=16, depth=4), input [2, 16] float32:
 fx nodes: x, layers_0_0 (linear), layers_0_1 (relu), ..., layers_3_1 (output).
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -19,8 +21,11 @@ from tests.partition.helpers import topology
 
 @pytest.fixture(scope="module")
 def chain():
+    """The chain with every op costing 1 ms on this host: plans depend on the tiers, not on timing noise."""
     torch.manual_seed(0)
-    return capture(Chain(16, 4).eval(), (torch.randn(2, 16),), repeats=1)
+    graph = capture(Chain(16, 4).eval(), (torch.randn(2, 16),), repeats=1)
+    graph.nodes = [dataclasses.replace(n, host_time_s=1e-3 if n.op == "compute" else 0.0) for n in graph.nodes]
+    return graph
 
 
 def tiers_of(plan, *nodes):
@@ -37,7 +42,7 @@ def test_memory_budget_splits_the_model(chain):
     tight = topology(**fast_device, memory_mb=(0.002, 1, 1))
     plan = partition(chain, tight)
     assert plan.predicted.memory_bytes[0] == 1088 + 256
-    assert tiers_of(plan, "layers_0_0", "layers_1_0") == ["device", "gateway"]
+    assert plan.assignment["layers_0_0"] == "device" and plan.assignment["layers_1_0"] != "device"
     # and it is the best plan that fits: the oracle over all assignments within the budgets agrees
     p = Problem(chain, tight)
     budget = np.array([t.memory_mb * 1e6 for t in tight.path])

@@ -78,3 +78,17 @@ def test_throughput_gap_on_dags_is_small_and_reported(capsys):
         print(f"\nthroughput gap to brute force on 60 random DAGs: mean {np.mean(gaps):.4f}, max {np.max(gaps):.4f}, "
               f"zero in {np.mean(np.array(gaps) < 1e-9):.0%}")
     assert np.mean(gaps) < 0.05
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 10), tiers=st.sampled_from([3, 4]))
+def test_latency_dp_over_segments_is_exact_on_chains(seed, n, tiers):
+    # the fallback used when memory binds: on a chain every valid assignment is contiguous
+    rng = np.random.default_rng(seed)
+    p = random_problem(rng, random_graph(rng, n, chain=True), TOPOLOGIES[tiers])
+    lo, hi = np.zeros(p.n, dtype=int), np.where(p.is_input, 0, p.k - 1)
+    a, value = best_contiguous(p, np.arange(p.n), lo, hi, objective="latency")
+    cost = p.evaluate(a)
+    assert cost.latency_s == pytest.approx(value + p.prop_s.sum())
+    _, oracle = brute_force(p, key=lambda c: c.latency_s)
+    assert cost.latency_s == pytest.approx(oracle.latency_s, rel=1e-9)

@@ -168,3 +168,18 @@ def test_uplink_replays_unacknowledged_frames_to_a_restarted_parent():
 
     received, replayed = asyncio.run(scenario())
     assert received == [b"f2", b"f3", b"f4"] and replayed == 3
+
+
+def test_cuda_tiers_ask_ray_for_their_gpu(monkeypatch):
+    """Ray hides GPUs from actors that request none, so the edge (accelerator: cuda) must request one."""
+    import ray
+
+    from runtime.pipeline import Pipeline
+
+    pipe = Pipeline.__new__(Pipeline)            # placement only: no plan, no Ray started
+    pipe.topology, pipe.address = Topology.load("smart_city"), None
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
+    assert pipe._placement("edge-0", "edge", []) == {"num_cpus": 0, "num_gpus": 1.0}
+    assert pipe._placement("device-3", "device", []) == {"num_cpus": 0}
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert pipe._placement("edge-0", "edge", []) == {"num_cpus": 0}       # no GPU: the stage runs on the CPU
