@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from rich.console import Console
@@ -12,7 +13,8 @@ from rich.table import Table
 
 from partition.errors import TierpipeError
 
-console = Console()
+# a terminal sets its own width; piped or logged output gets room for the tables instead of 80 columns
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
 
 
 def _shape(text: str | None) -> list[int] | None:

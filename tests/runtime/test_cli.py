@@ -1,0 +1,49 @@
+"""The `tierpipe` command as a user runs it: partition, profile, topology check, demo."""
+
+import json
+
+import pytest
+
+from partition import Plan
+from runtime.cli import main
+
+
+def test_topology_check_ok_and_bad(tmp_path, capsys):
+    assert main(["topology", "check", "smart_city"]) == 0
+    assert "16 input streams" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tiers:\n  - {name: device, speed: -1}\n")
+    assert main(["topology", "check", str(bad)]) == 2
+    out = capsys.readouterr().out
+    assert "bad.yaml" in out and "tiers[0].speed" in out
+
+
+def test_partition_writes_a_plan(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["partition", "resnet18", "--topology", "three_tier", "--objective", "throughput",
+                 "--keep-input-on", "device", "--pin", "layer4=edge", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "neurosurgeon" in text and "what crosses each link" in text
+    plan = Plan.load(out)
+    assert plan.objective == "throughput" and plan.assignment["fc"] == "edge"
+    assert all(c.name != "x" for link in plan.links for c in link.tensors)
+
+
+def test_partition_bad_pin_is_a_clear_error(capsys):
+    assert main(["partition", "resnet18", "--topology", "three_tier", "--pin", "layer9"]) == 2
+    assert "MODULE=TIER" in capsys.readouterr().out
+
+
+def test_profile_table(capsys):
+    assert main(["profile", "unet", "--topology", "three_tier", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "dec" in out and "edge ms" in out and "total" in out
+
+
+@pytest.mark.ray_local
+def test_demo_runs_end_to_end(ray_local, tmp_path):
+    report = tmp_path / "report.json"
+    assert main(["demo", "--seconds", "2", "--report", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["emulated"] and data["frames_delivered"] == data["sent_by_sources"] > 0
+    assert data["topology"] == "local" and len(data["tiers"]) == 3
