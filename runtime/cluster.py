@@ -28,7 +28,7 @@ from partition.topology import HostSpec, Topology
 from .errors import ClusterError
 
 __all__ = ["Step", "token_path", "ensure_token", "auth_env", "use_token", "plan_up", "plan_down", "plan_local", "execute",
-           "cluster_status", "SshRunner", "LocalRunner"]
+           "cluster_status", "SshRunner"]
 
 log = logging.getLogger(__name__)
 REMOTE_TOKEN = "$HOME/.tierpipe/ray_token"
@@ -213,8 +213,6 @@ class SshRunner:
     def __call__(self, step: Step) -> subprocess.CompletedProcess:
         return subprocess.run(step.argv(), input=step.stdin, capture_output=True, text=True, timeout=self.timeout_s)
 
-
-LocalRunner = SshRunner
 
 
 def _where(step: Step) -> str:

@@ -105,3 +105,22 @@ def test_uncapturable_model_names_the_construct_and_module():
 def test_unknown_zoo_model():
     with pytest.raises(CaptureError, match="zoo models are"):
         get_model("resnet9000")
+
+
+def test_measured_tier_profiles_override_the_prediction(zoo, tmp_path):
+    from partition import CostModel, PartitionError, Topology
+
+    _, _, graph = zoo("resnet18")
+    topo = Topology.load("three_tier")                      # device speed 0.1: 10x this host's time
+    predicted = CostModel(graph, topo)
+    node = graph.nodes[5].name
+    assert predicted.compute_s(node, 0) == pytest.approx(graph[node].host_time_s / 0.1)
+    measured = CostModel(graph, topo, profiles={"device": {node: 0.5}})
+    assert measured.compute_s(node, 0) == 0.5                            # measured on the device itself
+    assert measured.compute_s(graph.nodes[6].name, 0) == predicted.compute_s(graph.nodes[6].name, 0)
+    path = tmp_path / "profiles.json"
+    measured.save_profiles(path)
+    again = CostModel(graph, topo, profiles=CostModel.load_profiles(path))
+    assert (again.table == measured.table).all()
+    with pytest.raises(PartitionError, match="not on the topology's path"):
+        CostModel(graph, topo, profiles={"cloud": {}})
