@@ -13,23 +13,9 @@ import numpy as np
 
 from .evaluate import Problem
 from .mincut import min_cost_assignment
+from .segments import cut_profile
 
-__all__ = ["baseline_assignments", "cut_profile"]
-
-
-def cut_profile(problem: Problem, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For a topological ``order``: compute prefix sums ``[n+1, k]`` and link time crossing each cut ``[n+1, k-1]``."""
-    n, k = problem.n, problem.k
-    pos = np.empty(n, dtype=int)
-    pos[order] = np.arange(n)
-    prefix = np.vstack([np.zeros((1, k)), np.cumsum(problem.compute[order], axis=0)])
-    reach = np.array([max((pos[s] for s in problem.succs[u]), default=pos[u]) for u in range(n)])
-    reach[problem.is_output] = n
-    diff = np.zeros((n + 2, max(k - 1, 1)))
-    if k > 1:
-        np.add.at(diff, pos + 1, problem.link_time)
-        np.add.at(diff, reach + 1, -problem.link_time)
-    return prefix, np.cumsum(diff, axis=0)[: n + 1]
+__all__ = ["baseline_assignments"]
 
 
 def baseline_assignments(problem: Problem) -> dict[str, np.ndarray]:
@@ -43,7 +29,7 @@ def baseline_assignments(problem: Problem) -> dict[str, np.ndarray]:
     out[f"all on {names[top]}"] = np.where(problem.is_input, 0, top)
     # Neurosurgeon: the first p nodes of the layer order on the device, the rest on the server
     order = np.arange(n)
-    prefix, link_at = cut_profile(problem, order)
+    _, prefix, link_at, _ = cut_profile(problem, order)
     lat = prefix[:, 0] + (prefix[n, top] - prefix[:, top]) + link_at.sum(axis=1)
     first = int(np.flatnonzero(problem.is_input).max()) + 1 if problem.is_input.any() else 0
     p = first + int(np.argmin(lat[first:]))

@@ -228,7 +228,7 @@ class _Search:
         return found
 
 
-def _codec_space(codec: str, links: int) -> list[str]:
+def _codec_space(codec: str) -> list[str]:
     if codec == "auto":
         return list(AUTO_CODECS)
     if codec not in CODECS:
@@ -277,7 +277,7 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
     lo, hi = _bounds(graph, topology, keep_input_on, pins)
     mem = _memory_budget(topology, memory)
     budget = accuracy or AccuracyBudget()
-    space = _codec_space(codec, k - 1)
+    space = _codec_space(codec)
     example = calibration[0] if calibration else None
     calib = calibration
     ratios = {}

@@ -20,7 +20,7 @@ import numpy as np
 
 from .evaluate import Problem
 
-__all__ = ["best_contiguous", "topological_orders"]
+__all__ = ["best_contiguous", "cut_profile", "topological_orders"]
 
 
 def topological_orders(problem: Problem, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -45,6 +45,30 @@ def topological_orders(problem: Problem, count: int, seed: int = 0) -> list[np.n
     return [np.array(o) for o in unique]
 
 
+def cut_profile(problem: Problem, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a cut at each position ``p`` of a topological ``order`` costs.
+
+    Returns ``(pos, prefix, link_at, raw_at)``: each node's position; prefix sums of compute
+    ``[n+1, k]``; link time of the values crossing cut ``p`` ``[n+1, k-1]``; their raw bytes ``[n+1]``.
+    A value at position ``i`` crosses cut ``p`` for ``i < p <= R``, ``R`` its last consumer's
+    position (``n`` for outputs): one add and one subtract per value, then a cumulative sum.
+    """
+    n, k = problem.n, problem.k
+    pos = np.empty(n, dtype=int)
+    pos[order] = np.arange(n)
+    prefix = np.vstack([np.zeros((1, k)), np.cumsum(problem.compute[order], axis=0)])
+    reach = np.array([max((pos[s] for s in problem.succs[u]), default=pos[u]) for u in range(n)])
+    reach[problem.is_output] = n
+    cross_time = np.zeros((n + 2, max(k - 1, 1)))
+    cross_raw = np.zeros(n + 2)
+    if k > 1:
+        np.add.at(cross_time, pos + 1, problem.link_time)
+        np.add.at(cross_time, reach + 1, -problem.link_time)
+    np.add.at(cross_raw, pos + 1, problem.raw_bytes)
+    np.add.at(cross_raw, reach + 1, -problem.raw_bytes)
+    return pos, prefix, np.cumsum(cross_time, axis=0)[: n + 1], np.cumsum(cross_raw)[: n + 1]
+
+
 def best_contiguous(problem: Problem, order: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                     memory_bytes: np.ndarray | None = None, objective: str = "throughput") -> tuple[np.ndarray | None, float]:
     """The assignment of contiguous segments of ``order`` with the least bottleneck (seconds per round),
@@ -54,22 +78,8 @@ def best_contiguous(problem: Problem, order: np.ndarray, lo: np.ndarray, hi: np.
     parameters + received values. Returns ``(None, inf)`` when no split fits.
     """
     n, k = problem.n, problem.k
-    pos = np.empty(n, dtype=int)
-    pos[order] = np.arange(n)
-    comp = problem.compute[order]                                         # [n, k]
-    prefix = np.vstack([np.zeros((1, k)), np.cumsum(comp, axis=0)])      # [n+1, k]
+    pos, prefix, link_at, raw_at = cut_profile(problem, order)
     params = np.concatenate([[0.0], np.cumsum(problem.params[order])])
-    # R(u): last cut position at which u still crosses (max consumer position, n for outputs)
-    reach = np.array([max((pos[s] for s in problem.succs[u]), default=pos[u]) for u in range(n)])
-    reach[problem.is_output] = n
-    cross_time = np.zeros((n + 2, max(k - 1, 1)))
-    cross_raw = np.zeros(n + 2)
-    np.add.at(cross_time, pos + 1, problem.link_time if k > 1 else 0.0)
-    np.add.at(cross_time, reach + 1, -(problem.link_time if k > 1 else 0.0))
-    np.add.at(cross_raw, pos + 1, problem.raw_bytes)
-    np.add.at(cross_raw, reach + 1, -problem.raw_bytes)
-    link_at = np.cumsum(cross_time, axis=0)[: n + 1]                      # [n+1, k-1] time crossing cut p
-    raw_at = np.cumsum(cross_raw)[: n + 1]                                # raw bytes received across cut p
     # cut j must lie in [A_j, B_j]: nodes with hi <= j before it, nodes with lo > j after it
     A = np.zeros(k, dtype=int)
     B = np.full(k, n, dtype=int)

@@ -11,16 +11,22 @@ __all__ = ["build_report", "report_tables", "save_report"]
 
 
 def _gather(handles: dict, tries: int = 20) -> list[dict]:
-    """metrics_json of every actor; an actor that is restarting is asked again (it reports fresh counters)."""
+    """metrics_json of every actor, asked all at once; an actor that is restarting is asked again
+    on its own until it answers (with the fresh counters of its new incarnation)."""
     import ray
 
+    errors = (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
+    try:
+        return ray.get([h.metrics_json.remote() for h in handles.values()], timeout=10)
+    except errors:
+        pass
     out = []
     for handle in handles.values():
         for attempt in range(tries):
             try:
                 out.append(ray.get(handle.metrics_json.remote(), timeout=10))
                 break
-            except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            except errors:
                 if attempt == tries - 1:
                     raise
                 time.sleep(0.25)
