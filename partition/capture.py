@@ -176,7 +176,20 @@ def _attr_bytes(gm: fx.GraphModule, n: fx.Node) -> int:
     return 0
 
 
-def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repeats: int = 5, warmup: int = 1) -> Graph:
+# The analytic host: what ``timing="analytic"`` charges per op. Rough figures of one server core;
+# what matters is that they never change, so plans made from them are the same on every machine.
+ANALYTIC_GFLOPS = 20.0
+ANALYTIC_BYTES_PER_S = 8e9
+ANALYTIC_OP_S = 2e-6
+
+
+def analytic_time_s(flops: int, bytes_touched: int) -> float:
+    """Host seconds of one op under the analytic model: fixed overhead + FLOPs + memory traffic."""
+    return ANALYTIC_OP_S + flops / (ANALYTIC_GFLOPS * 1e9) + bytes_touched / ANALYTIC_BYTES_PER_S
+
+
+def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repeats: int = 5, warmup: int = 1,
+            timing: str = "measured") -> Graph:
     """Capture ``model`` as a DAG of ops and measure each op on this host.
 
     Args:
@@ -184,6 +197,9 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
         example_inputs: a tuple of example inputs (a lone tensor is wrapped).
         repeats: timed runs; each node's host time is their median.
         warmup: untimed runs first.
+        timing: ``"measured"`` (median host time of every op) or ``"analytic"`` (from FLOPs and
+            bytes, see :func:`analytic_time_s`: the same on every machine and every run, for tests
+            and reproducible plans; codec costs then come from fixed figures too).
 
     Returns:
         A :class:`Graph` in topological order; ``get_attr`` nodes (parameters read
@@ -200,12 +216,14 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs = tuple(example_inputs)
+    if timing not in ("measured", "analytic"):
+        raise ValueError(f"timing={timing!r}: use 'measured' or 'analytic'")
     start = time.perf_counter()
     gm, method = trace(model, example_inputs)
     with torch.inference_mode():
         prof = _Profiler(gm)
         prof.run(*example_inputs)
-        times = _time_nodes(gm, example_inputs, repeats, warmup)
+        times = _time_nodes(gm, example_inputs, repeats, warmup) if timing == "measured" else None
 
     attrs = {n.name: n for n in gm.graph.nodes if n.op == "get_attr"}
     nodes: list[Node] = []
@@ -222,12 +240,19 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
             deps = [a for a in n.all_input_nodes]
             param_bytes = _attr_bytes(gm, n) + sum(_attr_bytes(gm, attrs[a.name]) for a in deps if a.name in attrs)
             target = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+            specs = tuple(prof.specs.get(n.name, ()))
+            flops = int(prof.flops.get(n.name, 0))
+            if times is not None:
+                host_s = times.get(n.name, 0.0)
+            else:
+                touched = param_bytes + sum(s.nbytes for s in specs) \
+                    + sum(s.nbytes for a in deps if a.name not in attrs for s in prof.specs.get(a.name, ()))
+                host_s = analytic_time_s(flops, touched)
             nodes.append(Node(
                 name=n.name, op="compute", target=str(target), module=_module_path(n),
                 inputs=tuple(dict.fromkeys(a.name for a in deps if a.name not in attrs)),
-                outputs=tuple(prof.specs.get(n.name, ())), flops=int(prof.flops.get(n.name, 0)),
-                param_bytes=param_bytes, host_time_s=times.get(n.name, 0.0),
+                outputs=specs, flops=flops, param_bytes=param_bytes, host_time_s=host_s,
             ))
-    graph = Graph(nodes, inputs, outputs, gm, method)
+    graph = Graph(nodes, inputs, outputs, gm, method, timing=timing)
     graph.capture_s = time.perf_counter() - start
     return graph

@@ -29,7 +29,7 @@ import zstandard
 from .errors import WireError
 
 __all__ = ["CODECS", "QUANTISERS", "COMPRESSORS", "parse_codec", "encode", "decode", "roundtrip", "encoded_nbytes", "is_lossless",
-           "codec_seconds_per_byte"]
+           "codec_seconds_per_byte", "nominal_codec_seconds_per_byte"]
 
 QUANTISERS = ("raw", "fp16", "int8", "int8-channel")
 COMPRESSORS = ("", "lz4", "zstd")
@@ -232,6 +232,18 @@ def codec_seconds_per_byte(codec: str) -> tuple[float, float]:
         dec.append(time.perf_counter() - mid)
     nbytes = x.numel() * x.element_size()
     return sorted(enc)[1] / nbytes, sorted(dec)[1] / nbytes
+
+
+# (encode, decode) nanoseconds per raw byte on the analytic host (see ``capture(timing="analytic")``):
+# fixed figures of the order this machine measures, so plans made from them never depend on the run.
+_NOMINAL_QUANT_NS = {"raw": (0.0, 0.0), "fp16": (0.3, 0.3), "int8": (1.0, 0.5), "int8-channel": (1.5, 0.6)}
+_NOMINAL_COMP_NS = {"": (0.0, 0.0), "lz4": (0.6, 0.2), "zstd": (2.5, 0.6)}
+
+
+def nominal_codec_seconds_per_byte(codec: str) -> tuple[float, float]:
+    """(encode, decode) seconds per raw input byte of ``codec`` on the analytic host (fixed figures)."""
+    quant, comp = parse_codec(codec)
+    return tuple((a + b) * 1e-9 for a, b in zip(_NOMINAL_QUANT_NS[quant], _NOMINAL_COMP_NS[comp]))
 
 
 def encoded_nbytes(nbytes: int, shape: tuple[int, ...] | None, dtype: str, codec: str, ratio: float = 1.0) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .codec import codec_seconds_per_byte, nominal_codec_seconds_per_byte
 from .errors import PartitionError
 from .graph import Graph
 from .topology import Topology
@@ -66,6 +67,13 @@ class CostModel:
         cm = cls(graph, topology)
         cm.table = np.asarray(table, dtype=float).copy()
         return cm
+
+    def codec_s_per_byte(self, codec: str) -> tuple[float, float]:
+        """(encode, decode) host seconds per raw byte of ``codec``: measured on this host, or the
+        analytic host's fixed figures when the graph was captured with ``timing="analytic"``."""
+        if self.graph.timing == "analytic":
+            return nominal_codec_seconds_per_byte(codec)
+        return codec_seconds_per_byte(codec)
 
     def compute_s(self, node: str, tier: int) -> float:
         return float(self.table[self.graph.index[node], tier])

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .codec import codec_seconds_per_byte, encoded_nbytes, parse_codec
+from .codec import encoded_nbytes, parse_codec
 from .cost import CostModel
 from .errors import PartitionError
 from .graph import Graph
@@ -84,7 +84,7 @@ class Problem:
         self.link_bytes = np.stack([self.encoded(codec) for codec in self.codecs], axis=1) if self.k > 1 else np.zeros((self.n, 0))
         self.codec_s = np.zeros((self.n, max(self.k - 1, 0)))
         for j, codec in enumerate(self.codecs):
-            enc, dec = codec_seconds_per_byte(codec)
+            enc, dec = self.cost.codec_s_per_byte(codec)
             self.codec_s[:, j] = self.raw_bytes * (enc * self.cost.scale[j] + dec * self.cost.scale[j + 1])
         self.bw_Bps = np.array([topology.links[j].bandwidth_mbps * 1e6 / 8 for j in range(self.k - 1)])
         self.prop_s = np.array([topology.links[j].latency_ms / 1e3 for j in range(self.k - 1)])

@@ -76,6 +76,7 @@ class Graph:
     module: fx.GraphModule = field(repr=False)
     method: str = "fx"             # "fx" or "export"
     capture_s: float = 0.0
+    timing: str = "measured"       # "measured" on this host, or "analytic" (from FLOPs and bytes: host-independent)
 
     def __repr__(self) -> str:
         return (f"Graph({len(self.nodes)} nodes, {len(self.inputs)} input(s), {len(self.outputs)} output(s), "

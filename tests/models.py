@@ -67,11 +67,19 @@ class MultiIO(nn.Module):
         return {"logits": self.cls(joint), "features": f}
 
 
+def _seeded(build):
+    """A factory whose weights and example inputs are the same on every call."""
+    def make():
+        torch.manual_seed(0)
+        return build()
+    return make
+
+
 SMALL_MODELS = {
-    "chain": lambda: (Chain(), (torch.randn(2, 16),)),
-    "skip": lambda: (Skip(), (torch.randn(1, 3, 16, 16),)),
-    "concat": lambda: (Concat(), (torch.randn(1, 3, 16, 16),)),
-    "multi_io": lambda: (MultiIO(), (torch.randn(2, 3, 8, 8), torch.randn(2, 6))),
+    "chain": _seeded(lambda: (Chain(), (torch.randn(2, 16),))),
+    "skip": _seeded(lambda: (Skip(), (torch.randn(1, 3, 16, 16),))),
+    "concat": _seeded(lambda: (Concat(), (torch.randn(1, 3, 16, 16),))),
+    "multi_io": _seeded(lambda: (MultiIO(), (torch.randn(2, 3, 8, 8), torch.randn(2, 6)))),
 }
 
 
@@ -91,4 +99,4 @@ def random_graph(rng: np.random.Generator, n: int, chain: bool = False, inputs: 
                           (TensorSpec((nbytes // 4,), "float32", nbytes),), 0, int(rng.integers(0, 100)) * 1000, 0.0))
     consumed = {p for node in nodes for p in node.inputs}
     outputs = [node.name for node in nodes if node.name not in consumed and node.op != "input"] or [nodes[-1].name]
-    return Graph(nodes, [f"n{i}" for i in range(inputs)], outputs, module=None)
+    return Graph(nodes, [f"n{i}" for i in range(inputs)], outputs, module=None, timing="analytic")

@@ -40,7 +40,7 @@ def test_output_bytes_match_the_real_tensors(zoo):
 
 def test_multi_input_multi_output():
     model, inputs = SMALL_MODELS["multi_io"]()
-    graph = capture(model, inputs, repeats=1)
+    graph = capture(model, inputs, timing="analytic")
     assert graph.inputs == ["image", "meta"]
     assert len(graph.outputs) == 2
     out = {n.name: n for n in graph.nodes}
@@ -50,7 +50,7 @@ def test_multi_input_multi_output():
 @pytest.mark.parametrize("name", ["skip", "concat"])
 def test_skip_and_concat_have_values_with_several_consumers(name):
     model, inputs = SMALL_MODELS[name]()
-    graph = capture(model, inputs, repeats=1)
+    graph = capture(model, inputs, timing="analytic")
     assert max(len(c) for c in graph.consumers.values()) >= 2
     if name == "concat":
         assert any(n.target == "cat" and len(n.inputs) == 3 for n in graph.nodes)
@@ -88,14 +88,14 @@ class Gate(nn.Module):
 
 def test_export_is_the_fallback_when_fx_fails():
     x = torch.randn(2, 8)
-    graph = capture(ShapeBranch().eval(), (x,), repeats=1)
+    graph = capture(ShapeBranch().eval(), (x,), timing="analytic")
     assert graph.method == "export"
     assert any(n.flops > 0 for n in graph.nodes)
 
 
 def test_uncapturable_model_names_the_construct_and_module():
     with pytest.raises(CaptureError) as err:
-        capture(DataDependent().eval(), (torch.randn(2, 8),), repeats=1)
+        capture(DataDependent().eval(), (torch.randn(2, 8),), timing="analytic")
     msg = str(err.value)
     assert "module 'gate'" in msg
     assert "test_capture.py" in msg and "if x.sum() > 0" in msg

@@ -23,7 +23,7 @@ from tests.partition.helpers import topology
 def chain():
     """The chain with every op costing 1 ms on this host: plans depend on the tiers, not on timing noise."""
     torch.manual_seed(0)
-    graph = capture(Chain(16, 4).eval(), (torch.randn(2, 16),), repeats=1)
+    graph = capture(Chain(16, 4).eval(), (torch.randn(2, 16),), timing="analytic")
     graph.nodes = [dataclasses.replace(n, host_time_s=1e-3 if n.op == "compute" else 0.0) for n in graph.nodes]
     return graph
 
