@@ -253,6 +253,6 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
                 inputs=tuple(dict.fromkeys(a.name for a in deps if a.name not in attrs)),
                 outputs=specs, flops=flops, param_bytes=param_bytes, host_time_s=host_s,
             ))
-    graph = Graph(nodes, inputs, outputs, gm, method, timing=timing)
+    graph = Graph(nodes, inputs, outputs, gm, method, timing=timing, example_inputs=example_inputs)
     graph.capture_s = time.perf_counter() - start
     return graph

@@ -77,6 +77,7 @@ class Graph:
     method: str = "fx"             # "fx" or "export"
     capture_s: float = 0.0
     timing: str = "measured"       # "measured" on this host, or "analytic" (from FLOPs and bytes: host-independent)
+    example_inputs: tuple | None = field(default=None, repr=False)   # what it was captured with (calibration)
 
     def __repr__(self) -> str:
         return (f"Graph({len(self.nodes)} nodes, {len(self.inputs)} input(s), {len(self.outputs)} output(s), "

@@ -356,6 +356,9 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
 
 
 def _example_inputs(graph: Graph) -> tuple:
+    """The inputs the graph was captured with; else random floats and zeros of the input specs."""
+    if graph.example_inputs is not None:
+        return tuple(graph.example_inputs)
     out = []
     for name in graph.inputs:
         spec = graph[name].outputs[0]

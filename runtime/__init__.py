@@ -1,3 +1,6 @@
 """tierpipe.runtime: run a Plan's stages as a streaming pipeline of Ray actors."""
 
-__all__: list[str] = []
+from .delivery import Result
+from .pipeline import Pipeline
+
+__all__ = ["Pipeline", "Result"]

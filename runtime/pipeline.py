@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from typing import Callable, Sequence
 
 import torch
@@ -27,10 +28,12 @@ from partition.plan import Plan
 from partition.topology import Topology
 
 from .actors import StageConfig, StageWorker
+from .delivery import Ledger, Result
 from .errors import PipelineError, StageError
+from .flow import SourceQueue
 from .wire import Frame, pack
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "Result"]
 
 log = logging.getLogger(__name__)
 TIER_LABEL, NODE_LABEL = "tier", "tier-node"
@@ -47,12 +50,15 @@ class Pipeline:
             otherwise an existing cluster (``"auto"``, ``"ray://..."``, ``"host:6379"``)
             whose nodes carry ``tier`` / ``tier-node`` labels.
         max_batch, max_wait_ms: fan-in batching at each stage.
-        credits: frames in flight per link.
+        credits: frames in flight per link (and feed calls in flight per device stage).
+        window: frames of one source in flight at once through :meth:`submit`.
+        queue_per_source: submitted frames waiting per source before its policy applies.
     """
 
     def __init__(self, plan: Plan, model: torch.nn.Module, topology: Topology, address: str | None = None, *,
                  emulate: bool | None = None, max_batch: int = 8, max_wait_ms: float = 2.0, credits: int = 4,
-                 queue_frames: int = 64, threads: int = 1, stall_s: float = 3.0, ready_timeout_s: float = 120.0) -> None:
+                 queue_frames: int = 64, threads: int = 1, stall_s: float = 3.0, ready_timeout_s: float = 120.0,
+                 window: int = 8, queue_per_source: int = 2) -> None:
         if list(plan.tiers) != [t.name for t in topology.path]:
             raise PipelineError(f"plan is for tiers {list(plan.tiers)} but topology {topology.name!r} has "
                                 f"{[t.name for t in topology.path]}; partition for this topology")
@@ -66,12 +72,17 @@ class Pipeline:
         self.tier_of = {node: i for i, tier in enumerate(topology.path) for node in tier.node_names()}
         self._own_ray = False
         self._module_refs: list = []
-        self._next_seq: dict[int, int] = {}
-        self._delivered: dict[int, int] = {}
-        self._sink_incarnation: dict[str, str] = {}
+        self.window, self.queue_per_source = window, queue_per_source
+        self.ledger = Ledger()                               # numbering, held frames, exactly-once delivery
+        self._waiting: dict[int, SourceQueue] = {}           # submitted frames not yet admitted, per source
+        self._unsent: dict[str, deque] = {}                  # admitted frames not yet fed, per device node
+        self._feeds: dict[str, list] = {}                    # feed calls in flight, per device node
+        self._results_buffer: list[Result] = []
+        self._submitted = 0
         self._started = 0.0
-        self._results_total = 0
+        self._wall_start = 0.0
         self._wall_s = 0.0
+        self._last_ack = self._last_progress = time.perf_counter()
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Pipeline":
@@ -210,6 +221,149 @@ class Pipeline:
                 raise PipelineError(f"input {i}, value {j}: got {got}, the plan expects {list(spec.shape)} {spec.dtype}; "
                                     "partition again for this input shape (--input-shape)")
 
+    def _source(self, source: int) -> str:
+        if not isinstance(source, int) or not 0 <= source < len(self.stream_nodes):
+            raise PipelineError(f"source {source!r} does not exist; the topology has {len(self.stream_nodes)} streams "
+                                f"(0..{len(self.stream_nodes) - 1})")
+        return self.stream_nodes[source]
+
+    def _admit(self, source: int, x: tuple, born: float) -> int:
+        """Number a frame, hold it in the ledger and queue it for its device stage."""
+        node = self.stream_nodes[source]
+        if not self.ledger.held:
+            self._last_progress = time.perf_counter()        # the stall clock starts with the first frame in flight
+        seq = self.ledger.next_seq.get(source, 0)
+        packed = pack(Frame(source, seq, [born], dict(zip(self.plan.stages[0].inputs, x))))
+        self.ledger.admit(source, node, packed)
+        self._unsent.setdefault(node, deque()).append(packed)
+        return seq
+
+    def _pump(self) -> None:
+        """Admit waiting frames (within each source's window) and feed device stages (within their credits),
+        several frames per call when several are queued."""
+        import ray
+
+        for source, queue in self._waiting.items():
+            while len(queue) and self.ledger.in_flight(source) < self.window:
+                born, x = queue.pop()
+                self._admit(source, x, born)
+        for node, unsent in self._unsent.items():
+            calls = self._feeds.setdefault(node, [])
+            if calls:
+                done, rest = ray.wait(calls, num_returns=len(calls), timeout=0)
+                calls[:] = rest
+                for ref in done:
+                    self._feed_failed(node, ref)
+            while unsent and len(calls) < self.credits:
+                chunk = [unsent.popleft() for _ in range(min(len(unsent), 32))]
+                calls.append(self.sources[node].feed.remote(chunk))
+
+    def _feed_failed(self, node: str, ref) -> None:
+        import ray
+
+        try:
+            ray.get(ref)
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as exc:
+            log.warning("device stage %s unavailable (%s): its frames will be fed again", node, type(exc).__name__)
+
+    def submit(self, source: int, *inputs: torch.Tensor, timeout_s: float = 60.0) -> None:
+        """Hand one frame of ``source`` (e.g. a camera's latest image) to the pipeline; returns at once
+        unless the source must wait.
+
+        Frames wait in a small queue per source until the source has fewer than ``window`` frames in
+        flight; the source's policy in the topology decides what happens when that queue is full:
+        ``block`` waits for room (``PipelineError`` after ``timeout_s``), ``drop-oldest`` drops the
+        stalest waiting frame (counted in ``dropped``, never numbered, so delivery stays gap-free).
+        Results come back from :meth:`poll` / :meth:`results`, exactly once and in order per source.
+        """
+        self._source(source)
+        self._check_input(self._submitted, inputs)
+        self._submitted += 1
+        queue = self._waiting.setdefault(source, SourceQueue(self._policy(source), self.queue_per_source))
+        deadline = time.perf_counter() + timeout_s
+        while not queue.offer((time.time(), inputs)):                 # block: full until results come back
+            arrived = self.poll(0.01)
+            self._results_buffer.extend(arrived)
+            if time.perf_counter() > deadline:
+                raise PipelineError(f"source {source} could not hand over a frame for {timeout_s:.0f} s: "
+                                    f"per-stage state: {self._brief()}")
+        self._pump()
+
+    def _policy(self, source: int) -> str:
+        first = 0
+        for spec in self.topology.sources:
+            if source < first + spec.count:
+                return spec.policy
+            first += spec.count
+        return "block"
+
+    @property
+    def dropped(self) -> int:
+        """Frames that ``drop-oldest`` sources dropped in :meth:`submit`."""
+        return sum(q.dropped for q in self._waiting.values())
+
+    def poll(self, timeout_s: float = 0.05) -> list[Result]:
+        """Results that have arrived (waiting up to ``timeout_s`` for the first), in order per source, each once."""
+        import ray
+
+        out, self._results_buffer = self._results_buffer, []
+        if not self._wall_start:
+            self._wall_start = time.perf_counter()
+        refs = {node: h.take.remote(4096, timeout_s) for node, h in self._sinks().items()}
+        for node, ref in refs.items():
+            try:
+                reply = ray.get(ref)
+            except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as exc:
+                log.warning("sink %s unavailable (%s); waiting for its restart", node, type(exc).__name__)
+                time.sleep(0.2)
+                continue
+            if self.ledger.sink_restarted(node, reply["incarnation"]):
+                self.stages[node].advance.remote(self.ledger.watermarks())   # the restarted sink skips what we have
+            for src, seq, value, latency in reply["results"]:
+                if self.ledger.deliver(src, seq):
+                    out.append(Result(src, seq, value, latency))
+        now = time.perf_counter()
+        if out:
+            self._last_progress = now
+        if now - self._last_ack > 0.1:
+            self._ack()
+        if self.ledger.held and now - self._last_progress > self.stall_s:
+            log.warning("no result for %.1f s: re-feeding undelivered inputs and asking every stage to replay "
+                        "what is unacknowledged", self.stall_s)
+            self._refeed()
+            for h in self.stages.values():
+                h.replay_all.remote()
+            self._last_progress = time.perf_counter()
+        self._pump()
+        self._wall_s = time.perf_counter() - self._wall_start
+        return out
+
+    def results(self, timeout_s: float = 60.0):
+        """Iterate over results as they arrive until every submitted frame is delivered (or ``timeout_s``
+        passes without progress)."""
+        last = time.perf_counter()
+        while self.pending():
+            got = self.poll()
+            if got:
+                last = time.perf_counter()
+            elif time.perf_counter() - last > timeout_s:
+                raise PipelineError(f"{self.pending()} frames undelivered after {timeout_s:.0f} s without progress; "
+                                    f"per-stage state: {self._brief()}")
+            yield from got
+
+    def pending(self) -> int:
+        """Frames submitted and not yet delivered (waiting, in flight, or ready to be polled)."""
+        return sum(len(q) for q in self._waiting.values()) + len(self.ledger.held) + len(self._results_buffer)
+
+    def _ack(self) -> None:
+        marks = self.ledger.watermarks()
+        for h in self.stages.values():
+            h.ack.remote(marks)
+        self._last_ack = time.perf_counter()
+
+    def _sinks(self) -> dict:
+        return {n: h for n, h in self.stages.items() if self.tier_of[n] == len(self.plan.tiers) - 1}
+
     def run(self, inputs: Sequence, source: int | None = None, timeout_s: float = 300.0) -> list:
         """Run a finite list of input tuples through the pipeline; outputs in the same order.
 
@@ -220,97 +374,46 @@ class Pipeline:
             StageError: a stage failed on some input (the message names it); other inputs still ran.
             PipelineError: bad inputs, or no progress within ``timeout_s``.
         """
-
         inputs = [x if isinstance(x, (tuple, list)) else (x,) for x in inputs]
-        names = self.plan.stages[0].inputs
-        by_node: dict[str, list] = {}
         keys = []
         for i, x in enumerate(inputs):
             self._check_input(i, x)
             src = source if source is not None else i % len(self.stream_nodes)
-            if not 0 <= src < len(self.stream_nodes):
-                raise PipelineError(f"source {src} does not exist; the topology has {len(self.stream_nodes)} streams")
-            seq = self._next_seq.get(src, 0)
-            self._next_seq[src] = seq + 1
-            keys.append((src, seq))
-            frame = Frame(src, seq, [time.time()], dict(zip(names, x)))
-            by_node.setdefault(self.stream_nodes[src], []).append((src, seq, pack(frame)))
-        self._unfed = {(src, seq): (node, data) for node, frames in by_node.items() for src, seq, data in frames}
-        for node, frames in by_node.items():
-            self.sources[node].feed.remote([data for _, _, data in frames])
-        results = self._collect(set(keys), timeout_s)
-        self._unfed = {}
-        outs = [results[k] for k in keys]
+            self._source(src)
+            keys.append((src, -1))
+        born = time.time()
+        keys = [(src, self._admit(src, tuple(x), born)) for (src, _), x in zip(keys, inputs)]
+        wanted, got = set(keys), {}
+        start = time.perf_counter()
+        self._pump()
+        while len(got) < len(wanted):
+            for r in self.poll():
+                if (r.source, r.seq) in wanted:
+                    got[(r.source, r.seq)] = r.output
+                else:
+                    self._results_buffer.append(r)            # a submitted frame's: poll hands it out later
+            if time.perf_counter() - start > timeout_s:
+                raise PipelineError(f"{len(wanted) - len(got)} of {len(wanted)} frames missing after {timeout_s:.0f} s; "
+                                    f"per-stage state: {self._brief()}")
+        self._ack()
+        outs = [got[k] for k in keys]
         errors = [(i, o) for i, o in enumerate(outs) if isinstance(o, StageError)]
         if errors:
             raise StageError(f"{len(errors)} of {len(outs)} inputs failed; first, input {errors[0][0]}: {errors[0][1]}")
         return outs
 
-    def _collect(self, wanted: set, timeout_s: float, on_result: Callable | None = None,
-                 until: Callable[[], bool] | None = None) -> dict:
-        import ray
-
-        out: dict = {}
-        sinks = {n: h for n, h in self.stages.items() if self.tier_of[n] == len(self.plan.tiers) - 1}
-        start = last_progress = last_ack = time.perf_counter()
-        while (wanted and not wanted <= out.keys()) or (until is not None and not until()):
-            refs = {node: h.take.remote(4096, 0.05) for node, h in sinks.items()}
-            replies = []
-            for node, ref in refs.items():
-                try:
-                    replies.append((node, ray.get(ref)))
-                except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as exc:
-                    log.warning("sink %s unavailable (%s); waiting for its restart", node, type(exc).__name__)
-                    time.sleep(0.2)
-            for node, reply in replies:
-                handle = sinks[node]
-                if self._sink_incarnation.setdefault(node, reply["incarnation"]) != reply["incarnation"]:
-                    self._sink_incarnation[node] = reply["incarnation"]
-                    handle.advance.remote(dict(self._delivered))     # the restarted sink skips what we have
-                for src, seq, value, latency in reply["results"]:
-                    if seq <= self._delivered.get(src, -1) or (src, seq) in out:
-                        continue                                      # a replayed duplicate
-                    out[(src, seq)] = value
-                    self._delivered[src] = seq
-                    self._results_total += 1
-                    if on_result:
-                        on_result(src, seq, value, latency)
-                    last_progress = time.perf_counter()
-            now = time.perf_counter()
-            if now - last_ack > 0.1:
-                for h in self.stages.values():
-                    h.ack.remote(dict(self._delivered))
-                last_ack = now
-            if now - last_progress > self.stall_s and (wanted - out.keys() or until is not None):
-                log.warning("no result for %.1f s: re-feeding undelivered inputs and asking every stage to replay "
-                            "what is unacknowledged", self.stall_s)
-                self._refeed(out)
-                for h in self.stages.values():
-                    h.replay_all.remote()
-                last_progress = time.perf_counter()
-            if now - start > timeout_s:
-                raise PipelineError(f"{len(wanted - out.keys())} of {len(wanted)} frames missing after {timeout_s:.0f} s; "
-                                    f"per-stage state: {self._brief()}")
-        self._wall_s += time.perf_counter() - start
-        for h in self.stages.values():
-            h.ack.remote(dict(self._delivered))
-        return out
-
-    def _refeed(self, have: dict) -> None:
+    def _refeed(self) -> None:
         """Inputs handed to a device stage that may have died with them: feed them again (the sink drops repeats)."""
         import ray
 
-        todo: dict[str, list] = {}
-        for key, (node, data) in getattr(self, "_unfed", {}).items():
-            if key not in have and key[1] > self._delivered.get(key[0], -1):
-                todo.setdefault(node, []).append(data)
-        for node, frames in todo.items():
+        for node, frames in self.ledger.refeed().items():
             try:
                 ray.get(self.sources[node].hello.remote(), timeout=30)     # wait for its restart
             except Exception as exc:
                 log.warning("device stage %s not back yet (%s)", node, type(exc).__name__)
                 continue
-            self.sources[node].feed.remote(frames)
+            self._unsent[node] = deque(frames)                            # re-sent in admission order
+        self._pump()
 
     def stream(self, seconds: float, fps: float | None = None, inputs: Sequence | None = None,
                on_update: Callable[[dict], None] | None = None, drain_s: float = 60.0) -> dict:
@@ -318,6 +421,7 @@ class Pipeline:
 
         ``drop-oldest`` streams drop stale frames at the camera (counted in the report);
         ``block`` streams wait. Returns the report; ``on_update(report)`` is called about twice a second.
+        Results are counted, not kept: memory stays flat however long it runs.
         """
         import ray
 
@@ -331,30 +435,26 @@ class Pipeline:
             per_node.setdefault(node, []).append(src)
         before = {n: ray.get(self.sources[n].sources_state.remote())["sent"] for n in per_node}
         ray.get([self.sources[n].start_live.remote(srcs, fps, seconds, frames, policy, 4,
-                                                   {s: self._next_seq.get(s, 0) for s in srcs})
+                                                   {s: self.ledger.next_seq.get(s, 0) for s in srcs})
                  for n, srcs in per_node.items()])
-        last_update = [0.0]
+        last_update = 0.0
         deadline = time.perf_counter() + seconds + drain_s
-        results_before = self._results_total
-
-        def finished() -> bool:
+        results_before = self.ledger.total
+        while time.perf_counter() < deadline:
+            self.poll()
             now = time.perf_counter()
-            if on_update and now - last_update[0] > 0.5:
-                last_update[0] = now
+            if on_update and now - last_update > 0.5:
+                last_update = now
                 on_update(self.report())
-            if now > deadline:
-                return True
             states = ray.get([self.sources[n].sources_state.remote() for n in per_node])
             if not all(st["done"] for st in states):
-                return False
+                continue
             sent = sum(st["sent"] - before[n] for n, st in zip(per_node, states))
-            if self._results_total >= results_before + sent:
+            if self.ledger.total >= results_before + sent:
                 for st in states:
-                    self._next_seq.update({int(k): int(v) for k, v in st["next_seq"].items()})
-                return True
-            return False
-
-        self._collect(set(), seconds + drain_s + 10, until=finished)
+                    self.ledger.next_seq.update({int(k): int(v) for k, v in st["next_seq"].items()})
+                break
+        self._ack()
         return self.report()
 
     # ------------------------------------------------------------------ report

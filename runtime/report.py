@@ -70,10 +70,10 @@ def build_report(pipe) -> dict:
     wall = pipe._wall_s or 1e-9
     return {
         "model": plan.model, "topology": pipe.topology.name, "emulated": pipe.emulate,
-        "frames_delivered": pipe._results_total, "wall_s": pipe._wall_s,
-        "fps": pipe._results_total / wall,
+        "frames_delivered": pipe.ledger.total, "wall_s": pipe._wall_s,
+        "fps": pipe.ledger.total / wall,
         "latency_ms": {k: v * 1e3 for k, v in e2e.items() if k.startswith("p") or k == "mean"},
-        "drops": sum(m["dropped"] for m in stages), "sent_by_sources": sum(m["sent"] for m in stages),
+        "drops": sum(m["dropped"] for m in stages) + pipe.dropped, "sent_by_sources": sum(m["sent"] for m in stages),
         "duplicates_dropped": sum(m.get("duplicates_dropped", 0) for m in sinks),
         "tiers": tiers, "links": links,
         "predicted": {"latency_ms": plan.predicted.latency_s * 1e3, "fps": plan.predicted.throughput_fps,

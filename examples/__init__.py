@@ -1,0 +1,1 @@
+"""Runnable examples of tierpipe; ``examples.smart_city`` is the main demo (``tierpipe demo``)."""
