@@ -22,7 +22,7 @@ from partition.graph import TensorSpec
 from partition.split import Stage
 
 from .batching import BatchRunner
-from .emulation import LinkShaper, sleep_until, stretch_s
+from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
 from .errors import StageError, WireError
 from .flow import ReorderBuffer, SourceQueue
 from .metrics import Series, StageMetrics
@@ -81,6 +81,9 @@ class StageWorker:
         self._queue: asyncio.Queue | None = None
         self._ready = asyncio.Event()
         self._worker: asyncio.Task | None = None
+        self._inline = False                 # run the stage on the event loop (set from measured compute)
+        self.compute_timeline = Timeline()   # emulated compute, back to back on a virtual clock
+        self.acked: dict[int, int] = {}      # delivered watermarks the driver announced (via take or the parent)
         self.sent = 0          # frames its cameras admitted (device stages)
         self.dropped = 0       # frames its cameras dropped (drop-oldest)
         log.info("%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8],
@@ -124,21 +127,33 @@ class StageWorker:
             await self._queue.put((frame, time.perf_counter()))
             if sent_at is not None:
                 self.metrics.inbound_s.add(time.time() - sent_at)
-        return {"incarnation": self.incarnation, "accepted": len(frames) - len(rejected), "rejected": rejected}
+        return {"incarnation": self.incarnation, "accepted": len(frames) - len(rejected), "rejected": rejected,
+                "acked": self._watermarks()}
+
+    def _watermarks(self) -> dict[int, int]:
+        """What the driver has delivered, as this stage knows it: handed down to its senders in push replies,
+        so acknowledgements cost no calls of their own."""
+        return self.uplink.replay.watermarks if self.uplink is not None else self.acked
 
     def _decode(self, data) -> Frame:
         return unpack(data, self.cfg.expected, self.cfg.where, self.cfg.max_frame_bytes)
 
     async def ack(self, watermarks: dict) -> None:
+        marks = {int(k): int(v) for k, v in watermarks.items()}
+        self.acked = marks
         if self.uplink is not None:
-            self.uplink.ack({int(k): int(v) for k, v in watermarks.items()})
+            self.uplink.ack(marks)
 
     async def replay_all(self) -> int:
         return await self.uplink.replay_all() if self.uplink is not None else 0
 
-    async def take(self, max_frames: int = 1024, timeout_s: float = 0.05) -> dict:
-        """Sink only: results released in order per source, as ``(source, seq, output, latency_s)``."""
+    async def take(self, max_frames: int = 1024, timeout_s: float = 0.05, acked: dict | None = None) -> dict:
+        """Sink only: results released in order per source, as ``(source, seq, output, latency_s)``.
+
+        ``acked``: the driver's delivered watermarks, handed down to the senders in push replies."""
         self._start()
+        if acked:
+            self.acked = {int(k): int(v) for k, v in acked.items()}
         if not self._has_ready():
             self._ready.clear()
             try:
@@ -264,12 +279,17 @@ class StageWorker:
         outputs: list = []
         if good:
             try:
-                outputs = await asyncio.to_thread(self.runner.run, [f.values for f in good])
+                values = [f.values for f in good]
+                if self._inline:          # a small stage: a thread hop would cost more than the compute
+                    outputs = self.runner.run(values)
+                else:
+                    outputs = await asyncio.to_thread(self.runner.run, values)
             except Exception as exc:
                 err = StageError(f"{self.cfg.where} failed on frames {[f.key for f in good]}: {type(exc).__name__}: {exc}")
                 log.warning("%s", err)
                 outputs = [{_ERROR: str(err)}] * len(good)
             real = time.perf_counter() - start
+            self._inline = real < 0.002 * len(good)
             self.metrics.compute_s.add(real)
             self.metrics.batch.add(len(good))
             if self.cfg.debug:
@@ -290,8 +310,9 @@ class StageWorker:
                 target = self.cfg.emulated_compute_s * len(good)
             else:
                 target = real + stretch_s(real, self.cfg.scale)
-            self.metrics.emulated_wait_s.add(max(start + target - time.perf_counter(), 0.0))
-            await sleep_until(start + target)
+            _, due = self.compute_timeline.book(start, target)
+            self.metrics.emulated_wait_s.add(max(due - time.perf_counter(), 0.0))
+            await sleep_until(due)
         for frame, item in ready:
             if self.cfg.last:
                 done = time.time()

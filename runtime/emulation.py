@@ -18,20 +18,41 @@ import asyncio
 import random
 import time
 
-__all__ = ["LinkShaper", "stretch_s", "sleep_until"]
+__all__ = ["LinkShaper", "Timeline", "stretch_s", "sleep_until"]
 
 
 async def sleep_until(deadline: float, clock=time.perf_counter) -> None:
-    """Sleep until ``clock() >= deadline`` to within ~0.1 ms.
+    """Sleep until ``clock() >= deadline``; asyncio wakes up to ~1 ms late.
 
-    asyncio rounds its timeouts up to whole milliseconds, which would cost a 20 ms
-    stage 2-5% of its frames; the last 1.5 ms are yielded away instead of slept.
+    No spinning: on a shared machine a spinning stage steals the CPU the other stages
+    need. Callers keep their own timelines (:class:`Timeline`), so a late wake-up
+    delays one frame by at most a millisecond and never accumulates into throughput.
     """
     left = deadline - clock()
-    if left > 0.0015:
-        await asyncio.sleep(left - 0.0015)
-    while clock() < deadline:
-        await asyncio.sleep(0)
+    if left > 0:
+        await asyncio.sleep(left)
+
+
+class Timeline:
+    """A resource busy back to back on a virtual clock: wake-up lateness does not accumulate.
+
+    >>> t = Timeline()
+    >>> t.book(10.0, 0.02), t.book(10.0205, 0.02)   # the second starts when the first was due, not 0.5 ms later
+    ((10.0, 10.02), (10.02, 10.04))
+    >>> t.book(11.0, 0.02)                           # idle for a while: starts now
+    (11.0, 11.02)
+    """
+
+    def __init__(self, slack_s: float = 0.002) -> None:
+        self.free_at = float("-inf")
+        self.slack_s = slack_s
+
+    def book(self, now: float, duration_s: float) -> tuple[float, float]:
+        """``(start, end)`` of ``duration_s`` of work that is ready at ``now``."""
+        start = self.free_at if now - self.free_at < self.slack_s else now
+        start = max(start, self.free_at)
+        self.free_at = start + duration_s
+        return start, self.free_at
 
 
 class LinkShaper:
@@ -50,7 +71,7 @@ class LinkShaper:
         self.latency_s = latency_ms / 1e3
         self.jitter_s = jitter_ms / 1e3
         self.loss = loss
-        self.busy_until = 0.0
+        self.wire = Timeline()
         self.rng = random.Random(seed)
 
     def schedule(self, nbytes: int, now: float) -> tuple[float, float]:
@@ -58,10 +79,9 @@ class LinkShaper:
         wire = nbytes / self.bytes_per_s
         if self.loss and self.rng.random() < self.loss:
             wire *= 2
-        start = max(now, self.busy_until)
-        self.busy_until = start + wire
+        _, free = self.wire.book(now, wire)
         jitter = self.rng.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s else 0.0
-        return self.busy_until, self.busy_until + max(self.latency_s + jitter, 0.0)
+        return free, free + max(self.latency_s + jitter, 0.0)
 
 
 def stretch_s(real_s: float, scale: float) -> float:

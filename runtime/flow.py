@@ -84,6 +84,11 @@ class ReplayBuffer:
     def pending(self) -> Iterable[object]:
         return list(self._frames.values())
 
+    @property
+    def watermarks(self) -> dict[int, int]:
+        """Per source, the highest sequence number acknowledged so far."""
+        return dict(self._acked)
+
     def __len__(self) -> int:
         return len(self._frames)
 

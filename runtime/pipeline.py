@@ -247,13 +247,16 @@ class Pipeline:
             while len(queue) and self.ledger.in_flight(source) < self.window:
                 born, x = queue.pop()
                 self._admit(source, x, born)
+        blocked = [n for n, unsent in self._unsent.items() if unsent and len(self._feeds.get(n, ())) >= self.credits]
+        if blocked:                                   # reap finished feed calls: one wait for all of them
+            refs = [r for calls in self._feeds.values() for r in calls]
+            done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+            for node, calls in self._feeds.items():
+                for ref in [r for r in calls if r in done]:
+                    self._feed_failed(node, ref)
+                calls[:] = [r for r in calls if r not in done]
         for node, unsent in self._unsent.items():
             calls = self._feeds.setdefault(node, [])
-            if calls:
-                done, rest = ray.wait(calls, num_returns=len(calls), timeout=0)
-                calls[:] = rest
-                for ref in done:
-                    self._feed_failed(node, ref)
             while unsent and len(calls) < self.credits:
                 chunk = [unsent.popleft() for _ in range(min(len(unsent), 32))]
                 calls.append(self.sources[node].feed.remote(chunk))
@@ -309,7 +312,8 @@ class Pipeline:
         out, self._results_buffer = self._results_buffer, []
         if not self._wall_start:
             self._wall_start = time.perf_counter()
-        refs = {node: h.take.remote(4096, timeout_s) for node, h in self._sinks().items()}
+        marks = self.ledger.watermarks()
+        refs = {node: h.take.remote(4096, timeout_s, marks) for node, h in self._sinks().items()}
         for node, ref in refs.items():
             try:
                 reply = ray.get(ref)
@@ -325,8 +329,8 @@ class Pipeline:
         now = time.perf_counter()
         if out:
             self._last_progress = now
-        if now - self._last_ack > 0.1:
-            self._ack()
+        if now - self._last_ack > 2.0:
+            self._ack()                  # a safety net: acknowledgements normally ride on take and push replies
         if self.ledger.held and now - self._last_progress > self.stall_s:
             log.warning("no result for %.1f s: re-feeding undelivered inputs and asking every stage to replay "
                         "what is unacknowledged", self.stall_s)

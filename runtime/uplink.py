@@ -50,6 +50,7 @@ class Uplink:
         self._tasks: list[asyncio.Task] = []
         self._inflight: set[asyncio.Task] = set()
         self._replayed_at = 0.0
+        self._last_reply = 0.0
 
     def start(self) -> None:
         if not self._tasks:
@@ -65,27 +66,35 @@ class Uplink:
 
     async def _sender(self) -> None:
         while True:
-            key, data = await self._queue.get()
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 16:     # frames already queued travel in one call
+                batch.append(self._queue.get_nowait())
             await self.credits.acquire()
+            data = [d for _, d in batch]
+            nbytes = sum(len(d) for d in data)
             hold_until = None
             started = time.perf_counter()
             if self.shaper is not None:
-                free, arrive = self.shaper.schedule(len(data), started)
+                free, arrive = self.shaper.schedule(nbytes, started)
                 arrive = max(arrive, self._last_arrival)          # a link does not reorder
                 self._last_arrival = arrive
-                hold_until = time.time() + (arrive - started)     # the receiver holds the frame until then
-            task = asyncio.ensure_future(self._deliver(data, hold_until, started))
+                hold_until = time.time() + (arrive - started)     # the receiver holds the frames until then
+            task = asyncio.ensure_future(self._deliver(data, nbytes, hold_until, started))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             if self.shaper is not None:
-                await sleep_until(free)                           # the link is busy serialising this frame
+                await sleep_until(free)                           # the link is busy serialising these frames
 
-    async def _deliver(self, data: bytes, hold_until: float | None, started: float) -> None:
+    async def _deliver(self, data: list, nbytes: int, hold_until: float | None, started: float) -> None:
         try:
-            reply = await self.parent.push.remote([data], hold_until, time.time() - (time.perf_counter() - started))
-            self.metrics.link_bytes.add(len(data))
+            reply = await self.parent.push.remote(data, hold_until, time.time() - (time.perf_counter() - started))
+            for d in data:
+                self.metrics.link_bytes.add(len(d))
             self.metrics.link_s.add(time.perf_counter() - started)
-            self.metrics.frames_out += 1
+            self.metrics.frames_out += len(data)
+            self._last_reply = time.perf_counter()
+            if reply.get("acked"):
+                self.replay.ack(reply["acked"])               # acknowledgements ride on push replies
             await self._check_incarnation(reply.get("incarnation"))
         except Exception as exc:
             if not _is_actor_failure(exc):
@@ -137,8 +146,8 @@ class Uplink:
         """Notice a restarted parent even when nothing is being sent."""
         while True:
             await asyncio.sleep(self.watch_s)
-            if not len(self.replay) or self._replaying.locked():
-                continue
+            if not len(self.replay) or self._replaying.locked() or time.perf_counter() - self._last_reply < self.watch_s:
+                continue                        # nothing to lose, or push replies show the parent is alive
             try:
                 incarnation = await asyncio.wait_for(self.parent.hello.remote(), timeout=2.0)
                 await self._check_incarnation(incarnation)
