@@ -1,22 +1,39 @@
 """tierpipe.partition: capture a model, predict its costs, and cut it over the tiers of a topology.
 
-No Ray here: a :class:`Plan` is the only thing that crosses to ``runtime``.
+No Ray here: a :class:`Plan` is the only thing that crosses to ``runtime``. Names are
+imported on first use, so a stage actor that needs only ``partition.split`` does not pay
+for the optimizers (scipy) or the topology loader (pydantic, pint) when it starts.
 """
 
+import importlib
+
+# names that are also submodules must be bound now: importing the submodule later would shadow them
 from .capture import capture
-from .codec import CODECS
-from .cost import CostModel
-from .errors import CaptureError, PartitionError, StageError, TierpipeError, TopologyError, WireError
-from .evaluate import Cost, evaluate
-from .graph import Graph, Node, TensorSpec
-from .optimize import partition
-from .plan import Plan
-from .calibration import AccuracyBudget
-from .split import Stage, StageSpec, build_stages, run_stages
-from .topology import Topology
+from .evaluate import evaluate
+
+_WHERE = {
+    "CODECS": "codec", "CostModel": "cost", "Cost": "evaluate",
+    "Graph": "graph", "Node": "graph", "TensorSpec": "graph", "partition": "optimize", "Plan": "plan",
+    "AccuracyBudget": "calibration", "Stage": "split", "StageSpec": "split", "build_stages": "split",
+    "run_stages": "split", "Topology": "topology",
+    "CaptureError": "errors", "PartitionError": "errors", "StageError": "errors", "TierpipeError": "errors",
+    "TopologyError": "errors", "WireError": "errors",
+}
 
 __all__ = [
     "capture", "partition", "evaluate", "Plan", "AccuracyBudget", "build_stages", "run_stages",
     "Graph", "Node", "TensorSpec", "Topology", "CostModel", "Cost", "Stage", "StageSpec", "CODECS",
     "TierpipeError", "TopologyError", "CaptureError", "PartitionError", "StageError", "WireError",
 ]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'partition' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .codec import codec_seconds_per_byte, nominal_codec_seconds_per_byte
 from .errors import PartitionError
 from .graph import Graph
-from .topology import Topology
+
+if TYPE_CHECKING:
+    from .topology import Topology
 
 __all__ = ["CostModel"]
 

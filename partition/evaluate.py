@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -26,7 +26,9 @@ from .codec import encoded_nbytes, parse_codec
 from .cost import CostModel
 from .errors import PartitionError
 from .graph import Graph
-from .topology import Topology
+
+if TYPE_CHECKING:
+    from .topology import Topology
 
 __all__ = ["Cost", "Problem", "evaluate"]
 

@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         cli_run.register(sub, _partition_args)
     except ImportError as exc:  # the runtime needs ray; partitioning does not
         logging.getLogger(__name__).debug("run commands unavailable: %s", exc)
+    from examples.smart_city import demo
+
+    demo.register(sub)
     return parser
 
 

@@ -1,13 +1,11 @@
-"""``tierpipe run`` and ``tierpipe demo``: stream a partitioned model through Ray actors."""
+"""``tierpipe run``: stream a partitioned model through Ray actors (the smart-city demo is ``examples.smart_city``)."""
 
 from __future__ import annotations
 
-import logging
 
 from rich.console import Group
 from rich.live import Live
 
-from partition.errors import TierpipeError
 
 
 def register(sub, partition_args) -> None:
@@ -22,13 +20,6 @@ def register(sub, partition_args) -> None:
     p.add_argument("--report", default="tierpipe-report.json", help="where to write the JSON report")
     p.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("demo", help="the main job on the embedded local topology: capture, partition, stream")
-    d.add_argument("--model", default="resnet18")
-    d.add_argument("--topology", default="local")
-    d.add_argument("--seconds", type=float, default=6.0)
-    d.add_argument("--address")
-    d.add_argument("--report", default="tierpipe-report.json")
-    d.set_defaults(func=cmd_demo)
 
 
 def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate: bool | None, max_batch: int) -> dict:
@@ -69,27 +60,4 @@ def cmd_run(args) -> int:
             console.print(table)
     emulate = None if args.emulate is None else args.emulate == "on"
     _stream(args, model, plan, topo, args.seconds, args.fps, emulate, args.max_batch)
-    return 0
-
-
-def cmd_demo(args) -> int:
-    from partition import Topology, capture, partition
-    from partition.zoo import get_model
-
-    from .cli import console
-
-    logging.getLogger("ray").setLevel(logging.ERROR)
-    topo = Topology.load(args.topology)
-    console.print(topo.summary())
-    model, inputs = get_model(args.model)
-    with console.status(f"capturing {args.model}..."):
-        graph = capture(model, inputs)
-    console.print(f"captured {graph!r} in {graph.capture_s:.2f} s")
-    with console.status("partitioning (objective throughput, codecs auto)..."):
-        plan = partition(graph, topo, "throughput", codec="auto", model_name=args.model)
-    for table in plan.tables():
-        console.print(table)
-    report = _stream(args, model, plan, topo, args.seconds, None, None, 8)
-    if report["frames_delivered"] == 0:
-        raise TierpipeError("the demo delivered no frames; see the log above")
     return 0

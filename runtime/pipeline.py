@@ -39,6 +39,17 @@ log = logging.getLogger(__name__)
 TIER_LABEL, NODE_LABEL = "tier", "tier-node"
 
 
+def quiet_ray() -> None:
+    """Keep Ray's start-up chatter (worker-count warnings, core-worker notes) off the console.
+
+    Call before Ray starts; ``TIERPIPE_DEBUG=1`` keeps it all."""
+    if os.environ.get("TIERPIPE_DEBUG") == "1":
+        return
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
+
 class Pipeline:
     """Run ``plan`` over ``topology``: a context manager.
 
@@ -97,7 +108,11 @@ class Pipeline:
 
         if self.address is None:
             if not ray.is_initialized():
-                ray.init(num_cpus=max(os.cpu_count() or 2, 2), include_dashboard=False, logging_level=logging.WARNING)
+                # one worker process per stage actor: let the raylet start them all at once, not two at a time
+                os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(max(len(self.tier_of), 8)))
+                chatty = os.environ.get("TIERPIPE_DEBUG") == "1" or log.isEnabledFor(logging.INFO)
+                ray.init(num_cpus=max(os.cpu_count() or 2, 2), include_dashboard=False,
+                         logging_level=logging.WARNING if chatty else logging.ERROR, log_to_driver=chatty)
                 self._own_ray = True
         elif not ray.is_initialized():
             from .cluster import token_path, use_token
@@ -310,6 +325,7 @@ class Pipeline:
         import ray
 
         out, self._results_buffer = self._results_buffer, []
+        buffered = len(out)
         if not self._wall_start:
             self._wall_start = time.perf_counter()
         marks = self.ledger.watermarks()
@@ -327,8 +343,8 @@ class Pipeline:
                 if self.ledger.deliver(src, seq):
                     out.append(Result(src, seq, value, latency))
         now = time.perf_counter()
-        if out:
-            self._last_progress = now
+        if len(out) > buffered:
+            self._last_progress = now                # new results, not ones handed back from the buffer
         if now - self._last_ack > 2.0:
             self._ack()                  # a safety net: acknowledgements normally ride on take and push replies
         if self.ledger.held and now - self._last_progress > self.stall_s:

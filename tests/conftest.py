@@ -1,4 +1,6 @@
 import functools
+import logging
+import os
 import random
 
 import numpy as np
@@ -32,3 +34,19 @@ def zoo_graph(name: str):
 @pytest.fixture
 def zoo():
     return zoo_graph
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the session's local-pipeline tests (Pipelines reuse it)."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    from runtime.cluster import reset_token_cache
+
+    if ray.is_initialized():
+        ray.shutdown()
+    reset_token_cache()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()

@@ -34,11 +34,10 @@ class LoopStats:
     per_second: list[int] = field(default_factory=list)      # frames delivered in each wall-clock second
     abs_err: list[float] = field(default_factory=list)        # |estimate - truth| per lane, live frames
     order_ok: bool = True
+    per_camera: list[int] = field(default_factory=lambda: [0] * len(APPROACHES))   # results delivered per camera
     sim_s: float = 0.0
     wall_s: float = 0.0
-    last_frames: np.ndarray | None = None
-    last_truth: np.ndarray | None = None
-    last_estimate: np.ndarray | None = None
+    montage: dict = field(default_factory=dict)                # the busiest step: frames, truth, estimates
     traffic: dict = field(default_factory=dict)
 
 
@@ -52,6 +51,8 @@ def run_camera_loop(pipe, seed: int, duration_s: float, lag: int = 2, on_tick=No
     base = {c: pipe.ledger.next_seq.get(first_source + c, 0) for c in range(cams)}
     truth_at: dict[int, np.ndarray] = {}
     frames_at: dict[int, np.ndarray] = {}
+    est_at: dict[int, np.ndarray] = {}                 # a step's estimates, filled as its results arrive
+    seen_at: dict[int, int] = {}
     expected = dict(base)                     # next seq each camera must deliver (checks order and exactly-once)
     signals: dict = {}
     start = second_start = time.perf_counter()
@@ -65,11 +66,17 @@ def run_camera_loop(pipe, seed: int, duration_s: float, lag: int = 2, on_tick=No
             cam = r.source - first_source
             if r.seq != expected[cam]:
                 stats.order_ok = False
+            stats.per_camera[cam] += 1
             expected[cam] = r.seq + 1
             k = r.seq - base[cam]
             out = r.output.detach().reshape(-1).numpy() if isinstance(r.output, torch.Tensor) else np.zeros(2)
             estimate[cam] = np.clip(out, 0.0, None)
             stats.abs_err.extend(np.abs(estimate[cam] - truth_at[k][cam]).tolist())
+            est_at.setdefault(k, np.zeros((cams, 2), dtype=np.float32))[cam] = estimate[cam]
+            seen_at[k] = seen_at.get(k, 0) + 1
+            if seen_at[k] == cams and truth_at[k].sum() >= stats.montage.get("queued", -1):
+                stats.montage = {"queued": float(truth_at[k].sum()), "t_s": (k + 1) * STEP_S, "frames": frames_at[k],
+                                 "truth": truth_at[k], "estimate": est_at[k]}
             stats.latencies_ms.append(r.latency_s * 1e3)
             stats.frames_delivered += 1
             delivered_this_second += 1
@@ -85,7 +92,7 @@ def run_camera_loop(pipe, seed: int, duration_s: float, lag: int = 2, on_tick=No
             take(pipe.poll(0.02))
         take(pipe.poll(0.0)) if step % 10 == 0 else None
         for k in [k for k in truth_at if k < need - 1]:
-            truth_at.pop(k), frames_at.pop(k)
+            truth_at.pop(k), frames_at.pop(k), est_at.pop(k, None), seen_at.pop(k, None)
         signals = {j: c.update(t, axis_queues(estimate, j)) for j, c in controllers.items()}
         now = time.perf_counter()
         if now - second_start >= 1.0:
@@ -99,8 +106,6 @@ def run_camera_loop(pipe, seed: int, duration_s: float, lag: int = 2, on_tick=No
     stats.per_second.append(delivered_this_second)
     stats.wall_s = time.perf_counter() - start
     stats.sim_s = step * STEP_S
-    last = max(frames_at)
-    stats.last_frames, stats.last_truth, stats.last_estimate = frames_at[last], truth_at[last], estimate.copy()
     stats.traffic = {"controller": "camera", **sim.finish(),
                      "phase_switches": sum(c.switches for c in controllers.values())}
     return stats

@@ -41,9 +41,17 @@ def test_profile_table(capsys):
 
 
 @pytest.mark.ray_local
-def test_demo_runs_end_to_end(ray_local, tmp_path):
+def test_run_streams_a_zoo_model_end_to_end(ray_local, tmp_path):
     report = tmp_path / "report.json"
-    assert main(["demo", "--seconds", "2", "--report", str(report)]) == 0
+    assert main(["run", "resnet18", "--topology", "local", "--seconds", "2", "--emulate", "on",
+                 "--report", str(report)]) == 0
     data = json.loads(report.read_text())
     assert data["emulated"] and data["frames_delivered"] == data["sent_by_sources"] > 0
     assert data["topology"] == "local" and len(data["tiers"]) == 3
+
+
+def test_demo_is_the_smart_city_example():
+    from runtime.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--quick", "--out", "x"])
+    assert args.quick and args.out == "x" and args.func.__module__ == "examples.smart_city.demo"
