@@ -3,8 +3,9 @@
     python benchmarks/bench_runtime.py
 
 (a) pipeline efficiency: 3 stages with emulated 20 ms compute each; target >= 95% of the ideal 50 frames/s.
-(b) per-hop overhead with tiny payloads against the obvious hand-written alternative (a driver loop
-    calling a chain of actors); target >= 2x its throughput.
+(b) against what a Ray user writes instead, at its best: a plain actor chain with 4 frames in flight,
+    same stages, raw tensors, batch 1; tiny payloads, 1 MiB activations, ResNet-18 in 3 stages;
+    target >= 1.2x on tiny and 1 MiB (batching reported separately).
 (c) 1 MB activations: achieved MB/s per hop, and bytes on the wire per codec (int8 <= 26% of raw fp32).
 (d) emulated link accuracy: measured transfer time within 10% of bytes/bandwidth + latency.
 """
@@ -70,51 +71,80 @@ def efficiency(frames: int = 300) -> dict:
     return {"frames": frames, "fps": fps, "ideal_fps": 50.0, "efficiency": fps / 50.0, "target": 0.95}
 
 
-def per_hop_overhead(frames: int = 2000) -> dict:
+def plain_chain_fps(stages, x, frames: int, in_flight: int = 4) -> float:
+    """What a Ray user writes instead, at its best: one actor per stage, the driver chaining
+    ``actor.f.remote(ref)`` calls with ``in_flight`` frames in flight (it never waits for each one)."""
+    import collections
+
     import ray
 
+    @ray.remote(num_cpus=0)
+    class Hop:
+        def __init__(self, stage):
+            torch.set_num_threads(1)
+            self.stage = stage
+
+        def f(self, values):
+            with torch.inference_mode():
+                out = self.stage(values)
+            return out if self.stage.last else dict(out)
+
+    hops = [Hop.remote(s) for s in stages]
+    value = dict(zip(stages[0].inputs, x))
+
+    def chain():
+        ref = value
+        for h in hops:
+            ref = h.f.remote(ref)
+        return ref
+
+    ray.get([chain() for _ in range(8)])                        # warm up
+    pending: collections.deque = collections.deque()
+    start = time.perf_counter()
+    for _ in range(frames):
+        pending.append(chain())
+        if len(pending) >= in_flight:
+            ray.get(pending.popleft())
+    ray.get(list(pending))
+    fps = frames / (time.perf_counter() - start)
+    for h in hops:
+        ray.kill(h)
+    return fps
+
+
+def versus_plain_chain(name: str, model, x, pins: dict, frames: int, max_batch: int = 1) -> dict:
+    """tierpipe's pipeline against the plain actor chain: same stages, raw tensors, no emulation."""
     topo = chain_topology(emulate=False)
-    torch.manual_seed(0)
-    model, x = Chain(16, 6).eval(), (torch.randn(1, 16),)
-    plan = plan_for(model, x, topo, {"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"})
-    with Pipeline(plan, model, topo, max_batch=8, credits=8) as pipe:
-        pipe.run([x] * 100)
+    plan = plan_for(model, x, topo, pins)
+    with Pipeline(plan, model, topo, max_batch=max_batch, credits=4) as pipe:
+        pipe.run([x] * 20)
         start = time.perf_counter()
         pipe.run([x] * frames)
         ours = frames / (time.perf_counter() - start)
-        stages = plan.build_stages(model)
+    chain = plain_chain_fps(plan.build_stages(model), x, frames)
+    print(f"(b) {name:22s} batch {max_batch}: tierpipe {ours:7.1f} fps, plain Ray chain (4 in flight) {chain:7.1f} fps "
+          f"-> {ours / chain:.2f}x")
+    return {"payload": name, "max_batch": max_batch, "frames": frames, "tierpipe_fps": ours, "plain_chain_fps": chain,
+            "ratio": ours / chain}
 
-        @ray.remote(num_cpus=0)
-        class Hop:
-            def __init__(self, stage):
-                torch.set_num_threads(1)
-                self.stage = stage
 
-            def f(self, values):
-                out = self.stage(values)
-                return out if self.stage.last else dict(out)
+def per_hop_overhead() -> dict:
+    """(b) tiny payloads, 1 MiB activations and ResNet-18 in 3 stages, batch 1 on both sides (and batch 8 for us)."""
+    from partition.zoo import get_model
 
-        hops = [Hop.remote(s) for s in stages]
-        ray.get([h.f.remote({n: v for n, v in zip(s.inputs, x)}) for h, s in zip(hops[:1], stages[:1])])
-        base = {}
-        for variant in ("get per hop", "chained refs"):
-            start = time.perf_counter()
-            for _ in range(frames // 4):
-                value = dict(zip(stages[0].inputs, x))
-                if variant == "get per hop":
-                    for h in hops:
-                        value = ray.get(h.f.remote(value))
-                else:
-                    ref = value
-                    for h in hops:
-                        ref = h.f.remote(ref)
-                    ray.get(ref)
-            base[variant] = (frames // 4) / (time.perf_counter() - start)
-        for h in hops:
-            ray.kill(h)
-    best = max(base.values())
-    print(f"(b) tiny payloads: pipeline {ours:.0f} fps, driver loop {base} -> {ours / best:.1f}x the faster loop")
-    return {"pipeline_fps": ours, "driver_loop_fps": base, "ratio_vs_best_loop": ours / best, "target_ratio": 2.0}
+    torch.manual_seed(0)
+    tiny, tiny_x = Chain(16, 6).eval(), (torch.randn(1, 16),)
+    wide, wide_x = Wide().eval(), (torch.randn(1, 64, 64, 64),)
+    resnet, resnet_x = get_model("resnet18")
+    rows = [versus_plain_chain("tiny [1, 16]", tiny, tiny_x, {"layers.1": "device", "layers.3": "gateway",
+                                                             "layers.5": "edge"}, 1500),
+            versus_plain_chain("1 MiB activations", wide, wide_x, {"a": "device", "b": "gateway", "c": "edge"}, 150),
+            versus_plain_chain("resnet18, 3 stages", resnet, resnet_x, {"layer1": "device", "layer3": "gateway",
+                                                                       "fc": "edge"}, 60),
+            versus_plain_chain("tiny [1, 16]", tiny, tiny_x, {"layers.1": "device", "layers.3": "gateway",
+                                                             "layers.5": "edge"}, 1500, max_batch=8)]
+    return {"rows": rows, "target_ratio": 1.2,
+            "met": all(r["ratio"] >= 1.2 for r in rows if r["max_batch"] == 1 and "resnet" not in r["payload"])}
 
 
 def big_activations(frames: int = 40) -> dict:
@@ -178,7 +208,7 @@ def main() -> None:
         ray.shutdown()
     save("runtime", {"a_pipeline_efficiency": a, "b_per_hop_overhead": b, "c_big_activations": c,
                      "d_emulated_link": d,
-                     "met": a["efficiency"] >= 0.95 and b["ratio_vs_best_loop"] >= 2.0
+                     "met": a["efficiency"] >= 0.95 and b["met"]
                      and c["int8_ratio"] <= 0.26 and d["max_error"] <= 0.10})
 
 

@@ -58,6 +58,19 @@ def _user_frame(exc: BaseException) -> str:
     return f"{f.filename}:{f.lineno} `{(f.line or '').strip()}`"
 
 
+def _without_guards(gm: fx.GraphModule) -> fx.GraphModule:
+    """Drop the input-guard call torch.export inserts (``_guards_fn``): it checks shapes we check at
+    every stage boundary anyway, and it holds an object that cannot be pickled, so a stage holding it
+    could not be shipped to an actor."""
+    for n in list(gm.graph.nodes):
+        if n.op == "call_module" and str(n.target).startswith("_guards_fn") and not n.users:
+            gm.graph.erase_node(n)
+    for name in [name for name, _ in gm.named_children() if name.startswith("_guards_fn")]:
+        delattr(gm, name)
+    gm.recompile()
+    return gm
+
+
 def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]:
     """Trace with fx, falling back to torch.export. Returns ``(graph_module, method)``.
 
@@ -73,7 +86,7 @@ def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]
     log.info("fx could not trace %s (%s); trying torch.export", type(model).__name__, fx_error)
     try:
         exported = torch.export.export(model, tuple(example_inputs))
-        return exported.module(), "export"
+        return _without_guards(exported.module()), "export"
     except Exception as ex_exc:
         module = f"module {fx_module!r}" if fx_module else "the top-level forward"
         first = str(ex_exc).strip().splitlines()[0] if str(ex_exc).strip() else type(ex_exc).__name__

@@ -19,7 +19,7 @@ from .capture import trace
 from .errors import StageError
 from .evaluate import Cost
 from .graph import TensorSpec
-from .split import Stage, StageSpec, _stage_module
+from .split import Stage, StageSpec, make_stage
 
 __all__ = ["Crossing", "LinkPlan", "Plan"]
 
@@ -128,7 +128,7 @@ class Plan:
                              "partition this model again")
         last = len(self.stages) - 1
         wanted = range(len(self.stages)) if tiers is None else tiers
-        return [Stage(self.stages[t], _stage_module(gm, self.stages[t], t == last), t == last) for t in wanted]
+        return [make_stage(gm, self.stages[t], t == last) for t in wanted]
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:

@@ -30,7 +30,7 @@ from .codec import roundtrip
 from .errors import StageError
 from .graph import Graph
 
-__all__ = ["StageSpec", "Stage", "stage_specs", "build_stages", "run_stages"]
+__all__ = ["StageSpec", "Stage", "stage_specs", "build_stages", "make_stage", "run_stages"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Stage:
     spec: StageSpec
     module: fx.GraphModule = field(repr=False)
     last: bool = False
+    out_spec: object = field(default=None, repr=False)   # export graphs: the model's output structure (a TreeSpec)
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -79,6 +80,8 @@ class Stage:
                              f"it expects {list(self.spec.inputs)}")
         out = self.module(*(values[n] for n in self.spec.inputs))
         if self.last:
+            if self.out_spec is not None:       # an export graph returns leaves: rebuild what the model returns
+                return torch.utils._pytree.tree_unflatten(list(out), self.out_spec)
             return out
         return dict(zip(self.spec.outputs, out))
 
@@ -143,7 +146,18 @@ def build_stages(graph: Graph, assignment: Mapping[str, int | str], tiers: int |
     index = {n: i for i, n in enumerate(names)}
     assign = {k: (index[v] if isinstance(v, str) else int(v)) for k, v in assignment.items()}
     specs = stage_specs(graph, assign, names)
-    return [Stage(s, _stage_module(graph.module, s, s.tier == len(specs) - 1), s.tier == len(specs) - 1) for s in specs]
+    return [make_stage(graph.module, s, s.tier == len(specs) - 1) for s in specs]
+
+
+def make_stage(gm: fx.GraphModule, spec: StageSpec, last: bool) -> Stage:
+    """The runnable stage of ``spec`` cut from the captured module ``gm``."""
+    return Stage(spec, _stage_module(gm, spec, last), last, _out_spec(gm) if last else None)
+
+
+def _out_spec(gm: fx.GraphModule):
+    """The output structure of a torch.export module (its pytree codegen), or None for fx graphs."""
+    info = getattr(getattr(gm.graph, "_codegen", None), "pytree_info", None)
+    return getattr(info, "out_spec", None)
 
 
 def run_stages(stages: Sequence[Stage], inputs: Sequence[object], codecs: Sequence[str] | None = None):

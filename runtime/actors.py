@@ -25,7 +25,7 @@ from .batching import BatchRunner
 from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
 from .errors import StageError, WireError
 from .flow import ReorderBuffer, SourceQueue
-from .metrics import Series, StageMetrics
+from .metrics import Series, StageMetrics, percentiles
 from .uplink import Uplink
 from .wire import ERROR as _ERROR
 from .wire import Frame, pack, unpack
@@ -179,6 +179,7 @@ class StageWorker:
         out["incarnation"] = self.incarnation
         if self.cfg.last:
             out["e2e_latency_s"] = self.e2e.summary()
+            out["e2e_recent_s"] = percentiles(self.e2e.recent(1000))
             out["duplicates_dropped"] = self.results.duplicates
         if self.uplink is not None:
             out["unacked"] = len(self.uplink.replay)

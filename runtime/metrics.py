@@ -33,6 +33,14 @@ class Series:
         else:
             self.values[self.count % self.cap] = value
 
+    def recent(self, n: int = 1000) -> list[float]:
+        """The last ``n`` values added (the sample is a ring once it is full)."""
+        if self.count <= self.cap:
+            return self.values[-n:]
+        end = self.count % self.cap + 1
+        ring = self.values[end:] + self.values[:end]
+        return ring[-n:]
+
     def summary(self) -> dict:
         mean = self.total / self.count if self.count else float("nan")
         return {"count": self.count, "mean": mean, **percentiles(self.values)}

@@ -15,8 +15,10 @@ the sink, acknowledging them so every sender can forget what was delivered.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 from collections import deque
 from typing import Callable, Sequence
@@ -37,6 +39,23 @@ __all__ = ["Pipeline", "Result"]
 
 log = logging.getLogger(__name__)
 TIER_LABEL, NODE_LABEL = "tier", "tier-node"
+
+
+@contextlib.contextmanager
+def _stderr_muted(mute: bool):
+    """Send file descriptor 2 to /dev/null for the duration (C++ output included)."""
+    if not mute:
+        yield
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def quiet_ray() -> None:
@@ -111,8 +130,9 @@ class Pipeline:
                 # one worker process per stage actor: let the raylet start them all at once, not two at a time
                 os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(max(len(self.tier_of), 8)))
                 chatty = os.environ.get("TIERPIPE_DEBUG") == "1" or log.isEnabledFor(logging.INFO)
-                ray.init(num_cpus=max(os.cpu_count() or 2, 2), include_dashboard=False,
-                         logging_level=logging.WARNING if chatty else logging.ERROR, log_to_driver=chatty)
+                with _stderr_muted(not chatty):      # Ray's C++ core prints a log-level note while it starts
+                    ray.init(num_cpus=max(os.cpu_count() or 2, 2), include_dashboard=False,
+                             logging_level=logging.WARNING if chatty else logging.ERROR, log_to_driver=chatty)
                 self._own_ray = True
         elif not ray.is_initialized():
             from .cluster import token_path, use_token
