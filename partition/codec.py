@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import zstandard
 
-from .errors import WireError
+from .errors import CodecError, WireError
 
 __all__ = ["CODECS", "QUANTISERS", "COMPRESSORS", "parse_codec", "encode", "decode", "roundtrip", "encoded_nbytes", "is_lossless",
            "codec_seconds_per_byte", "nominal_codec_seconds_per_byte"]
@@ -41,11 +41,11 @@ def parse_codec(codec: str) -> tuple[str, str]:
     """``"int8+zstd"`` -> ``("int8", "zstd")``.
 
     Raises:
-        ValueError: unknown quantiser or compressor, naming the valid ones.
+        CodecError: unknown quantiser or compressor, naming the valid ones (also a ValueError).
     """
-    quant, _, comp = codec.partition("+")
+    quant, _, comp = str(codec).partition("+")
     if quant not in QUANTISERS or comp not in COMPRESSORS:
-        raise ValueError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
+        raise CodecError(f"unknown codec {codec!r}; use auto or one of {', '.join(CODECS)}")
     return quant, comp
 
 

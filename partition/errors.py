@@ -1,6 +1,7 @@
 """Errors raised by the partitioner. Every message says what, where, and how to fix it."""
 
-__all__ = ["TierpipeError", "TopologyError", "CaptureError", "PartitionError", "StageError", "WireError"]
+__all__ = ["TierpipeError", "TopologyError", "CaptureError", "PartitionError", "PlanError", "CodecError", "StageError",
+           "WireError"]
 
 
 class TierpipeError(Exception):
@@ -17,6 +18,14 @@ class CaptureError(TierpipeError):
 
 class PartitionError(TierpipeError):
     """No plan satisfies the request: the message names the constraint and by how much it fails."""
+
+
+class PlanError(TierpipeError):
+    """A plan file cannot be read: names the file and the missing or malformed field."""
+
+
+class CodecError(TierpipeError, ValueError):
+    """An unknown codec name: lists the valid ones."""
 
 
 class StageError(TierpipeError):

@@ -16,7 +16,7 @@ from torch import nn
 
 from .calibration import Accuracy
 from .capture import trace
-from .errors import StageError
+from .errors import PlanError, StageError
 from .evaluate import Cost
 from .graph import TensorSpec
 from .split import Stage, StageSpec, make_stage
@@ -104,7 +104,24 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """Read a plan written by :meth:`save` (``tierpipe partition --out``).
+
+        Raises:
+            PlanError: the file is missing, not JSON, or lacks a field; names the file and the field.
+        """
+        fix = "write it again with `tierpipe partition ... --out FILE`"
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PlanError(f"plan {path}: cannot be read ({type(exc).__name__}: {exc}); {fix}") from None
+        if not isinstance(data, dict):
+            raise PlanError(f"plan {path}: expected a JSON object, got {type(data).__name__}; {fix}")
+        try:
+            return cls.from_json(data)
+        except KeyError as exc:
+            raise PlanError(f"plan {path}: field {exc} is missing; {fix}") from None
+        except (TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise PlanError(f"plan {path}: a field is malformed ({type(exc).__name__}: {exc}); {fix}") from None
 
     # ------------------------------------------------------------------ stages
     def example_inputs(self) -> tuple[torch.Tensor, ...]:

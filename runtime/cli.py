@@ -124,7 +124,8 @@ def cmd_partition(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierpipe", description="Split inference across the tiers of an edge network.")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (Ray's own messages too)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("profile", help="per-node FLOPs, params, output bytes, host and per-tier time")
@@ -163,14 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        from runtime.pipeline import quiet_ray
+
+        quiet_ray()
     try:
         return int(args.func(args) or 0)
-    except TierpipeError as exc:
+    except (TierpipeError, FileNotFoundError, json.JSONDecodeError) as exc:
+        if args.debug:
+            raise
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ class Pipeline:
         plan: from :func:`partition.partition` (or ``Plan.load``).
         model: the unmodified model; each actor gets only its own stage of it.
         topology: tiers, nodes, fan-in, sources; ``emulate`` comes from it unless given.
-        address: ``None`` starts a local Ray for you (everything on this machine);
+        address: ``None`` starts a local Ray of its own (everything on this machine; a Ray this
+            process already initialised is used as it is);
             otherwise an existing cluster (``"auto"``, ``"ray://..."``, ``"host:6379"``)
             whose nodes carry ``tier`` / ``tier-node`` labels.
         max_batch, max_wait_ms: fan-in batching at each stage.
@@ -131,7 +132,8 @@ class Pipeline:
                 os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(max(len(self.tier_of), 8)))
                 chatty = os.environ.get("TIERPIPE_DEBUG") == "1" or log.isEnabledFor(logging.INFO)
                 with _stderr_muted(not chatty):      # Ray's C++ core prints a log-level note while it starts
-                    ray.init(num_cpus=max(os.cpu_count() or 2, 2), include_dashboard=False,
+                    # address="local": always a new Ray of our own, never a cluster found on the machine or RAY_ADDRESS
+                    ray.init(address="local", num_cpus=max(os.cpu_count() or 2, 2), include_dashboard=False,
                              logging_level=logging.WARNING if chatty else logging.ERROR, log_to_driver=chatty)
                 self._own_ray = True
         elif not ray.is_initialized():

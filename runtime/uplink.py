@@ -19,6 +19,7 @@ import time
 from .emulation import LinkShaper, sleep_until
 from .flow import ReplayBuffer
 from .metrics import StageMetrics
+from .wire import wire_nbytes
 
 __all__ = ["Uplink"]
 
@@ -71,7 +72,7 @@ class Uplink:
                 batch.append(self._queue.get_nowait())
             await self.credits.acquire()
             data = [d for _, d in batch]
-            nbytes = sum(len(d) for d in data)
+            nbytes = sum(wire_nbytes(d) for d in data)
             hold_until = None
             started = time.perf_counter()
             if self.shaper is not None:
@@ -89,7 +90,7 @@ class Uplink:
         try:
             reply = await self.parent.push.remote(data, hold_until, time.time() - (time.perf_counter() - started))
             for d in data:
-                self.metrics.link_bytes.add(len(d))
+                self.metrics.link_bytes.add(wire_nbytes(d))
             self.metrics.link_s.add(time.perf_counter() - started)
             self.metrics.frames_out += len(data)
             self._last_reply = time.perf_counter()

@@ -1,12 +1,15 @@
 """The activation frame on the wire: a msgpack envelope plus tensors encoded with the link's codec.
 
-    [envelope, [payload, payload, ...]]
+    (envelope bytes, [payload, payload, ...])      what pack() makes: payloads out of band
+    msgpack([envelope, [payload, ...]])            one blob: also accepted (tools, tests, fuzzers)
     envelope = {"v": 1, "src": source id, "seq": n, "ts": [t_source, t_stage1, ...],
                 "tensors": [{"name", "shape", "dtype", "quant", "comp", "raw_nbytes"}, ...],
                 "values": {name: int | float | bool | None | list of them}}
 
-Payloads are the tensors' own memory (``memoryview``), packed by msgpack without
-Python lists. ``unpack`` checks the frame size, every field, and every tensor's
+Payloads travel out of band: uint8 numpy views of the tensors' own memory (or of the
+compressor's output), which Ray serialises without copying them into the envelope and
+hands to the receiver as views of its object store; the receiver copies each payload
+once, into the tensor it decodes. ``unpack`` checks the frame size, every field, and every tensor's
 length, dtype and shape against what the plan says crosses the link; anything off
 raises :class:`WireError` naming the stage.
 """
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import msgpack
+import numpy as np
 import torch
 
 from partition.codec import decode, encode
@@ -24,7 +28,7 @@ from partition.graph import TensorSpec
 
 from .errors import WireError
 
-__all__ = ["Frame", "pack", "unpack", "VERSION", "ERROR"]
+__all__ = ["Frame", "pack", "unpack", "wire_nbytes", "VERSION", "ERROR"]
 
 VERSION = 1
 ERROR = "__error__"
@@ -49,7 +53,7 @@ def _plain(value: object) -> bool:
     return isinstance(value, _PLAIN) or (isinstance(value, (list, tuple)) and all(_plain(v) for v in value))
 
 
-def pack(frame: Frame, codec: str = "raw") -> bytes:
+def pack(frame: Frame, codec: str = "raw") -> tuple[bytes, list[np.ndarray]]:
     """Encode ``frame``: tensors with ``codec``, plain values (ints, shapes) in the envelope."""
     tensors, payloads, values = [], [], {}
     for name, value in frame.values.items():
@@ -73,7 +77,15 @@ def pack(frame: Frame, codec: str = "raw") -> bytes:
                             "only tensors, numbers, strings and lists/tuples of them can")
     envelope = {"v": VERSION, "src": frame.source, "seq": frame.seq, "ts": list(frame.ts),
                 "tensors": tensors, "values": values}
-    return msgpack.packb([envelope, payloads], use_bin_type=True)
+    return msgpack.packb(envelope, use_bin_type=True), [np.frombuffer(p, dtype=np.uint8) for p in payloads]
+
+
+def wire_nbytes(data) -> int:
+    """Bytes a packed frame puts on the wire (envelope and payloads)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return len(data)
+    envelope, payloads = data
+    return len(envelope) + sum(p.nbytes if isinstance(p, np.ndarray) else len(p) for p in payloads)
 
 
 def _check_spec(name: str, tensor: torch.Tensor, spec: TensorSpec | None, where: str) -> None:
@@ -95,20 +107,35 @@ def unpack(data: bytes, expected: Mapping[str, TensorSpec | None], where: str, m
     Raises:
         WireError: malformed, oversized or unexpected content.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise WireError(f"{where}: a frame must be bytes, got {type(data).__name__}")
-    if len(data) > max_nbytes:
-        raise WireError(f"{where}: frame of {len(data)} bytes is over the limit of {max_nbytes}; "
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        blob, payloads = data, None
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (bytes, bytearray, memoryview)) \
+            and isinstance(data[1], (tuple, list)):
+        blob, payloads = data
+        if not all(isinstance(p, (bytes, bytearray, memoryview)) or (isinstance(p, np.ndarray) and p.dtype == np.uint8
+                                                                      and p.ndim == 1) for p in payloads):
+            raise WireError(f"{where}: payloads must be bytes or flat uint8 arrays")
+    else:
+        raise WireError(f"{where}: a frame must be bytes or (envelope bytes, payloads), got {type(data).__name__}")
+    total = len(blob) + (sum(len(memoryview(p)) if not isinstance(p, np.ndarray) else p.nbytes for p in payloads)
+                         if payloads is not None else 0)
+    if total > max_nbytes:
+        raise WireError(f"{where}: frame of {total} bytes is over the limit of {max_nbytes}; "
                         "raise max_frame_bytes if frames this large are expected")
     try:
-        decoded_obj = msgpack.unpackb(data, raw=False, max_bin_len=max_nbytes, max_str_len=1 << 16,
-                                             max_array_len=1 << 16, max_map_len=1 << 16, strict_map_key=False)
+        decoded_obj = msgpack.unpackb(blob, raw=False, max_bin_len=max_nbytes, max_str_len=1 << 16,
+                                      max_array_len=1 << 16, max_map_len=1 << 16, strict_map_key=False)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise WireError(f"{where}: frame is not a tierpipe envelope ({type(exc).__name__}: {exc})") from None
-    if not (isinstance(decoded_obj, list) and len(decoded_obj) == 2 and isinstance(decoded_obj[0], dict)
-            and isinstance(decoded_obj[1], list)):
-        raise WireError(f"{where}: frame must be [envelope, payloads], got a {type(decoded_obj).__name__}")
-    envelope, payloads = decoded_obj
+    if payloads is None:
+        if not (isinstance(decoded_obj, list) and len(decoded_obj) == 2 and isinstance(decoded_obj[0], dict)
+                and isinstance(decoded_obj[1], list)):
+            raise WireError(f"{where}: frame must be [envelope, payloads], got a {type(decoded_obj).__name__}")
+        envelope, payloads = decoded_obj
+    elif isinstance(decoded_obj, dict):
+        envelope = decoded_obj
+    else:
+        raise WireError(f"{where}: envelope must be a map, got a {type(decoded_obj).__name__}")
     if envelope.get("v") != VERSION:
         raise WireError(f"{where}: wire version {envelope.get('v')!r}, this runtime speaks {VERSION}; run one tierpipe version")
     try:
@@ -125,7 +152,10 @@ def unpack(data: bytes, expected: Mapping[str, TensorSpec | None], where: str, m
     for header, payload in zip(tensors, payloads):
         if not isinstance(header, dict) or not isinstance(header.get("name"), str):
             raise WireError(f"{where}: tensor header without a name")
-        decoded[header["name"]] = decode(header, payload, where=f"{where}, tensor {header['name']!r}", max_nbytes=max_nbytes)
+        if not isinstance(payload, (bytes, bytearray, memoryview, np.ndarray)):
+            raise WireError(f"{where}: payload of tensor {header['name']!r} is a {type(payload).__name__}, not bytes")
+        decoded[header["name"]] = decode(header, memoryview(payload), where=f"{where}, tensor {header['name']!r}",
+                                         max_nbytes=max_nbytes)
     values: dict[str, object] = {}
     for name, value in plain.items():
         if isinstance(value, dict) and "__seq__" in value:

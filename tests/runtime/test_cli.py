@@ -55,3 +55,19 @@ def test_demo_is_the_smart_city_example():
 
     args = build_parser().parse_args(["demo", "--quick", "--out", "x"])
     assert args.quick and args.out == "x" and args.func.__module__ == "examples.smart_city.demo"
+
+
+def test_bad_codec_and_bad_plan_file_are_one_line_errors(capsys, tmp_path):
+    assert main(["partition", "resnet18", "--topology", "three_tier", "--codec", "int9"]) == 2
+    out = capsys.readouterr().out
+    assert "unknown codec 'int9'" in out and "int8-channel" in out and "Traceback" not in out
+    bad = tmp_path / "plan.json"
+    bad.write_text('{"model": "resnet18"}')
+    assert main(["run", "resnet18", "--plan", str(bad), "--topology", "local"]) == 2
+    out = capsys.readouterr().out
+    assert f"plan {bad}: field" in out and "is missing" in out and "Traceback" not in out
+    bad.write_text("not json")
+    assert main(["run", "resnet18", "--plan", str(bad)]) == 2
+    assert "cannot be read" in capsys.readouterr().out
+    with pytest.raises(Exception):
+        main(["--debug", "run", "resnet18", "--plan", str(bad)])          # --debug: the traceback

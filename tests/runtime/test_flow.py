@@ -183,3 +183,17 @@ def test_cuda_tiers_ask_ray_for_their_gpu(monkeypatch):
     assert pipe._placement("device-3", "device", []) == {"num_cpus": 0}
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     assert pipe._placement("edge-0", "edge", []) == {"num_cpus": 0}       # no GPU: the stage runs on the CPU
+
+
+def test_raw_payloads_leave_as_views_of_the_tensor_and_one_blob_is_still_accepted():
+    import msgpack
+    import numpy as np
+
+    x = torch.randn(1, 4)
+    envelope, payloads = pack(Frame(0, 5, [0.0], {"x": x}))
+    assert isinstance(envelope, bytes) and np.shares_memory(payloads[0], x.numpy())    # no copy on the way out
+    expected = {"x": TensorSpec((1, 4), "float32", 16)}
+    got = unpack((envelope, [p.copy() for p in payloads]), expected, "stage 'edge'", 1 << 20)
+    assert torch.equal(got.values["x"], x)
+    blob = msgpack.packb([msgpack.unpackb(envelope), [p.tobytes() for p in payloads]], use_bin_type=True)
+    assert torch.equal(unpack(blob, expected, "stage 'edge'", 1 << 20).values["x"], x)
