@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,6 +23,12 @@ from benchmarks._common import save  # noqa: E402
 from partition import Topology, capture, partition  # noqa: E402
 from runtime.pipeline import Pipeline  # noqa: E402
 from tests.models import Chain  # noqa: E402
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main() -> None:
@@ -50,9 +55,9 @@ def main() -> None:
             if now < state["next"]:
                 return
             state["next"] += 60
-            mem = {n: psutil.Process(p).memory_info().rss / 2**20 for n, p in pids.items() if psutil.pid_exists(p)}
+            mem = {n: rss_mib(p) for n, p in pids.items() if os.path.exists(f"/proc/{p}")}
             sink = [t for t in report["tiers"]][-1]
-            rows.append({"minute": len(rows) + 1, "driver_rss_mib": psutil.Process(os.getpid()).memory_info().rss / 2**20,
+            rows.append({"minute": len(rows) + 1, "driver_rss_mib": rss_mib(os.getpid()),
                          "actors_rss_mib": mem, "frames_delivered": report["frames_delivered"],
                          "fps_last_minute": (report["frames_delivered"] - state["frames"]) / 60.0,
                          "latency_ms": report["latency_recent_ms"], "sink_frames": sink["frames"],

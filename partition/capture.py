@@ -27,6 +27,7 @@ __all__ = ["capture", "trace"]
 
 log = logging.getLogger(__name__)
 _TORCH_DIR = str(Path(torch.__file__).parent)
+_OWN_DIR = str(Path(__file__).parent)
 
 
 class _PathTracer(fx.Tracer):
@@ -50,8 +51,9 @@ class _PathTracer(fx.Tracer):
 
 
 def _user_frame(exc: BaseException) -> str:
-    """The innermost frame of the traceback outside torch: the construct that failed."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_TORCH_DIR)]
+    """The innermost frame of the traceback outside torch and tierpipe: the user's construct that failed."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith((_TORCH_DIR, _OWN_DIR))]
     if not frames:
         return "an op inside torch"
     f = frames[-1]
@@ -71,12 +73,72 @@ def _without_guards(gm: fx.GraphModule) -> fx.GraphModule:
     return gm
 
 
+# names torch.fx's GraphModule uses itself: a top-level submodule of one of these names cannot be copied onto it
+_RESERVED = frozenset(dir(fx.GraphModule)) | {"meta", "graph", "code"}
+
+
+def _plain_leaf(value) -> bool:
+    return value is None or isinstance(value, (torch.Tensor, int, float, bool, str))
+
+
+class _Adapted(nn.Module):
+    """The user's model as the child ``model`` of a plain root: its top-level names cannot clash with the
+    GraphModule's own attributes, and (``drop``) outputs that are not tensors (caches) come back as ``None``."""
+
+    def __init__(self, model: nn.Module, drop: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.drop = drop
+
+    def forward(self, *args):
+        out = self.model(*args)
+        if not self.drop:
+            return out
+        leaves, spec = torch.utils._pytree.tree_flatten(out)
+        return torch.utils._pytree.tree_unflatten([v if _plain_leaf(v) else None for v in leaves], spec)
+
+
+def _non_tensor_outputs(model: nn.Module, example_inputs: tuple) -> list[str]:
+    """Outputs of the model on the example that are neither tensors nor plain values (e.g. a DynamicCache)."""
+    try:
+        with torch.inference_mode():
+            out = model(*example_inputs)
+    except Exception:  # the tracers will report what is wrong, with the user's line
+        return []
+    leaves, _ = torch.utils._pytree.tree_flatten_with_path(out)
+    return [f"{torch.utils._pytree.keystr(path) or 'output'} ({type(v).__name__})" for path, v in leaves if not _plain_leaf(v)]
+
+
+def adapt(model: nn.Module, example_inputs: tuple) -> tuple[nn.Module, list[str]]:
+    """The module to trace for ``model``, and notes on what was changed (nothing, for most models).
+
+    A top-level submodule named like a GraphModule attribute (``meta``, ``code``, ...) is traced
+    under the prefix ``model.``; outputs that are not tensors (a ``DynamicCache`` from a model with
+    ``use_cache=True``) are dropped from the graph: the pipeline returns ``None`` in their place.
+    """
+    clash = sorted({name for name, _ in model.named_children()} & _RESERVED)
+    dropped = _non_tensor_outputs(model, example_inputs)
+    notes = []
+    if clash:
+        notes.append(f"submodule(s) {clash} share a name with torch.fx GraphModule attributes: captured under "
+                     "the prefix 'model.'")
+    if dropped:
+        notes.append(f"output(s) {', '.join(dropped)} are not tensors and cannot cross a link: dropped from the captured "
+                     "graph (None in their place). To keep the model's own outputs, turn them off (e.g. use_cache=False)")
+    return (_Adapted(model, bool(dropped)) if clash or dropped else model), notes
+
+
 def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]:
     """Trace with fx, falling back to torch.export. Returns ``(graph_module, method)``.
 
+    The model is traced as :func:`adapt` says (the same way every time, so a plan made from one
+    capture builds its stages from another).
+
     Raises:
-        CaptureError: both failed; names the construct (file, line, code) and the module path.
+        CaptureError: both failed; names the construct in the user's code (file, line, code), the
+            module path, and the error of each tracer.
     """
+    model, _ = adapt(model, example_inputs)
     tracer = _PathTracer()
     try:
         graph = tracer.trace(model)
@@ -91,8 +153,8 @@ def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]
         module = f"module {fx_module!r}" if fx_module else "the top-level forward"
         first = str(ex_exc).strip().splitlines()[0] if str(ex_exc).strip() else type(ex_exc).__name__
         raise CaptureError(
-            f"cannot capture {type(model).__name__}: torch.fx failed in {module} at {fx_where}: "
-            f"{str(fx_error).splitlines()[0]}. torch.export also failed ({type(ex_exc).__name__}: {first}). "
+            f"cannot capture {type(model).__name__}: torch.export failed ({type(ex_exc).__name__}: {first[:400]}) "
+            f"at {_user_frame(ex_exc)}, and torch.fx failed in {module} at {fx_where}: {str(fx_error).splitlines()[0]}. "
             "Fix: make that construct traceable (e.g. replace data-dependent Python control flow with torch.where, "
             "or mark the module as an fx leaf), or pass a model without it."
         ) from None
@@ -238,6 +300,8 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
         prof.run(*example_inputs)
         times = _time_nodes(gm, example_inputs, repeats, warmup) if timing == "measured" else None
 
+    _, notes = adapt(model, example_inputs)
+    strip = "model." if notes else ""          # an adapted model sits under the prefix 'model.': report its own paths
     attrs = {n.name: n for n in gm.graph.nodes if n.op == "get_attr"}
     nodes: list[Node] = []
     inputs: list[str] = []
@@ -262,10 +326,10 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
                     + sum(s.nbytes for a in deps if a.name not in attrs for s in prof.specs.get(a.name, ()))
                 host_s = analytic_time_s(flops, touched)
             nodes.append(Node(
-                name=n.name, op="compute", target=str(target), module=_module_path(n),
+                name=n.name, op="compute", target=str(target), module=_module_path(n).removeprefix(strip),
                 inputs=tuple(dict.fromkeys(a.name for a in deps if a.name not in attrs)),
                 outputs=specs, flops=flops, param_bytes=param_bytes, host_time_s=host_s,
             ))
-    graph = Graph(nodes, inputs, outputs, gm, method, timing=timing, example_inputs=example_inputs)
+    graph = Graph(nodes, inputs, outputs, gm, method, timing=timing, example_inputs=example_inputs, notes=tuple(notes))
     graph.capture_s = time.perf_counter() - start
     return graph

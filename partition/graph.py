@@ -78,6 +78,7 @@ class Graph:
     capture_s: float = 0.0
     timing: str = "measured"       # "measured" on this host, or "analytic" (from FLOPs and bytes: host-independent)
     example_inputs: tuple | None = field(default=None, repr=False)   # what it was captured with (calibration)
+    notes: tuple[str, ...] = ()    # what capture changed to make the model traceable (the plan repeats them)
 
     def __repr__(self) -> str:
         return (f"Graph({len(self.nodes)} nodes, {len(self.inputs)} input(s), {len(self.outputs)} output(s), "

@@ -342,7 +342,7 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
         baselines[name] = cost
         if not _fits(raw, a, mem):
             search.notes.append(f"baseline '{name}' does not fit the memory budgets")
-    notes = list(search.notes)
+    notes = list(graph.notes) + list(search.notes)
     method = {"latency": "layered s-t min-cut (exact over all DAG assignments)",
               "throughput": f"DP over contiguous segments of {orders} topological orders + min-cut and baseline candidates",
               "bytes": "min-cut on bytes + lambda * time, lambda searched for the latency bound"}[objective]

@@ -178,7 +178,7 @@ def _report(plan, traffic, runs: list[LoopStats], pipe_report: dict, seeds, dura
         "model": {"name": "QueueNet", "mae": held_out["mae_per_lane"], "mae_held_out": held_out,
                   "mae_live": float(np.mean([x for s in runs for x in s.abs_err])), "unit": "halting vehicles per lane"},
         "plan": {"objective": plan.objective, "codecs": list(plan.codecs), "tiers": list(plan.tiers),
-                 "stages": {tier: [n for n, t in plan.assignment.items() if t == i] for i, tier in enumerate(plan.tiers)},
+                 "stages": {s.tier_name: list(s.nodes) for s in plan.stages},
                  "predicted": plan.predicted.to_json(),
                  "compare": {"split (ours)": plan_row(plan.predicted, uplink),
                              **({"all on camera": plan_row(base["all on device"])} if "all on device" in base else {}),
