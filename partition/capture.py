@@ -239,16 +239,22 @@ def _module_path(n: fx.Node) -> str:
     return str(next(reversed(stack.values()))[0]) if stack else ""
 
 
-def _attr_bytes(gm: fx.GraphModule, n: fx.Node) -> int:
+def _attr_tensors(gm: fx.GraphModule, n: fx.Node) -> list[torch.Tensor]:
+    """The parameters and buffers an op reads directly (a module's own, or a ``get_attr`` tensor)."""
     if n.op == "call_module":
         mod = gm.get_submodule(str(n.target))
-        return sum(t.numel() * t.element_size() for t in [*mod.parameters(), *mod.buffers()])
+        return [*mod.parameters(), *mod.buffers()]
     if n.op == "get_attr":
         value = gm
         for part in str(n.target).split("."):
             value = getattr(value, part)
-        return value.numel() * value.element_size() if isinstance(value, torch.Tensor) else 0
-    return 0
+        return [value] if isinstance(value, torch.Tensor) else []
+    return []
+
+
+def _storage_key(t: torch.Tensor) -> str:
+    """One key per tensor in memory: tied weights (one tensor under two names) share it."""
+    return f"{t.untyped_storage().data_ptr():x}:{t.untyped_storage().nbytes()}"
 
 
 # The analytic host: what ``timing="analytic"`` charges per op. Rough figures of one server core;
@@ -303,6 +309,7 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
     _, notes = adapt(model, example_inputs)
     strip = "model." if notes else ""          # an adapted model sits under the prefix 'model.': report its own paths
     attrs = {n.name: n for n in gm.graph.nodes if n.op == "get_attr"}
+    param_sizes: dict[str, int] = {}
     nodes: list[Node] = []
     inputs: list[str] = []
     outputs: list[str] = []
@@ -315,7 +322,10 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
                        if isinstance(a, fx.Node) and a.op != "get_attr"]
         elif n.op != "get_attr":
             deps = [a for a in n.all_input_nodes]
-            param_bytes = _attr_bytes(gm, n) + sum(_attr_bytes(gm, attrs[a.name]) for a in deps if a.name in attrs)
+            tensors = _attr_tensors(gm, n) + [t for a in deps if a.name in attrs for t in _attr_tensors(gm, attrs[a.name])]
+            param_bytes = sum(t.numel() * t.element_size() for t in tensors)
+            keys = tuple(dict.fromkeys(_storage_key(t) for t in tensors))
+            param_sizes.update({_storage_key(t): t.untyped_storage().nbytes() for t in tensors})
             target = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
             specs = tuple(prof.specs.get(n.name, ()))
             flops = int(prof.flops.get(n.name, 0))
@@ -328,8 +338,9 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
             nodes.append(Node(
                 name=n.name, op="compute", target=str(target), module=_module_path(n).removeprefix(strip),
                 inputs=tuple(dict.fromkeys(a.name for a in deps if a.name not in attrs)),
-                outputs=specs, flops=flops, param_bytes=param_bytes, host_time_s=host_s,
+                outputs=specs, flops=flops, param_bytes=param_bytes, host_time_s=host_s, param_keys=keys,
             ))
-    graph = Graph(nodes, inputs, outputs, gm, method, timing=timing, example_inputs=example_inputs, notes=tuple(notes))
+    graph = Graph(nodes, inputs, outputs, gm, method, timing=timing, example_inputs=example_inputs, notes=tuple(notes),
+                  param_sizes=param_sizes)
     graph.capture_s = time.perf_counter() - start
     return graph

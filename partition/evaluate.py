@@ -163,7 +163,7 @@ class Problem:
                 for p in self.preds[v]:
                     if a[p] == t and last_use.get(p) == v and hi[p] == t and not self.is_output[p]:
                         live -= self.raw_bytes[p]
-            out[t] = self.params[members].sum() + peak
+            out[t] = self.graph.param_bytes_of([self.graph.nodes[v] for v in members]) + peak
         return out
 
     def evaluate(self, assignment) -> Cost:

@@ -55,8 +55,9 @@ class Node:
     inputs: tuple[str, ...]
     outputs: tuple[TensorSpec, ...]
     flops: int = 0
-    param_bytes: int = 0
+    param_bytes: int = 0          # every tensor it reads, in full (a tied weight counts for each of its users)
     host_time_s: float = 0.0
+    param_keys: tuple[str, ...] = ()   # the storages of those tensors: a tier stores each storage once
 
     @property
     def bytes_out(self) -> int:
@@ -79,6 +80,7 @@ class Graph:
     timing: str = "measured"       # "measured" on this host, or "analytic" (from FLOPs and bytes: host-independent)
     example_inputs: tuple | None = field(default=None, repr=False)   # what it was captured with (calibration)
     notes: tuple[str, ...] = ()    # what capture changed to make the model traceable (the plan repeats them)
+    param_sizes: dict[str, int] = field(default_factory=dict, repr=False)   # storage key -> bytes
 
     def __repr__(self) -> str:
         return (f"Graph({len(self.nodes)} nodes, {len(self.inputs)} input(s), {len(self.outputs)} output(s), "
@@ -106,7 +108,13 @@ class Graph:
 
     @property
     def total_param_bytes(self) -> int:
-        return sum(n.param_bytes for n in self.nodes)
+        """Bytes of parameters and buffers, each tensor counted once however many ops read it."""
+        return self.param_bytes_of(self.nodes)
+
+    def param_bytes_of(self, nodes) -> int:
+        """Parameter bytes a tier running ``nodes`` must hold: each storage once (tied weights too)."""
+        keys = {k for n in nodes for k in n.param_keys}
+        return sum(self.param_sizes.get(k, 0) for k in keys) + sum(n.param_bytes for n in nodes if not n.param_keys)
 
     @property
     def host_time_s(self) -> float:

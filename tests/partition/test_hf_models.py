@@ -88,3 +88,13 @@ def test_a_submodule_named_like_a_graphmodule_attribute_is_captured():
     plan = partition(graph, Topology.load("three_tier"), pins={"meta": "device", "cls": "edge"})
     with torch.inference_mode():
         torch.testing.assert_close(run_stages(plan.build_stages(model), x), model(*x), rtol=0, atol=0)
+
+
+def test_tied_weights_are_counted_once_per_tier_that_holds_them():
+    model, _, graph = captured("gpt2")
+    real = sum(t.numel() * t.element_size() for t in {p.data_ptr(): p for p in [*model.parameters(), *model.buffers()]}.values())
+    assert graph.total_param_bytes == real                      # wte is read by the embedding and by lm_head
+    assert sum(n.param_bytes for n in graph.nodes) > real        # per op, the tied weight counts twice
+    plan = partition(graph, Topology.load("three_tier"), "throughput")
+    held = [graph.param_bytes_of([graph[n] for n in s.nodes]) for s in plan.stages]
+    assert sum(held) >= real                                     # a tied weight on two tiers is stored on both
