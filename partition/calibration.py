@@ -22,7 +22,7 @@ class AccuracyBudget:
     """How far a lossy codec may move the model's output from eager, on the calibration inputs.
 
     ``max_rel_error``: max |y - y_eager| / max |y_eager|; ``min_top1``: share of
-    argmax (over dim 1: classes, or per pixel for segmentation) that agree.
+    argmax over the class axis that agree, for outputs that have one (see :func:`class_axis`).
     """
 
     max_rel_error: float = 0.05
@@ -35,6 +35,7 @@ class Accuracy:
     max_abs_error: float
     max_rel_error: float
     top1_agreement: float
+    checked: str = ""        # what was checked: which outputs got top-1 on which axis, which relative error only
 
     def within(self, budget: AccuracyBudget) -> bool:
         return (self.max_rel_error <= budget.max_rel_error and self.top1_agreement >= budget.min_top1
@@ -90,10 +91,23 @@ def compression_ratios(graph: Graph, inputs: Sequence, codecs: Sequence[str]) ->
     return out
 
 
-def _argmax_agreement(ref: torch.Tensor, got: torch.Tensor) -> float:
-    if ref.dim() < 2 or not ref.is_floating_point():
-        return 1.0 if torch.equal(ref, got) else 0.0
-    return float((ref.argmax(dim=1) == got.argmax(dim=1)).float().mean())
+def class_axis(path: str, value: torch.Tensor, single: bool) -> int | None:
+    """The axis holding classes in an output, or None when it has none (then only relative error counts).
+
+    ``logits`` outputs (by name, as Hugging Face models call them) have their classes on the last
+    axis (``[batch, classes]``, ``[batch, tokens, vocabulary]``), except image maps ``[batch,
+    classes, h, w]`` (axis 1); a model's single 2-D float output ``[batch, classes]`` is taken as
+    classification too. Hidden states, features and embeddings have no class axis.
+    """
+    if not value.is_floating_point() or value.dim() < 2 or value.shape[-1] < 2 and value.dim() != 4:
+        return None
+    if "logits" in path.lower():
+        return 1 if value.dim() == 4 else value.dim() - 1
+    if single and value.dim() == 2:
+        return 1
+    if single and value.dim() == 4 and value.shape[1] > 1:      # segmentation: per-pixel classes
+        return 1
+    return None
 
 
 def measure_accuracy(graph: Graph, assignment: dict[str, int], k: int, codecs: Sequence[str],
@@ -101,15 +115,26 @@ def measure_accuracy(graph: Graph, assignment: dict[str, int], k: int, codecs: S
     """Run the split model with ``codecs`` at the cuts on ``inputs`` and compare with the uncut graph."""
     stages = build_stages(graph, assignment, k)
     abs_err, rel_err, agree = 0.0, 0.0, []
+    checked: dict[str, str] = {}
     with torch.inference_mode():
         for i, x in enumerate(inputs):
             ref = reference[i] if reference is not None else graph.module(*x)
             got = run_stages(stages, x, codecs)
-            for r, g in zip(torch.utils._pytree.tree_leaves(ref), torch.utils._pytree.tree_leaves(got)):
+            ref_leaves = torch.utils._pytree.tree_flatten_with_path(ref)[0]
+            got_leaves = torch.utils._pytree.tree_leaves(got)
+            tensors = [(p, r) for p, r in ref_leaves if isinstance(r, torch.Tensor)]
+            for (path, r), g in zip(ref_leaves, got_leaves):
                 if not isinstance(r, torch.Tensor) or not r.is_floating_point() or r.numel() == 0:
                     continue
+                name = torch.utils._pytree.keystr(path) or "output"
                 diff = float((r - g).abs().max())
                 abs_err = max(abs_err, diff)
                 rel_err = max(rel_err, diff / max(float(r.abs().max()), 1e-12))
-                agree.append(_argmax_agreement(r, g))
-    return Accuracy(abs_err, rel_err, sum(agree) / len(agree) if agree else 1.0)
+                axis = class_axis(name, r, len(tensors) == 1)
+                if axis is None:
+                    checked[name] = "relative error"
+                else:
+                    checked[name] = f"top-1 over axis {axis}"
+                    agree.append(float((r.argmax(dim=axis) == g.argmax(dim=axis)).float().mean()))
+    what = "; ".join(f"{k}: {v}" for k, v in checked.items())
+    return Accuracy(abs_err, rel_err, sum(agree) / len(agree) if agree else 1.0, what)

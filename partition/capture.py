@@ -147,6 +147,8 @@ def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]
         fx_error, fx_where, fx_module = fx_exc, _user_frame(fx_exc), tracer.failed_in
     log.info("fx could not trace %s (%s); trying torch.export", type(model).__name__, fx_error)
     try:
+        # a static batch dimension: with a dynamic one, sizes derived from it (sym_size ints) cross links
+        # and batches of frames could not be split apart again
         exported = torch.export.export(model, tuple(example_inputs))
         return _without_guards(exported.module()), "export"
     except Exception as ex_exc:
@@ -307,7 +309,10 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
         times = _time_nodes(gm, example_inputs, repeats, warmup) if timing == "measured" else None
 
     _, notes = adapt(model, example_inputs)
-    strip = "model." if notes else ""          # an adapted model sits under the prefix 'model.': report its own paths
+    strip = "model." if notes else ""           # an adapted model sits under the prefix 'model.': report its own paths
+    if method == "export":
+        notes = [*notes, "captured by torch.export with a static batch dimension: a stage batches frames at fan-in "
+                         "only where its ops do not fix the batch size (each stage checks at start-up)"]
     attrs = {n.name: n for n in gm.graph.nodes if n.op == "get_attr"}
     param_sizes: dict[str, int] = {}
     nodes: list[Node] = []

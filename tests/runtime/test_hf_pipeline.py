@@ -19,7 +19,7 @@ def test_hf_model_runs_on_the_ray_pipeline_equal_to_eager(ray_local, name):
     plan = partition(graph, topo, "throughput", pins={nodes[len(nodes) // 3].name: "device", nodes[-1].name: "edge"})
     assert sum(1 for t in plan.assignment.values() if t == "device") > 1
     xs = [inputs, tuple(x.clone() for x in inputs), inputs, inputs]
-    with Pipeline(plan, model, topo, emulate=False, max_batch=1) as pipe:
+    with Pipeline(plan, model, topo, emulate=False, max_batch=4) as pipe:
         outputs = pipe.run(xs)
         report = pipe.report()
     torch.set_num_threads(1)
@@ -27,3 +27,5 @@ def test_hf_model_runs_on_the_ray_pipeline_equal_to_eager(ray_local, name):
         for got, x in zip(outputs, xs):
             compare(got, model(*x))
     assert report["frames_delivered"] == len(xs) and report["duplicates_dropped"] == 0
+    # export fixes the batch dimension: the plan says so, and a stage batches only where its probe showed it may
+    assert any("static batch dimension" in n for n in plan.notes)
