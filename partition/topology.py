@@ -25,6 +25,76 @@ from .units import parse_quantity
 __all__ = ["Topology", "TierSpec", "LinkSpec", "SourceSpec", "HostSpec", "shipped_topologies"]
 
 _SHIPPED = Path(__file__).resolve().parent.parent / "topologies"
+MAX_FILE_BYTES = 1 << 20          # a topology is a few KB; this bounds the time and memory of loading one
+MAX_VALUES = 200_000              # values after YAML aliases are expanded
+MAX_NODES = 100_000               # nodes in one tier
+MAX_DEPTH = 64                    # nesting of [ and { 
+DTYPES = ("float32", "float16", "bfloat16", "float64", "uint8", "int8", "int16", "int32", "int64", "bool")
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int) -> None:
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)     # libyaml's parser when it is installed
+
+
+class _UniqueKeyLoader(_BaseLoader):
+    """A safe YAML loader (libyaml's parser when available) that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:        # an unhashable key: the constructor reports it
+                break
+            if duplicate:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of [ and { in ``text`` (quotes ignored: an over-estimate, which is safe).
+
+    libyaml's parser recurses in C on nested flow collections: a file of 100,000 '[' would crash
+    the process instead of raising, so such files are refused before they are parsed."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}" and depth:
+            depth -= 1
+    return deepest
+
+
+def _tree_size(data, limit: int = MAX_VALUES) -> int:
+    """How many values ``data`` has with aliases expanded (counted without expanding them)."""
+    sizes: dict[int, int] = {}
+
+    def size(x) -> int:
+        if not isinstance(x, (dict, list)):
+            return 1
+        if id(x) in sizes:
+            return sizes[id(x)]
+        sizes[id(x)] = limit + 1             # a cycle counts as too big
+        total = 1
+        for v in (x.values() if isinstance(x, dict) else x):
+            total += size(v)
+            if total > limit:
+                break
+        sizes[id(x)] = total
+        return total
+
+    try:
+        return size(data)
+    except RecursionError:
+        return limit + 1
 
 
 def _unit(kind: str):
@@ -44,7 +114,7 @@ class TierSpec(_Strict):
     """One tier: how many nodes, how fast each is, how much memory it has."""
 
     name: str
-    nodes: int = Field(1, ge=1)
+    nodes: int = Field(1, ge=1, le=MAX_NODES)
     speed: float | None = Field(None, gt=0, description="compute speed relative to the reference CPU (this host = 1.0)")
     gflops: float | None = Field(None, gt=0, description="effective GFLOP/s, used when speed is not given")
     memory_mb: Memory = Field(4096.0, alias="memory")
@@ -76,8 +146,8 @@ class SourceSpec(_Strict):
     name: str = "camera"
     count: int | None = Field(None, ge=1)
     fps: float = Field(10.0, gt=0)
-    shape: list[int] | None = None
-    dtype: str = "float32"
+    shape: list[Annotated[int, Field(ge=1, le=1 << 31)]] | None = Field(None, max_length=8)
+    dtype: Literal[DTYPES] = "float32"
     nodes: list[str] | None = None
     policy: Literal["block", "drop-oldest"] = "block"
 
@@ -126,22 +196,47 @@ class Topology(_Strict):
                     f"{name_or_path}: no such file and no shipped topology of that name. "
                     f"Shipped topologies: {', '.join(shipped_topologies())}; or give a path to a YAML file."
                 )
-        text = path.read_text()
+        if path.is_dir():
+            raise TopologyError(f"{path}: is a directory; give the path of a YAML file in it")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise TopologyError(f"{path}: {size:,} bytes is over the {MAX_FILE_BYTES:,}-byte limit for a topology file; "
+                                "a topology lists tiers, links and hosts and fits in a few KB: check that this is the right file")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TopologyError(f"{path}: not a text file (byte {exc.start} is not UTF-8); give a YAML topology file") from None
+        except OSError as exc:
+            raise TopologyError(f"{path}: cannot be read ({exc.strerror}); check the path and its permissions") from None
         return cls.from_yaml(text, source=str(path))
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<string>") -> "Topology":
+        if len(text) > MAX_FILE_BYTES:
+            raise TopologyError(f"{source}: {len(text):,} characters is over the {MAX_FILE_BYTES:,} limit for a topology")
+        if _bracket_depth(text) > MAX_DEPTH:
+            raise TopologyError(f"{source}: brackets nested over {MAX_DEPTH} deep; a topology is a few levels of "
+                                "mappings and lists: check that this is the right file")
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)     # noqa: S506 - a safe loader (SafeConstructor)
+        except _DuplicateKey as exc:
+            raise TopologyError(f"{source}: line {exc.line}: key {exc.key!r} appears twice in the same mapping; "
+                                "keep one (YAML would silently use the last)") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
+            problem = getattr(exc, "problem", None) or str(exc)[:300]
             raise TopologyError(f"{source}:{where}: YAML syntax error: {problem}. Fix the YAML at that position.") from None
+        except RecursionError:
+            raise TopologyError(f"{source}: nested too deeply to be a topology; a topology is a few levels of "
+                                "mappings and lists") from None
         if data is None:
             raise TopologyError(f"{source}: the file is empty. A topology needs at least 'tiers:' (see topologies/three_tier.yaml).")
         if not isinstance(data, dict):
             raise TopologyError(f"{source}: expected a mapping with 'tiers:', 'links:', ...; got a {type(data).__name__}.")
+        if _tree_size(data) > MAX_VALUES:
+            raise TopologyError(f"{source}: expands to over {MAX_VALUES:,} values (YAML aliases repeat what they name); "
+                                "write the topology out without nested aliases")
         return cls.from_dict(data, source=source)
 
     @classmethod
@@ -199,16 +294,20 @@ class Topology(_Strict):
             streams.extend(nodes[i % len(nodes)] for i in range(count))
         return streams
 
+    @functools.cached_property
+    def _streams(self) -> dict[str, int]:
+        """Input streams through every node, counted once bottom-up (linear in the number of nodes)."""
+        count: dict[str, int] = {}
+        for node in self.source_nodes():
+            count[node] = count.get(node, 0) + 1
+        for tier in self.tiers[1:]:
+            for node in tier.node_names():
+                count[node] = sum(count.get(c, 0) for c in self.children.get(node, []))
+        return count
+
     def streams_through(self, node: str) -> int:
         """How many input streams pass through ``node`` (its fan-in in frames)."""
-        streams = self.source_nodes()
-        ancestors = {node}
-        frontier = [node]
-        while frontier:
-            nxt = [c for n in frontier for c in self.children.get(n, [])]
-            ancestors.update(nxt)
-            frontier = nxt
-        return sum(1 for s in streams if s in ancestors)
+        return self._streams.get(node, 0)
 
     def max_streams(self, tier_index: int) -> int:
         """The most streams any node of the tier serves: that node is the tier's bottleneck."""
@@ -256,7 +355,11 @@ def _format_validation(exc: pydantic.ValidationError, source: str) -> str:
         loc = _loc(tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
         msg = err["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(err["type"], "")
-        got = f" (got {err['input']!r})" if err["type"] not in ("missing",) and not isinstance(err.get("input"), dict) else ""
+        if err["type"] == "greater_than_equal" and (err.get("ctx") or {}).get("ge") == 1:
+            fix = "use 1 or more"
+        elif err["type"] == "less_than_equal":
+            fix = f"use at most {(err.get('ctx') or {}).get('le')}"
+        got = f" (got {repr(err['input'])[:80]})" if err["type"] not in ("missing",) and not isinstance(err.get("input"), dict) else ""
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         lines.append(f"{source}: {loc}: {msg}{got}" + (f"; {fix}" if fix else ""))
@@ -288,6 +391,12 @@ def _check_semantics(topo: Topology, source: str) -> None:
                   f"e.g. {names[a]} -> {names[a + 1] if a + 1 < len(names) else '...'}")
         if b != a + 1:
             _fail(source, f"links[{j}]", f"link {link.src} -> {link.dst} skips tier(s) {names[a + 1:b]}; add a link for each consecutive pair instead")
+    seen_links: dict[tuple[str, str], int] = {}
+    for j, link in enumerate(topo.links):
+        if (link.src, link.dst) in seen_links:
+            _fail(source, f"links[{j}]", f"link {link.src} -> {link.dst} is already listed as links[{seen_links[(link.src, link.dst)]}]; "
+                  "keep one link per pair of tiers")
+        seen_links[(link.src, link.dst)] = j
     have = {(l.src, l.dst) for l in topo.links}
     for i in range(sink):
         if (names[i], names[i + 1]) not in have:
@@ -308,16 +417,23 @@ def _check_semantics(topo: Topology, source: str) -> None:
             _fail(source, f"hosts.{node}", f"no node named {node!r}; nodes are named <tier>-<index>, e.g. {next(iter(all_nodes))}")
 
 
+def _some(names: list[str], limit: int = 8) -> str:
+    """A list of valid names for a message, shortened when long."""
+    return ", ".join(names) if len(names) <= limit else f"{', '.join(names[:limit])}, ... ({len(names)} in all)"
+
+
 def _check_fan_in(topo: Topology, source: str, all_nodes: dict[str, int]) -> None:
     names = [t.name for t in topo.tiers]
     for upper, lowers in topo.fan_in.items():
         if upper not in all_nodes:
-            _fail(source, f"fan_in.{upper}", f"no node named {upper!r}; nodes are named <tier>-<index>, e.g. {names[-1]}-0")
+            _fail(source, f"fan_in.{upper}", f"no node named {upper!r}; the nodes that can have a fan-in are "
+                  f"{_some([n for n, i in all_nodes.items() if i > 0])}")
         if all_nodes[upper] == 0:
             _fail(source, f"fan_in.{upper}", f"{upper!r} is on the first tier, which has no tier below it to feed it")
         for k, lower in enumerate(lowers):
             if lower not in all_nodes:
-                _fail(source, f"fan_in.{upper}[{k}]", f"no node named {lower!r}")
+                _fail(source, f"fan_in.{upper}[{k}]", f"no node named {lower!r}; the nodes of tier "
+                      f"{names[all_nodes[upper] - 1]!r} are {_some(topo.tiers[all_nodes[upper] - 1].node_names())}")
             if all_nodes[lower] != all_nodes[upper] - 1:
                 _fail(source, f"fan_in.{upper}[{k}]", f"{lower!r} is not on tier {names[all_nodes[upper] - 1]!r}, the tier right below {upper!r}")
     for i in range(1, len(topo.tiers)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import pint
 
@@ -14,6 +15,10 @@ _KINDS = {
     "memory_mb": ("megabyte", "512 MB"),
     "time_ms": ("millisecond", "5 ms"),
 }
+
+
+# a number, then a unit made of letters, '/', '%' and spaces: nothing pint would evaluate as an expression
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d{1,3})?)\s*([A-Za-zµ/% ]{1,20})\s*$")
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,9 +51,12 @@ def parse_quantity(value: object, kind: str) -> float:
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"expected a quantity like {example!r}, got {value!r}")
+    match = _QUANTITY.match(value)
+    if not match:
+        raise ValueError(f"cannot read {value[:40]!r} as {unit}: write a number and a unit, like {example!r}")
     ureg = _registry()
     try:
-        quantity = ureg.Quantity(value.strip())
+        quantity = ureg.Quantity(float(match.group(1)), ureg.parse_units(match.group(2).strip()))
         return float(quantity.to(unit).magnitude)
     except Exception as exc:  # pint raises several unrelated types
         raise ValueError(f"cannot read {value!r} as {unit} ({exc.__class__.__name__}); write it like {example!r}") from None

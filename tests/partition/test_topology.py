@@ -1,6 +1,9 @@
+import pathlib
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from partition import Topology, TopologyError
 
@@ -116,3 +119,63 @@ def test_no_tiers(tmp_path):
 def test_unknown_name_lists_shipped():
     with pytest.raises(TopologyError, match="smart_city"):
         Topology.load("no_such_topology")
+
+
+# --------------------------------------------------------------- malformed files and fuzzing
+
+MALFORMED = sorted((pathlib.Path(__file__).parent / "malformed").glob("*.yaml"))
+
+
+@pytest.mark.timeout(10)       # a guard against hangs, not a speed claim: each takes milliseconds
+@pytest.mark.parametrize("path", MALFORMED, ids=[p.stem for p in MALFORMED])
+def test_every_malformed_topology_is_a_named_error(path):
+    with pytest.raises(TopologyError) as err:
+        Topology.load(path)
+    msg = str(err.value)
+    assert str(path) in msg                        # names the file
+    assert len(msg) < 2000                         # no expanded alias or whole file echoed back
+
+
+def test_the_corpus_has_a_mistake_per_file():
+    assert len(MALFORMED) >= 40
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(TopologyError, match="over the 1,048,576-byte limit"):
+        Topology.load(big)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.sampled_from(list("{}[]:,-&*!# \n\tabc01.'\"|>%@")), max_size=300))
+def test_any_text_loads_or_is_a_topology_error(text):
+    try:
+        Topology.from_yaml(text, "fuzz.yaml")
+    except TopologyError as exc:
+        assert str(exc).startswith("fuzz.yaml")
+
+
+VALID = {"name": "lab", "tiers": [{"name": "device", "nodes": 2, "speed": 0.1}, {"name": "edge", "nodes": 1, "speed": 2}],
+         "links": [{"from": "device", "to": "edge", "bandwidth": "20 Mbit/s"}]}
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                   st.text(max_size=20), st.lists(st.integers(-3, 3), max_size=4), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["name", "tiers.0.nodes", "tiers.0.speed", "tiers.0.memory", "tiers.1.name", "links.0.bandwidth",
+                        "links.0.latency", "links.0.loss", "links.0.from", "sources", "fan_in", "sink", "emulate", "hosts"]),
+       VALUES)
+def test_any_wrong_value_in_a_valid_file_is_a_topology_error_naming_the_field(field, value):
+    import copy
+
+    data = copy.deepcopy(VALID)
+    target, *path = field.split(".")
+    if not path:
+        data[target] = value
+    else:
+        data[target][int(path[0])][path[1]] = value
+    try:
+        Topology.from_dict(data, "fuzz.yaml")
+    except TopologyError as exc:
+        assert str(exc).startswith("fuzz.yaml")
