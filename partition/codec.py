@@ -20,6 +20,7 @@ tensor(True)
 from __future__ import annotations
 
 import functools
+import math
 
 import lz4.block
 import numpy as np
@@ -130,6 +131,9 @@ def _decompress(buf: bytes | memoryview, comp: str, expected: int, where: str) -
         if comp == "lz4":
             return lz4.block.decompress(buf, uncompressed_size=expected)
         if comp == "zstd":
+            declared = zstandard.frame_content_size(buf)
+            if declared > expected:        # refuse before allocating what the frame header claims
+                raise ValueError(f"its frame header declares {declared} bytes")
             out = _zstd()[1].decompress(buf, max_output_size=expected)
             if len(out) != expected:
                 raise ValueError(f"decompressed to {len(out)} bytes")
@@ -162,7 +166,7 @@ def encode(t: torch.Tensor, codec: str) -> tuple[dict, bytes | memoryview]:
 
 
 def _expected_nbytes(shape: list[int], dtype: torch.dtype, quant: str) -> int:
-    numel = int(np.prod(shape)) if shape else 1
+    numel = math.prod(shape)             # Python ints: a hostile shape cannot overflow the size check
     if quant == "raw":
         return numel * torch.empty((), dtype=dtype).element_size()
     if quant == "fp16":
@@ -185,8 +189,8 @@ def decode(header: dict, payload: bytes | memoryview, where: str = "decode", max
     dtype = getattr(torch, str(dtype_name), None)
     if not isinstance(dtype, torch.dtype):
         raise WireError(f"{where}: unknown dtype {dtype_name!r} in tensor header")
-    if not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise WireError(f"{where}: bad shape {shape!r} in tensor header; expected non-negative integers")
+    if len(shape) > 16 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < (1 << 40) for d in shape):
+        raise WireError(f"{where}: bad shape {str(shape)[:80]} in tensor header; expected up to 16 non-negative integers")
     if quant not in QUANTISERS or comp not in COMPRESSORS:
         raise WireError(f"{where}: unknown codec {quant}+{comp} in tensor header")
     expected = _expected_nbytes(shape, dtype, quant)
@@ -196,13 +200,15 @@ def decode(header: dict, payload: bytes | memoryview, where: str = "decode", max
     body = _decompress(payload, comp, expected, where)
     if len(body) != expected:
         raise WireError(f"{where}: payload has {len(body)} bytes but shape {shape} {dtype_name} ({quant}) needs {expected}")
+    if expected == 0 or math.prod(shape) == 0:
+        return torch.empty(shape, dtype=dtype)
     if quant == "raw":
         view_dtype = torch.int16 if dtype == torch.bfloat16 else dtype
         t = torch.frombuffer(bytearray(body), dtype=view_dtype).reshape(shape) if expected else torch.empty(shape, dtype=view_dtype)
         return t.view(dtype) if view_dtype != dtype else t
     if quant == "fp16":
         return torch.frombuffer(bytearray(body), dtype=torch.float16).reshape(shape).to(dtype)
-    numel = int(np.prod(shape)) if shape else 1
+    numel = math.prod(shape)
     raw = bytearray(body)
     q = torch.frombuffer(raw, dtype=torch.int8, count=numel).reshape(shape)
     channels = (len(body) - numel) // 8

@@ -23,7 +23,7 @@ from partition.split import Stage
 
 from .batching import BatchRunner
 from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
-from .errors import StageError, WireError
+from .errors import StageError
 from .flow import ReorderBuffer, SourceQueue
 from .metrics import Series, StageMetrics, percentiles
 from .uplink import Uplink
@@ -31,6 +31,8 @@ from .wire import ERROR as _ERROR
 from .wire import Frame, pack, unpack
 
 __all__ = ["StageConfig", "StageWorker"]
+
+MAX_LATENCY_S = 3600.0      # an end-to-end time beyond this (or negative) comes from a wrong clock, not the pipeline
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ class StageWorker:
         for data in frames:
             try:
                 frame = self._decode(data)
-            except WireError as exc:
+            except Exception as exc:      # unpack is total (WireError); anything else is counted all the same
                 self.metrics.rejected += 1
                 self.metrics.last_reject = str(exc)
                 rejected.append(str(exc))
@@ -271,6 +273,19 @@ class StageWorker:
             except Exception:  # never let one batch stop the stage
                 log.exception("%s: unexpected failure on a batch", self.cfg.where)
 
+    async def _run(self, values: list[dict]) -> list:
+        if self._inline:                  # a small stage: a thread hop would cost more than the compute
+            return self.runner.run(values)
+        return await asyncio.to_thread(self.runner.run, values)
+
+    async def _run_one(self, frame: Frame):
+        try:
+            return (await self._run([frame.values]))[0]
+        except Exception as exc:
+            err = StageError(f"{self.cfg.where} failed on frame {frame.key}: {type(exc).__name__}: {exc}")
+            log.warning("%s", err)
+            return {_ERROR: str(err)}
+
     async def _process(self, batch: list[tuple[Frame, float]]) -> None:
         start = time.perf_counter()
         for _, received in batch:
@@ -281,14 +296,14 @@ class StageWorker:
         if good:
             try:
                 values = [f.values for f in good]
-                if self._inline:          # a small stage: a thread hop would cost more than the compute
-                    outputs = self.runner.run(values)
-                else:
-                    outputs = await asyncio.to_thread(self.runner.run, values)
+                outputs = await self._run(values)
             except Exception as exc:
-                err = StageError(f"{self.cfg.where} failed on frames {[f.key for f in good]}: {type(exc).__name__}: {exc}")
-                log.warning("%s", err)
-                outputs = [{_ERROR: str(err)}] * len(good)
+                if len(good) > 1:         # one bad frame must not fail the good ones batched with it
+                    outputs = [await self._run_one(f) for f in good]
+                else:
+                    err = StageError(f"{self.cfg.where} failed on frame {good[0].key}: {type(exc).__name__}: {exc}")
+                    log.warning("%s", err)
+                    outputs = [{_ERROR: str(err)}]
             real = time.perf_counter() - start
             self._inline = real < 0.002 * len(good)
             self.metrics.compute_s.add(real)
@@ -317,8 +332,12 @@ class StageWorker:
         for frame, item in ready:
             if self.cfg.last:
                 done = time.time()
-                if self.results.add(frame.source, frame.seq, (_result(item), done - frame.ts[0])):
-                    self.e2e.add(done - frame.ts[0])
+                latency = done - frame.ts[0]
+                if self.results.add(frame.source, frame.seq, (_result(item), latency)):
+                    if 0.0 <= latency < MAX_LATENCY_S:
+                        self.e2e.add(latency)
+                    else:                 # a sender's clock (or a forged frame) is off: keep it out of the figures
+                        self.metrics.bad_timestamps += 1
                     self._ready.set()
             else:
                 await self.uplink.send(frame.key, item)

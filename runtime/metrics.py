@@ -65,6 +65,7 @@ class StageMetrics:
     last_reject: str = ""
     replayed: int = 0
     restarts_seen: int = 0
+    bad_timestamps: int = 0          # results whose end-to-end time was absurd (kept out of the latency figures)
 
     def to_json(self) -> dict:
         return {
@@ -73,5 +74,6 @@ class StageMetrics:
             "queue_s": self.queue_s.summary(), "batch": self.batch.summary(),
             "link_bytes": self.link_bytes.summary(), "link_s": self.link_s.summary(), "inbound_s": self.inbound_s.summary(),
             "link_bytes_total": self.link_bytes.total, "rejected": self.rejected, "last_reject": self.last_reject,
+            "bad_timestamps": self.bad_timestamps,
             "replayed": self.replayed, "restarts_seen": self.restarts_seen,
         }

@@ -16,6 +16,7 @@ raises :class:`WireError` naming the stage.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -80,6 +81,10 @@ def pack(frame: Frame, codec: str = "raw") -> tuple[bytes, list[np.ndarray]]:
     return msgpack.packb(envelope, use_bin_type=True), [np.frombuffer(p, dtype=np.uint8) for p in payloads]
 
 
+def _int_in(value, bound: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < bound
+
+
 def wire_nbytes(data) -> int:
     """Bytes a packed frame puts on the wire (envelope and payloads)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -96,8 +101,11 @@ def _check_spec(name: str, tensor: torch.Tensor, spec: TensorSpec | None, where:
                         f"the plan expects {list(spec.shape)} {spec.dtype}; the sender runs another plan or model")
 
 
-def unpack(data: bytes, expected: Mapping[str, TensorSpec | None], where: str, max_nbytes: int) -> Frame:
-    """Decode and check a frame.
+def unpack(data, expected: Mapping[str, TensorSpec | None], where: str, max_nbytes: int) -> Frame:
+    """Decode and check a frame: total, whatever the bytes (any failure is a :class:`WireError`).
+
+    A frame that passes matches the plan exactly: every value the stage expects is there, a tensor
+    where the plan has a tensor spec (shape and dtype equal), nothing else.
 
     Args:
         expected: the names this stage must receive, with their specs (``None``: not checked).
@@ -107,6 +115,17 @@ def unpack(data: bytes, expected: Mapping[str, TensorSpec | None], where: str, m
     Raises:
         WireError: malformed, oversized or unexpected content.
     """
+    try:
+        return _unpack(data, expected, where, max_nbytes)
+    except WireError:
+        raise
+    except RecursionError:
+        raise WireError(f"{where}: frame nests values too deeply") from None
+    except Exception as exc:  # totality: whatever else the bytes provoke is a malformed frame
+        raise WireError(f"{where}: malformed frame ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _unpack(data, expected: Mapping[str, TensorSpec | None], where: str, max_nbytes: int) -> Frame:
     if isinstance(data, (bytes, bytearray, memoryview)):
         blob, payloads = data, None
     elif isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (bytes, bytearray, memoryview)) \
@@ -138,14 +157,21 @@ def unpack(data: bytes, expected: Mapping[str, TensorSpec | None], where: str, m
         raise WireError(f"{where}: envelope must be a map, got a {type(decoded_obj).__name__}")
     if envelope.get("v") != VERSION:
         raise WireError(f"{where}: wire version {envelope.get('v')!r}, this runtime speaks {VERSION}; run one tierpipe version")
-    try:
-        source, seq, ts = int(envelope["src"]), int(envelope["seq"]), [float(t) for t in envelope["ts"]]
-        tensors, plain = list(envelope["tensors"]), dict(envelope["values"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WireError(f"{where}: envelope field missing or malformed ({exc}); expected src, seq, ts, tensors, values") from None
+    source, seq, ts = envelope.get("src"), envelope.get("seq"), envelope.get("ts")
+    tensors, plain = envelope.get("tensors"), envelope.get("values")
+    if not (_int_in(source, 1 << 31) and _int_in(seq, 1 << 62)):
+        raise WireError(f"{where}: src and seq must be integers in range, got {str(source)[:30]!r} and {str(seq)[:30]!r}")
+    if not (isinstance(ts, list) and 0 < len(ts) <= 64 and all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                                                                and math.isfinite(t) for t in ts)):
+        raise WireError(f"{where}: ts must be a list of finite times (one per stage passed)")
+    if not isinstance(tensors, list) or not isinstance(plain, dict):
+        raise WireError(f"{where}: envelope field 'tensors' must be a list and 'values' a map")
+    ts = [float(t) for t in ts]
     if ERROR in plain and not tensors:
         # a frame a lower stage could not compute: it travels on so the sink reports it in order
-        return Frame(source, seq, ts, {ERROR: str(plain[ERROR])})
+        if not isinstance(plain[ERROR], str):
+            raise WireError(f"{where}: an error frame's message must be a string")
+        return Frame(source, seq, ts, {ERROR: plain[ERROR][:4000]})
     if len(tensors) != len(payloads):
         raise WireError(f"{where}: envelope lists {len(tensors)} tensors but the frame carries {len(payloads)} payloads")
     decoded: dict[str, torch.Tensor] = {}
@@ -166,6 +192,10 @@ def unpack(data: bytes, expected: Mapping[str, TensorSpec | None], where: str, m
     for name, tensor in decoded.items():
         _check_spec(name, tensor, expected.get(name), where)
         values[name] = tensor
+    for name, spec in expected.items():
+        if spec is not None and spec.shape is not None and name in values and not isinstance(values[name], torch.Tensor):
+            raise WireError(f"{where}: value {name!r} is a {type(values[name]).__name__}, the plan expects a tensor "
+                            f"{list(spec.shape)} {spec.dtype}; the sender runs another plan or model")
     if set(values) != set(expected):
         missing, extra = sorted(set(expected) - set(values)), sorted(set(values) - set(expected))
         raise WireError(f"{where}: frame carries the wrong values: missing {missing}, unexpected {extra}; "

@@ -1,6 +1,7 @@
 """Flow control, wire format, batching and the uplink, driven without Ray."""
 
 import asyncio
+import time
 
 import pytest
 import torch
@@ -197,3 +198,34 @@ def test_raw_payloads_leave_as_views_of_the_tensor_and_one_blob_is_still_accepte
     assert torch.equal(got.values["x"], x)
     blob = msgpack.packb([msgpack.unpackb(envelope), [p.tobytes() for p in payloads]], use_bin_type=True)
     assert torch.equal(unpack(blob, expected, "stage 'edge'", 1 << 20).values["x"], x)
+
+
+def test_a_frame_with_an_absurd_timestamp_cannot_spoil_the_latency_figures():
+    """The sink, driven without Ray: a frame stamped in 1970 is delivered but kept out of the latency series."""
+    from partition import Topology, capture, partition
+    from runtime.actors import StageConfig, StageWorker
+    from tests.models import Chain
+
+    torch.manual_seed(0)
+    model, x = Chain(8, 2).eval(), (torch.randn(1, 8),)
+    plan = partition(capture(model, x, timing="analytic"), Topology.load("three_tier"), pins={"layers": "edge"})
+    stage = plan.build_stages(model)[2]
+    expected = {c.name: TensorSpec(c.shape, c.dtype, c.raw_bytes) for c in plan.links[1].tensors}
+    cfg = StageConfig(tier=2, tier_name="edge", node="edge-0", expected=expected, last=True, max_batch=1)
+
+    async def scenario():
+        sink = StageWorker(cfg, stage)
+        now = time.time()
+        frames = [pack(Frame(0, i, [ts], {n: torch.zeros(s.shape) for n, s in expected.items()}))
+                  for i, ts in enumerate([now - 0.01, 0.0, now - 0.02])]
+        reply = await sink.push(frames)
+        for _ in range(100):
+            got = await sink.take(16, 0.05)
+            if len(sink.results.next_seq) and sink.results.next_seq[0] == 3:
+                break
+        return reply, await sink.metrics_json()
+
+    reply, metrics = asyncio.run(scenario())
+    assert reply["accepted"] == 3
+    assert metrics["bad_timestamps"] == 1 and metrics["e2e_latency_s"]["count"] == 2
+    assert metrics["e2e_latency_s"]["p99"] < 5.0
