@@ -1,4 +1,4 @@
-"""The stage actor: one instance per tier node; device instances also host their node's cameras.
+"""The stage actor: one instance per tier node; device instances take their node's frames from the driver.
 
 A plain class (async methods); :mod:`runtime.pipeline` wraps it with
 ``ray.remote`` at the edge. A stage receives packed frames (``push``), checks and
@@ -24,7 +24,7 @@ from partition.split import Stage
 from .batching import BatchRunner
 from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
 from .errors import StageError
-from .flow import ReorderBuffer, SourceQueue
+from .flow import ReorderBuffer
 from .metrics import Series, StageMetrics, percentiles
 from .uplink import Uplink
 from .wire import ERROR as _ERROR
@@ -86,8 +86,6 @@ class StageWorker:
         self._inline = False                 # run the stage on the event loop (set from measured compute)
         self.compute_timeline = Timeline()   # emulated compute, back to back on a virtual clock
         self.acked: dict[int, int] = {}      # delivered watermarks the driver announced (via take or the parent)
-        self.sent = 0          # frames its cameras admitted (device stages)
-        self.dropped = 0       # frames its cameras dropped (drop-oldest)
         log.info("%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8],
                  self.runner.batchable, device)
 
@@ -185,64 +183,16 @@ class StageWorker:
             out["duplicates_dropped"] = self.results.duplicates
         if self.uplink is not None:
             out["unacked"] = len(self.uplink.replay)
-        out["sent"], out["dropped"] = self.sent, self.dropped
         return out
 
     # ------------------------------------------------------------------ sources (device stages only)
     async def feed(self, frames: list) -> dict:
-        """Input frames born on this device node (packed): accepted in order, waiting for room (lossless)."""
-        self.sent += len(frames)
+        """Input frames born on this device node (packed by the driver): accepted in order, waiting for room."""
         return await self.push(frames)
-
-    async def start_live(self, sources: list[int], fps: float, seconds: float, inputs: list, policy: str = "block",
-                         queue_frames: int = 4, first_seq: dict | None = None) -> None:
-        """Cameras on this node: each source makes a frame every ``1/fps`` s for ``seconds``.
-
-        ``block``: a camera waits while its queue is full; ``drop-oldest``: the stalest
-        waiting frame is dropped (counted) and never numbered, so delivery stays gap-free.
-        """
-        self._start()
-        self._live = asyncio.ensure_future(self._cameras(sources, fps, seconds, inputs, policy, queue_frames, first_seq or {}))
-
-    async def _cameras(self, sources, fps, seconds, inputs, policy, queue_frames, first_seq) -> None:
-        queues = {s: SourceQueue(policy, queue_frames) for s in sources}
-        seqs = self._seqs = {s: int(first_seq.get(s, 0)) for s in sources}
-        finished = asyncio.Event()
-
-        async def admit(source: int) -> None:
-            q = queues[source]
-            while not (finished.is_set() and not len(q)):
-                item = q.pop()
-                if item is None:
-                    await asyncio.sleep(0.001)
-                    continue
-                frame = Frame(source, seqs[source], [item[0]], dict(item[1]))
-                seqs[source] += 1
-                self.sent += 1
-                self.metrics.frames_in += 1
-                await self._queue.put((frame, time.perf_counter()))
-
-        admits = [asyncio.ensure_future(admit(s)) for s in sources]
-        start, tick = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds:
-            for s in sources:
-                item = (time.time(), inputs[(tick + s) % len(inputs)])
-                while not queues[s].offer(item):          # block: the camera waits for room
-                    await asyncio.sleep(0.001)
-            tick += 1
-            await asyncio.sleep(max(start + tick / fps - time.perf_counter(), 0.0))
-        finished.set()
-        await asyncio.gather(*admits)
-        self.dropped += sum(q.dropped for q in queues.values())
-
-    async def sources_state(self) -> dict:
-        live = getattr(self, "_live", None)
-        return {"done": live is None or live.done(), "sent": self.sent, "dropped": self.dropped,
-                "next_seq": dict(getattr(self, "_seqs", {}))}
 
     async def shutdown(self) -> None:
         """Stop the background tasks, so the process can exit quietly."""
-        tasks = [self._worker, getattr(self, "_live", None)]
+        tasks = [self._worker]
         if self.uplink is not None:
             tasks += [*self.uplink._tasks, *self.uplink._inflight]
         for task in tasks:

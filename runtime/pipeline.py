@@ -338,6 +338,11 @@ class Pipeline:
         return "block"
 
     @property
+    def admitted(self) -> int:
+        """Frames numbered and handed to the pipeline so far (each is delivered exactly once)."""
+        return sum(self.ledger.next_seq.values())
+
+    @property
     def dropped(self) -> int:
         """Frames that ``drop-oldest`` sources dropped in :meth:`submit`."""
         return sum(q.dropped for q in self._waiting.values())
@@ -459,43 +464,37 @@ class Pipeline:
 
     def stream(self, seconds: float, fps: float | None = None, inputs: Sequence | None = None,
                on_update: Callable[[dict], None] | None = None, drain_s: float = 60.0) -> dict:
-        """Live sources: every stream produces frames at ``fps`` (the topology's by default) for ``seconds``.
+        """Live sources: every stream produces a frame every ``1 / fps`` s (the topology's rate by default)
+        for ``seconds``, through :meth:`submit`, so a stream has its source's policy, exactly-once delivery
+        and recovery from any actor's death (frames are held at the driver until delivered).
 
-        ``drop-oldest`` streams drop stale frames at the camera (counted in the report);
+        ``drop-oldest`` streams drop stale frames before they are numbered (counted in the report);
         ``block`` streams wait. Returns the report; ``on_update(report)`` is called about twice a second.
         Results are counted, not kept: memory stays flat however long it runs.
-        """
-        import ray
 
+        Raises:
+            PipelineError: frames still undelivered ``drain_s`` after the sources stopped.
+        """
         fps = fps or (self.topology.sources[0].fps if self.topology.sources else 10.0)
-        policy = self.topology.sources[0].policy if self.topology.sources else "block"
-        samples = inputs or [self.plan.example_inputs()]
-        names = self.plan.stages[0].inputs
-        frames = [dict(zip(names, x if isinstance(x, (tuple, list)) else (x,))) for x in samples]
-        per_node: dict[str, list[int]] = {}
-        for src, node in enumerate(self.stream_nodes):
-            per_node.setdefault(node, []).append(src)
-        before = {n: ray.get(self.sources[n].sources_state.remote())["sent"] for n in per_node}
-        ray.get([self.sources[n].start_live.remote(srcs, fps, seconds, frames, policy, 4,
-                                                   {s: self.ledger.next_seq.get(s, 0) for s in srcs})
-                 for n, srcs in per_node.items()])
-        last_update = 0.0
-        deadline = time.perf_counter() + seconds + drain_s
-        results_before = self.ledger.total
-        while time.perf_counter() < deadline:
-            self.poll()
-            now = time.perf_counter()
-            if on_update and now - last_update > 0.5:
-                last_update = now
-                on_update(self.report())
-            states = ray.get([self.sources[n].sources_state.remote() for n in per_node])
-            if not all(st["done"] for st in states):
-                continue
-            sent = sum(st["sent"] - before[n] for n, st in zip(per_node, states))
-            if self.ledger.total >= results_before + sent:
-                for st in states:
-                    self.ledger.next_seq.update({int(k): int(v) for k, v in st["next_seq"].items()})
-                break
+        samples = [x if isinstance(x, (tuple, list)) else (x,) for x in (inputs or [self.plan.example_inputs()])]
+        start = time.perf_counter()
+        last_update, tick = 0.0, 0
+        while time.perf_counter() - start < seconds:
+            for src in range(len(self.stream_nodes)):       # every camera takes its next frame
+                self.submit(src, *samples[(tick + src) % len(samples)], timeout_s=drain_s)
+            tick += 1
+            due = start + tick / fps
+            while True:
+                self._results_buffer.clear()                 # counted by the ledger; a stream keeps no outputs
+                now = time.perf_counter()
+                if on_update and now - last_update > 0.5:
+                    last_update = now
+                    on_update(self.report())
+                if now >= due:
+                    break
+                self.poll(min(due - now, 0.05))
+        for _ in self.results(timeout_s=drain_s):
+            pass
         self._ack()
         return self.report()
 

@@ -74,7 +74,7 @@ def build_report(pipe) -> dict:
         "fps": pipe.ledger.total / wall,
         "latency_ms": {k: v * 1e3 for k, v in e2e.items() if k.startswith("p") or k == "mean"},
         "latency_recent_ms": {k: v * 1e3 for k, v in (sinks[0].get("e2e_recent_s", {}) if len(sinks) == 1 else {}).items()},
-        "drops": sum(m["dropped"] for m in stages) + pipe.dropped, "sent_by_sources": sum(m["sent"] for m in stages),
+        "drops": pipe.dropped, "sent_by_sources": pipe.admitted,
         "duplicates_dropped": sum(m.get("duplicates_dropped", 0) for m in sinks),
         "tiers": tiers, "links": links,
         "predicted": {"latency_ms": plan.predicted.latency_s * 1e3, "fps": plan.predicted.throughput_fps,

@@ -37,7 +37,7 @@ __all__ = ["run_demo", "register"]
 SAMPLE_FRAMES = Path(__file__).with_name("data") / "sample_frames.npy"
 CONTROLLERS = ("fixed_time", "actuated", "ground_truth")
 FULL = {"seeds": (1, 2, 3), "duration_s": 45.0}
-QUICK = {"seeds": (1,), "duration_s": 20.0}
+QUICK = {"seeds": (1,), "duration_s": 15.0}
 
 
 def register(sub) -> None:
@@ -195,8 +195,22 @@ def _targets(r: dict) -> list[dict]:
             ("uplink saving vs raw upload", p["uplink_saving_vs_raw"], ">=", 0.70),
             ("waiting time saved vs fixed time", t["camera_vs_fixed_time"], ">=", 0.25),
             ("waiting time vs ground-truth control", t["camera_vs_ground_truth"], "<=", 0.10)]
-    return [{"target": name, "value": round(float(v), 3), "goal": f"{op} {goal}",
-             "met": bool(v >= goal if op == ">=" else v <= goal)} for name, v, op, goal in rows]
+    out = [{"target": name, "value": round(float(v), 3), "goal": f"{op} {goal}",
+            "met": bool(v >= goal if op == ">=" else v <= goal)} for name, v, op, goal in rows]
+    in_flight = len(APPROACHES) * (r["time"]["lag_steps"] + 1)
+    why = {"frames/s sustained": "the 21 stage actors, the driver and SUMO share this machine's cores; each frame "
+                                 "costs the pipeline several Ray calls",
+           "end-to-end p99 ms (emulated)": f"the loop keeps {in_flight} frames in flight ((lag + 1) steps x 16 cameras) "
+                                           f"to sustain 160 frames/s, so by Little's law a frame waits about {in_flight} / fps "
+                                           f"= {in_flight / max(p['fps'], 1e-9) * 1e3:.0f} ms behind the others on shared cores; "
+                                           "--lag 0 keeps 16 in flight and trades throughput for latency",
+           "uplink saving vs raw upload": "the plan's cut and codec decide the bytes on the uplink",
+           "waiting time saved vs fixed time": "short horizons favour the program the run starts in",
+           "waiting time vs ground-truth control": "estimation errors change the controller's decisions"}
+    for row in out:
+        if not row["met"]:
+            row["why"] = why[row["target"]]
+    return out
 
 
 def _summary(r: dict) -> Table:
