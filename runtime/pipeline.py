@@ -15,10 +15,7 @@ the sink, acknowledging them so every sender can forget what was delivered.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
 import time
 from collections import deque
 from typing import Callable, Sequence
@@ -33,40 +30,13 @@ from .actors import StageConfig, StageWorker
 from .delivery import Ledger, Result
 from .errors import PipelineError, StageError
 from .flow import SourceQueue
+from .raystart import quiet_ray, start_local_ray
 from .wire import Frame, pack
 
-__all__ = ["Pipeline", "Result"]
+__all__ = ["Pipeline", "Result", "quiet_ray"]
 
 log = logging.getLogger(__name__)
 TIER_LABEL, NODE_LABEL = "tier", "tier-node"
-
-
-@contextlib.contextmanager
-def _stderr_muted(mute: bool):
-    """Send file descriptor 2 to /dev/null for the duration (C++ output included)."""
-    if not mute:
-        yield
-        return
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
-def quiet_ray() -> None:
-    """Keep Ray's start-up chatter (worker-count warnings, core-worker notes) off the console.
-
-    Call before Ray starts; ``TIERPIPE_DEBUG=1`` keeps it all."""
-    if os.environ.get("TIERPIPE_DEBUG") == "1":
-        return
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    logging.getLogger("ray").setLevel(logging.ERROR)
 
 
 class Pipeline:
@@ -128,13 +98,7 @@ class Pipeline:
 
         if self.address is None:
             if not ray.is_initialized():
-                # one worker process per stage actor: let the raylet start them all at once, not two at a time
-                os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(max(len(self.tier_of), 8)))
-                chatty = os.environ.get("TIERPIPE_DEBUG") == "1" or log.isEnabledFor(logging.INFO)
-                with _stderr_muted(not chatty):      # Ray's C++ core prints a log-level note while it starts
-                    # address="local": always a new Ray of our own, never a cluster found on the machine or RAY_ADDRESS
-                    ray.init(address="local", num_cpus=max(os.cpu_count() or 2, 2), include_dashboard=False,
-                             logging_level=logging.WARNING if chatty else logging.ERROR, log_to_driver=chatty)
+                start_local_ray(actors=len(self.tier_of), chatty=log.isEnabledFor(logging.INFO))
                 self._own_ray = True
         elif not ray.is_initialized():
             from .cluster import token_path, use_token

@@ -97,7 +97,7 @@ def _live_table(stats: LoopStats, sim_t: float, seed: int, duration_s: float) ->
 def run_demo(out: Path, seeds: tuple[int, ...], duration_s: float, lag: int = 2, console: Console | None = None) -> dict:
     """Run the whole demo; writes ``out/report.json`` and the plots, returns the report."""
     from runtime import Pipeline
-    from runtime.pipeline import quiet_ray
+    from runtime.raystart import quiet_ray
 
     console = console or Console()
     started = time.perf_counter()
