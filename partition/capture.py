@@ -132,17 +132,19 @@ def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]
     """Trace with fx, falling back to torch.export. Returns ``(graph_module, method)``.
 
     The model is traced as :func:`adapt` says (the same way every time, so a plan made from one
-    capture builds its stages from another).
+    capture builds its stages from another); its notes are in ``graph_module.meta["tierpipe_notes"]``.
 
     Raises:
         CaptureError: both failed; names the construct in the user's code (file, line, code), the
             module path, and the error of each tracer.
     """
-    model, _ = adapt(model, example_inputs)
+    model, notes = adapt(model, example_inputs)
     tracer = _PathTracer()
     try:
         graph = tracer.trace(model)
-        return fx.GraphModule(tracer.root, graph, model.__class__.__name__), "fx"
+        gm = fx.GraphModule(tracer.root, graph, model.__class__.__name__)
+        gm.meta["tierpipe_notes"] = notes
+        return gm, "fx"
     except Exception as fx_exc:
         fx_error, fx_where, fx_module = fx_exc, _user_frame(fx_exc), tracer.failed_in
     log.info("fx could not trace %s (%s); trying torch.export", type(model).__name__, fx_error)
@@ -150,7 +152,9 @@ def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]
         # a static batch dimension: with a dynamic one, sizes derived from it (sym_size ints) cross links
         # and batches of frames could not be split apart again
         exported = torch.export.export(model, tuple(example_inputs))
-        return _without_guards(exported.module()), "export"
+        gm = _without_guards(exported.module())
+        gm.meta["tierpipe_notes"] = notes
+        return gm, "export"
     except Exception as ex_exc:
         module = f"module {fx_module!r}" if fx_module else "the top-level forward"
         first = str(ex_exc).strip().splitlines()[0] if str(ex_exc).strip() else type(ex_exc).__name__
@@ -308,7 +312,7 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
         prof.run(*example_inputs)
         times = _time_nodes(gm, example_inputs, repeats, warmup) if timing == "measured" else None
 
-    _, notes = adapt(model, example_inputs)
+    notes = list(gm.meta.get("tierpipe_notes", ()))    # what trace() changed (adapt), found once
     strip = "model." if notes else ""           # an adapted model sits under the prefix 'model.': report its own paths
     if method == "export":
         notes = [*notes, "captured by torch.export with a static batch dimension: a stage batches frames at fan-in "

@@ -217,6 +217,16 @@ class Topology(_Strict):
                 count[node] = sum(count.get(c, 0) for c in self.children.get(node, []))
         return count
 
+    def policy_of(self, source: int) -> str:
+        """The queue policy of input stream ``source`` (``block`` when no source lists it)."""
+        first = 0
+        for spec in self.sources:
+            count = spec.count or len(spec.nodes or self.tiers[0].node_names())
+            if source < first + count:
+                return spec.policy
+            first += count
+        return "block"
+
     def streams_through(self, node: str) -> int:
         """How many input streams pass through ``node`` (its fan-in in frames)."""
         return self._streams.get(node, 0)

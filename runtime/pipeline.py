@@ -30,13 +30,13 @@ from .actors import StageConfig, StageWorker
 from .delivery import Ledger, Result
 from .errors import PipelineError, StageError
 from .flow import SourceQueue
+from .placement import NODE_LABEL, TIER_LABEL, actor_options, labelled_nodes
 from .raystart import quiet_ray, start_local_ray
 from .wire import Frame, pack
 
-__all__ = ["Pipeline", "Result", "quiet_ray"]
+__all__ = ["Pipeline", "Result", "quiet_ray", "NODE_LABEL", "TIER_LABEL"]
 
 log = logging.getLogger(__name__)
-TIER_LABEL, NODE_LABEL = "tier", "tier-node"
 
 
 class Pipeline:
@@ -106,7 +106,7 @@ class Pipeline:
             if token_path().exists():      # a cluster from `tierpipe cluster up/local`: use its token
                 use_token()
             ray.init(address=self.address, logging_level=logging.WARNING)
-        labelled = self._labelled_nodes()
+        labelled = labelled_nodes() if self.address is not None else []
         stage_modules = self.plan.build_stages(self.model)
         worker = ray.remote(max_restarts=-1, max_task_retries=0)(StageWorker)
         scales = self._tier_scales()
@@ -152,41 +152,8 @@ class Pipeline:
             self._own_ray = False
 
     # ------------------------------------------------------------------ placement
-    def _labelled_nodes(self) -> list[dict]:
-        import ray
-
-        if self.address is None:
-            return []
-        return [n.get("Labels", {}) for n in ray.nodes() if n.get("Alive")]
-
-    def _gpu_share(self, tier: str) -> float:
-        """GPUs for one actor of a cuda tier: Ray hides the GPUs from actors that ask for none."""
-        import ray
-
-        spec = next(t for t in self.topology.path if t.name == tier)
-        gpus = ray.cluster_resources().get("GPU", 0.0)
-        if spec.accelerator != "cuda" or gpus <= 0:
-            return 0.0
-        cuda_actors = sum(t.nodes for t in self.topology.path if t.accelerator == "cuda")
-        return min(1.0, gpus / cuda_actors)
-
     def _placement(self, node: str, tier: str, labelled: list[dict]) -> dict:
-        opts: dict = {"num_cpus": 0}
-        gpus = self._gpu_share(tier)
-        if gpus:
-            opts["num_gpus"] = gpus
-        if self.address is None:
-            return opts                                  # the local default: everything on this machine
-        if any(l.get(NODE_LABEL) == node for l in labelled):
-            opts["label_selector"] = {NODE_LABEL: node}
-        elif any(l.get(TIER_LABEL) == tier for l in labelled):
-            opts["label_selector"] = {TIER_LABEL: tier}
-        else:
-            have = sorted({f"{k}={v}" for l in labelled for k, v in l.items() if not k.startswith("ray.io")})
-            raise PipelineError(f"no Ray node of tier {tier!r} for {node}: no alive node has label {NODE_LABEL}={node} "
-                                f"or {TIER_LABEL}={tier} (labels seen: {have or 'none'}). Start that tier's machines "
-                                f"with `tierpipe cluster up` or `ray start --labels {TIER_LABEL}={tier},{NODE_LABEL}={node}`")
-        return opts
+        return actor_options(self.topology, self.address, node, tier, labelled)
 
     def _wait_ready(self) -> None:
         import ray
@@ -283,7 +250,7 @@ class Pipeline:
         self._source(source)
         self._check_input(self._submitted, inputs)
         self._submitted += 1
-        queue = self._waiting.setdefault(source, SourceQueue(self._policy(source), self.queue_per_source))
+        queue = self._waiting.setdefault(source, SourceQueue(self.topology.policy_of(source), self.queue_per_source))
         deadline = time.perf_counter() + timeout_s
         while not queue.offer((time.time(), inputs)):                 # block: full until results come back
             arrived = self.poll(0.01)
@@ -292,14 +259,6 @@ class Pipeline:
                 raise PipelineError(f"source {source} could not hand over a frame for {timeout_s:.0f} s: "
                                     f"per-stage state: {self._brief()}")
         self._pump()
-
-    def _policy(self, source: int) -> str:
-        first = 0
-        for spec in self.topology.sources:
-            if source < first + spec.count:
-                return spec.policy
-            first += spec.count
-        return "block"
 
     @property
     def admitted(self) -> int:
