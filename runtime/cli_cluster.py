@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 from rich.table import Table
 
 from .errors import ClusterError
@@ -23,9 +21,11 @@ def register(sub) -> None:
     st.add_argument("--address", help="default: the head host from the topology, else 'auto'")
     st.add_argument("--port", type=int, default=6379)
     st.set_defaults(func=cmd_status)
-    down = csub.add_parser("down", help="stop Ray on every host (or --local: on this machine)")
+    down = csub.add_parser("down", help="stop Ray on every host (or --local: the cluster `cluster local` started)")
     down.add_argument("topology", nargs="?")
-    down.add_argument("--local", action="store_true")
+    down.add_argument("--local", action="store_true",
+                      help="stop only the processes `cluster local` started (all its clusters, or the one on --port)")
+    down.add_argument("--port", type=int, default=None)
     down.add_argument("--dry-run", action="store_true")
     down.set_defaults(func=cmd_down)
     loc = csub.add_parser("local", help="a real multi-node Ray cluster on this machine, labelled as in production")
@@ -125,9 +125,17 @@ def cmd_down(args) -> int:
     from .cluster import execute, plan_down
 
     if args.local:
-        result = subprocess.run(["ray", "stop"], capture_output=True, text=True)
-        console.print((result.stdout + result.stderr).strip().splitlines()[-1] if (result.stdout + result.stderr).strip() else "stopped")
-        return result.returncode
+        from .cluster import token_path
+        from .sessions import stop_recorded
+
+        lines = stop_recorded(token_path().parent, args.port)
+        for line in lines:
+            console.print(line)
+        if not lines:
+            where = f"on port {args.port}" if args.port is not None else "at all"
+            console.print(f"no cluster started by `tierpipe cluster local` is recorded {where} "
+                          f"(in {token_path().parent}); nothing stopped. `ray stop` stops every Ray on this machine")
+        return 0
     if not args.topology:
         raise ClusterError("cluster down needs a TOPOLOGY (or --local for the cluster on this machine)")
     steps = plan_down(Topology.load(args.topology))

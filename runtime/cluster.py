@@ -26,6 +26,7 @@ from pathlib import Path
 from partition.topology import HostSpec, Topology
 
 from .errors import ClusterError
+from .sessions import recorded_script, state_path
 
 __all__ = ["Step", "token_path", "ensure_token", "auth_env", "use_token", "plan_up", "plan_down", "plan_local", "execute",
            "cluster_status", "SshRunner"]
@@ -186,7 +187,8 @@ def plan_down(topo: Topology) -> list[Step]:
 
 def plan_local(topo: Topology, port: int = 6379, per_node_limit: int = 8, object_store_mb: int = 150) -> list[Step]:
     """A multi-node cluster on this machine: one raylet per node (one per tier when there are more
-    than ``per_node_limit`` nodes), labelled as in production, token auth on."""
+    than ``per_node_limit`` nodes), labelled as in production, token auth on. Each raylet starts in
+    a session of its own, recorded so that ``cluster down --local`` stops only these (``sessions.py``)."""
     nodes = _nodes(topo)
     per_node = len(nodes) <= per_node_limit
     raylets = nodes if per_node else [(tier.name, tier.node_names()[0]) for tier in topo.path]
@@ -199,7 +201,8 @@ def plan_local(topo: Topology, port: int = 6379, per_node_limit: int = 8, object
         script = _start_script(tier, label_node, None if node == head else f"127.0.0.1:{port}", port, None, None, extra)
         if not per_node:   # one raylet for the whole tier: label the tier only
             script = script.replace(f",{NODE_LABEL}={label_node}", "")
-        steps.append(Step(node, None, "start", script.replace(REMOTE_TOKEN, shlex.quote(str(token_path())))))
+        script = script.replace(REMOTE_TOKEN, shlex.quote(str(token_path())))
+        steps.append(Step(node, None, "start", recorded_script(script, state_path(token_path().parent, port))))
     return steps
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from partition import Topology
 from runtime.cli_cluster import plan_lines
+from runtime.sessions import session_processes
 from runtime.cluster import (cluster_status, ensure_token, execute, plan_down, plan_local, plan_up, reset_token_cache,
                              use_token)
 from runtime.errors import ClusterError
@@ -246,6 +247,19 @@ def test_cluster_local_places_actors_reports_missing_and_refuses_strangers(token
         import ray as _ray
         if _ray.is_initialized():
             _ray.shutdown()
-        assert main(["cluster", "down", "--local"]) == 0
-    left = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "raylet/raylet" not in left
+        # a Ray that `cluster local` did not start, on another port: `down --local` must leave it running
+        other = _free_port()
+        starter = subprocess.Popen(["ray", "start", "--head", "--port", str(other), "--num-cpus", "0",
+                                    "--include-dashboard", "false", "--disable-usage-stats"], start_new_session=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env={k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")})
+        assert starter.wait(timeout=120) == 0
+        try:
+            assert main(["cluster", "down", "--local"]) == 0
+            raylets = [l for l in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+                       .splitlines() if "raylet/raylet" in l]
+            assert not [l for l in raylets if f":{port} " in l + " " or "tier-node" in l], "the local cluster still runs"
+            assert [l for l in raylets if f":{other} " in l + " "], "down --local stopped a Ray it did not start"
+        finally:
+            for pid in session_processes({starter.pid}):
+                os.kill(pid, 9)
