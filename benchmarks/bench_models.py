@@ -66,7 +66,7 @@ def main() -> None:
 
     warnings.filterwarnings("ignore")
     logging.getLogger("ray").setLevel(logging.ERROR)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     try:
         rows = [row(name) for name in hf_models.__all__]
     finally:

@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     args = parser.parse_args()
     logging.getLogger("ray").setLevel(logging.ERROR)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     topo = Topology.load("local")
     torch.manual_seed(0)
     model, x = Chain(64, 6).eval(), (torch.randn(1, 64),)

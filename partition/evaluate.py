@@ -43,7 +43,7 @@ class Cost:
     stage_compute_s: tuple[float, ...]    # per tier, one frame
     link_bytes: tuple[int, ...]           # per link, one frame, encoded
     link_s: tuple[float, ...]             # per link, one frame: serialisation + codec + propagation
-    memory_bytes: tuple[int, ...]         # per tier: parameters + peak live activations
+    memory_bytes: tuple[int, ...]         # per tier: parameters + every value produced or received (see memory)
     bottleneck: str
 
     def to_json(self) -> dict:
@@ -144,26 +144,18 @@ class Problem:
         return (a[:, None] <= j[None, :]) & (hi[:, None] > j[None, :])
 
     def memory(self, a: np.ndarray) -> np.ndarray:
-        """Per tier: parameters + peak bytes of live values while its stage runs one frame."""
+        """Per tier: parameters (each storage once) + every value it produces or receives for one frame.
+
+        The sum of the values bounds the peak live set under any execution order from above (it
+        never under-estimates), and it is linear in the assignment, so the exact solver's memory
+        rows are the same definition.
+        """
         hi = self.reach(a)
         out = np.zeros(self.k)
         for t in range(self.k):
             members = np.flatnonzero(a == t)
-            # values arriving from below stay live for the whole stage
-            live = float(self.raw_bytes[(a < t) & (hi >= t)].sum())
-            last_use = {}
-            for v in members:
-                for p in self.preds[v]:
-                    if a[p] == t:
-                        last_use[p] = v
-            peak = live
-            for v in members:
-                live += self.raw_bytes[v]
-                peak = max(peak, live)
-                for p in self.preds[v]:
-                    if a[p] == t and last_use.get(p) == v and hi[p] == t and not self.is_output[p]:
-                        live -= self.raw_bytes[p]
-            out[t] = self.graph.param_bytes_of([self.graph.nodes[v] for v in members]) + peak
+            held = (a == t) | ((a < t) & (hi >= t))       # produced here, or received from below
+            out[t] = self.graph.param_bytes_of([self.graph.nodes[v] for v in members]) + float(self.raw_bytes[held].sum())
         return out
 
     def evaluate(self, assignment) -> Cost:

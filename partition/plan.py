@@ -69,6 +69,7 @@ class Plan:
     accuracy: Accuracy | None = None
     optimal: bool = True
     method: str = ""
+    gap: float | None = 0.0                   # proven relative gap of the objective; None: not known
     notes: tuple[str, ...] = ()
     partition_s: float = 0.0
     tier_scale: tuple[float, ...] = ()        # seconds on each tier per second on the profiling host
@@ -96,7 +97,7 @@ class Plan:
             baselines={k: (Cost.from_json(v) if v else None) for k, v in d["baselines"].items()},
             accuracy=Accuracy(**d["accuracy"]) if d.get("accuracy") else None,
             optimal=d["optimal"], method=d["method"], notes=tuple(d["notes"]), partition_s=d["partition_s"],
-            tier_scale=tuple(d.get("tier_scale", ())),
+            tier_scale=tuple(d.get("tier_scale", ())), gap=d.get("gap", 0.0 if d["optimal"] else None),
         )
 
     def save(self, path: str | Path) -> None:
@@ -154,6 +155,14 @@ class Plan:
                 f"codecs {list(self.codecs)}, latency {self.predicted.latency_s * 1e3:.1f} ms, "
                 f"{self.predicted.throughput_fps:.1f} fps, bottleneck {self.predicted.bottleneck})")
 
+    def optimality(self) -> str:
+        """``proven optimal``, ``within 0.8% of optimal (proven)`` or ``optimality not proven``."""
+        if self.optimal:
+            return "proven optimal"
+        if self.gap is not None:
+            return f"within {self.gap:.2%} of optimal (proven)"
+        return "optimality not proven"
+
     def tables(self):
         """rich renderables: stages, links, and our figures against the baselines."""
         from rich.table import Table
@@ -171,7 +180,7 @@ class Plan:
         for l in self.links:
             names = ", ".join(c.name for c in l.tensors[:4]) + (f" (+{len(l.tensors) - 4})" if len(l.tensors) > 4 else "")
             links.add_row(f"{l.src} -> {l.dst}", l.codec, names, f"{l.bytes:,}", f"{l.time_s * 1e3:.2f}")
-        cmp = Table(title="predicted, against the baselines (same cost model)")
+        cmp = Table(title=f"predicted, against the baselines (same cost model); {self.optimality()}")
         for col in ("plan", "latency ms", "fps (all streams)", "uplink bytes/frame", "bottleneck"):
             cmp.add_column(col)
         rows = [("tierpipe", self.predicted)] + list(self.baselines.items())

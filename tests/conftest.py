@@ -47,6 +47,6 @@ def ray_local():
     if ray.is_initialized():
         ray.shutdown()
     reset_token_cache()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)   # never a Ray found running
     yield ray
     ray.shutdown()

@@ -1,0 +1,376 @@
+"""The exact solver: the assignment problem as a mixed-integer linear program, solved by HiGHS.
+
+Same cost model as :mod:`partition.evaluate` (which stays the one source of truth: the
+solver's assignment is re-evaluated there). With ``k`` tiers and links ``j = 0..k-2``:
+
+- ``z[v,t]`` (binary, ``t < k-1``) is 1 when node ``v`` runs on tier ``t`` or below; ``z`` is
+  non-decreasing in ``t`` and ``x[v,t] = z[v,t] - z[v,t-1]`` says "v runs on t".
+  Data moves toward the sink: for an edge ``u -> v``, ``z[u,t] >= z[v,t]``.
+  Pins, ``keep_input_on`` and inputs on tier 0 fix ``z`` outside ``[lo[v], hi[v]]``.
+- ``c[v,j]`` (continuous, forced to 0/1) is 1 when v's value crosses link ``j``:
+  ``c[v,j] >= z[v,j] - z[s,j]`` for every consumer ``s``, and ``>= z[v,j]`` for model outputs.
+  So a value crosses each link once however many consumers it has.
+- Codecs, where a link has a choice: ``y[j,c]`` (binary, one per link), ``w[v,j,c] <= y[j,c]``
+  and ``c[v,j] = sum_c w[v,j,c]``; a crossing costs the time and bytes of the chosen codec.
+- Memory per tier ``t``: every parameter storage used on ``t`` (``s[p,t] >= x[v,t]`` for each
+  user, so a tied weight counts once per tier) + every value produced on ``t`` + every value
+  received over link ``t-1``. This is :meth:`Problem.memory`'s definition, an upper bound of
+  the peak live set under any execution order.
+- Latency ``L`` = compute of every node on its tier + every crossing's link time (+ the links'
+  propagation, a constant). Throughput: ``B >= F_t x stage_t`` and ``B >= F_j x link_j``
+  (``F``: streams a node of that tier serves); minimise ``B``. Bytes: minimise the crossings'
+  encoded bytes under a latency bound. The latency SLO is a row ``L <= slo``.
+
+Costs are scaled so the incumbent's objective is about 1 (HiGHS's tolerances are absolute).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .evaluate import Problem
+from .mincut import min_cost_assignment
+from .solution import Request, Solution, objective_value
+
+__all__ = ["exact_solve", "EXACT_METHOD"]
+
+EXACT_METHOD = "MILP (HiGHS branch and bound)"
+
+
+class _Model:
+    """Columns and rows of a MILP, built as lists, handed to HiGHS as one CSC matrix."""
+
+    def __init__(self) -> None:
+        self.lower: list[float] = []
+        self.upper: list[float] = []
+        self.integer: list[bool] = []
+        self.rows: list[int] = []
+        self.cols: list[int] = []
+        self.vals: list[float] = []
+        self.row_lo: list[float] = []
+        self.row_hi: list[float] = []
+
+    def var(self, lower: float = 0.0, upper: float = 1.0, integer: bool = False) -> int:
+        self.lower.append(lower)
+        self.upper.append(upper)
+        self.integer.append(integer)
+        return len(self.lower) - 1
+
+    def row(self, terms: Mapping[int, float] | Sequence[tuple[int, float]], lo: float = -np.inf, hi: float = np.inf) -> None:
+        r = len(self.row_lo)
+        for col, val in (terms.items() if isinstance(terms, Mapping) else terms):
+            if val != 0.0:
+                self.rows.append(r)
+                self.cols.append(col)
+                self.vals.append(val)
+        self.row_lo.append(lo)
+        self.row_hi.append(hi)
+
+
+class _Lin:
+    """A linear expression: ``{column: coefficient}`` + constant."""
+
+    def __init__(self) -> None:
+        self.terms: dict[int, float] = {}
+        self.const = 0.0
+
+    def add(self, col: int | None, coef: float) -> None:
+        if col is None:
+            self.const += coef
+        elif coef != 0.0:
+            self.terms[col] = self.terms.get(col, 0.0) + coef
+
+
+def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None = None,
+                allowed: Sequence[Sequence[str]] | None = None, incumbent: Solution | None = None,
+                time_limit_s: float | None = None, rel_gap: float = 1e-7) -> Solution | None:
+    """The optimal assignment (and codecs, where ``allowed`` gives a link several) for ``req``.
+
+    Args:
+        p: the problem with the codec vector ``incumbent`` uses (or raw).
+        by_codec: ``{codec: Problem with that codec on every link}``, for links with a choice.
+        allowed: per link, the codecs it may use (default: ``p``'s own).
+        incumbent: a feasible solution (the fast paths'), given to HiGHS as its start.
+        time_limit_s: stop there and return the best plan found with its proven gap.
+
+    Returns:
+        A :class:`Solution` whose ``gap`` is proven, or ``None`` when nothing is feasible (memory,
+        SLO or bound) or the time ran out before any plan was found and no incumbent was given.
+    """
+    import highspy
+
+    start = time.perf_counter()
+    k, n = p.k, p.n
+    allowed = [list(a) for a in (allowed or [[c] for c in p.codecs])]
+    by_codec = dict(by_codec or {})
+    if k == 1:
+        a = np.zeros(n, dtype=int)
+        return Solution(a, p.evaluate(a), True, 0.0, EXACT_METHOD, (), None, ())
+    obj = req.objective
+    bound_s = req.slo_s
+    if obj == "bytes" and bound_s is None:
+        bound_s = _latency_bound(p, req, by_codec, allowed, time_limit_s, rel_gap)
+        if bound_s is None:
+            return None
+
+    def link_figures(j: int, codec: str) -> tuple[np.ndarray, np.ndarray]:
+        if p.codecs[j] == codec:
+            return p.link_time[:, j], p.link_bytes[:, j]
+        if codec not in by_codec:
+            by_codec[codec] = Problem(p.graph, p.topology, p.cost, [codec] * (k - 1), p.ratios)
+        return by_codec[codec].link_time[:, j], by_codec[codec].link_bytes[:, j]
+
+    # scales: the incumbent's (or a rough) latency and bytes become about 1
+    t_scale = incumbent.cost.latency_s if incumbent else float(p.compute.max(axis=1).sum() + p.link_time.max(axis=1).sum())
+    t_scale = max(t_scale, 1e-12)
+    b_scale = max(float(sum(incumbent.cost.link_bytes)) if incumbent else float(p.raw_bytes.sum()), 1.0)
+
+    m = _Model()
+    z = np.full((n, k), -1, dtype=int)      # -1: constant (see zval)
+    for v in range(n):
+        for t in range(k - 1):
+            if t < req.lo[v] or t >= req.hi[v]:
+                continue
+            z[v, t] = m.var(integer=True)
+
+    def zval(v: int, t: int, x: np.ndarray) -> float:
+        col, val = zterm(v, t)
+        return val if col is None else float(x[col])
+
+    def zterm(v: int, t: int) -> tuple[int | None, float]:
+        """(column, 1) or (None, constant value) of z[v,t]."""
+        if t < 0:
+            return None, 0.0
+        if t >= k - 1 or t >= req.hi[v]:
+            return None, 1.0
+        if t < req.lo[v]:
+            return None, 0.0
+        return int(z[v, t]), 1.0
+
+    def add_z(lin: _Lin, v: int, t: int, coef: float) -> None:
+        col, val = zterm(v, t)
+        lin.add(col, coef * val)
+
+    def add_x(lin: _Lin, v: int, t: int, coef: float) -> None:
+        add_z(lin, v, t, coef)
+        add_z(lin, v, t - 1, -coef)
+
+    def put(lin: _Lin, lo: float = -np.inf, hi: float = np.inf) -> None:
+        m.row(lin.terms, lo - lin.const, hi - lin.const)
+
+    anc = _ancestors(p)
+    for v in range(n):
+        for t in range(k - 2):
+            if z[v, t] >= 0 and z[v, t + 1] >= 0:
+                m.row({int(z[v, t]): 1.0, int(z[v, t + 1]): -1.0}, hi=0.0)
+        # an edge u -> v that another path u -> w -> v implies needs no row of its own
+        for u in (u for u in set(p.preds[v]) if not any(anc[w] >> u & 1 for w in p.preds[v] if w != u)):
+            for t in range(k - 1):
+                lin = _Lin()
+                add_z(lin, v, t, 1.0)
+                add_z(lin, u, t, -1.0)
+                if lin.terms:
+                    put(lin, hi=0.0)
+    # crossings
+    c = np.full((n, k - 1), -1, dtype=int)
+    for v in range(n):
+        feeds = bool(p.succs[v]) or bool(p.is_output[v])
+        for j in range(k - 1):
+            if not feeds or req.lo[v] > j:
+                continue
+            c[v, j] = m.var()
+            # consumer s before consumer s' (a path s -> s') sits on a tier <= that of s': only the last count
+            for s in (s for s in set(p.succs[v]) if not any(anc[o] >> s & 1 for o in p.succs[v] if o != s)):
+                lin = _Lin()
+                add_z(lin, v, j, 1.0)
+                add_z(lin, s, j, -1.0)
+                lin.add(int(c[v, j]), -1.0)
+                put(lin, hi=0.0)
+            if p.is_output[v]:
+                lin = _Lin()
+                add_z(lin, v, j, 1.0)
+                lin.add(int(c[v, j]), -1.0)
+                put(lin, hi=0.0)
+    # link time and bytes per link, codec choice
+    link_time = [_Lin() for _ in range(k - 1)]
+    link_bytes = [_Lin() for _ in range(k - 1)]
+    y: dict[tuple[int, str], int] = {}
+    for j, choice in enumerate(allowed):
+        if len(choice) == 1:
+            lt, lb = link_figures(j, choice[0])
+            for v in np.flatnonzero(c[:, j] >= 0):
+                link_time[j].add(int(c[v, j]), lt[v] / t_scale)
+                link_bytes[j].add(int(c[v, j]), lb[v] / b_scale)
+            continue
+        for codec in choice:
+            y[j, codec] = m.var(integer=True)
+        m.row({y[j, codec]: 1.0 for codec in choice}, 1.0, 1.0)
+        figures = {codec: link_figures(j, codec) for codec in choice}
+        for v in np.flatnonzero(c[:, j] >= 0):
+            split = {int(c[v, j]): -1.0}
+            for codec in choice:
+                w = m.var()
+                split[w] = 1.0
+                m.row({w: 1.0, y[j, codec]: -1.0}, hi=0.0)
+                link_time[j].add(w, figures[codec][0][v] / t_scale)
+                link_bytes[j].add(w, figures[codec][1][v] / b_scale)
+            m.row(split, 0.0, 0.0)
+    # compute per tier, latency
+    stage = [_Lin() for _ in range(k)]
+    for v in range(n):
+        for t in range(int(req.lo[v]), int(req.hi[v]) + 1):
+            add_x(stage[t], v, t, p.compute[v, t] / t_scale)
+    latency = _Lin()
+    for lin in stage + link_time:
+        for col, val in lin.terms.items():
+            latency.add(col, val)
+        latency.const += lin.const
+    if bound_s is not None:
+        put(latency, hi=(bound_s - p.prop_s.sum()) / t_scale * (1 + 1e-9))
+    # memory
+    for t in range(k):
+        if not np.isfinite(req.mem[t]):
+            continue
+        scale = max(req.mem[t], 1.0)
+        lin = _Lin()
+        storages: dict[str, int] = {}
+        for v in range(n):
+            if not req.lo[v] <= t <= req.hi[v]:
+                continue
+            node = p.graph.nodes[v]
+            add_x(lin, v, t, p.raw_bytes[v] / scale)
+            if not node.param_keys:
+                add_x(lin, v, t, node.param_bytes / scale)
+            for key in node.param_keys:
+                if key not in storages:
+                    storages[key] = m.var()
+                    lin.add(storages[key], p.graph.param_sizes.get(key, 0) / scale)
+                user = _Lin()
+                add_x(user, v, t, 1.0)
+                user.add(storages[key], -1.0)
+                put(user, hi=0.0)
+        if t >= 1:
+            for v in np.flatnonzero(c[:, t - 1] >= 0):
+                lin.add(int(c[v, t - 1]), p.raw_bytes[v] / scale)
+        put(lin, hi=req.mem[t] / scale)
+    # objective
+    cost = np.zeros(len(m.lower))
+    if obj == "throughput":
+        b = m.var(0.0, np.inf)
+        cost = np.zeros(len(m.lower))
+        cost[b] = 1.0
+        for t in range(k):
+            lin = _Lin()
+            for col, val in stage[t].terms.items():
+                lin.add(col, p.streams[t] * val)
+            lin.const = p.streams[t] * stage[t].const
+            lin.add(b, -1.0)
+            put(lin, hi=0.0)
+        for j in range(k - 1):
+            lin = _Lin()
+            for col, val in link_time[j].terms.items():
+                lin.add(col, p.streams[j] * val)
+            lin.const = p.streams[j] * link_time[j].const
+            lin.add(b, -1.0)
+            put(lin, hi=0.0)
+        offset = 0.0
+    else:
+        target = latency if obj == "latency" else _sum(link_bytes)
+        cost = np.zeros(len(m.lower))
+        for col, val in target.terms.items():
+            cost[col] += val
+        offset = target.const
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", rel_gap)
+    h.setOptionValue("mip_abs_gap", 1e-9)
+    h.setOptionValue("threads", 1)
+    if time_limit_s is not None:
+        h.setOptionValue("time_limit", max(float(time_limit_s) - (time.perf_counter() - start), 0.05))
+    lp = highspy.HighsLp()
+    lp.num_col_ = len(m.lower)
+    lp.num_row_ = len(m.row_lo)
+    lp.col_cost_ = cost
+    lp.col_lower_ = np.array(m.lower)
+    lp.col_upper_ = np.array(m.upper)
+    lp.row_lower_ = np.array(m.row_lo)
+    lp.row_upper_ = np.array(m.row_hi)
+    lp.offset_ = offset
+    matrix = sp.csc_matrix((m.vals, (m.rows, m.cols)), shape=(lp.num_row_, lp.num_col_))
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    lp.a_matrix_.num_col_ = lp.num_col_
+    lp.a_matrix_.num_row_ = lp.num_row_
+    lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in m.integer]
+    h.passModel(lp)
+    if incumbent is not None:
+        given = incumbent.codecs or tuple(p.codecs)
+        if all(given[j] in allowed[j] for j in range(k - 1)):
+            # the integer columns only: HiGHS completes the rest
+            cols = [int(z[v, t]) for v in range(n) for t in range(k - 1) if z[v, t] >= 0]
+            vals = [1.0 if incumbent.assignment[v] <= t else 0.0 for v in range(n) for t in range(k - 1) if z[v, t] >= 0]
+            cols += list(y.values())
+            vals += [1.0 if given[j] == codec else 0.0 for (j, codec) in y]
+            h.setSolution(len(cols), np.array(cols, dtype=np.int32), np.array(vals, dtype=float))
+    h.run()
+    status = h.getModelStatus()
+    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+        return None
+    info = h.getInfo()
+    if h.getSolution().value_valid is False or info.primal_solution_status == 0:
+        return None
+    x = np.asarray(h.getSolution().col_value)
+    a = np.array([sum(1 for t in range(k - 1) if zval(v, t, x) < 0.5) for v in range(n)])
+    codecs = tuple(p.codecs[j] if len(allowed[j]) == 1 else max(allowed[j], key=lambda cc: x[y[j, cc]])
+                   for j in range(k - 1))
+    q = p if tuple(p.codecs) == codecs else Problem(p.graph, p.topology, p.cost, list(codecs), p.ratios)
+    solved = q.evaluate(a)
+    proven = status == highspy.HighsModelStatus.kOptimal
+    value = objective_value(obj, solved)
+    scale = {"latency": t_scale, "throughput": t_scale, "bytes": b_scale}[obj]
+    dual = info.mip_dual_bound * scale + (p.prop_s.sum() if obj == "latency" else 0.0)
+    gap = 0.0 if proven else (max(value - dual, 0.0) / value if value > 0 else 0.0)
+    gap = min(gap, 1.0)
+    optimal = proven or gap <= rel_gap
+    notes = (f"exact solver stopped at its time limit ({time_limit_s:.1f} s): proven gap {gap:.2%}",) if not proven else ()
+    return Solution(a, solved, optimal, 0.0 if optimal else gap, EXACT_METHOD, notes, bound_s, codecs)
+
+
+def _latency_bound(p: Problem, req: Request, by_codec, allowed, time_limit_s, rel_gap) -> float | None:
+    """1.5 x the least latency (the ``bytes`` objective's bound when no SLO is given).
+
+    The layered min-cut is exact when its cut fits the memory budgets and the codecs are fixed;
+    otherwise the latency MILP is solved first (None when it cannot be proven in time).
+    """
+    if all(len(choice) == 1 and choice[0] == p.codecs[j] for j, choice in enumerate(allowed)):
+        a = min_cost_assignment(p.preds, p.succs, p.is_output, p.compute, p.link_time, req.lo, req.hi)
+        if (p.memory(a) <= req.mem).all():
+            return 1.5 * p.evaluate(a).latency_s
+    fastest = exact_solve(p, Request("latency", req.lo, req.hi, req.mem, None, req.orders), by_codec, allowed,
+                          None, time_limit_s, rel_gap)
+    return 1.5 * fastest.cost.latency_s if fastest is not None and fastest.optimal else None
+
+
+def _ancestors(p: Problem) -> list[int]:
+    """Per node, the bitset (a Python int) of every node with a path to it. Nodes are in topological order."""
+    anc = [0] * p.n
+    for v in range(p.n):
+        for u in p.preds[v]:
+            anc[v] |= anc[u] | (1 << u)
+    return anc
+
+
+def _sum(lins: Sequence[_Lin]) -> _Lin:
+    out = _Lin()
+    for lin in lins:
+        for col, val in lin.terms.items():
+            out.add(col, val)
+        out.const += lin.const
+    return out
