@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import CaptureError
 from .graph import Graph, Node, TensorSpec
+from .shapes import shape_only_nodes
 
 __all__ = ["capture", "trace"]
 
@@ -149,11 +150,13 @@ def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]
         fx_error, fx_where, fx_module = fx_exc, _user_frame(fx_exc), tracer.failed_in
     log.info("fx could not trace %s (%s); trying torch.export", type(model).__name__, fx_error)
     try:
-        # a static batch dimension: with a dynamic one, sizes derived from it (sym_size ints) cross links
-        # and batches of frames could not be split apart again
-        exported = torch.export.export(model, tuple(example_inputs))
+        exported, dynamic = _export(model, tuple(example_inputs))
         gm = _without_guards(exported.module())
-        gm.meta["tierpipe_notes"] = notes
+        gm.meta["tierpipe_notes"] = notes + [
+            "captured by torch.export with a dynamic batch dimension: stages batch frames at fan-in (sizes derived "
+            "from the batch are recomputed in each stage, never sent)" if dynamic else
+            "captured by torch.export with a static batch dimension (export could not keep it dynamic): a stage "
+            "batches frames at fan-in only where its ops do not fix the batch size (each stage checks at start-up)"]
         return gm, "export"
     except Exception as ex_exc:
         module = f"module {fx_module!r}" if fx_module else "the top-level forward"
@@ -164,6 +167,29 @@ def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]
             "Fix: make that construct traceable (e.g. replace data-dependent Python control flow with torch.where, "
             "or mark the module as an fx leaf), or pass a model without it."
         ) from None
+
+
+def _export(model: nn.Module, example_inputs: tuple):
+    """torch.export with a dynamic batch dimension (dim 0 of every tensor input), else a static one.
+
+    Returns ``(exported_program, dynamic)``. A batch of one is doubled for the export (export
+    specialises dimensions of size 1); the graph is then profiled with the inputs as given.
+    """
+    tensors = [x for x in example_inputs if isinstance(x, torch.Tensor) and x.dim()]
+    if tensors and len({x.shape[0] for x in tensors}) == 1:
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        doubled = tuple(torch.cat([x, x]) if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == 1 else x
+                        for x in example_inputs)
+        shapes = torch.export.ShapesCollection()
+        for x in doubled:
+            if isinstance(x, torch.Tensor) and x.dim():
+                shapes[x] = {0: batch}
+        try:
+            return torch.export.export(model, doubled, dynamic_shapes=shapes.dynamic_shapes(model, doubled)), True
+        except Exception as exc:              # the model fixes its batch size somewhere: keep it static
+            log.info("export could not keep the batch dimension dynamic (%s); exporting it static",
+                     str(exc).splitlines()[0][:200])
+    return torch.export.export(model, example_inputs), False
 
 
 class _Profiler(fx.Interpreter):
@@ -314,9 +340,7 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
 
     notes = list(gm.meta.get("tierpipe_notes", ()))    # what trace() changed (adapt), found once
     strip = "model." if notes else ""           # an adapted model sits under the prefix 'model.': report its own paths
-    if method == "export":
-        notes = [*notes, "captured by torch.export with a static batch dimension: a stage batches frames at fan-in "
-                         "only where its ops do not fix the batch size (each stage checks at start-up)"]
+    shape_only = shape_only_nodes(gm)      # recomputed by each stage, not ops of the graph (shapes.py)
     attrs = {n.name: n for n in gm.graph.nodes if n.op == "get_attr"}
     param_sizes: dict[str, int] = {}
     nodes: list[Node] = []
@@ -329,8 +353,8 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
         elif n.op == "output":
             outputs = [a.name for a in torch.utils._pytree.tree_leaves(n.args[0])
                        if isinstance(a, fx.Node) and a.op != "get_attr"]
-        elif n.op != "get_attr":
-            deps = [a for a in n.all_input_nodes]
+        elif n.op != "get_attr" and n.name not in shape_only:
+            deps = [a for a in n.all_input_nodes if a.name not in shape_only]
             tensors = _attr_tensors(gm, n) + [t for a in deps if a.name in attrs for t in _attr_tensors(gm, attrs[a.name])]
             param_bytes = sum(t.numel() * t.element_size() for t in tensors)
             keys = tuple(dict.fromkeys(_storage_key(t) for t in tensors))

@@ -109,7 +109,8 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     by_codec = dict(by_codec or {})
     if k == 1:
         a = np.zeros(n, dtype=int)
-        return Solution(a, p.evaluate(a), True, 0.0, EXACT_METHOD, (), None, ())
+        cost = p.evaluate(a)
+        return Solution(a, cost, True, 0.0, EXACT_METHOD, (), None, (), objective_value(req.objective, cost))
     obj = req.objective
     bound_s = req.slo_s
     if obj == "bytes" and bound_s is None:
@@ -336,11 +337,12 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     value = objective_value(obj, solved)
     scale = {"latency": t_scale, "throughput": t_scale, "bytes": b_scale}[obj]
     dual = info.mip_dual_bound * scale + (p.prop_s.sum() if obj == "latency" else 0.0)
+    lower = value if proven else min(dual, value)
     gap = 0.0 if proven else (max(value - dual, 0.0) / value if value > 0 else 0.0)
     gap = min(gap, 1.0)
     optimal = proven or gap <= rel_gap
     notes = (f"exact solver stopped at its time limit ({time_limit_s:.1f} s): proven gap {gap:.2%}",) if not proven else ()
-    return Solution(a, solved, optimal, 0.0 if optimal else gap, EXACT_METHOD, notes, bound_s, codecs)
+    return Solution(a, solved, optimal, 0.0 if optimal else gap, EXACT_METHOD, notes, bound_s, codecs, lower)
 
 
 def _latency_bound(p: Problem, req: Request, by_codec, allowed, time_limit_s, rel_gap) -> float | None:

@@ -132,12 +132,11 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
                                         allowed, incumbent, limit), space, k - 1, accuracy_of, budget)
         if exact is None and fast is None:
             raise fast_error or PartitionError("no plan meets the constraints")
-        if exact is not None and (fast is None or ranking_key(objective, exact[0].cost)
-                                  <= ranking_key(objective, fast[0].cost) + 1e-12 * abs(ranking_key(objective, fast[0].cost))):
-            best = exact
-        elif exact is not None:
-            # the solver stopped at its time limit with a worse plan than the fast paths': keep theirs, with its bound
-            best = (dataclasses.replace(fast[0], gap=exact[0].gap if exact[0].gap is not None else None), fast[1])
+        if exact is not None:
+            # the better of the two (the fast plan can tie, or win when the solver ran out of time),
+            # with the gap the solver proved
+            candidates = [exact] + ([(fast[0].proven_by(objective, exact[0].lower_bound), fast[1])] if fast else [])
+            best = min(candidates, key=lambda c: ranking_key(objective, c[0].cost))
     sol, acc = best
     if codec != "auto" and acc is not None and not acc.within(budget):
         notes.append(f"codec {codec} exceeds the accuracy budget: max rel error {acc.max_rel_error:.3g}, "

@@ -29,6 +29,7 @@ import torch.fx as fx
 from .codec import roundtrip
 from .errors import StageError
 from .graph import Graph
+from .shapes import SYM_SIZE, local_size, shape_only_nodes
 
 __all__ = ["StageSpec", "Stage", "stage_specs", "build_stages", "make_stage", "run_stages"]
 
@@ -109,13 +110,26 @@ def stage_specs(graph: Graph, assignment: Mapping[str, int], tier_names: Sequenc
 def _stage_module(gm: fx.GraphModule, spec: StageSpec, last: bool) -> fx.GraphModule:
     graph = fx.Graph()
     env: dict[str, fx.Node] = {}
+    source = {n.name: n for n in gm.graph.nodes}
     for name in spec.inputs:
         env[name] = graph.placeholder(name)
+        env[name].meta = dict(source[name].meta)
     members = set(spec.nodes)
-    source = {n.name: n for n in gm.graph.nodes}
+    shape_only = shape_only_nodes(gm)
 
     def lookup(n: fx.Node) -> fx.Node:
         if n.name not in env:
+            if n.name in shape_only:          # recomputed here from what this stage holds (shapes.py)
+                if n.target is SYM_SIZE and n.args[0].name not in env:
+                    local = local_size(graph, n, list(env.values()))
+                    if local is None:
+                        raise StageError(f"stage {spec.tier_name!r}: no value it holds carries the size {n.name!r} "
+                                         f"reads from {n.args[0].name!r}; place the nodes using it with a tensor of "
+                                         "that batch dimension")
+                    env[n.name] = local
+                else:
+                    env[n.name] = graph.node_copy(n, lookup)
+                return env[n.name]
             if n.op != "get_attr":
                 raise StageError(f"stage {spec.tier_name!r}: node needs {n.name!r}, which this stage neither "
                                  "computes nor receives; the assignment sends data down a tier")
