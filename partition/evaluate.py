@@ -9,6 +9,9 @@ Latency of one frame = compute of every node on its tier + serialisation of ever
 crossing value on every link + propagation latency of every link (every link is
 used, since the outputs must reach the sink).
 
+Energy (the ``energy`` objective, Neurosurgeon's): joules a device spends per frame, its compute
+and encode time x the device tier's ``power`` + the bytes it sends x its uplink's ``tx_energy``.
+
 Throughput: a node serving ``F`` streams spends ``F x stage time`` per round of
 frames; each lower node has its own uplink carrying its ``F`` streams. The system
 sustains ``streams / max(F_j x stage_j, F_j x link_j)`` frames per second.
@@ -45,13 +48,15 @@ class Cost:
     link_s: tuple[float, ...]             # per link, one frame: serialisation + codec + propagation
     memory_bytes: tuple[int, ...]         # per tier: parameters + every value produced or received (see memory)
     bottleneck: str
+    energy_j: float = 0.0                 # device (tier 0) joules per frame: compute + encode time x power + radio
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, d: dict) -> "Cost":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
 
 
 class Problem:
@@ -85,15 +90,23 @@ class Problem:
         self.raw_bytes = np.array([node.bytes_out for node in graph.nodes], dtype=float)
         self.link_bytes = np.stack([self.encoded(codec) for codec in self.codecs], axis=1) if self.k > 1 else np.zeros((self.n, 0))
         self.codec_s = np.zeros((self.n, max(self.k - 1, 0)))
+        self.encode_s = np.zeros((self.n, max(self.k - 1, 0)))      # the sender's part of codec_s
         for j, codec in enumerate(self.codecs):
             enc, dec = self.cost.codec_s_per_byte(codec)
-            self.codec_s[:, j] = self.raw_bytes * (enc * self.cost.scale[j] + dec * self.cost.scale[j + 1])
+            self.encode_s[:, j] = self.raw_bytes * enc * self.cost.scale[j]
+            self.codec_s[:, j] = self.encode_s[:, j] + self.raw_bytes * dec * self.cost.scale[j + 1]
         self.bw_Bps = np.array([topology.links[j].bandwidth_mbps * 1e6 / 8 for j in range(self.k - 1)])
         self.prop_s = np.array([topology.links[j].latency_ms / 1e3 for j in range(self.k - 1)])
         self.streams = np.array([topology.max_streams(j) for j in range(self.k)], dtype=float)
         self.n_streams = len(topology.source_nodes())
         # per value per link: serialisation + encode on the sender + decode on the receiver
         self.link_time = self.link_bytes / self.bw_Bps[None, :] + self.codec_s if self.k > 1 else np.zeros((self.n, 0))
+        # device energy: per op on tier 0 (compute x power), per value sent over the device uplink
+        # (encode time x power + bytes x the radio's joules per byte)
+        power = topology.path[0].power_w
+        self.energy_compute = self.compute[:, 0] * power
+        self.energy_send = (self.encode_s[:, 0] * power + self.link_bytes[:, 0] * topology.links[0].tx_energy_nj_per_byte * 1e-9
+                            if self.k > 1 else np.zeros(self.n))
 
     def encoded(self, codec: str) -> np.ndarray:
         """Bytes on the wire of every node's output with ``codec``."""
@@ -171,12 +184,14 @@ class Problem:
         per_round = [(self.streams[t] * stage[t], f"tier {self.tiers[t].name} compute") for t in range(self.k)]
         per_round += [(self.streams[j] * serial[j], f"link {self.tiers[j].name}->{self.tiers[j + 1].name}") for j in range(self.k - 1)]
         worst, name = max(per_round, key=lambda x: x[0])
+        energy = float(self.energy_compute[a == 0].sum() + (cross[:, 0] * self.energy_send).sum()) if self.k > 1 \
+            else float(self.energy_compute.sum())
         stream_fps = 1.0 / worst if worst > 0 else float("inf")
         return Cost(
             latency_s=float(latency), throughput_fps=float(stream_fps * self.n_streams), stream_fps=float(stream_fps),
             stage_compute_s=tuple(float(x) for x in stage), link_bytes=tuple(int(x) for x in link_bytes),
             link_s=tuple(float(s + p) for s, p in zip(serial, self.prop_s)),
-            memory_bytes=tuple(int(x) for x in self.memory(a)), bottleneck=name,
+            memory_bytes=tuple(int(x) for x in self.memory(a)), bottleneck=name, energy_j=energy,
         )
 
 

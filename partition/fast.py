@@ -7,6 +7,8 @@
   plus every other candidate (min-cut, baselines). Exact on chains, not on DAGs.
 - ``bytes``: least bytes on all links per frame under a latency bound (the SLO, else 1.5x the
   best latency), by a Lagrangian search of ``bytes + lambda * time``.
+- ``energy``: least device joules per frame, a min-cut (the energy is a cost per op on tier 0
+  and per value crossing its uplink).
 
 :func:`fast_solve` returns a :class:`Solution`; it keeps no state between calls.
 """
@@ -29,6 +31,7 @@ FAST_METHODS = {
     "latency": "layered s-t min-cut (exact over all DAG assignments)",
     "throughput": "DP over contiguous segments of topological orders + min-cut and baseline candidates",
     "bytes": "min-cut on bytes + lambda * time, lambda searched for the latency bound",
+    "energy": "layered s-t min-cut on device joules (exact when memory does not bind)",
 }
 
 
@@ -119,6 +122,11 @@ def fast_solve(p: Problem, req: Request, extra: Sequence[np.ndarray] = ()) -> So
         found, exact_cut = _bytes_candidates(p, req, bound_s)
         candidates += found
         optimal = optimal and exact_cut
+    elif req.objective == "energy":
+        energy_a, energy_fit = _energy_cut(p, req)
+        optimal = energy_fit and (req.slo_s is None or p.evaluate(energy_a).latency_s <= req.slo_s)
+        if energy_a is not None:
+            candidates.append(energy_a)
     ok = [a for a in candidates if not p.violations(a) and (a >= lo).all() and (a <= hi).all() and fits(p, a, mem)]
     costs = [p.evaluate(a) for a in ok]
     if req.slo_s is not None:
@@ -130,6 +138,20 @@ def fast_solve(p: Problem, req: Request, extra: Sequence[np.ndarray] = ()) -> So
     notes = () if optimal else ("a memory budget or latency bound binds, or the objective is throughput on a DAG: "
                                 "the fast paths' plan fits, but optimality is not proven",)
     return Solution(ok[i], costs[i], optimal, 0.0 if optimal else None, FAST_METHODS[req.objective], notes, bound_s)
+
+
+def _energy_cut(p: Problem, req: Request) -> tuple[np.ndarray | None, bool]:
+    """The least device energy (a min-cut: energy is a node cost on tier 0 and a crossing cost on its
+    uplink), latency as the tie-break; with per-tier memory prices when a budget binds."""
+    node = np.zeros_like(p.compute)
+    node[:, 0] = p.energy_compute
+    cross = np.zeros_like(p.link_time)
+    if p.k > 1:
+        cross[:, 0] = p.energy_send
+    eps = 1e-9 * (node.sum() + cross.sum() + 1e-18) / (p.compute.sum() + p.link_time.sum() + 1e-18)
+    a, fitted, _ = _mincut_fitting(p, node + eps * p.compute, cross + eps * p.link_time, req.lo, req.hi, req.mem,
+                                   lambda c: c.energy_j)
+    return a, fitted
 
 
 def _bytes_candidates(p: Problem, req: Request, bound: float) -> tuple[list[np.ndarray], bool]:

@@ -19,7 +19,8 @@ solver's assignment is re-evaluated there). With ``k`` tiers and links ``j = 0..
 - Latency ``L`` = compute of every node on its tier + every crossing's link time (+ the links'
   propagation, a constant). Throughput: ``B >= F_t x stage_t`` and ``B >= F_j x link_j``
   (``F``: streams a node of that tier serves); minimise ``B``. Bytes: minimise the crossings'
-  encoded bytes under a latency bound. The latency SLO is a row ``L <= slo``.
+  encoded bytes under a latency bound. Energy: the device's joules (compute on tier 0, and
+  encode time and radio bytes of what crosses its uplink). The latency SLO is a row ``L <= slo``.
 
 Costs are scaled so the incumbent's objective is about 1 (HiGHS's tolerances are absolute).
 """
@@ -118,12 +119,16 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
         if bound_s is None:
             return None
 
+    def problem_of(codec: str) -> Problem:
+        """A problem with ``codec`` on every link (its figures for link j are those of codec on j)."""
+        if codec not in by_codec:
+            by_codec[codec] = Problem(p.graph, p.topology, p.cost, [codec] * (k - 1), p.ratios)
+        return by_codec[codec]
+
     def link_figures(j: int, codec: str) -> tuple[np.ndarray, np.ndarray]:
         if p.codecs[j] == codec:
             return p.link_time[:, j], p.link_bytes[:, j]
-        if codec not in by_codec:
-            by_codec[codec] = Problem(p.graph, p.topology, p.cost, [codec] * (k - 1), p.ratios)
-        return by_codec[codec].link_time[:, j], by_codec[codec].link_bytes[:, j]
+        return problem_of(codec).link_time[:, j], problem_of(codec).link_bytes[:, j]
 
     # scales: the incumbent's (or a rough) latency and bytes become about 1
     t_scale = incumbent.cost.latency_s if incumbent else float(p.compute.max(axis=1).sum() + p.link_time.max(axis=1).sum())
@@ -199,6 +204,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     # link time and bytes per link, codec choice
     link_time = [_Lin() for _ in range(k - 1)]
     link_bytes = [_Lin() for _ in range(k - 1)]
+    energy_send: dict[int, dict[int, float]] = {}      # value -> {column: device joules when it crosses link 0}
     y: dict[tuple[int, str], int] = {}
     for j, choice in enumerate(allowed):
         if len(choice) == 1:
@@ -206,6 +212,9 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
             for v in np.flatnonzero(c[:, j] >= 0):
                 link_time[j].add(int(c[v, j]), lt[v] / t_scale)
                 link_bytes[j].add(int(c[v, j]), lb[v] / b_scale)
+                if j == 0:
+                    source = p if p.codecs[0] == choice[0] else problem_of(choice[0])
+                    energy_send[v] = {int(c[v, j]): source.energy_send[v]}
             continue
         for codec in choice:
             y[j, codec] = m.var(integer=True)
@@ -219,6 +228,8 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
                 m.row({w: 1.0, y[j, codec]: -1.0}, hi=0.0)
                 link_time[j].add(w, figures[codec][0][v] / t_scale)
                 link_bytes[j].add(w, figures[codec][1][v] / b_scale)
+                if j == 0:
+                    energy_send.setdefault(v, {})[w] = problem_of(codec).energy_send[v]
             m.row(split, 0.0, 0.0)
     # compute per tier, latency
     stage = [_Lin() for _ in range(k)]
@@ -279,6 +290,21 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
             lin.add(b, -1.0)
             put(lin, hi=0.0)
         offset = 0.0
+    elif obj == "energy":
+        # device joules: compute on tier 0 (x[v,0] = z[v,0]) and what crosses its uplink, scaled to ~1
+        e_scale = max(incumbent.cost.energy_j if incumbent else float(p.energy_compute.sum() + p.energy_send.sum()), 1e-15)
+        target = _Lin()
+        for v in range(n):
+            if req.lo[v] == 0:
+                add_x(target, v, 0, p.energy_compute[v] / e_scale)
+        for v in np.flatnonzero(c[:, 0] >= 0):
+            send = energy_send[v]
+            for col, val in send.items():
+                target.add(col, val / e_scale)
+        cost = np.zeros(len(m.lower))
+        for col, val in target.terms.items():
+            cost[col] += val
+        offset = target.const
     else:
         target = latency if obj == "latency" else _sum(link_bytes)
         cost = np.zeros(len(m.lower))
@@ -335,7 +361,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     solved = q.evaluate(a)
     proven = status == highspy.HighsModelStatus.kOptimal
     value = objective_value(obj, solved)
-    scale = {"latency": t_scale, "throughput": t_scale, "bytes": b_scale}[obj]
+    scale = {"latency": t_scale, "throughput": t_scale, "bytes": b_scale}.get(obj) or e_scale
     dual = info.mip_dual_bound * scale + (p.prop_s.sum() if obj == "latency" else 0.0)
     lower = value if proven else min(dual, value)
     gap = 0.0 if proven else (max(value - dual, 0.0) / value if value > 0 else 0.0)

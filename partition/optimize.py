@@ -41,7 +41,7 @@ from .topology import Topology
 __all__ = ["partition", "OBJECTIVES", "AUTO_CODECS", "SOLVERS"]
 
 log = logging.getLogger(__name__)
-OBJECTIVES = ("latency", "throughput", "bytes")
+OBJECTIVES = ("latency", "throughput", "bytes", "energy")
 SOLVERS = ("auto", "exact", "fast")
 AUTO_CODECS = ("raw", "raw+lz4", "fp16", "fp16+zstd", "int8-channel", "int8-channel+zstd")
 
@@ -66,7 +66,8 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
         graph: from :func:`partition.capture`.
         topology: tiers, links and fan-in (only tiers up to the sink are used).
         objective: ``latency`` (one frame end to end), ``throughput`` (frames/s of all
-            streams), or ``bytes`` (least bytes on the links under a latency bound).
+            streams), ``bytes`` (least bytes on the links under a latency bound) or ``energy``
+            (least device joules per frame: compute x ``power`` + bytes sent x ``tx_energy``).
         codec: ``raw``, any codec name (``int8+zstd``...) on every link, or ``auto``.
         keep_input_on: tier the raw input must not leave (privacy).
         pins: ``{module path or node name: tier name}``.

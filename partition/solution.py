@@ -58,11 +58,13 @@ class Solution:
 
 
 def objective_value(objective: str, cost: Cost) -> float:
-    """The quantity an objective minimises: seconds of latency, bottleneck seconds per round, or bytes."""
+    """The quantity an objective minimises: seconds of latency, bottleneck seconds per round, bytes, or device joules."""
     if objective == "latency":
         return cost.latency_s
     if objective == "throughput":
         return 1.0 / cost.stream_fps
+    if objective == "energy":
+        return cost.energy_j
     return float(sum(cost.link_bytes))
 
 
@@ -72,4 +74,6 @@ def ranking_key(objective: str, cost: Cost) -> float:
         return cost.latency_s
     if objective == "throughput":
         return -cost.throughput_fps + 1e-9 * cost.latency_s
+    if objective == "energy":
+        return cost.energy_j + 1e-9 * cost.latency_s
     return float(sum(cost.link_bytes)) + 1e-12 * cost.latency_s

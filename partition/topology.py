@@ -36,6 +36,8 @@ def _unit(kind: str):
 Bandwidth = Annotated[float, _unit("bandwidth_mbps"), Field(gt=0)]
 Memory = Annotated[float, _unit("memory_mb"), Field(gt=0)]
 Millis = Annotated[float, _unit("time_ms"), Field(ge=0)]
+Watts = Annotated[float, _unit("power_w"), Field(ge=0)]
+NanojoulesPerByte = Annotated[float, _unit("energy_nj_per_byte"), Field(ge=0)]
 
 
 class _Strict(BaseModel):
@@ -52,6 +54,7 @@ class TierSpec(_Strict):
     memory_mb: Memory = Field(4096.0, alias="memory")
     accelerator: Literal["cpu", "cuda"] = "cpu"
     labels: dict[str, str] = Field(default_factory=dict)
+    power_w: Watts = Field(2.0, alias="power", description="active power of one node while it computes (a camera SoC: 2 W)")
 
     def node_names(self) -> list[str]:
         return [f"{self.name}-{i}" for i in range(self.nodes)]
@@ -66,6 +69,8 @@ class LinkSpec(_Strict):
     latency_ms: Millis = Field(0.0, alias="latency")
     jitter_ms: Millis = Field(0.0, alias="jitter")
     loss: float = Field(0.0, ge=0.0, lt=1.0)
+    tx_energy_nj_per_byte: NanojoulesPerByte = Field(
+        100.0, alias="tx_energy", description="sender's radio energy per byte sent (Wi-Fi: ~100 nJ/B; LTE: ~1000 nJ/B)")
 
     def transfer_s(self, nbytes: float) -> float:
         """Serialisation plus propagation time of ``nbytes`` over this link."""

@@ -79,7 +79,7 @@ def _partition_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="zoo name (resnet18, resnet50, mobilenet_v2, vit, unet) or package.module:function")
     p.add_argument("--topology", default="local", help="shipped name or YAML path (default: local)")
     p.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the model's example input)")
-    p.add_argument("--objective", default="latency", choices=["latency", "throughput", "bytes"])
+    p.add_argument("--objective", default="latency", choices=["latency", "throughput", "bytes", "energy"])
     p.add_argument("--codec", default="raw", help="auto, raw, fp16, int8, int8-channel, optionally +lz4/+zstd")
     p.add_argument("--keep-input-on", help="tier the raw input must never leave (privacy)")
     p.add_argument("--pin", action="append", default=[], metavar="MODULE=TIER", help="force a module path to a tier")

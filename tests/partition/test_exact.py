@@ -35,10 +35,10 @@ def tied(rng, graph):
     return graph
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 8), tiers=st.sampled_from([3, 4]),
-       objective=st.sampled_from(["latency", "throughput", "bytes"]), memory=st.booleans(), pin=st.booleans(),
-       slo=st.booleans())
+       objective=st.sampled_from(["latency", "throughput", "bytes", "energy"]), memory=st.booleans(),
+       pin=st.booleans(), slo=st.booleans())
 def test_exact_solver_equals_brute_force(seed, n, tiers, objective, memory, pin, slo):
     rng = np.random.default_rng(seed)
     graph = tied(rng, random_graph(rng, n, inputs=int(rng.integers(1, 3)) if n > 2 else 1))
@@ -159,3 +159,44 @@ def test_exact_picks_codecs_jointly_within_the_accuracy_budget():
             best = cost.latency_s
     assert plan.predicted.latency_s == pytest.approx(best, rel=1e-6)
     assert plan.optimal and any(c != "raw" for c in plan.codecs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 8), tiers=st.sampled_from([3, 4]))
+def test_fast_energy_cut_equals_brute_force(seed, n, tiers):
+    """Without binding constraints the min-cut on device joules is exact, and says so."""
+    rng = np.random.default_rng(seed)
+    graph = random_graph(rng, n)
+    table = rng.uniform(0, 0.05, (len(graph.nodes), tiers))
+    table[0] = 0
+    # a 3 W device on a 500 nJ/B uplink: sending and computing both cost
+    topo = topology(**SHAPES[tiers], memory_mb=(1e3,) * tiers)
+    topo = topo.model_copy(update={"tiers": [topo.tiers[0].model_copy(update={"power_w": 3.0}), *topo.tiers[1:]],
+                                   "links": [topo.links[0].model_copy(update={"tx_energy_nj_per_byte": 500.0}),
+                                             *topo.links[1:]]})
+    cm = CostModel.with_table(graph, topo, table)
+    plan = partition(graph, topo, "energy", cost_model=cm, solver="fast")
+    _, oracle = brute_force(Problem(graph, topo, cm), key=lambda c: c.energy_j)
+    assert plan.predicted.energy_j == pytest.approx(oracle.energy_j, rel=1e-6, abs=1e-15)
+    assert plan.optimal and "min-cut" in plan.method
+
+
+def test_energy_arithmetic_on_a_two_op_chain():
+    # x -> a -> b over device/gateway/edge; device power 2 W, uplink 100 nJ/B (the defaults), 10 Mbit/s
+    # a on the device: 10 ms x 2 W = 20 mJ of compute; a's output, 1000 B, sent: 1000 x 100 nJ = 0.1 mJ
+    from partition.graph import Graph, Node, TensorSpec
+
+    def node(name, inputs, nbytes):
+        return Node(name, "compute" if inputs else "input", "op", name, inputs, (TensorSpec((nbytes // 4,), "float32", nbytes),),
+                    0, 0, 0.0)
+
+    graph = Graph([node("x", (), 4000), node("a", ("x",), 1000), node("b", ("a",), 40)], ["x"], ["b"], module=None,
+                  timing="analytic")
+    topo = topology(bandwidth_mbps=(10, 100))
+    table = np.array([[0, 0, 0], [0.010, 0.001, 0.0005], [0.010, 0.001, 0.0005]])
+    p = Problem(graph, topo, CostModel.with_table(graph, topo, table))
+    assert p.evaluate([0, 0, 1]).energy_j == pytest.approx(0.010 * 2 + 1000 * 100e-9)
+    assert p.evaluate([0, 1, 1]).energy_j == pytest.approx(4000 * 100e-9)        # only x is sent
+    # the energy plan sends the smaller input rather than compute 20 mJ: x (0.4 mJ) < a (20.1 mJ)
+    plan = partition(graph, topo, "energy", cost_model=CostModel.with_table(graph, topo, table))
+    assert plan.assignment["a"] != "device" and plan.predicted.energy_j == pytest.approx(4e-4)

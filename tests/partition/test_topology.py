@@ -179,3 +179,15 @@ def test_any_wrong_value_in_a_valid_file_is_a_topology_error_naming_the_field(fi
         Topology.from_dict(data, "fuzz.yaml")
     except TopologyError as exc:
         assert str(exc).startswith("fuzz.yaml")
+
+
+def test_energy_fields_read_units_and_name_bad_values():
+    topo = Topology.from_yaml("""
+tiers: [{name: device, speed: 0.1, power: 500 mW}, {name: edge, speed: 4}]
+links: [{from: device, to: edge, bandwidth: 20 Mbit/s, tx_energy: 12.5 nJ/bit}]
+""")
+    assert topo.tiers[0].power_w == pytest.approx(0.5) and topo.tiers[1].power_w == 2.0      # default 2 W
+    assert topo.links[0].tx_energy_nj_per_byte == pytest.approx(100.0)
+    with pytest.raises(TopologyError, match=r"tiers\[0\]\.power.*W"):
+        Topology.from_yaml("tiers: [{name: device, speed: 1, power: 3 Mbit/s}, {name: edge, speed: 1}]\n"
+                           "links: [{from: device, to: edge, bandwidth: 20}]")
