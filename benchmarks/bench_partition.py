@@ -3,7 +3,7 @@
     python benchmarks/bench_partition.py [--quick]
 
 In one run:
-- every zoo model x shipped topology x objective (latency, throughput, bytes), codec raw:
+- every zoo model x shipped topology x objective (latency, throughput, bytes, energy), codec raw:
   the exact solver's time, its proof (optimal, gap), and how much better it is than the fast
   paths' plan where they differ; both checked against the baselines (never worse).
   Target: ResNet-50 over smart_city in under 2 s for every objective.
@@ -35,7 +35,7 @@ from partition.zoo import get_model, model_names  # noqa: E402
 from tests.models import random_graph  # noqa: E402
 from tests.partition.helpers import topology  # noqa: E402
 
-OBJECTIVES = ("latency", "throughput", "bytes")
+OBJECTIVES = ("latency", "throughput", "bytes", "energy")
 
 
 def _better(objective: str, fast, exact) -> float:

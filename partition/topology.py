@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from .conditions import ConditionSpec, check_conditions
 from .errors import TopologyError
 from .safe_yaml import MAX_FILE_BYTES, load_yaml
 from .units import parse_quantity
@@ -113,6 +114,7 @@ class Topology(_Strict):
     sink: str | None = None
     hosts: dict[str, HostSpec] = Field(default_factory=dict)
     emulate: bool = False
+    conditions: list[ConditionSpec] = Field(default_factory=list, description="changes over time (conditions.py)")
     source_file: str | None = Field(None, exclude=True)
 
     # ---------------------------------------------------------------- loading
@@ -342,6 +344,7 @@ def _check_semantics(topo: Topology, source: str) -> None:
     for node in topo.hosts:
         if node not in all_nodes:
             _fail(source, f"hosts.{node}", f"no node named {node!r}; nodes are named <tier>-<index>, e.g. {next(iter(all_nodes))}")
+    check_conditions(topo, source, topo.conditions)
 
 
 def _some(names: list[str], limit: int = 8) -> str:

@@ -14,6 +14,7 @@ _KINDS = {
     "bandwidth_mbps": ("megabit / second", "20 Mbit/s"),
     "memory_mb": ("megabyte", "512 MB"),
     "time_ms": ("millisecond", "5 ms"),
+    "time_s": ("second", "10 s"),
     "power_w": ("watt", "2 W"),
     "energy_nj_per_byte": ("nanojoule / byte", "100 nJ/B"),
     "percent": ("percent", "15 %"),
@@ -36,7 +37,7 @@ def parse_quantity(value: object, kind: str) -> float:
 
     Args:
         value: ``20``, ``"20 Mbit/s"``, ``"1 Gbit/s"``, ``"512 MiB"``, ``"5 ms"``...
-        kind: one of ``bandwidth_mbps``, ``memory_mb``, ``time_ms``, ``power_w``, ``energy_nj_per_byte``, ``percent``.
+        kind: one of ``bandwidth_mbps``, ``memory_mb``, ``time_ms``, ``time_s``, ``power_w``, ``energy_nj_per_byte``, ``percent``.
 
     Returns:
         The magnitude in the base unit.

@@ -58,6 +58,8 @@ class StageConfig:
     threads: int = 1
     device: str = "cpu"
     last: bool = False
+    speed: float | None = None             # the tier's nominal speed (a 'speed' condition is relative to it)
+    conditions: tuple = ()                 # emulation: (at_s, field, value) changes of this node (conditions.py)
     debug: bool = field(default_factory=lambda: os.environ.get("TIERPIPE_DEBUG") == "1")
 
     @property
@@ -86,6 +88,9 @@ class StageWorker:
         self._inline = False                 # run the stage on the event loop (set from measured compute)
         self.compute_timeline = Timeline()   # emulated compute, back to back on a virtual clock
         self.acked: dict[int, int] = {}      # delivered watermarks the driver announced (via take or the parent)
+        self.clock_t0: float | None = None   # wall time the stream started (conditions count from it)
+        self.now: dict[str, float] = {}      # emulated conditions in force: bandwidth_mbps, speed, battery_pct
+        self._conditions: asyncio.Task | None = None
         log.info("%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8],
                  self.runner.batchable, device)
 
@@ -138,6 +143,30 @@ class StageWorker:
     def _decode(self, data) -> Frame:
         return unpack(data, self.cfg.expected, self.cfg.where, self.cfg.max_frame_bytes)
 
+    async def start_clock(self, t0: float) -> None:
+        """Emulation: apply this node's conditions at ``t0 + at`` (wall clock). Idempotent; a restarted
+        actor catches up at once with every change already due."""
+        self._start()
+        if t0 == self.clock_t0 or not (self.cfg.emulate and self.cfg.conditions):
+            return
+        self.clock_t0 = t0
+        if self._conditions is not None:
+            self._conditions.cancel()
+        self._conditions = asyncio.ensure_future(self._apply_conditions(t0))
+
+    async def _apply_conditions(self, t0: float) -> None:
+        for at_s, what, value in self.cfg.conditions:
+            await sleep_until(t0 + at_s, time.time)
+            self.now[what] = value
+            if what == "bandwidth_mbps" and self.uplink is not None and self.uplink.shaper is not None:
+                self.uplink.shaper.set_bandwidth(value)
+            log.info("%s: %s is now %s (emulated condition at %.1f s)", self.cfg.where, what, value, at_s)
+
+    def _slowdown(self) -> float:
+        """How much slower than its tier this node computes now (a 'speed' condition)."""
+        speed = self.now.get("speed")
+        return (self.cfg.speed / speed) if (speed and self.cfg.speed) else 1.0
+
     async def ack(self, watermarks: dict) -> None:
         marks = {int(k): int(v) for k, v in watermarks.items()}
         self.acked = marks
@@ -177,6 +206,7 @@ class StageWorker:
         out = self.metrics.to_json()
         out["batchable"] = self.runner.batchable
         out["incarnation"] = self.incarnation
+        out["conditions_now"] = dict(self.now)
         if self.cfg.last:
             out["e2e_latency_s"] = self.e2e.summary()
             out["e2e_recent_s"] = percentiles(self.e2e.recent(1000))
@@ -192,7 +222,7 @@ class StageWorker:
 
     async def shutdown(self) -> None:
         """Stop the background tasks, so the process can exit quietly."""
-        tasks = [self._worker]
+        tasks = [self._worker, self._conditions]
         if self.uplink is not None:
             tasks += [*self.uplink._tasks, *self.uplink._inflight]
         for task in tasks:
@@ -273,9 +303,9 @@ class StageWorker:
         if self.cfg.emulate and good:
             # the tier's time for this batch, counted from when the stage took it (packing included)
             if self.cfg.emulated_compute_s is not None:
-                target = self.cfg.emulated_compute_s * len(good)
+                target = self.cfg.emulated_compute_s * len(good) * self._slowdown()
             else:
-                target = real + stretch_s(real, self.cfg.scale)
+                target = (real + stretch_s(real, self.cfg.scale)) * self._slowdown()
             _, due = self.compute_timeline.book(start, target)
             self.metrics.emulated_wait_s.add(max(due - time.perf_counter(), 0.0))
             await sleep_until(due)

@@ -74,6 +74,10 @@ class LinkShaper:
         self.wire = Timeline()
         self.rng = random.Random(seed)
 
+    def set_bandwidth(self, bandwidth_mbps: float) -> None:
+        """A new bandwidth from now on (an emulated condition); frames already on the wire keep their times."""
+        self.bytes_per_s = bandwidth_mbps * 1e6 / 8
+
     def schedule(self, nbytes: int, now: float) -> tuple[float, float]:
         """``(link free again, frame arrives)`` for a frame handed to the link at ``now``."""
         wire = nbytes / self.bytes_per_s

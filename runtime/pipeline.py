@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from partition.conditions import changes_for
 from partition.graph import TensorSpec
 from partition.plan import Plan
 from partition.topology import Topology
@@ -59,12 +60,15 @@ class Pipeline:
     def __init__(self, plan: Plan, model: torch.nn.Module, topology: Topology, address: str | None = None, *,
                  emulate: bool | None = None, max_batch: int = 8, max_wait_ms: float = 2.0, credits: int = 4,
                  queue_frames: int = 64, threads: int = 1, stall_s: float = 3.0, ready_timeout_s: float = 120.0,
-                 window: int = 8, queue_per_source: int = 2) -> None:
+                 window: int = 8, queue_per_source: int = 2, conditions: list | None = None) -> None:
         if list(plan.tiers) != [t.name for t in topology.path]:
             raise PipelineError(f"plan is for tiers {list(plan.tiers)} but topology {topology.name!r} has "
                                 f"{[t.name for t in topology.path]}; partition for this topology")
         self.plan, self.model, self.topology, self.address = plan, model, topology, address
         self.emulate = topology.emulate if emulate is None else emulate
+        self.conditions = list(topology.conditions if conditions is None else conditions)
+        self._clock_t0: float | None = None            # the stream's start (wall clock): conditions count from it
+        self._clock_sent = 0.0
         self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits
         self.queue_frames, self.threads, self.stall_s, self.ready_timeout_s = queue_frames, threads, stall_s, ready_timeout_s
         self.stages: dict[str, object] = {}            # node -> actor handle
@@ -124,7 +128,8 @@ class Pipeline:
                           "jitter_ms": link.jitter_ms, "loss": link.loss} if link else None,
                     emulate=self.emulate, scale=scales[t], emulated_compute_s=self.plan.predicted.stage_compute_s[t], max_batch=self.max_batch, max_wait_s=self.max_wait_s,
                     credits=self.credits, queue_frames=self.queue_frames, threads=self.threads,
-                    device=tier.accelerator, last=t == last)
+                    device=tier.accelerator, last=t == last, speed=tier.speed,
+                    conditions=tuple(changes_for(self.conditions, self.topology, node)) if self.emulate else ())
                 parent = self.stages[self.topology.parents[node]] if t < last else None
                 self.stages[node] = worker.options(name=None, **self._placement(node, tier.name, labelled)).remote(
                     cfg, module_ref, parent)
@@ -211,6 +216,7 @@ class Pipeline:
         several frames per call when several are queued."""
         import ray
 
+        self._tick_clock()
         for source, queue in self._waiting.items():
             while len(queue) and self.ledger.in_flight(source) < self.window:
                 born, x = queue.pop()
@@ -259,6 +265,19 @@ class Pipeline:
                 raise PipelineError(f"source {source} could not hand over a frame for {timeout_s:.0f} s: "
                                     f"per-stage state: {self._brief()}")
         self._pump()
+
+    def _tick_clock(self) -> None:
+        """Emulated conditions count from the first frame; the start is re-announced every 2 s, so a
+        restarted actor catches up (``start_clock`` is idempotent)."""
+        if not (self.emulate and self.conditions):
+            return
+        now = time.time()
+        if self._clock_t0 is None:
+            self._clock_t0 = now
+        if now - self._clock_sent >= 2.0:
+            self._clock_sent = now
+            for handle in self.stages.values():
+                handle.start_clock.remote(self._clock_t0)
 
     @property
     def admitted(self) -> int:
