@@ -101,7 +101,7 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
     k = len(topology.path)
     req = make_request(graph, topology, objective, keep_input_on, pins, latency_slo_ms, memory, orders)
     space = _codec_space(codec)
-    calib, ratios = _calibration(graph, space, calibration)
+    calib, ratios = calibrate_codecs(graph, space, calibration)
     raw = Problem(graph, topology, cm, ["raw"] * (k - 1))
     base_assign = baseline_assignments(raw)
     extra = [a for a in base_assign.values() if (a >= req.lo).all() and (a <= req.hi).all()]
@@ -156,7 +156,7 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
     return dataclasses.replace(plan, tier_scale=tuple(float(x) for x in cm.scale), gap=sol.gap)
 
 
-def _calibration(graph: Graph, space: Sequence[str], calibration: list[tuple] | None):
+def calibrate_codecs(graph: Graph, space: Sequence[str], calibration: list[tuple] | None = None):
     """Calibration inputs (when a lossy or compressing codec is in the space) and compressor ratios."""
     calib, ratios = calibration, {}
     compressing = any(parse_codec(c)[1] for c in space)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
 from rich.console import Group
 from rich.live import Live
-
 
 
 def register(sub, partition_args) -> None:
@@ -18,6 +16,9 @@ def register(sub, partition_args) -> None:
     p.add_argument("--emulate", choices=["on", "off"], help="override the topology's emulate switch")
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--report", default="tierpipe-report.json", help="where to write the JSON report")
+    p.add_argument("--conditions", metavar="FILE",
+                   help="conditions over time (YAML list: {at, link|node, bandwidth|speed|battery}); replaces the "
+                        "topology's own; emulation only")
     p.set_defaults(func=cmd_run)
 
 
@@ -29,7 +30,13 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
 
     console.print(f"starting {sum(t.nodes for t in topo.path)} stage actors "
                   f"({'local Ray' if not args.address else args.address})...")
-    with Pipeline(plan, model, topo, address=args.address, emulate=emulate, max_batch=max_batch) as pipe:
+    conditions = None
+    if getattr(args, "conditions", None):
+        from partition.conditions import load_conditions
+
+        conditions = load_conditions(args.conditions, topo)
+    with Pipeline(plan, model, topo, address=args.address, emulate=emulate, max_batch=max_batch,
+                  conditions=conditions) as pipe:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             report = pipe.stream(seconds, fps=fps, on_update=lambda r: live.update(Group(*report_tables(r))))
     for table in report_tables(report):

@@ -1,0 +1,111 @@
+"""Re-planning from measured figures: when a new plan is worth a switch.
+
+The runtime measures each link's bandwidth and how much slower (or faster) each tier runs
+than the plan predicted (:class:`Measured`); never the conditions file. :class:`Replanner`
+partitions again with those figures (the topology's links and speeds overridden, codecs
+searched again: on a slow link int8 at the cut or more layers on the device may win) and
+proposes the new plan only when it is predicted to be clearly better than the running plan
+under the same measured figures (``min_gain``), and not sooner than ``hold_s`` after the last
+switch, so a noisy link cannot make plans flap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from .evaluate import Problem
+from .graph import Graph
+from .cost import CostModel
+from .optimize import calibrate_codecs, partition
+from .plan import Plan
+from .solution import objective_value
+from .topology import Topology
+
+__all__ = ["Measured", "Proposal", "Replanner", "measured_topology"]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the runtime observed, per link on the path and per tier (None: no measurement yet)."""
+
+    bandwidth_mbps: tuple[float | None, ...]
+    slowdown: tuple[float | None, ...] = ()       # measured stage time / the plan's predicted time
+
+    def describe(self, topo: Topology) -> str:
+        parts = [f"{topo.path[j].name}->{topo.path[j + 1].name} {bw:.3g} Mbit/s"
+                 for j, bw in enumerate(self.bandwidth_mbps) if bw is not None]
+        parts += [f"{topo.path[t].name} x{s:.2f} slower" for t, s in enumerate(self.slowdown) if s is not None and s != 1.0]
+        return ", ".join(parts) or "as planned"
+
+
+def measured_topology(topo: Topology, measured: Measured) -> Topology:
+    """``topo`` with its links' bandwidths and its tiers' speeds replaced by the measured figures."""
+    links = list(topo.links)
+    for j, bw in enumerate(measured.bandwidth_mbps):
+        if bw is not None:
+            links[j] = links[j].model_copy(update={"bandwidth_mbps": float(bw)})
+    tiers = list(topo.tiers)
+    for t, slow in enumerate(measured.slowdown):
+        if slow is not None and slow > 0:
+            tier = tiers[t]
+            update = {"speed": tier.speed / slow} if tier.speed else {"gflops": tier.gflops / slow}
+            tiers[t] = tier.model_copy(update=update)
+    return topo.model_copy(update={"links": links, "tiers": tiers})
+
+
+@dataclass(frozen=True)
+class Proposal:
+    plan: Plan
+    reason: str
+    predicted_before: float       # the running plan's objective value under the measured figures
+    predicted_after: float        # the new plan's
+    predicted_fps_before: float
+    predicted_fps_after: float
+
+
+class Replanner:
+    """Proposes a new plan when measured figures make one clearly better.
+
+    Args:
+        graph, topology: what the running plan was made from.
+        objective: the objective to re-plan for (``throughput`` for a stream).
+        min_gain: the new plan's objective must be at least this much better (0.15: 15%).
+        hold_s: no proposal within this many seconds of the last switch.
+        partition_kwargs: the running plan's other settings (codec, pins, SLO, profiles, ...; not a
+            ``cost_model``, which is bound to one topology's speeds).
+    """
+
+    def __init__(self, graph: Graph, topology: Topology, objective: str = "throughput", *, min_gain: float = 0.15,
+                 hold_s: float = 10.0, **partition_kwargs) -> None:
+        self.graph = graph
+        self.topology = topology
+        self.objective = objective
+        self.min_gain = min_gain
+        self.hold_s = hold_s
+        if "cost_model" in partition_kwargs:
+            raise ValueError("Replanner re-derives the cost model from the measured speeds: pass profiles=, not cost_model=")
+        self.partition_kwargs: Mapping = partition_kwargs
+        self.last_switch_s = float("-inf")
+        self._ratios: dict[tuple[str, ...], dict] = {}
+
+    def propose(self, now_s: float, current: Plan, measured: Measured, reason: str = "") -> Proposal | None:
+        """A better plan for the measured figures, or None (not better enough, or too soon)."""
+        if now_s - self.last_switch_s < self.hold_s:
+            return None
+        topo = measured_topology(self.topology, measured)
+        new = partition(self.graph, topo, self.objective, **{"model_name": current.model, **self.partition_kwargs})
+        codecs = tuple(current.codecs)
+        if codecs not in self._ratios:       # compressors' measured ratios, as the running plan used them
+            self._ratios[codecs] = calibrate_codecs(self.graph, codecs, self.partition_kwargs.get("calibration"))[1]
+        cm = CostModel(self.graph, topo, self.partition_kwargs.get("profiles"))
+        old = Problem(self.graph, topo, cm, list(codecs), self._ratios[codecs]).evaluate(current.assignment)
+        before, after = objective_value(self.objective, old), objective_value(self.objective, new.predicted)
+        if not after < before * (1 - self.min_gain):
+            return None
+        return Proposal(new, reason or f"measured {measured.describe(self.topology)}", before, after,
+                        old.throughput_fps, new.predicted.throughput_fps)
+
+    def switched(self, now_s: float) -> None:
+        """The runtime switched to a proposal at ``now_s``: start the hold time."""
+        self.last_switch_s = now_s

@@ -1,0 +1,54 @@
+"""Re-planning from measured figures: no Ray, fixed per-op costs."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from partition import capture, partition
+from partition.replan import Measured, Replanner, measured_topology
+from tests.models import Chain
+from tests.partition.helpers import topology
+
+
+@pytest.fixture(scope="module")
+def chain():
+    torch.manual_seed(0)
+    graph = capture(Chain(64, 4).eval(), (torch.randn(16, 64),), timing="analytic")
+    # every op 1 ms on this host: the plans follow the links and speeds, nothing else
+    graph.nodes = [dataclasses.replace(n, host_time_s=1e-3 if n.op == "compute" else 0.0) for n in graph.nodes]
+    return graph
+
+
+def test_measured_topology_overrides_links_and_speeds_only():
+    topo = topology()
+    m = measured_topology(topo, Measured((2.0, None), (None, 4.0, None)))
+    assert [l.bandwidth_mbps for l in m.links] == [2.0, 200]
+    assert [t.speed for t in m.tiers] == [0.1, 0.25, 4.0]            # gateway 4x slower than planned
+    assert m.tiers[0].memory_mb == topo.tiers[0].memory_mb
+
+
+def test_a_wifi_drop_gives_a_clearly_better_plan_once_then_holds(chain):
+    # a device 10x slower than the gateway on a 100 Mbit/s uplink: the activations go up early
+    topo = topology(speeds=(0.1, 1.0, 4.0), bandwidth_mbps=(100, 1000))
+    plan = partition(chain, topo, "throughput")                       # raw at every cut
+    replanner = Replanner(chain, topo, "throughput", min_gain=0.15, hold_s=10.0, codec="auto")
+    # as planned: the link is not the bottleneck (4 KB in 0.33 ms), no codec or cut gains 15%
+    assert replanner.propose(0.0, plan, Measured((100.0, 1000.0))) is None
+    # the uplink drops to 0.05 Mbit/s: every 4 KB activation now takes 0.66 s to send; the new plan
+    # sends int8 at the cut (4x fewer bytes), as "full model on Wi-Fi, light model on 4G"
+    drop = Measured((0.05, 1000.0))
+    proposal = replanner.propose(1.0, plan, drop)
+    assert proposal is not None
+    assert proposal.predicted_after < proposal.predicted_before * 0.85
+    assert proposal.predicted_fps_after > proposal.predicted_fps_before
+    assert "0.05 Mbit/s" in proposal.reason
+    assert "int8" in proposal.plan.codecs[0]
+    replanner.switched(1.0)
+    assert replanner.propose(5.0, plan, drop) is None                 # hold time: no second switch yet
+    assert replanner.propose(11.5, plan, drop) is not None            # the old plan is still worse after it
+
+
+def test_cost_model_is_refused():
+    with pytest.raises(ValueError, match="profiles"):
+        Replanner(None, topology(), cost_model=object())
