@@ -269,48 +269,75 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
             for v in np.flatnonzero(c[:, t - 1] >= 0):
                 lin.add(int(c[v, t - 1]), p.raw_bytes[v] / scale)
         put(lin, hi=req.mem[t] / scale)
-    # objective
-    cost = np.zeros(len(m.lower))
+    # objective: a linear expression, or for throughput a variable B above every tier's and link's load
+    e_scale = max(incumbent.cost.energy_j if incumbent else float(p.energy_compute.sum() + p.energy_send.sum()), 1e-15)
     if obj == "throughput":
         b = m.var(0.0, np.inf)
-        cost = np.zeros(len(m.lower))
-        cost[b] = 1.0
-        for t in range(k):
+        loads = [(p.streams[t], stage[t]) for t in range(k)] + [(p.streams[j], link_time[j]) for j in range(k - 1)]
+        for streams, load in loads:
             lin = _Lin()
-            for col, val in stage[t].terms.items():
-                lin.add(col, p.streams[t] * val)
-            lin.const = p.streams[t] * stage[t].const
+            for col, val in load.terms.items():
+                lin.add(col, streams * val)
+            lin.const = streams * load.const
             lin.add(b, -1.0)
             put(lin, hi=0.0)
-        for j in range(k - 1):
-            lin = _Lin()
-            for col, val in link_time[j].terms.items():
-                lin.add(col, p.streams[j] * val)
-            lin.const = p.streams[j] * link_time[j].const
-            lin.add(b, -1.0)
-            put(lin, hi=0.0)
-        offset = 0.0
+        target = _Lin()
+        target.add(b, 1.0)
     elif obj == "energy":
-        # device joules: compute on tier 0 (x[v,0] = z[v,0]) and what crosses its uplink, scaled to ~1
-        e_scale = max(incumbent.cost.energy_j if incumbent else float(p.energy_compute.sum() + p.energy_send.sum()), 1e-15)
+        # device joules: compute on tier 0 and what crosses its uplink
         target = _Lin()
         for v in range(n):
             if req.lo[v] == 0:
                 add_x(target, v, 0, p.energy_compute[v] / e_scale)
-        for v in np.flatnonzero(c[:, 0] >= 0):
-            send = energy_send[v]
+        for send in energy_send.values():
             for col, val in send.items():
                 target.add(col, val / e_scale)
-        cost = np.zeros(len(m.lower))
-        for col, val in target.terms.items():
-            cost[col] += val
-        offset = target.const
     else:
         target = latency if obj == "latency" else _sum(link_bytes)
-        cost = np.zeros(len(m.lower))
-        for col, val in target.terms.items():
-            cost[col] += val
-        offset = target.const
+    cost = np.zeros(len(m.lower))
+    for col, val in target.terms.items():
+        cost[col] += val
+    offset = target.const
+
+    start_cols, start_vals = [], []
+    if incumbent is not None:
+        given = incumbent.codecs or tuple(p.codecs)
+        if all(given[j] in allowed[j] for j in range(k - 1)):
+            # the integer columns only: HiGHS completes the rest
+            start_cols = [int(z[v, t]) for v in range(n) for t in range(k - 1) if z[v, t] >= 0]
+            start_vals = [1.0 if incumbent.assignment[v] <= t else 0.0 for v in range(n) for t in range(k - 1) if z[v, t] >= 0]
+            start_cols += list(y.values())
+            start_vals += [1.0 if given[j] == codec else 0.0 for (j, codec) in y]
+    left = None if time_limit_s is None else max(float(time_limit_s) - (time.perf_counter() - start), 0.05)
+    h = _highs(m, cost, offset, rel_gap, left, start_cols, start_vals)
+    status = h.getModelStatus()
+    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+        return None
+    info = h.getInfo()
+    if h.getSolution().value_valid is False or info.primal_solution_status == 0:
+        return None
+    x = np.asarray(h.getSolution().col_value)
+    a = np.array([sum(1 for t in range(k - 1) if zval(v, t, x) < 0.5) for v in range(n)])
+    codecs = tuple(p.codecs[j] if len(allowed[j]) == 1 else max(allowed[j], key=lambda cc: x[y[j, cc]])
+                   for j in range(k - 1))
+    q = p if tuple(p.codecs) == codecs else Problem(p.graph, p.topology, p.cost, list(codecs), p.ratios)
+    solved = q.evaluate(a)
+    proven = status == highspy.HighsModelStatus.kOptimal
+    value = objective_value(obj, solved)
+    scale = {"latency": t_scale, "throughput": t_scale, "bytes": b_scale, "energy": e_scale}[obj]
+    dual = info.mip_dual_bound * scale + (p.prop_s.sum() if obj == "latency" else 0.0)
+    lower = value if proven else min(dual, value)
+    gap = 0.0 if proven else (max(value - dual, 0.0) / value if value > 0 else 0.0)
+    gap = min(gap, 1.0)
+    optimal = proven or gap <= rel_gap
+    notes = (f"exact solver stopped at its time limit ({time_limit_s:.1f} s): proven gap {gap:.2%}",) if not proven else ()
+    return Solution(a, solved, optimal, 0.0 if optimal else gap, EXACT_METHOD, notes, bound_s, codecs, lower)
+
+
+def _highs(m: _Model, cost: np.ndarray, offset: float, rel_gap: float, time_limit_s: float | None,
+           start_cols: list[int], start_vals: list[float]):
+    """Hand the model to HiGHS (one CSC matrix), with a start for its integer columns, and solve it."""
+    import highspy
 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -318,7 +345,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     h.setOptionValue("mip_abs_gap", 1e-9)
     h.setOptionValue("threads", 1)
     if time_limit_s is not None:
-        h.setOptionValue("time_limit", max(float(time_limit_s) - (time.perf_counter() - start), 0.05))
+        h.setOptionValue("time_limit", time_limit_s)
     lp = highspy.HighsLp()
     lp.num_col_ = len(m.lower)
     lp.num_row_ = len(m.row_lo)
@@ -337,38 +364,10 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     lp.a_matrix_.num_row_ = lp.num_row_
     lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in m.integer]
     h.passModel(lp)
-    if incumbent is not None:
-        given = incumbent.codecs or tuple(p.codecs)
-        if all(given[j] in allowed[j] for j in range(k - 1)):
-            # the integer columns only: HiGHS completes the rest
-            cols = [int(z[v, t]) for v in range(n) for t in range(k - 1) if z[v, t] >= 0]
-            vals = [1.0 if incumbent.assignment[v] <= t else 0.0 for v in range(n) for t in range(k - 1) if z[v, t] >= 0]
-            cols += list(y.values())
-            vals += [1.0 if given[j] == codec else 0.0 for (j, codec) in y]
-            h.setSolution(len(cols), np.array(cols, dtype=np.int32), np.array(vals, dtype=float))
+    if start_cols:
+        h.setSolution(len(start_cols), np.array(start_cols, dtype=np.int32), np.array(start_vals, dtype=float))
     h.run()
-    status = h.getModelStatus()
-    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
-        return None
-    info = h.getInfo()
-    if h.getSolution().value_valid is False or info.primal_solution_status == 0:
-        return None
-    x = np.asarray(h.getSolution().col_value)
-    a = np.array([sum(1 for t in range(k - 1) if zval(v, t, x) < 0.5) for v in range(n)])
-    codecs = tuple(p.codecs[j] if len(allowed[j]) == 1 else max(allowed[j], key=lambda cc: x[y[j, cc]])
-                   for j in range(k - 1))
-    q = p if tuple(p.codecs) == codecs else Problem(p.graph, p.topology, p.cost, list(codecs), p.ratios)
-    solved = q.evaluate(a)
-    proven = status == highspy.HighsModelStatus.kOptimal
-    value = objective_value(obj, solved)
-    scale = {"latency": t_scale, "throughput": t_scale, "bytes": b_scale}.get(obj) or e_scale
-    dual = info.mip_dual_bound * scale + (p.prop_s.sum() if obj == "latency" else 0.0)
-    lower = value if proven else min(dual, value)
-    gap = 0.0 if proven else (max(value - dual, 0.0) / value if value > 0 else 0.0)
-    gap = min(gap, 1.0)
-    optimal = proven or gap <= rel_gap
-    notes = (f"exact solver stopped at its time limit ({time_limit_s:.1f} s): proven gap {gap:.2%}",) if not proven else ()
-    return Solution(a, solved, optimal, 0.0 if optimal else gap, EXACT_METHOD, notes, bound_s, codecs, lower)
+    return h
 
 
 def _latency_bound(p: Problem, req: Request, by_codec, allowed, time_limit_s, rel_gap) -> float | None:
