@@ -23,7 +23,7 @@ from partition.split import Stage
 
 from .batching import BatchRunner
 from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
-from .errors import StageError
+from .errors import StageError, UnknownPlanError
 from .flow import ReorderBuffer
 from .metrics import Series, StageMetrics, percentiles
 from .uplink import Uplink
@@ -67,17 +67,36 @@ class StageConfig:
         return f"stage {self.tier_name!r} ({self.node})"
 
 
-class StageWorker:
-    """One instance of one stage. Ray restarts it when it dies; its senders replay what was lost."""
+@dataclass
+class _Version:
+    """What a stage runs for frames of one plan version."""
 
-    def __init__(self, cfg: StageConfig, stage: Stage, parent=None) -> None:
+    runner: BatchRunner
+    expected: dict[str, TensorSpec | None]
+    codec_up: str
+    emulated_compute_s: float | None
+
+
+class StageWorker:
+    """One instance of one stage. Ray restarts it when it dies; its senders replay what was lost.
+
+    It holds one stage module per plan version (:class:`_Version`): frames carry the version they
+    started on and finish on it, so a plan switch needs no pause. A restarted instance fetches the
+    versions it lacks from the pipeline's registry when their first frame arrives.
+    """
+
+    def __init__(self, cfg: StageConfig, stage: Stage, parent=None, registry=None) -> None:
         torch.set_num_threads(cfg.threads)
         self.cfg = cfg
         self.incarnation = uuid.uuid4().hex
         self.metrics = StageMetrics(cfg.tier_name, cfg.node)
         self.e2e = Series()
         device = cfg.device if (cfg.device == "cuda" and torch.cuda.is_available()) else "cpu"
-        self.runner = BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch)
+        self.device = device
+        self.versions: dict[int, _Version] = {
+            0: _Version(BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch), cfg.expected,
+                        cfg.codec_up, cfg.emulated_compute_s)}
+        self.registry = registry
         self.parent = parent
         self.uplink: Uplink | None = None
         self.results: ReorderBuffer = ReorderBuffer()
@@ -91,8 +110,10 @@ class StageWorker:
         self.clock_t0: float | None = None   # wall time the stream started (conditions count from it)
         self.now: dict[str, float] = {}      # emulated conditions in force: bandwidth_mbps, speed, battery_pct
         self._conditions: asyncio.Task | None = None
+        self.tier_s_total = 0.0              # the tier's time spent on frames (emulated where emulation is on)
+        self.frames_by_plan: dict[int, int] = {}
         log.info("%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8],
-                 self.runner.batchable, device)
+                 self.versions[0].runner.batchable, device)
 
     def _start(self) -> None:
         if self._worker is not None:
@@ -121,7 +142,11 @@ class StageWorker:
         rejected = []
         for data in frames:
             try:
-                frame = self._decode(data)
+                try:
+                    frame = self._decode(data)
+                except UnknownPlanError as exc:
+                    await self._fetch(exc.version)          # a restarted instance catches up with the plan
+                    frame = self._decode(data)
             except Exception as exc:      # unpack is total (WireError); anything else is counted all the same
                 self.metrics.rejected += 1
                 self.metrics.last_reject = str(exc)
@@ -141,7 +166,30 @@ class StageWorker:
         return self.uplink.replay.watermarks if self.uplink is not None else self.acked
 
     def _decode(self, data) -> Frame:
-        return unpack(data, self.cfg.expected, self.cfg.where, self.cfg.max_frame_bytes)
+        expected = {v: state.expected for v, state in self.versions.items()}
+        return unpack(data, expected, self.cfg.where, self.cfg.max_frame_bytes, versions=True)
+
+    async def prepare(self, version: int, stage: Stage, expected: dict, codec_up: str,
+                      emulated_compute_s: float | None) -> dict:
+        """Load the stage of plan ``version`` (probing whether it batches) before any of its frames come."""
+        self._start()
+        if version not in self.versions:
+            runner = await asyncio.to_thread(BatchRunner, stage, expected, self.device, self.cfg.max_batch)
+            self.versions[version] = _Version(runner, expected, codec_up, emulated_compute_s)
+        for old in sorted(self.versions)[:-3]:          # keep the last three plans: frames of older ones are long done
+            if old != 0:
+                del self.versions[old]
+        return {"node": self.cfg.node, "versions": sorted(self.versions),
+                "batchable": self.versions[version].runner.batchable}
+
+    async def _fetch(self, version: int) -> None:
+        if version in self.versions or self.registry is None:
+            return
+        entry = await self.registry.get.remote(self.cfg.tier, version)
+        if entry is None:
+            return
+        stage_ref, expected, codec_up, emulated = entry
+        await self.prepare(version, await stage_ref, expected, codec_up, emulated)
 
     async def start_clock(self, t0: float) -> None:
         """Emulation: apply this node's conditions at ``t0 + at`` (wall clock). Idempotent; a restarted
@@ -204,7 +252,13 @@ class StageWorker:
 
     async def metrics_json(self) -> dict:
         out = self.metrics.to_json()
-        out["batchable"] = self.runner.batchable
+        current = self.versions[max(self.versions)]
+        out["batchable"] = current.runner.batchable
+        out["plan_versions"] = sorted(self.versions)
+        out["frames_by_plan"] = dict(self.frames_by_plan)
+        out["tier_s_total"] = self.tier_s_total
+        if self.uplink is not None:
+            out["wire_bytes_total"], out["wire_busy_s_total"] = self.uplink.wire_bytes_total, self.uplink.wire_busy_s_total
         out["incarnation"] = self.incarnation
         out["conditions_now"] = dict(self.now)
         if self.cfg.last:
@@ -240,7 +294,8 @@ class StageWorker:
     async def _work(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            if self.runner.batchable and self.cfg.max_batch > 1:
+            first = self.versions.get(batch[0][0].plan)
+            if first is not None and first.runner.batchable and self.cfg.max_batch > 1:
                 deadline = time.perf_counter() + self.cfg.max_wait_s
                 while len(batch) < self.cfg.max_batch:
                     left = deadline - time.perf_counter()
@@ -248,19 +303,20 @@ class StageWorker:
                         batch.append(self._queue.get_nowait() if left <= 0 else await asyncio.wait_for(self._queue.get(), left))
                     except (asyncio.QueueEmpty, asyncio.TimeoutError):
                         break
-            try:
-                await self._process(batch)
-            except Exception:  # never let one batch stop the stage
-                log.exception("%s: unexpected failure on a batch", self.cfg.where)
+            for group in _by_plan(batch):            # a batch runs on one plan; order is kept
+                try:
+                    await self._process(group)
+                except Exception:  # never let one batch stop the stage
+                    log.exception("%s: unexpected failure on a batch", self.cfg.where)
 
-    async def _run(self, values: list[dict]) -> list:
+    async def _run(self, runner: BatchRunner, values: list[dict]) -> list:
         if self._inline:                  # a small stage: a thread hop would cost more than the compute
-            return self.runner.run(values)
-        return await asyncio.to_thread(self.runner.run, values)
+            return runner.run(values)
+        return await asyncio.to_thread(runner.run, values)
 
-    async def _run_one(self, frame: Frame):
+    async def _run_one(self, runner: BatchRunner, frame: Frame):
         try:
-            return (await self._run([frame.values]))[0]
+            return (await self._run(runner, [frame.values]))[0]
         except Exception as exc:
             err = StageError(f"{self.cfg.where} failed on frame {frame.key}: {type(exc).__name__}: {exc}")
             log.warning("%s", err)
@@ -271,15 +327,17 @@ class StageWorker:
         for _, received in batch:
             self.metrics.queue_s.add(start - received)
         frames = [f for f, _ in batch]
+        plan = self.versions[frames[0].plan]
+        self.frames_by_plan[frames[0].plan] = self.frames_by_plan.get(frames[0].plan, 0) + len(frames)
         good = [f for f in frames if _ERROR not in f.values]
         outputs: list = []
         if good:
             try:
                 values = [f.values for f in good]
-                outputs = await self._run(values)
+                outputs = await self._run(plan.runner, values)
             except Exception as exc:
                 if len(good) > 1:         # one bad frame must not fail the good ones batched with it
-                    outputs = [await self._run_one(f) for f in good]
+                    outputs = [await self._run_one(plan.runner, f) for f in good]
                 else:
                     err = StageError(f"{self.cfg.where} failed on frame {good[0].key}: {type(exc).__name__}: {exc}")
                     log.warning("%s", err)
@@ -295,20 +353,23 @@ class StageWorker:
         ready = []
         for frame in frames:
             values = frame.values if _ERROR in frame.values else next(results)
-            frame = Frame(frame.source, frame.seq, [*frame.ts, now], values)
+            frame = Frame(frame.source, frame.seq, [*frame.ts, now], values, frame.plan)
             if self.cfg.last:
                 ready.append((frame, values))
             else:
-                ready.append((frame, pack(frame, self.cfg.codec_up if _ERROR not in values else "raw")))
+                ready.append((frame, pack(frame, plan.codec_up if _ERROR not in values else "raw")))
         if self.cfg.emulate and good:
             # the tier's time for this batch, counted from when the stage took it (packing included)
-            if self.cfg.emulated_compute_s is not None:
-                target = self.cfg.emulated_compute_s * len(good) * self._slowdown()
+            if plan.emulated_compute_s is not None:
+                target = plan.emulated_compute_s * len(good) * self._slowdown()
             else:
                 target = (real + stretch_s(real, self.cfg.scale)) * self._slowdown()
-            _, due = self.compute_timeline.book(start, target)
+            started, due = self.compute_timeline.book(start, target)
+            self.tier_s_total += due - started
             self.metrics.emulated_wait_s.add(max(due - time.perf_counter(), 0.0))
             await sleep_until(due)
+        elif good:
+            self.tier_s_total += real
         for frame, item in ready:
             if self.cfg.last:
                 done = time.time()
@@ -321,6 +382,17 @@ class StageWorker:
                     self._ready.set()
             else:
                 await self.uplink.send(frame.key, item)
+
+
+def _by_plan(batch: list[tuple[Frame, float]]) -> list[list[tuple[Frame, float]]]:
+    """Consecutive runs of frames of the same plan version."""
+    groups: list[list[tuple[Frame, float]]] = []
+    for item in batch:
+        if groups and groups[-1][0][0].plan == item[0].plan:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
 
 
 def _result(values):

@@ -2,7 +2,7 @@
 
 from partition.errors import StageError, TierpipeError, WireError
 
-__all__ = ["TierpipeError", "StageError", "WireError", "PipelineError", "ClusterError"]
+__all__ = ["TierpipeError", "StageError", "WireError", "UnknownPlanError", "PipelineError", "ClusterError", "SwitchError"]
 
 
 class PipelineError(TierpipeError):
@@ -11,3 +11,15 @@ class PipelineError(TierpipeError):
 
 class ClusterError(TierpipeError):
     """A cluster could not be launched, reached or stopped: names the host and the command."""
+
+
+class UnknownPlanError(WireError):
+    """A frame of a plan version this stage does not hold (yet): fetch the version, then accept it."""
+
+    def __init__(self, message: str, version: int) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class SwitchError(TierpipeError):
+    """A plan switch could not be prepared on every stage: the old plan keeps running."""

@@ -28,8 +28,9 @@ from partition.plan import Plan
 from partition.topology import Topology
 
 from .actors import StageConfig, StageWorker
+from .registry import PlanRegistry
 from .delivery import Ledger, Result
-from .errors import PipelineError, StageError
+from .errors import PipelineError, StageError, SwitchError
 from .flow import SourceQueue
 from .placement import NODE_LABEL, TIER_LABEL, actor_options, labelled_nodes
 from .raystart import quiet_ray, start_local_ray
@@ -69,6 +70,12 @@ class Pipeline:
         self.conditions = list(topology.conditions if conditions is None else conditions)
         self._clock_t0: float | None = None            # the stream's start (wall clock): conditions count from it
         self._clock_sent = 0.0
+        self.version = 0                               # the plan new frames start on (switch())
+        self.plans: dict[int, Plan] = {0: plan}
+        self.registry = None                           # plan versions for restarted actors (registry.py)
+        self._pending = None                           # a switch in progress (switch.py)
+        self.switch_done: dict | None = None
+        self.switch_error: str | None = None
         self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits
         self.queue_frames, self.threads, self.stall_s, self.ready_timeout_s = queue_frames, threads, stall_s, ready_timeout_s
         self.stages: dict[str, object] = {}            # node -> actor handle
@@ -113,6 +120,7 @@ class Pipeline:
         labelled = labelled_nodes() if self.address is not None else []
         stage_modules = self.plan.build_stages(self.model)
         worker = ray.remote(max_restarts=-1, max_task_retries=0)(StageWorker)
+        self.registry = ray.remote(num_cpus=0)(PlanRegistry).remote()
         scales = self._tier_scales()
         last = len(self.plan.tiers) - 1
         for t in reversed(range(last + 1)):
@@ -132,7 +140,7 @@ class Pipeline:
                     conditions=tuple(changes_for(self.conditions, self.topology, node)) if self.emulate else ())
                 parent = self.stages[self.topology.parents[node]] if t < last else None
                 self.stages[node] = worker.options(name=None, **self._placement(node, tier.name, labelled)).remote(
-                    cfg, module_ref, parent)
+                    cfg, module_ref, parent, self.registry)
         for node in dict.fromkeys(self.stream_nodes):
             self.sources[node] = self.stages[node]
         self._wait_ready()
@@ -176,12 +184,59 @@ class Pipeline:
             return list(self.plan.tier_scale)
         return [1.0 / t.speed if t.speed else 1.0 for t in self.topology.path]
 
-    def _expected(self, t: int) -> dict[str, TensorSpec | None]:
-        spec = self.plan.stages[t]
+    def _expected(self, t: int, plan: Plan | None = None) -> dict[str, TensorSpec | None]:
+        plan = plan or self.plan
+        spec = plan.stages[t]
         if t == 0:
-            return dict(zip(spec.inputs, self.plan.inputs))
+            return dict(zip(spec.inputs, plan.inputs))
         return {c.name: (TensorSpec(c.shape, c.dtype, c.raw_bytes) if c.shape is not None else None)
-                for c in self.plan.links[t - 1].tensors}
+                for c in plan.links[t - 1].tensors}
+
+    # ------------------------------------------------------------------ plan switch
+    def switch(self, plan: Plan, emulated_compute_s: Sequence[float] | None = None, timeout_s: float = 60.0,
+               wait: bool = True) -> dict | None:
+        """Run new frames on ``plan``, with no pause: while every actor loads the new stage, frames go on
+        flowing on the old plan (this call keeps feeding and collecting them); frames in flight finish on
+        the plan they started with; delivery stays exactly once and in order per source.
+
+        If any actor cannot load its stage (or does not answer within ``timeout_s``), nothing changes and
+        :class:`SwitchError` says which and why.
+
+        Args:
+            emulated_compute_s: per tier, the time emulation makes each stage take on the new plan
+                (default: the plan's prediction).
+            wait: False: start the switch and return None; it completes inside later calls
+                (``submit``, ``poll``...), and :attr:`switch_done` / :attr:`switch_error` tell how it went.
+
+        Returns:
+            ``{"version", "prepare_ms"}`` (with ``wait``).
+        """
+        from .switch import PendingSwitch
+
+        if self._pending is not None:
+            raise SwitchError(f"a switch to plan version {self._pending.version} is still in progress")
+        self.switch_done, self.switch_error = None, None
+        self._pending = PendingSwitch(self, plan, emulated_compute_s, timeout_s)
+        if not wait:
+            return None
+        while self._pending is not None:
+            arrived = self.poll(0.02)          # (poll replaces the buffer: take its results first)
+            self._results_buffer.extend(arrived)
+        if self.switch_error:
+            raise SwitchError(self.switch_error)
+        return self.switch_done
+
+    def _check_switch(self) -> None:
+        if self._pending is None:
+            return
+        try:
+            done = self._pending.check()
+        except SwitchError as exc:
+            self.switch_error, self._pending = str(exc), None
+            log.warning("%s", exc)
+            return
+        if done is not None:
+            self.switch_done, self._pending = done, None
 
     # ------------------------------------------------------------------ running
     def _check_input(self, i: int, x: tuple) -> None:
@@ -206,7 +261,7 @@ class Pipeline:
         if not self.ledger.held:
             self._last_progress = time.perf_counter()        # the stall clock starts with the first frame in flight
         seq = self.ledger.next_seq.get(source, 0)
-        packed = pack(Frame(source, seq, [born], dict(zip(self.plan.stages[0].inputs, x))))
+        packed = pack(Frame(source, seq, [born], dict(zip(self.plan.stages[0].inputs, x)), self.version))
         self.ledger.admit(source, node, packed)
         self._unsent.setdefault(node, deque()).append(packed)
         return seq
@@ -217,6 +272,7 @@ class Pipeline:
         import ray
 
         self._tick_clock()
+        self._check_switch()
         for source, queue in self._waiting.items():
             while len(queue) and self.ledger.in_flight(source) < self.window:
                 born, x = queue.pop()

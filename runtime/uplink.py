@@ -52,6 +52,10 @@ class Uplink:
         self._inflight: set[asyncio.Task] = set()
         self._replayed_at = 0.0
         self._last_reply = 0.0
+        # what the link carried and how long it was busy sending (emulated: serialisation on the shaped
+        # link; real: the push calls): bytes / busy time is the link's measured bandwidth (monitor.py)
+        self.wire_bytes_total = 0
+        self.wire_busy_s_total = 0.0
 
     def start(self) -> None:
         if not self._tasks:
@@ -77,6 +81,8 @@ class Uplink:
             started = time.perf_counter()
             if self.shaper is not None:
                 free, arrive = self.shaper.schedule(nbytes, started)
+                self.wire_bytes_total += nbytes
+                self.wire_busy_s_total += max(free - max(started, free - nbytes / self.shaper.bytes_per_s), 0.0)
                 arrive = max(arrive, self._last_arrival)          # a link does not reorder
                 self._last_arrival = arrive
                 hold_until = time.time() + (arrive - started)     # the receiver holds the frames until then
@@ -92,6 +98,9 @@ class Uplink:
             for d in data:
                 self.metrics.link_bytes.add(wire_nbytes(d))
             self.metrics.link_s.add(time.perf_counter() - started)
+            if self.shaper is None:
+                self.wire_bytes_total += nbytes
+                self.wire_busy_s_total += time.perf_counter() - started
             self.metrics.frames_out += len(data)
             self._last_reply = time.perf_counter()
             if reply.get("acked"):

@@ -2,7 +2,7 @@
 
     (envelope bytes, [payload, payload, ...])      what pack() makes: payloads out of band
     msgpack([envelope, [payload, ...]])            one blob: also accepted (tools, tests, fuzzers)
-    envelope = {"v": 1, "src": source id, "seq": n, "ts": [t_source, t_stage1, ...],
+    envelope = {"v": 1, "src": source id, "seq": n, "ts": [t_source, t_stage1, ...], "plan": version,
                 "tensors": [{"name", "shape", "dtype", "quant", "comp", "raw_nbytes"}, ...],
                 "values": {name: int | float | bool | None | list of them}}
 
@@ -27,7 +27,7 @@ import torch
 from partition.codec import decode, encode
 from partition.graph import TensorSpec
 
-from .errors import WireError
+from .errors import UnknownPlanError, WireError
 
 __all__ = ["Frame", "pack", "unpack", "wire_nbytes", "VERSION", "ERROR"]
 
@@ -44,6 +44,7 @@ class Frame:
     seq: int
     ts: list[float]
     values: dict[str, object] = field(default_factory=dict)
+    plan: int = 0                  # the plan version the frame started on: it finishes on that plan
 
     @property
     def key(self) -> tuple[int, int]:
@@ -78,6 +79,8 @@ def pack(frame: Frame, codec: str = "raw") -> tuple[bytes, list[np.ndarray]]:
                             "only tensors, numbers, strings and lists/tuples of them can")
     envelope = {"v": VERSION, "src": frame.source, "seq": frame.seq, "ts": list(frame.ts),
                 "tensors": tensors, "values": values}
+    if frame.plan:
+        envelope["plan"] = frame.plan
     return msgpack.packb(envelope, use_bin_type=True), [np.frombuffer(p, dtype=np.uint8) for p in payloads]
 
 
@@ -101,14 +104,16 @@ def _check_spec(name: str, tensor: torch.Tensor, spec: TensorSpec | None, where:
                         f"the plan expects {list(spec.shape)} {spec.dtype}; the sender runs another plan or model")
 
 
-def unpack(data, expected: Mapping[str, TensorSpec | None], where: str, max_nbytes: int) -> Frame:
+def unpack(data, expected: Mapping[str, TensorSpec | None] | Mapping[int, Mapping[str, TensorSpec | None]], where: str,
+           max_nbytes: int, versions: bool = False) -> Frame:
     """Decode and check a frame: total, whatever the bytes (any failure is a :class:`WireError`).
 
     A frame that passes matches the plan exactly: every value the stage expects is there, a tensor
     where the plan has a tensor spec (shape and dtype equal), nothing else.
 
     Args:
-        expected: the names this stage must receive, with their specs (``None``: not checked).
+        expected: the names this stage must receive, with their specs (``None``: not checked); with
+            ``versions=True``, ``{plan version: names and specs}``: a frame is checked against its plan's.
         where: the receiving stage, for messages (``"stage 'gateway' (gateway-0)"``).
         max_nbytes: frames (and decoded tensors) larger than this are rejected.
 
@@ -116,7 +121,7 @@ def unpack(data, expected: Mapping[str, TensorSpec | None], where: str, max_nbyt
         WireError: malformed, oversized or unexpected content.
     """
     try:
-        return _unpack(data, expected, where, max_nbytes)
+        return _unpack(data, expected, where, max_nbytes, versions)
     except WireError:
         raise
     except RecursionError:
@@ -125,7 +130,7 @@ def unpack(data, expected: Mapping[str, TensorSpec | None], where: str, max_nbyt
         raise WireError(f"{where}: malformed frame ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def _unpack(data, expected: Mapping[str, TensorSpec | None], where: str, max_nbytes: int) -> Frame:
+def _unpack(data, expected, where: str, max_nbytes: int, versions: bool) -> Frame:
     if isinstance(data, (bytes, bytearray, memoryview)):
         blob, payloads = data, None
     elif isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (bytes, bytearray, memoryview)) \
@@ -157,7 +162,13 @@ def _unpack(data, expected: Mapping[str, TensorSpec | None], where: str, max_nby
         raise WireError(f"{where}: envelope must be a map, got a {type(decoded_obj).__name__}")
     if envelope.get("v") != VERSION:
         raise WireError(f"{where}: wire version {envelope.get('v')!r}, this runtime speaks {VERSION}; run one tierpipe version")
-    source, seq, ts = envelope.get("src"), envelope.get("seq"), envelope.get("ts")
+    source, seq, ts, plan = envelope.get("src"), envelope.get("seq"), envelope.get("ts"), envelope.get("plan", 0)
+    if not _int_in(plan, 1 << 31):
+        raise WireError(f"{where}: plan version must be a small non-negative integer, got {str(plan)[:30]!r}")
+    if versions:
+        if plan not in expected:
+            raise UnknownPlanError(f"{where}: frame of plan version {plan}, this stage has versions {sorted(expected)}", plan)
+        expected = expected[plan]
     tensors, plain = envelope.get("tensors"), envelope.get("values")
     if not (_int_in(source, 1 << 31) and _int_in(seq, 1 << 62)):
         raise WireError(f"{where}: src and seq must be integers in range, got {str(source)[:30]!r} and {str(seq)[:30]!r}")
@@ -171,7 +182,7 @@ def _unpack(data, expected: Mapping[str, TensorSpec | None], where: str, max_nby
         # a frame a lower stage could not compute: it travels on so the sink reports it in order
         if not isinstance(plain[ERROR], str):
             raise WireError(f"{where}: an error frame's message must be a string")
-        return Frame(source, seq, ts, {ERROR: plain[ERROR][:4000]})
+        return Frame(source, seq, ts, {ERROR: plain[ERROR][:4000]}, plan)
     if len(tensors) != len(payloads):
         raise WireError(f"{where}: envelope lists {len(tensors)} tensors but the frame carries {len(payloads)} payloads")
     decoded: dict[str, torch.Tensor] = {}
@@ -200,4 +211,4 @@ def _unpack(data, expected: Mapping[str, TensorSpec | None], where: str, max_nby
         missing, extra = sorted(set(expected) - set(values)), sorted(set(values) - set(expected))
         raise WireError(f"{where}: frame carries the wrong values: missing {missing}, unexpected {extra}; "
                         "the sender runs another plan")
-    return Frame(source, seq, ts, values)
+    return Frame(source, seq, ts, values, plan)

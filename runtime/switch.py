@@ -1,0 +1,95 @@
+"""Switching a running pipeline to a new plan with no pause and nothing lost.
+
+1. In the background (the driver keeps feeding and collecting frames meanwhile): the new
+   plan's stage modules are built, put in the object store and the registry (for actors that
+   restart later), and every actor loads its tier's stage beside the old one (``prepare``).
+2. Only when all have it does the driver number new frames with the new version. Frames in
+   flight carry the old version and finish on the old stages; the sink's reorder buffer and
+   the driver's ledger keep each source exactly once and in order across the switch.
+3. If any actor cannot load its stage, the version is dropped and the old plan runs on; the
+   switch says which actor and why.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Sequence
+
+from partition.plan import Plan
+
+from .errors import SwitchError
+
+__all__ = ["PendingSwitch"]
+
+
+class PendingSwitch:
+    """One switch in progress: :meth:`check` from the driver's loop until it returns a result."""
+
+    def __init__(self, pipe, plan: Plan, emulated_compute_s: Sequence[float] | None, timeout_s: float) -> None:
+        if list(plan.tiers) != list(pipe.plan.tiers):
+            raise SwitchError(f"the new plan is for tiers {list(plan.tiers)}, the pipeline runs "
+                              f"{list(pipe.plan.tiers)}; partition for the same topology")
+        if [s.shape for s in plan.inputs] != [s.shape for s in pipe.plan.inputs]:
+            raise SwitchError("the new plan takes other inputs than the running one; make it for the same model")
+        self.pipe, self.plan, self.timeout_s = pipe, plan, timeout_s
+        self.version = max(pipe.plans) + 1
+        self.emulated = list(emulated_compute_s) if emulated_compute_s is not None else list(plan.predicted.stage_compute_s)
+        self.started = time.perf_counter()
+        self.calls: dict = {}             # prepare ref -> node
+        self.refs: list = []
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._launch, name="tierpipe-switch", daemon=True)
+        self._thread.start()
+
+    def _launch(self) -> None:
+        import ray
+
+        try:
+            modules = self.plan.build_stages(self.pipe.model)
+            last = len(self.plan.tiers) - 1
+            calls = {}
+            for t, tier in enumerate(self.pipe.topology.path):
+                ref = ray.put(modules[t])
+                self.refs.append(ref)
+                expected = self.pipe._expected(t, self.plan)
+                codec = self.plan.codecs[t] if t < last else "raw"
+                ray.get(self.pipe.registry.put.remote(t, self.version, [ref], expected, codec, self.emulated[t]))
+                for node in tier.node_names():
+                    calls[self.pipe.stages[node].prepare.remote(self.version, ref, expected, codec, self.emulated[t])] = node
+            self.calls = calls
+        except Exception as exc:
+            self.error = f"cannot build or ship the new plan's stages ({type(exc).__name__}: {str(exc)[:300]})"
+
+    def check(self) -> dict | None:
+        """None while pending; the result once every actor has the new stage (the version is then live).
+
+        Raises:
+            SwitchError: an actor could not load its stage, or did not answer in time; the old plan runs on.
+        """
+        import ray
+
+        if self._thread.is_alive():
+            return None
+        if self.error is None:
+            ready, waiting = ray.wait(list(self.calls), num_returns=len(self.calls), timeout=0)
+            if waiting and time.perf_counter() - self.started < self.timeout_s:
+                return None
+            failed = [self.calls[r] for r in waiting]
+            for r in ready:
+                try:
+                    ray.get(r)
+                except Exception as exc:
+                    failed.append(f"{self.calls[r]} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+            if failed:
+                self.error = f"could not be loaded on {sorted(failed)}"
+        if self.error is not None:
+            ray.get(self.pipe.registry.drop.remote(self.version))
+            raise SwitchError(f"plan version {self.version} {self.error}; the old plan "
+                              f"(version {self.pipe.version}) runs on")
+        pipe = self.pipe
+        pipe._module_refs.extend(self.refs)          # kept in scope while frames of this version may exist
+        pipe.plans[self.version] = self.plan
+        pipe.version = self.version
+        pipe.plan = self.plan
+        return {"version": self.version, "prepare_ms": (time.perf_counter() - self.started) * 1e3}
