@@ -111,6 +111,7 @@ class StageWorker:
         self.now: dict[str, float] = {}      # emulated conditions in force: bandwidth_mbps, speed, battery_pct
         self._conditions: asyncio.Task | None = None
         self.tier_s_total = 0.0              # the tier's time spent on frames (emulated where emulation is on)
+        self.tier_planned_s_total = 0.0      # what the plans' nominal figures predicted for the same frames
         self.frames_by_plan: dict[int, int] = {}
         log.info("%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8],
                  self.versions[0].runner.batchable, device)
@@ -257,6 +258,7 @@ class StageWorker:
         out["plan_versions"] = sorted(self.versions)
         out["frames_by_plan"] = dict(self.frames_by_plan)
         out["tier_s_total"] = self.tier_s_total
+        out["tier_planned_s_total"] = self.tier_planned_s_total
         if self.uplink is not None:
             out["wire_bytes_total"], out["wire_busy_s_total"] = self.uplink.wire_bytes_total, self.uplink.wire_busy_s_total
         out["incarnation"] = self.incarnation
@@ -370,6 +372,8 @@ class StageWorker:
             await sleep_until(due)
         elif good:
             self.tier_s_total += real
+        if good and plan.emulated_compute_s is not None:
+            self.tier_planned_s_total += plan.emulated_compute_s * len(good)
         for frame, item in ready:
             if self.cfg.last:
                 done = time.time()

@@ -19,11 +19,15 @@ def register(sub, partition_args) -> None:
     p.add_argument("--conditions", metavar="FILE",
                    help="conditions over time (YAML list: {at, link|node, bandwidth|speed|battery}); replaces the "
                         "topology's own; emulation only")
+    p.add_argument("--adapt", action="store_true",
+                   help="re-plan and switch live when measured links or speeds drift from the plan's (report.json "
+                        "gets plan_switches and a per-second timeline; a PNG beside it)")
     p.set_defaults(func=cmd_run)
 
 
 
-def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate: bool | None, max_batch: int) -> dict:
+def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate: bool | None, max_batch: int,
+            graph=None) -> dict:
     from .cli import console
     from .pipeline import Pipeline
     from .report import report_tables, save_report
@@ -35,8 +39,9 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
         from partition.conditions import load_conditions
 
         conditions = load_conditions(args.conditions, topo)
+    adapt = bool(getattr(args, "adapt", False))
     with Pipeline(plan, model, topo, address=args.address, emulate=emulate, max_batch=max_batch,
-                  conditions=conditions) as pipe:
+                  conditions=conditions, adapt=adapt, graph=graph) as pipe:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             report = pipe.stream(seconds, fps=fps, on_update=lambda r: live.update(Group(*report_tables(r))))
     for table in report_tables(report):
@@ -45,8 +50,19 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
     console.print(f"plan predicted {p['latency_ms']:.1f} ms and {p['fps']:.1f} fps (bottleneck {p['bottleneck']}); "
                   f"measured {report['latency_ms'].get('p50', float('nan')):.1f} ms p50 and {report['fps']:.1f} fps"
                   + (" [emulated]" if report["emulated"] else ""))
+    for s in report["plan_switches"]:
+        console.print(f"plan switch at {s['at_s']:.1f} s -> v{s['version']}: {s['reason']} (predicted "
+                      f"{s['predicted_fps_before']:.1f} -> {s['predicted_fps_after']:.1f} fps)"
+                      + (f"; failed: {s['error']}" if s["error"] else ""))
     save_report(report, args.report)
     console.print(f"report written to {args.report}")
+    if adapt:
+        from pathlib import Path
+
+        from .timeline_plot import plot_timeline
+
+        png = plot_timeline(report, Path(args.report).with_suffix(".png"))
+        console.print(f"timeline plot written to {png}")
     return report
 
 
@@ -57,6 +73,7 @@ def cmd_run(args) -> int:
     from .cli import _load_graph, _shape, console, make_plan
 
     topo = Topology.load(args.topology)
+    graph = None
     if args.plan:
         plan = Plan.load(args.plan)
         model, _ = get_model(args.model, _shape(args.input_shape))
@@ -66,5 +83,5 @@ def cmd_run(args) -> int:
         for table in plan.tables():
             console.print(table)
     emulate = None if args.emulate is None else args.emulate == "on"
-    _stream(args, model, plan, topo, args.seconds, args.fps, emulate, args.max_batch)
+    _stream(args, model, plan, topo, args.seconds, args.fps, emulate, args.max_batch, graph)
     return 0

@@ -28,12 +28,13 @@ from partition.plan import Plan
 from partition.topology import Topology
 
 from .actors import StageConfig, StageWorker
-from .registry import PlanRegistry
+from .adapt import Adapter, TimelineRecorder
 from .delivery import Ledger, Result
 from .errors import PipelineError, StageError, SwitchError
 from .flow import SourceQueue
 from .placement import NODE_LABEL, TIER_LABEL, actor_options, labelled_nodes
 from .raystart import quiet_ray, start_local_ray
+from .registry import PlanRegistry
 from .wire import Frame, pack
 
 __all__ = ["Pipeline", "Result", "quiet_ray", "NODE_LABEL", "TIER_LABEL"]
@@ -56,12 +57,18 @@ class Pipeline:
         credits: frames in flight per link (and feed calls in flight per device stage).
         window: frames of one source in flight at once through :meth:`submit`.
         queue_per_source: submitted frames waiting per source before its policy applies.
+        conditions: emulated conditions over time (default: the topology's ``conditions:``).
+        adapt: re-plan and switch live when measured links or speeds drift from the plan's
+            (``True``: an :class:`runtime.adapt.Adapter` with its defaults; or one of your own),
+            during :meth:`stream`.
+        graph: the captured model the plan was made from (for ``adapt``; default: captured again).
     """
 
     def __init__(self, plan: Plan, model: torch.nn.Module, topology: Topology, address: str | None = None, *,
                  emulate: bool | None = None, max_batch: int = 8, max_wait_ms: float = 2.0, credits: int = 4,
                  queue_frames: int = 64, threads: int = 1, stall_s: float = 3.0, ready_timeout_s: float = 120.0,
-                 window: int = 8, queue_per_source: int = 2, conditions: list | None = None) -> None:
+                 window: int = 8, queue_per_source: int = 2, conditions: list | None = None,
+                 adapt: "bool | Adapter" = False, graph=None) -> None:
         if list(plan.tiers) != [t.name for t in topology.path]:
             raise PipelineError(f"plan is for tiers {list(plan.tiers)} but topology {topology.name!r} has "
                                 f"{[t.name for t in topology.path]}; partition for this topology")
@@ -76,6 +83,14 @@ class Pipeline:
         self._pending = None                           # a switch in progress (switch.py)
         self.switch_done: dict | None = None
         self.switch_error: str | None = None
+        self.adapter: Adapter | None = adapt if isinstance(adapt, Adapter) else None
+        if adapt is True:
+            from partition.capture import capture
+
+            self.adapter = Adapter(graph if graph is not None else capture(model, plan.example_inputs(), timing="analytic"),
+                                   codec="auto")
+        self.timeline: TimelineRecorder | None = None    # per-second figures, from the first poll on
+        self._adapted_at = 0.0
         self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits
         self.queue_frames, self.threads, self.stall_s, self.ready_timeout_s = queue_frames, threads, stall_s, ready_timeout_s
         self.stages: dict[str, object] = {}            # node -> actor handle
@@ -226,6 +241,20 @@ class Pipeline:
             raise SwitchError(self.switch_error)
         return self.switch_done
 
+    def _observe(self, new_results: list, now: float) -> None:
+        """The per-second timeline (every way of running records one) and, with ``adapt``, a round of
+        measuring and re-planning once a second."""
+        import ray
+
+        if self.timeline is None:
+            self.timeline = TimelineRecorder(now)
+            if self.adapter is not None:
+                self.adapter.attach(self, now)
+        self.timeline.add(new_results, self.version)
+        if self.adapter is not None and now - self._adapted_at >= 1.0:
+            self._adapted_at = now
+            self.adapter.step(self, ray.get([h.metrics_json.remote() for h in self.stages.values()]))
+
     def _check_switch(self) -> None:
         if self._pending is None:
             return
@@ -370,6 +399,7 @@ class Pipeline:
         now = time.perf_counter()
         if len(out) > buffered:
             self._last_progress = now                # new results, not ones handed back from the buffer
+        self._observe(out[buffered:], now)
         if now - self._last_ack > 2.0:
             self._ack()                  # a safety net: acknowledgements normally ride on take and push replies
         if self.ledger.held and now - self._last_progress > self.stall_s:

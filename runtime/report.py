@@ -79,6 +79,9 @@ def build_report(pipe) -> dict:
         "tiers": tiers, "links": links,
         "predicted": {"latency_ms": plan.predicted.latency_s * 1e3, "fps": plan.predicted.throughput_fps,
                       "bottleneck": plan.predicted.bottleneck},
+        "plan_version": pipe.version,
+        "plan_switches": pipe.adapter.report(pipe.timeline) if pipe.adapter is not None else [],
+        "timeline": list(pipe.timeline.rows) if pipe.timeline is not None else [],
     }
 
 
@@ -102,7 +105,8 @@ def _merge(sinks: list[dict]) -> dict:
 def report_tables(report: dict):
     from rich.table import Table
 
-    head = (f"{report['model']} on {report['topology']}{' (emulated)' if report['emulated'] else ''}: "
+    head = (f"{report['model']} on {report['topology']}{' (emulated)' if report['emulated'] else ''}, "
+            f"plan v{report.get('plan_version', 0)}: "
             f"{report['frames_delivered']} frames, {report['fps']:.1f} fps, latency p50 "
             f"{report['latency_ms'].get('p50', float('nan')):.1f} / p95 {report['latency_ms'].get('p95', float('nan')):.1f} / "
             f"p99 {report['latency_ms'].get('p99', float('nan')):.1f} ms, drops {report['drops']}")

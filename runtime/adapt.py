@@ -1,0 +1,204 @@
+"""Live adaptation: measure, detect drift, re-plan, switch; and the per-second timeline of a stream.
+
+:class:`Adapter` runs inside the driver's stream loop, once a second:
+
+1. **Measure** (never read the conditions file): each link's bandwidth is the bytes its senders
+   put on the wire over the time they were busy sending them in the last ``window_s``
+   (:class:`runtime.monitor.LinkMeter`; the slowest node of a tier stands for its link, since
+   one plan serves every node of a tier); each tier's slowdown is the time its stages spent per
+   frame over the time the running plan predicted for them (the slowest node again).
+2. **Detect**: a :class:`runtime.monitor.DriftMonitor` reports figures that stayed more than
+   ``threshold`` off the running plan's for a whole ``window_s``.
+3. **Re-plan**: :class:`partition.replan.Replanner` partitions again with the measured figures
+   (codecs searched again) and proposes a plan only when it is predicted ``min_gain`` better,
+   and not within ``hold_s`` of the last switch.
+4. **Switch**: :meth:`Pipeline.switch` in the background; frames keep flowing on the old plan
+   until every actor has the new one.
+
+Defaults (documented choices): window 3 s, threshold 30%, min gain 15%, hold 10 s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from partition.cost import CostModel
+from partition.evaluate import Problem
+from partition.graph import Graph
+from partition.replan import Measured, Replanner
+
+from .monitor import DriftMonitor, LinkMeter
+
+__all__ = ["Adapter", "TimelineRecorder"]
+
+
+@dataclass
+class _Switch:
+    at_s: float
+    reason: str
+    predicted_fps_before: float
+    predicted_fps_after: float
+    version: int | None = None
+    done_s: float | None = None
+    error: str | None = None
+
+
+class Adapter:
+    """Closes the loop for one pipeline (see the module's docstring).
+
+    Args:
+        graph: the captured model the running plan was made from.
+        objective, codec, partition settings: how to re-plan (``codec="auto"`` lets it pick int8 on a slow link).
+    """
+
+    def __init__(self, graph: Graph, objective: str = "throughput", *, window_s: float = 3.0, threshold: float = 0.3,
+                 min_gain: float = 0.15, hold_s: float = 10.0, **partition_kwargs) -> None:
+        self.graph = graph
+        self.objective = objective
+        self.window_s = window_s
+        self.threshold = threshold
+        self.min_gain = min_gain
+        self.hold_s = hold_s
+        self.partition_kwargs = partition_kwargs
+        self.replanner: Replanner | None = None
+        self.monitor: DriftMonitor | None = None
+        self.meters: dict[str, LinkMeter] = {}
+        self.last: dict[str, dict] = {}           # node -> its previous cumulative counters
+        self.tier_recent: dict[int, list] = {}
+        self.assumed = Measured(())               # the figures the running plan was made for
+        self.switches: list[_Switch] = []
+        self.start_s: float | None = None
+
+    # ------------------------------------------------------------------ setup
+    def attach(self, pipe, start_s: float | None = None) -> None:
+        topo = pipe.topology
+        self.replanner = Replanner(self.graph, topo, self.objective, min_gain=self.min_gain, hold_s=self.hold_s,
+                                   **self.partition_kwargs)
+        links = [topo.links[j].bandwidth_mbps for j in range(len(topo.path) - 1)]
+        self.assumed = Measured(tuple(links), tuple(1.0 for _ in topo.path))
+        self.monitor = DriftMonitor(self._expected(self.assumed), self.threshold, self.window_s)
+        self.start_s = start_s if start_s is not None else time.perf_counter()
+
+    def _expected(self, m: Measured) -> dict[str, float]:
+        out = {f"link {j} Mbit/s": bw for j, bw in enumerate(m.bandwidth_mbps) if bw}
+        out.update({f"tier {t} slowdown": s for t, s in enumerate(m.slowdown) if s})
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def step(self, pipe, metrics: list[dict]) -> None:
+        """One round: measure from the stages' ``metrics_json``, and re-plan / switch when warranted."""
+        now = time.perf_counter() - self.start_s
+        self._finish_switch(pipe, now)
+        measured = self._measure(pipe, metrics, now)
+        reasons = self.monitor.observe(now, self._expected(measured))
+        if not reasons or pipe._pending is not None:
+            return
+        full = Measured(tuple(b if b is not None else a for b, a in zip(measured.bandwidth_mbps, self.assumed.bandwidth_mbps)),
+                        tuple(s if s is not None else a for s, a in zip(measured.slowdown, self.assumed.slowdown)))
+        proposal = self.replanner.propose(now, pipe.plan, full, "; ".join(reasons))
+        if proposal is None:
+            self.monitor.rebase(self._expected(full))     # the running plan stays best for these figures
+            self.assumed = full
+            return
+        # emulation's compute targets come from the nominal figures: the conditions slow the nodes down themselves
+        cm = CostModel(self.graph, pipe.topology, self.partition_kwargs.get("profiles"))
+        nominal = Problem(self.graph, pipe.topology, cm).evaluate(proposal.plan.assignment).stage_compute_s
+        record = _Switch(round(now, 3), proposal.reason, proposal.predicted_fps_before, proposal.predicted_fps_after)
+        self.switches.append(record)
+        try:
+            pipe.switch(proposal.plan, emulated_compute_s=nominal, wait=False)
+        except Exception as exc:          # refused before it started (another in progress, other tiers)
+            record.error = str(exc)
+            return
+        self.replanner.switched(now)
+        self.assumed = full
+        self.monitor.rebase(self._expected(full))
+
+    def _finish_switch(self, pipe, now: float) -> None:
+        if self.switches and self.switches[-1].done_s is None and self.switches[-1].error is None and pipe._pending is None:
+            record = self.switches[-1]
+            if pipe.switch_error:
+                record.error = pipe.switch_error
+            elif pipe.switch_done:
+                record.version, record.done_s = pipe.switch_done["version"], round(now, 3)
+
+    def _measure(self, pipe, metrics: list[dict], now: float) -> Measured:
+        k = len(pipe.plan.tiers)
+        bandwidth: list[float | None] = [None] * (k - 1)
+        slowdown: list[float | None] = [None] * k
+        for m in metrics:
+            node, t = m["node"], pipe.tier_of[m["node"]]
+            prev = self.last.get(node, {})
+            self.last[node] = m
+            if "wire_bytes_total" in m and t < k - 1:
+                meter = self.meters.setdefault(node, LinkMeter(self.window_s))
+                if prev and m.get("incarnation") == prev.get("incarnation"):
+                    meter.add(now, m["wire_bytes_total"] - prev["wire_bytes_total"],
+                              m["wire_busy_s_total"] - prev["wire_busy_s_total"])
+                bw = meter.mbps(now)
+                if bw is not None:
+                    bandwidth[t] = bw if bandwidth[t] is None else min(bandwidth[t], bw)
+            if prev and m.get("incarnation") == prev.get("incarnation"):
+                spent = m["tier_s_total"] - prev["tier_s_total"]
+                planned = m["tier_planned_s_total"] - prev["tier_planned_s_total"]
+                recent = self.tier_recent.setdefault(node, [])
+                recent.append((now, spent, planned))
+                recent[:] = [r for r in recent if r[0] >= now - self.window_s]
+                s_sum, p_sum = sum(r[1] for r in recent), sum(r[2] for r in recent)
+                if p_sum > 1e-3:          # time spent / time the plan's nominal figures predict
+                    ratio = s_sum / p_sum
+                    slowdown[t] = ratio if slowdown[t] is None else max(slowdown[t], ratio)
+        return Measured(tuple(bandwidth), tuple(slowdown))
+
+    def report(self, timeline: "TimelineRecorder | None" = None) -> list[dict]:
+        """``plan_switches``: when, why, the predictions, how long loading took, and ``pause_ms``: the
+        longest a camera waited between two of its results from the decision to 1 s after the switch
+        (``gap_before_ms``: the same over as long a stretch just before it, for comparison)."""
+        out = []
+        for s in self.switches:
+            end = (s.done_s if s.done_s is not None else s.at_s) + 1.0
+            span = end - s.at_s
+            out.append({"at_s": s.at_s, "reason": s.reason, "predicted_fps_before": s.predicted_fps_before,
+                        "predicted_fps_after": s.predicted_fps_after, "version": s.version,
+                        "switch_s": (s.done_s - s.at_s) if s.done_s is not None else None, "error": s.error,
+                        "pause_ms": timeline.longest_gap_ms(s.at_s, end) if timeline else None,
+                        # the same figure over as long a stretch just before: what the stream does anyway
+                        "gap_before_ms": timeline.longest_gap_ms(s.at_s - span, s.at_s) if timeline else None})
+        return out
+
+
+class TimelineRecorder:
+    """Per wall-clock second of a stream: results delivered, their p99 latency, the plan version new frames
+    start on; and, per camera, the gaps between its consecutive results (for ``pause_ms``)."""
+
+    def __init__(self, start_s: float | None = None, keep_s: int = 3600) -> None:
+        self.start_s = start_s if start_s is not None else time.perf_counter()
+        self.rows: deque[dict] = deque(maxlen=keep_s)        # the last hour: memory stays flat
+        self._latencies: list[float] = []
+        self._second = 0
+        self._last: dict[int, float] = {}                 # source -> when its last result came
+        self.gaps: deque[tuple[float, float]] = deque(maxlen=100_000)   # (at_s, gap_s) between one source's results
+
+    def add(self, results, version: int) -> None:
+        now = time.perf_counter() - self.start_s
+        while now >= self._second + 1:
+            lat = np.asarray(self._latencies)
+            self.rows.append({"t_s": self._second, "fps": float(len(lat)),
+                              "p99_ms": float(np.percentile(lat, 99) * 1e3) if len(lat) else None,
+                              "plan_version": version})
+            self._latencies = []
+            self._second += 1
+        for r in results:
+            self._latencies.append(r.latency_s)
+            if r.source in self._last:
+                self.gaps.append((now, now - self._last[r.source]))
+            self._last[r.source] = now
+
+    def longest_gap_ms(self, start_s: float, end_s: float) -> float:
+        """The longest a camera waited between two of its results, for results in ``[start_s, end_s]``."""
+        inside = [g for at, g in self.gaps if start_s <= at <= end_s]
+        return max(inside, default=0.0) * 1e3
