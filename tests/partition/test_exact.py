@@ -35,7 +35,7 @@ def tied(rng, graph):
     return graph
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 8), tiers=st.sampled_from([3, 4]),
        objective=st.sampled_from(["latency", "throughput", "bytes", "energy"]), memory=st.booleans(),
        pin=st.booleans(), slo=st.booleans())
@@ -161,7 +161,7 @@ def test_exact_picks_codecs_jointly_within_the_accuracy_budget():
     assert plan.optimal and any(c != "raw" for c in plan.codecs)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 8), tiers=st.sampled_from([3, 4]))
 def test_fast_energy_cut_equals_brute_force(seed, n, tiers):
     """Without binding constraints the min-cut on device joules is exact, and says so."""
