@@ -31,13 +31,14 @@ def recorded_script(script: str, state: Path) -> str:
 
 
 def _session_of(pid: int) -> int | None:
+    """The session of a live process (None for one that is gone or a zombie: it runs nothing)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses
     fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[3])
+    return None if fields[0] in ("Z", "X") else int(fields[3])
 
 
 def session_processes(sessions: set[int]) -> list[int]:
@@ -68,6 +69,9 @@ def stop_recorded(directory: Path, port: int | None = None, grace_s: float = 10.
         killed = session_processes(sessions)
         for pid in killed:
             _signal(pid, signal.SIGKILL)
+        deadline = time.monotonic() + grace_s          # a killed process with large mappings takes a moment to go
+        while session_processes(sessions) and time.monotonic() < deadline:
+            time.sleep(0.1)
         state.unlink(missing_ok=True)
         port_of = state.name.removeprefix("local-").removesuffix(".sessions")
         lines.append(f"local cluster on port {port_of}: stopped {len(pids)} process(es) in {len(sessions)} session(s)"
