@@ -31,59 +31,15 @@ import time
 from typing import Mapping, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from .evaluate import Problem
+from .lp import Lin, LinearModel, lin_sum, solve_with_highs
 from .mincut import min_cost_assignment
 from .solution import Request, Solution, objective_value
 
 __all__ = ["exact_solve", "EXACT_METHOD"]
 
 EXACT_METHOD = "MILP (HiGHS branch and bound)"
-
-
-class _Model:
-    """Columns and rows of a MILP, built as lists, handed to HiGHS as one CSC matrix."""
-
-    def __init__(self) -> None:
-        self.lower: list[float] = []
-        self.upper: list[float] = []
-        self.integer: list[bool] = []
-        self.rows: list[int] = []
-        self.cols: list[int] = []
-        self.vals: list[float] = []
-        self.row_lo: list[float] = []
-        self.row_hi: list[float] = []
-
-    def var(self, lower: float = 0.0, upper: float = 1.0, integer: bool = False) -> int:
-        self.lower.append(lower)
-        self.upper.append(upper)
-        self.integer.append(integer)
-        return len(self.lower) - 1
-
-    def row(self, terms: Mapping[int, float] | Sequence[tuple[int, float]], lo: float = -np.inf, hi: float = np.inf) -> None:
-        r = len(self.row_lo)
-        for col, val in (terms.items() if isinstance(terms, Mapping) else terms):
-            if val != 0.0:
-                self.rows.append(r)
-                self.cols.append(col)
-                self.vals.append(val)
-        self.row_lo.append(lo)
-        self.row_hi.append(hi)
-
-
-class _Lin:
-    """A linear expression: ``{column: coefficient}`` + constant."""
-
-    def __init__(self) -> None:
-        self.terms: dict[int, float] = {}
-        self.const = 0.0
-
-    def add(self, col: int | None, coef: float) -> None:
-        if col is None:
-            self.const += coef
-        elif coef != 0.0:
-            self.terms[col] = self.terms.get(col, 0.0) + coef
 
 
 def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None = None,
@@ -135,7 +91,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     t_scale = max(t_scale, 1e-12)
     b_scale = max(float(sum(incumbent.cost.link_bytes)) if incumbent else float(p.raw_bytes.sum()), 1.0)
 
-    m = _Model()
+    m = LinearModel()
     z = np.full((n, k), -1, dtype=int)      # -1: constant (see zval)
     for v in range(n):
         for t in range(k - 1):
@@ -157,15 +113,15 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
             return None, 0.0
         return int(z[v, t]), 1.0
 
-    def add_z(lin: _Lin, v: int, t: int, coef: float) -> None:
+    def add_z(lin: Lin, v: int, t: int, coef: float) -> None:
         col, val = zterm(v, t)
         lin.add(col, coef * val)
 
-    def add_x(lin: _Lin, v: int, t: int, coef: float) -> None:
+    def add_x(lin: Lin, v: int, t: int, coef: float) -> None:
         add_z(lin, v, t, coef)
         add_z(lin, v, t - 1, -coef)
 
-    def put(lin: _Lin, lo: float = -np.inf, hi: float = np.inf) -> None:
+    def put(lin: Lin, lo: float = -np.inf, hi: float = np.inf) -> None:
         m.row(lin.terms, lo - lin.const, hi - lin.const)
 
     anc = _ancestors(p)
@@ -176,7 +132,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
         # an edge u -> v that another path u -> w -> v implies needs no row of its own
         for u in (u for u in set(p.preds[v]) if not any(anc[w] >> u & 1 for w in p.preds[v] if w != u)):
             for t in range(k - 1):
-                lin = _Lin()
+                lin = Lin()
                 add_z(lin, v, t, 1.0)
                 add_z(lin, u, t, -1.0)
                 if lin.terms:
@@ -191,19 +147,19 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
             c[v, j] = m.var()
             # consumer s before consumer s' (a path s -> s') sits on a tier <= that of s': only the last count
             for s in (s for s in set(p.succs[v]) if not any(anc[o] >> s & 1 for o in p.succs[v] if o != s)):
-                lin = _Lin()
+                lin = Lin()
                 add_z(lin, v, j, 1.0)
                 add_z(lin, s, j, -1.0)
                 lin.add(int(c[v, j]), -1.0)
                 put(lin, hi=0.0)
             if p.is_output[v]:
-                lin = _Lin()
+                lin = Lin()
                 add_z(lin, v, j, 1.0)
                 lin.add(int(c[v, j]), -1.0)
                 put(lin, hi=0.0)
     # link time and bytes per link, codec choice
-    link_time = [_Lin() for _ in range(k - 1)]
-    link_bytes = [_Lin() for _ in range(k - 1)]
+    link_time = [Lin() for _ in range(k - 1)]
+    link_bytes = [Lin() for _ in range(k - 1)]
     energy_send: dict[int, dict[int, float]] = {}      # value -> {column: device joules when it crosses link 0}
     y: dict[tuple[int, str], int] = {}
     for j, choice in enumerate(allowed):
@@ -232,15 +188,11 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
                     energy_send.setdefault(v, {})[w] = problem_of(codec).energy_send[v]
             m.row(split, 0.0, 0.0)
     # compute per tier, latency
-    stage = [_Lin() for _ in range(k)]
+    stage = [Lin() for _ in range(k)]
     for v in range(n):
         for t in range(int(req.lo[v]), int(req.hi[v]) + 1):
             add_x(stage[t], v, t, p.compute[v, t] / t_scale)
-    latency = _Lin()
-    for lin in stage + link_time:
-        for col, val in lin.terms.items():
-            latency.add(col, val)
-        latency.const += lin.const
+    latency = lin_sum(stage + link_time)
     if bound_s is not None:
         put(latency, hi=(bound_s - p.prop_s.sum()) / t_scale * (1 + 1e-9))
     # memory
@@ -248,7 +200,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
         if not np.isfinite(req.mem[t]):
             continue
         scale = max(req.mem[t], 1.0)
-        lin = _Lin()
+        lin = Lin()
         storages: dict[str, int] = {}
         for v in range(n):
             if not req.lo[v] <= t <= req.hi[v]:
@@ -261,7 +213,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
                 if key not in storages:
                     storages[key] = m.var()
                     lin.add(storages[key], p.graph.param_sizes.get(key, 0) / scale)
-                user = _Lin()
+                user = Lin()
                 add_x(user, v, t, 1.0)
                 user.add(storages[key], -1.0)
                 put(user, hi=0.0)
@@ -275,17 +227,17 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
         b = m.var(0.0, np.inf)
         loads = [(p.streams[t], stage[t]) for t in range(k)] + [(p.streams[j], link_time[j]) for j in range(k - 1)]
         for streams, load in loads:
-            lin = _Lin()
+            lin = Lin()
             for col, val in load.terms.items():
                 lin.add(col, streams * val)
             lin.const = streams * load.const
             lin.add(b, -1.0)
             put(lin, hi=0.0)
-        target = _Lin()
+        target = Lin()
         target.add(b, 1.0)
     elif obj == "energy":
         # device joules: compute on tier 0 and what crosses its uplink
-        target = _Lin()
+        target = Lin()
         for v in range(n):
             if req.lo[v] == 0:
                 add_x(target, v, 0, p.energy_compute[v] / e_scale)
@@ -293,7 +245,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
             for col, val in send.items():
                 target.add(col, val / e_scale)
     else:
-        target = latency if obj == "latency" else _sum(link_bytes)
+        target = latency if obj == "latency" else lin_sum(link_bytes)
     cost = np.zeros(len(m.lower))
     for col, val in target.terms.items():
         cost[col] += val
@@ -309,7 +261,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
             start_cols += list(y.values())
             start_vals += [1.0 if given[j] == codec else 0.0 for (j, codec) in y]
     left = None if time_limit_s is None else max(float(time_limit_s) - (time.perf_counter() - start), 0.05)
-    h = _highs(m, cost, offset, rel_gap, left, start_cols, start_vals)
+    h = solve_with_highs(m, cost, offset, rel_gap, left, start_cols, start_vals)
     status = h.getModelStatus()
     if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
         return None
@@ -334,45 +286,6 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     return Solution(a, solved, optimal, 0.0 if optimal else gap, EXACT_METHOD, notes, bound_s, codecs, lower)
 
 
-def _highs(m: _Model, cost: np.ndarray, offset: float, rel_gap: float, time_limit_s: float | None,
-           start_cols: list[int], start_vals: list[float]):
-    """Hand the model to HiGHS (one CSC matrix), with a start for its integer columns, and solve it."""
-    import highspy
-
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("mip_rel_gap", rel_gap)
-    h.setOptionValue("mip_abs_gap", 1e-9)
-    h.setOptionValue("threads", 1)
-    # presolve costs more than it saves on these models: 2,000-op network-shaped DAGs prove optimal
-    # in half the time without it (bench_partition), and ResNet-50 over smart_city too
-    h.setOptionValue("presolve", "off")
-    if time_limit_s is not None:
-        h.setOptionValue("time_limit", time_limit_s)
-    lp = highspy.HighsLp()
-    lp.num_col_ = len(m.lower)
-    lp.num_row_ = len(m.row_lo)
-    lp.col_cost_ = cost
-    lp.col_lower_ = np.array(m.lower)
-    lp.col_upper_ = np.array(m.upper)
-    lp.row_lower_ = np.array(m.row_lo)
-    lp.row_upper_ = np.array(m.row_hi)
-    lp.offset_ = offset
-    matrix = sp.csc_matrix((m.vals, (m.rows, m.cols)), shape=(lp.num_row_, lp.num_col_))
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = matrix.indptr
-    lp.a_matrix_.index_ = matrix.indices
-    lp.a_matrix_.value_ = matrix.data
-    lp.a_matrix_.num_col_ = lp.num_col_
-    lp.a_matrix_.num_row_ = lp.num_row_
-    lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in m.integer]
-    h.passModel(lp)
-    if start_cols:
-        h.setSolution(len(start_cols), np.array(start_cols, dtype=np.int32), np.array(start_vals, dtype=float))
-    h.run()
-    return h
-
-
 def _latency_bound(p: Problem, req: Request, by_codec, allowed, time_limit_s, rel_gap) -> float | None:
     """1.5 x the least latency (the ``bytes`` objective's bound when no SLO is given).
 
@@ -395,12 +308,3 @@ def _ancestors(p: Problem) -> list[int]:
         for u in p.preds[v]:
             anc[v] |= anc[u] | (1 << u)
     return anc
-
-
-def _sum(lins: Sequence[_Lin]) -> _Lin:
-    out = _Lin()
-    for lin in lins:
-        for col, val in lin.terms.items():
-            out.add(col, val)
-        out.const += lin.const
-    return out

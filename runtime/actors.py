@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -22,6 +22,7 @@ from partition.graph import TensorSpec
 from partition.split import Stage
 
 from .batching import BatchRunner
+from .stage_config import StageConfig
 from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
 from .errors import StageError, UnknownPlanError
 from .flow import ReorderBuffer
@@ -35,36 +36,6 @@ __all__ = ["StageConfig", "StageWorker"]
 MAX_LATENCY_S = 3600.0      # an end-to-end time beyond this (or negative) comes from a wrong clock, not the pipeline
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """Plain settings of one stage instance (everything but the module and the parent handle)."""
-
-    tier: int
-    tier_name: str
-    node: str
-    expected: dict[str, TensorSpec | None]
-    codec_up: str = "raw"
-    link: dict | None = None               # bandwidth_mbps, latency_ms, jitter_ms, loss of the uplink
-    emulate: bool = False
-    scale: float = 1.0                     # seconds on this tier per second on this host
-    emulated_compute_s: float | None = None  # the tier's predicted time per frame (plan); else real x scale
-    max_batch: int = 8
-    max_wait_s: float = 0.002
-    credits: int = 4
-    queue_frames: int = 64
-    max_frame_bytes: int = 64 << 20
-    threads: int = 1
-    device: str = "cpu"
-    last: bool = False
-    speed: float | None = None             # the tier's nominal speed (a 'speed' condition is relative to it)
-    conditions: tuple = ()                 # emulation: (at_s, field, value) changes of this node (conditions.py)
-    debug: bool = field(default_factory=lambda: os.environ.get("TIERPIPE_DEBUG") == "1")
-
-    @property
-    def where(self) -> str:
-        return f"stage {self.tier_name!r} ({self.node})"
 
 
 @dataclass
@@ -96,6 +67,7 @@ class StageWorker:
         self.versions: dict[int, _Version] = {
             0: _Version(BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch), cfg.expected,
                         cfg.codec_up, cfg.emulated_compute_s)}
+        self._specs = {0: cfg.expected}       # what each held plan version's frames carry (for unpack)
         self.registry = registry
         self.parent = parent
         self.uplink: Uplink | None = None
@@ -167,8 +139,7 @@ class StageWorker:
         return self.uplink.replay.watermarks if self.uplink is not None else self.acked
 
     def _decode(self, data) -> Frame:
-        expected = {v: state.expected for v, state in self.versions.items()}
-        return unpack(data, expected, self.cfg.where, self.cfg.max_frame_bytes, versions=True)
+        return unpack(data, self._specs, self.cfg.where, self.cfg.max_frame_bytes, versions=True)
 
     async def prepare(self, version: int, stage: Stage, expected: dict, codec_up: str,
                       emulated_compute_s: float | None) -> dict:
@@ -180,6 +151,7 @@ class StageWorker:
         for old in sorted(self.versions)[:-3]:          # keep the last three plans: frames of older ones are long done
             if old != 0:
                 del self.versions[old]
+        self._specs = {v: state.expected for v, state in self.versions.items()}
         return {"node": self.cfg.node, "versions": sorted(self.versions),
                 "batchable": self.versions[version].runner.batchable}
 

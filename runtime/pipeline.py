@@ -22,19 +22,17 @@ from typing import Callable, Sequence
 
 import torch
 
-from partition.conditions import changes_for
-from partition.graph import TensorSpec
 from partition.plan import Plan
 from partition.topology import Topology
 
-from .actors import StageConfig, StageWorker
 from .adapt import Adapter, TimelineRecorder
 from .delivery import Ledger, Result
-from .errors import PipelineError, StageError, SwitchError
+from .errors import PipelineError, StageError
 from .flow import SourceQueue
-from .placement import NODE_LABEL, TIER_LABEL, actor_options, labelled_nodes
-from .raystart import quiet_ray, start_local_ray
-from .registry import PlanRegistry
+from .lifecycle import Lifecycle
+from .live import LiveChanges
+from .placement import NODE_LABEL, TIER_LABEL
+from .raystart import quiet_ray
 from .wire import Frame, pack
 
 __all__ = ["Pipeline", "Result", "quiet_ray", "NODE_LABEL", "TIER_LABEL"]
@@ -42,7 +40,7 @@ __all__ = ["Pipeline", "Result", "quiet_ray", "NODE_LABEL", "TIER_LABEL"]
 log = logging.getLogger(__name__)
 
 
-class Pipeline:
+class Pipeline(Lifecycle, LiveChanges):
     """Run ``plan`` over ``topology``: a context manager.
 
     Args:
@@ -112,161 +110,6 @@ class Pipeline:
         self._last_ack = self._last_progress = time.perf_counter()
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "Pipeline":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def start(self) -> None:
-        import ray
-
-        if self.address is None:
-            if not ray.is_initialized():
-                start_local_ray(actors=len(self.tier_of), chatty=log.isEnabledFor(logging.INFO))
-                self._own_ray = True
-        elif not ray.is_initialized():
-            from .cluster import token_path, use_token
-
-            if token_path().exists():      # a cluster from `tierpipe cluster up/local`: use its token
-                use_token()
-            ray.init(address=self.address, logging_level=logging.WARNING)
-        labelled = labelled_nodes() if self.address is not None else []
-        stage_modules = self.plan.build_stages(self.model)
-        worker = ray.remote(max_restarts=-1, max_task_retries=0)(StageWorker)
-        self.registry = ray.remote(num_cpus=0)(PlanRegistry).remote()
-        scales = self._tier_scales()
-        last = len(self.plan.tiers) - 1
-        for t in reversed(range(last + 1)):
-            tier = self.topology.path[t]
-            module_ref = ray.put(stage_modules[t])       # each instance of tier t gets stage t only
-            self._module_refs.append(module_ref)          # kept in scope: a restarted actor needs it again
-            for node in tier.node_names():
-                link = self.topology.links[t] if t < last else None
-                cfg = StageConfig(
-                    tier=t, tier_name=tier.name, node=node, expected=self._expected(t),
-                    codec_up=self.plan.codecs[t] if t < last else "raw",
-                    link={"bandwidth_mbps": link.bandwidth_mbps, "latency_ms": link.latency_ms,
-                          "jitter_ms": link.jitter_ms, "loss": link.loss} if link else None,
-                    emulate=self.emulate, scale=scales[t], emulated_compute_s=self.plan.predicted.stage_compute_s[t], max_batch=self.max_batch, max_wait_s=self.max_wait_s,
-                    credits=self.credits, queue_frames=self.queue_frames, threads=self.threads,
-                    device=tier.accelerator, last=t == last, speed=tier.speed,
-                    conditions=tuple(changes_for(self.conditions, self.topology, node)) if self.emulate else ())
-                parent = self.stages[self.topology.parents[node]] if t < last else None
-                self.stages[node] = worker.options(name=None, **self._placement(node, tier.name, labelled)).remote(
-                    cfg, module_ref, parent, self.registry)
-        for node in dict.fromkeys(self.stream_nodes):
-            self.sources[node] = self.stages[node]
-        self._wait_ready()
-        self._started = time.perf_counter()
-
-    def close(self) -> None:
-        import ray
-
-        try:
-            ray.get([h.shutdown.remote() for h in self.stages.values()], timeout=5)
-        except Exception:  # an actor already gone: nothing to stop
-            pass
-        for handle in self.stages.values():
-            try:
-                ray.kill(handle, no_restart=True)
-            except Exception:  # already gone
-                pass
-        self.stages.clear()
-        self.sources.clear()
-        if self._own_ray and ray.is_initialized():
-            ray.shutdown()
-            self._own_ray = False
-
-    # ------------------------------------------------------------------ placement
-    def _placement(self, node: str, tier: str, labelled: list[dict]) -> dict:
-        return actor_options(self.topology, self.address, node, tier, labelled)
-
-    def _wait_ready(self) -> None:
-        import ray
-
-        pending = {h.hello.remote(): n for n, h in self.stages.items()}
-        ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=self.ready_timeout_s)
-        if waiting:
-            names = sorted(pending[r] for r in waiting)
-            raise PipelineError(f"actors for {names} did not start within {self.ready_timeout_s:.0f} s: their tier's nodes "
-                                "are missing, full, or cannot import tierpipe. Check `tierpipe cluster status`")
-        ray.get(ready)
-
-    def _tier_scales(self) -> list[float]:
-        if self.plan.tier_scale:
-            return list(self.plan.tier_scale)
-        return [1.0 / t.speed if t.speed else 1.0 for t in self.topology.path]
-
-    def _expected(self, t: int, plan: Plan | None = None) -> dict[str, TensorSpec | None]:
-        plan = plan or self.plan
-        spec = plan.stages[t]
-        if t == 0:
-            return dict(zip(spec.inputs, plan.inputs))
-        return {c.name: (TensorSpec(c.shape, c.dtype, c.raw_bytes) if c.shape is not None else None)
-                for c in plan.links[t - 1].tensors}
-
-    # ------------------------------------------------------------------ plan switch
-    def switch(self, plan: Plan, emulated_compute_s: Sequence[float] | None = None, timeout_s: float = 60.0,
-               wait: bool = True) -> dict | None:
-        """Run new frames on ``plan``, with no pause: while every actor loads the new stage, frames go on
-        flowing on the old plan (this call keeps feeding and collecting them); frames in flight finish on
-        the plan they started with; delivery stays exactly once and in order per source.
-
-        If any actor cannot load its stage (or does not answer within ``timeout_s``), nothing changes and
-        :class:`SwitchError` says which and why.
-
-        Args:
-            emulated_compute_s: per tier, the time emulation makes each stage take on the new plan
-                (default: the plan's prediction).
-            wait: False: start the switch and return None; it completes inside later calls
-                (``submit``, ``poll``...), and :attr:`switch_done` / :attr:`switch_error` tell how it went.
-
-        Returns:
-            ``{"version", "prepare_ms"}`` (with ``wait``).
-        """
-        from .switch import PendingSwitch
-
-        if self._pending is not None:
-            raise SwitchError(f"a switch to plan version {self._pending.version} is still in progress")
-        self.switch_done, self.switch_error = None, None
-        self._pending = PendingSwitch(self, plan, emulated_compute_s, timeout_s)
-        if not wait:
-            return None
-        while self._pending is not None:
-            arrived = self.poll(0.02)          # (poll replaces the buffer: take its results first)
-            self._results_buffer.extend(arrived)
-        if self.switch_error:
-            raise SwitchError(self.switch_error)
-        return self.switch_done
-
-    def _observe(self, new_results: list, now: float) -> None:
-        """The per-second timeline (every way of running records one) and, with ``adapt``, a round of
-        measuring and re-planning once a second."""
-        import ray
-
-        if self.timeline is None:
-            self.timeline = TimelineRecorder(now)
-            if self.adapter is not None:
-                self.adapter.attach(self, now)
-        self.timeline.add(new_results, self.version)
-        if self.adapter is not None and now - self._adapted_at >= 1.0:
-            self._adapted_at = now
-            self.adapter.step(self, ray.get([h.metrics_json.remote() for h in self.stages.values()]))
-
-    def _check_switch(self) -> None:
-        if self._pending is None:
-            return
-        try:
-            done = self._pending.check()
-        except SwitchError as exc:
-            self.switch_error, self._pending = str(exc), None
-            log.warning("%s", exc)
-            return
-        if done is not None:
-            self.switch_done, self._pending = done, None
-
     # ------------------------------------------------------------------ running
     def _check_input(self, i: int, x: tuple) -> None:
         if len(x) != len(self.plan.inputs):
@@ -350,19 +193,6 @@ class Pipeline:
                 raise PipelineError(f"source {source} could not hand over a frame for {timeout_s:.0f} s: "
                                     f"per-stage state: {self._brief()}")
         self._pump()
-
-    def _tick_clock(self) -> None:
-        """Emulated conditions count from the first frame; the start is re-announced every 2 s, so a
-        restarted actor catches up (``start_clock`` is idempotent)."""
-        if not (self.emulate and self.conditions):
-            return
-        now = time.time()
-        if self._clock_t0 is None:
-            self._clock_t0 = now
-        if now - self._clock_sent >= 2.0:
-            self._clock_sent = now
-            for handle in self.stages.values():
-                handle.start_clock.remote(self._clock_t0)
 
     @property
     def admitted(self) -> int:

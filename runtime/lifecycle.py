@@ -1,0 +1,124 @@
+"""Starting and stopping a pipeline's actors: a part of :class:`runtime.pipeline.Pipeline`.
+
+Ray (local, or the cluster at ``address`` with its token), one stage actor per tier node placed
+by its labels, each given only its own stage module, the plan registry, and the wait until every
+actor answers. The state it uses is declared in ``Pipeline.__init__``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from partition.conditions import changes_for
+from partition.graph import TensorSpec
+from partition.plan import Plan
+
+from .actors import StageConfig, StageWorker
+from .errors import PipelineError
+from .placement import actor_options, labelled_nodes
+from .raystart import start_local_ray
+from .registry import PlanRegistry
+
+__all__ = ["Lifecycle"]
+
+log = logging.getLogger("runtime.pipeline")
+
+
+class Lifecycle:
+    """``start`` / ``close`` and the context manager of a Pipeline."""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        import ray
+
+        if self.address is None:
+            if not ray.is_initialized():
+                start_local_ray(actors=len(self.tier_of), chatty=log.isEnabledFor(logging.INFO))
+                self._own_ray = True
+        elif not ray.is_initialized():
+            from .cluster import token_path, use_token
+
+            if token_path().exists():      # a cluster from `tierpipe cluster up/local`: use its token
+                use_token()
+            ray.init(address=self.address, logging_level=logging.WARNING)
+        labelled = labelled_nodes() if self.address is not None else []
+        stage_modules = self.plan.build_stages(self.model)
+        worker = ray.remote(max_restarts=-1, max_task_retries=0)(StageWorker)
+        self.registry = ray.remote(num_cpus=0)(PlanRegistry).remote()
+        scales = self._tier_scales()
+        last = len(self.plan.tiers) - 1
+        for t in reversed(range(last + 1)):
+            tier = self.topology.path[t]
+            module_ref = ray.put(stage_modules[t])       # each instance of tier t gets stage t only
+            self._module_refs.append(module_ref)          # kept in scope: a restarted actor needs it again
+            for node in tier.node_names():
+                link = self.topology.links[t] if t < last else None
+                cfg = StageConfig(
+                    tier=t, tier_name=tier.name, node=node, expected=self._expected(t),
+                    codec_up=self.plan.codecs[t] if t < last else "raw",
+                    link={"bandwidth_mbps": link.bandwidth_mbps, "latency_ms": link.latency_ms,
+                          "jitter_ms": link.jitter_ms, "loss": link.loss} if link else None,
+                    emulate=self.emulate, scale=scales[t], emulated_compute_s=self.plan.predicted.stage_compute_s[t], max_batch=self.max_batch, max_wait_s=self.max_wait_s,
+                    credits=self.credits, queue_frames=self.queue_frames, threads=self.threads,
+                    device=tier.accelerator, last=t == last, speed=tier.speed,
+                    conditions=tuple(changes_for(self.conditions, self.topology, node)) if self.emulate else ())
+                parent = self.stages[self.topology.parents[node]] if t < last else None
+                self.stages[node] = worker.options(name=None, **self._placement(node, tier.name, labelled)).remote(
+                    cfg, module_ref, parent, self.registry)
+        for node in dict.fromkeys(self.stream_nodes):
+            self.sources[node] = self.stages[node]
+        self._wait_ready()
+        self._started = time.perf_counter()
+
+    def close(self) -> None:
+        import ray
+
+        try:
+            ray.get([h.shutdown.remote() for h in self.stages.values()], timeout=5)
+        except Exception:  # an actor already gone: nothing to stop
+            pass
+        for handle in self.stages.values():
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:  # already gone
+                pass
+        self.stages.clear()
+        self.sources.clear()
+        if self._own_ray and ray.is_initialized():
+            ray.shutdown()
+            self._own_ray = False
+
+    # ------------------------------------------------------------------ placement
+    def _placement(self, node: str, tier: str, labelled: list[dict]) -> dict:
+        return actor_options(self.topology, self.address, node, tier, labelled)
+
+    def _wait_ready(self) -> None:
+        import ray
+
+        pending = {h.hello.remote(): n for n, h in self.stages.items()}
+        ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=self.ready_timeout_s)
+        if waiting:
+            names = sorted(pending[r] for r in waiting)
+            raise PipelineError(f"actors for {names} did not start within {self.ready_timeout_s:.0f} s: their tier's nodes "
+                                "are missing, full, or cannot import tierpipe. Check `tierpipe cluster status`")
+        ray.get(ready)
+
+    def _tier_scales(self) -> list[float]:
+        if self.plan.tier_scale:
+            return list(self.plan.tier_scale)
+        return [1.0 / t.speed if t.speed else 1.0 for t in self.topology.path]
+
+    def _expected(self, t: int, plan: Plan | None = None) -> dict[str, TensorSpec | None]:
+        plan = plan or self.plan
+        spec = plan.stages[t]
+        if t == 0:
+            return dict(zip(spec.inputs, plan.inputs))
+        return {c.name: (TensorSpec(c.shape, c.dtype, c.raw_bytes) if c.shape is not None else None)
+                for c in plan.links[t - 1].tensors}
