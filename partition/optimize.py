@@ -59,7 +59,8 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
               latency_slo_ms: float | None = None, memory: bool = True, accuracy: AccuracyBudget | None = None,
               calibration: list[tuple] | None = None, cost_model: CostModel | None = None,
               profiles: Mapping[str, Mapping[str, float]] | None = None, model_name: str = "model",
-              orders: int = 8, solver: str = "auto", time_budget_s: float = 10.0) -> Plan:
+              orders: int = 8, solver: str = "auto", time_budget_s: float = 10.0,
+              not_before: Mapping[str, str] | None = None) -> Plan:
     """Choose where every node runs and how every link is encoded.
 
     Args:
@@ -71,6 +72,7 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
         codec: ``raw``, any codec name (``int8+zstd``...) on every link, or ``auto``.
         keep_input_on: tier the raw input must not leave (privacy).
         pins: ``{module path or node name: tier name}``.
+        not_before: ``{module path or node name: tier name}``: runs on that tier or one nearer the sink.
         latency_slo_ms: the plan's latency must not exceed this.
         memory: enforce every tier's memory budget (parameters, each storage once, + every
             value the tier produces or receives for a frame: a bound of the peak under any order).
@@ -99,7 +101,7 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
         raise PartitionError(f"unknown solver {solver!r}; use one of {SOLVERS}")
     cm = cost_model or CostModel(graph, topology, profiles)
     k = len(topology.path)
-    req = make_request(graph, topology, objective, keep_input_on, pins, latency_slo_ms, memory, orders)
+    req = make_request(graph, topology, objective, keep_input_on, pins, latency_slo_ms, memory, orders, not_before)
     space = _codec_space(codec)
     calib, ratios = calibrate_codecs(graph, space, calibration)
     raw = Problem(graph, topology, cm, ["raw"] * (k - 1))

@@ -89,22 +89,45 @@ class Replanner:
         self.last_switch_s = float("-inf")
         self._ratios: dict[tuple[str, ...], dict] = {}
 
-    def propose(self, now_s: float, current: Plan, measured: Measured, reason: str = "") -> Proposal | None:
-        """A better plan for the measured figures, or None (not better enough, or too soon)."""
+    def propose(self, now_s: float, current: Plan, measured: Measured, reason: str = "", *,
+                battery_low: bool = False) -> Proposal | None:
+        """A better plan for the measured figures, or None (not better enough, or too soon).
+
+        ``battery_low``: a device runs low, so the device tier is planned for energy and the tiers
+        after it for the objective (:meth:`energy_first`); a plan is then better when it spends
+        ``min_gain`` fewer device joules per frame, or as few and is ``min_gain`` better on the objective.
+        """
         if now_s - self.last_switch_s < self.hold_s:
             return None
         topo = measured_topology(self.topology, measured)
-        new = partition(self.graph, topo, self.objective, **{"model_name": current.model, **self.partition_kwargs})
+        kwargs = {"model_name": current.model, **self.partition_kwargs}
+        new = self.energy_first(topo, kwargs) if battery_low else partition(self.graph, topo, self.objective, **kwargs)
         codecs = tuple(current.codecs)
         if codecs not in self._ratios:       # compressors' measured ratios, as the running plan used them
             self._ratios[codecs] = calibrate_codecs(self.graph, codecs, self.partition_kwargs.get("calibration"))[1]
         cm = CostModel(self.graph, topo, self.partition_kwargs.get("profiles"))
         old = Problem(self.graph, topo, cm, list(codecs), self._ratios[codecs]).evaluate(current.assignment)
         before, after = objective_value(self.objective, old), objective_value(self.objective, new.predicted)
-        if not after < before * (1 - self.min_gain):
+        better = after < before * (1 - self.min_gain)
+        if battery_low:
+            e_before, e_after = old.energy_j, new.predicted.energy_j
+            better = e_after < e_before * (1 - self.min_gain) or (e_after <= e_before * (1 + 1e-9) and better)
+        if not better:
             return None
-        return Proposal(new, reason or f"measured {measured.describe(self.topology)}", before, after,
-                        old.throughput_fps, new.predicted.throughput_fps)
+        why = reason or f"measured {measured.describe(self.topology)}"
+        return Proposal(new, why, before, after, old.throughput_fps, new.predicted.throughput_fps)
+
+    def energy_first(self, topo: Topology, kwargs: Mapping) -> Plan:
+        """The device tier's ops as the ``energy`` objective places them (least device joules per frame),
+        and the rest placed for the objective: the device keeps exactly those ops (pins) and the others
+        run after it (``not_before``). Should the codec chosen for the rest cost the device more joules,
+        the energy plan itself."""
+        energy = partition(self.graph, topo, "energy", **kwargs)
+        device, nxt = energy.tiers[0], energy.tiers[1]
+        pins = {**dict(kwargs.get("pins") or {}), **{n: device for n, t in energy.assignment.items() if t == device}}
+        after = {n: nxt for n, t in energy.assignment.items() if t != device}
+        plan = partition(self.graph, topo, self.objective, **{**kwargs, "pins": pins, "not_before": after})
+        return plan if plan.predicted.energy_j <= energy.predicted.energy_j * (1 + 1e-9) else energy
 
     def switched(self, now_s: float) -> None:
         """The runtime switched to a proposal at ``now_s``: start the hold time."""

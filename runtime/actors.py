@@ -235,6 +235,7 @@ class StageWorker:
             out["wire_bytes_total"], out["wire_busy_s_total"] = self.uplink.wire_bytes_total, self.uplink.wire_busy_s_total
         out["incarnation"] = self.incarnation
         out["conditions_now"] = dict(self.now)
+        out["battery_pct"] = self.now.get("battery_pct", _host_battery_pct()) if self.cfg.emulate else _host_battery_pct()
         if self.cfg.last:
             out["e2e_latency_s"] = self.e2e.summary()
             out["e2e_recent_s"] = percentiles(self.e2e.recent(1000))
@@ -375,3 +376,14 @@ def _result(values):
     if isinstance(values, dict) and _ERROR in values:
         return StageError(values[_ERROR])
     return values
+
+
+def _host_battery_pct() -> float | None:
+    """This machine's battery charge, where it has one (a camera board, a laptop); None on mains power."""
+    try:
+        import psutil          # Ray ships it
+
+        battery = psutil.sensors_battery()
+    except (ImportError, AttributeError, NotImplementedError, OSError):
+        return None
+    return float(battery.percent) if battery is not None and not battery.power_plugged else None

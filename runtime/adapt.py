@@ -14,8 +14,15 @@
    and not within ``hold_s`` of the last switch.
 4. **Switch**: :meth:`Pipeline.switch` in the background; frames keep flowing on the old plan
    until every actor has the new one.
+5. **Battery**: when a device reports less than ``battery_low_pct`` (emulated ``battery:``
+   conditions, or the board's own battery sensor), the device tier is planned for energy (least
+   device joules per frame) and the tiers after it for the objective
+   (:meth:`partition.replan.Replanner.energy_first`); once every device is back above
+   ``battery_ok_pct``, for the objective alone. One plan serves every node of a tier, so one low
+   camera moves every camera of its tier to the energy plan.
 
-Defaults (documented choices): window 3 s, threshold 30%, min gain 15%, hold 10 s.
+Defaults (documented choices): window 3 s, threshold 30%, min gain 15%, hold 10 s, battery low
+below 20% and fine again from 30%.
 """
 
 from __future__ import annotations
@@ -56,8 +63,11 @@ class Adapter:
     """
 
     def __init__(self, graph: Graph, objective: str = "throughput", *, window_s: float = 3.0, threshold: float = 0.3,
-                 min_gain: float = 0.15, hold_s: float = 10.0, **partition_kwargs) -> None:
+                 min_gain: float = 0.15, hold_s: float = 10.0, battery_low_pct: float = 20.0,
+                 battery_ok_pct: float = 30.0, **partition_kwargs) -> None:
         self.graph = graph
+        self.battery_low_pct, self.battery_ok_pct = battery_low_pct, battery_ok_pct
+        self.battery_mode = False                 # a device ran low: its tier is planned for energy
         self.objective = objective
         self.window_s = window_s
         self.threshold = threshold
@@ -95,11 +105,17 @@ class Adapter:
         self._finish_switch(pipe, now)
         measured = self._measure(pipe, metrics, now)
         reasons = self.monitor.observe(now, self._expected(measured))
+        battery = self._battery_change(pipe, metrics)
+        if battery and now - self.replanner.last_switch_s >= self.hold_s and pipe._pending is None:
+            self.battery_mode = not self.battery_mode
+            reasons = [battery]
+        elif battery:
+            return                  # a switch is in progress, or within the hold time: decide next round
         if not reasons or pipe._pending is not None:
             return
         full = Measured(tuple(b if b is not None else a for b, a in zip(measured.bandwidth_mbps, self.assumed.bandwidth_mbps)),
                         tuple(s if s is not None else a for s, a in zip(measured.slowdown, self.assumed.slowdown)))
-        proposal = self.replanner.propose(now, pipe.plan, full, "; ".join(reasons))
+        proposal = self.replanner.propose(now, pipe.plan, full, "; ".join(reasons), battery_low=self.battery_mode)
         if proposal is None:
             self.monitor.rebase(self._expected(full))     # the running plan stays best for these figures
             self.assumed = full
@@ -117,6 +133,20 @@ class Adapter:
         self.replanner.switched(now)
         self.assumed = full
         self.monitor.rebase(self._expected(full))
+
+    def _battery_change(self, pipe, metrics: list[dict]) -> str | None:
+        """Why the device tier's plan must change now: a device below ``battery_low_pct`` (plan it for
+        energy), or every device back above ``battery_ok_pct`` (plan for the objective again); else None."""
+        levels = {m["node"]: m["battery_pct"] for m in metrics
+                  if pipe.tier_of[m["node"]] == 0 and m.get("battery_pct") is not None}
+        if not levels:
+            return None
+        node, pct = min(levels.items(), key=lambda kv: kv[1])
+        if not self.battery_mode and pct < self.battery_low_pct:
+            return f"{node} battery {pct:.0f}% < {self.battery_low_pct:.0f}%: the device tier planned for energy"
+        if self.battery_mode and pct >= self.battery_ok_pct:
+            return f"device batteries back to {pct:.0f}% or more: planned for {self.objective} again"
+        return None
 
     def _finish_switch(self, pipe, now: float) -> None:
         if self.switches and self.switches[-1].done_s is None and self.switches[-1].error is None and pipe._pending is None:

@@ -26,13 +26,15 @@ def test_conditions_reach_their_nodes_at_their_times_and_frames_stay_exactly_onc
         outputs = pipe.run(inputs[:20])
         deadline = time.time() + 30
         while time.time() < deadline:          # the clock started with the first frame: wait until all are due
-            now = {n: ray.get(h.metrics_json.remote())["conditions_now"] for n, h in pipe.stages.items()}
+            metrics = {n: ray.get(h.metrics_json.remote()) for n, h in pipe.stages.items()}
+            now = {n: m["conditions_now"] for n, m in metrics.items()}
             if now["device-1"].get("bandwidth_mbps") == 0.5 and now["gateway-0"] and now["device-0"].get("battery_pct"):
                 break
             time.sleep(0.2)
         outputs += pipe.run(inputs[20:])
         report = pipe.report()
     assert now["device-0"] == {"bandwidth_mbps": 2.0, "battery_pct": 15.0}
+    assert metrics["device-0"]["battery_pct"] == 15.0           # what the adapter reads (a sensor on real boards)
     assert now["device-1"] == {"bandwidth_mbps": 0.5}                     # later entry wins on its node
     assert now["gateway-0"] == {"speed": 0.25} and now["edge-0"] == {}
     assert all(torch.equal(a, b) for a, b in zip(outputs, eager(model, inputs)))

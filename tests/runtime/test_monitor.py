@@ -24,3 +24,59 @@ def test_link_meter_window():
     assert m.mbps(0.9) == pytest.approx(20.0)
     m.add(2.5, 12_500, 0.05)                                          # the old samples left the window: 2 Mbit/s
     assert m.mbps(2.5) == pytest.approx(2.0)
+
+
+def test_a_low_battery_switches_the_device_tier_to_its_energy_plan_once_and_back():
+    """The adapter's battery rule with a stand-in pipeline (no Ray): below 20% one switch to the
+    energy-first plan, none while it stays low, one back once every device is above 30%."""
+    import dataclasses
+
+    import torch
+
+    from partition import capture, partition
+    from runtime.adapt import Adapter
+    from tests.partition.helpers import topology
+    from tests.partition.test_replan import Funnel
+
+    torch.manual_seed(0)
+    graph = capture(Funnel().eval(), (torch.randn(16, 64),), timing="analytic")
+    graph.nodes = [dataclasses.replace(n, host_time_s=1e-3 if n.op == "compute" else 0.0) for n in graph.nodes]
+    base = topology(speeds=(1.0, 0.5, 4.0), nodes=(2, 1, 1), bandwidth_mbps=(20, 50))
+    topo = base.model_copy(update={"links": [base.links[0].model_copy(update={"tx_energy_nj_per_byte": 10_000.0}),
+                                             base.links[1]]})
+
+    class Pipe:
+        def __init__(self):
+            self.topology, self.plan = topo, partition(graph, topo, "throughput")
+            self.tier_of = {"device-0": 0, "device-1": 0, "gateway-0": 1, "edge-0": 2}
+            self._pending, self.switch_done, self.switch_error, self.switched = None, None, None, []
+
+        def switch(self, plan, emulated_compute_s=None, wait=True):
+            self.switched.append(plan)
+            self.plan, self.switch_done = plan, {"version": len(self.switched)}
+
+    pipe = Pipe()
+    adapter = Adapter(graph, "throughput", hold_s=10.0)
+    adapter.attach(pipe, start_s=0.0)
+    throughput_energy = pipe.plan.predicted.energy_j
+
+    def step(at_s: float, levels: dict) -> None:
+        metrics = [{"node": n, "battery_pct": levels.get(n), "incarnation": "i", "tier_s_total": at_s,
+                    "tier_planned_s_total": at_s} for n in pipe.tier_of]           # computing as planned
+        adapter.start_s = -at_s + __import__("time").perf_counter()       # the adapter's clock reads at_s
+        adapter.step(pipe, metrics)
+
+    step(1.0, {"device-0": 80.0, "device-1": 90.0})
+    assert pipe.switched == []
+    step(2.0, {"device-0": 15.0, "device-1": 90.0})                     # one camera runs low
+    assert len(pipe.switched) == 1 and adapter.battery_mode
+    assert pipe.plan.predicted.energy_j < throughput_energy / 1.2
+    assert "device-0 battery 15%" in adapter.switches[-1].reason
+    for t in range(3, 40):
+        step(float(t), {"device-0": 12.0, "device-1": 90.0})             # stays low: no more switches
+    assert len(pipe.switched) == 1
+    step(40.0, {"device-0": 25.0, "device-1": 90.0})                     # between 20% and 30%: hysteresis
+    assert len(pipe.switched) == 1
+    step(41.0, {"device-0": 35.0, "device-1": 90.0})                     # charged again: back to throughput
+    assert len(pipe.switched) == 2 and not adapter.battery_mode
+    assert pipe.plan.predicted.stream_fps > pipe.switched[0].predicted.stream_fps
