@@ -11,6 +11,12 @@ What runs, in order:
    queues from the 16 camera frames of every 0.1 s step, and the same longest-queue-first
    controller sets the lights from those estimates (:mod:`.loop`).
 4. ``report.json`` and five PNGs go to ``--out`` (default ``tierpipe-demo/``).
+
+With ``--adapt`` (and ``--conditions FILE``, default :data:`WIFI_DROP`: four cameras' Wi-Fi
+falls to 50 kbit/s 10 s in and comes back at 40 s), the pipeline measures its links, re-plans
+and switches live; the report gets ``adaptation`` (the conditions, ``plan_switches`` and the
+per-second timeline) and ``adaptation.png``. ``--conditions`` without ``--adapt`` shows what
+the fixed plan does under the same conditions.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ SAMPLE_FRAMES = Path(__file__).with_name("data") / "sample_frames.npy"
 CONTROLLERS = ("fixed_time", "actuated", "ground_truth")
 FULL = {"seeds": (1, 2, 3), "duration_s": 45.0}
 QUICK = {"seeds": (1,), "duration_s": 15.0}
+WIFI_DROP = Path(__file__).with_name("wifi_drop.yaml")
 
 
 def register(sub) -> None:
@@ -47,12 +54,19 @@ def register(sub) -> None:
     d.add_argument("--duration", type=float, help=f"simulated seconds per seed (default {FULL['duration_s']:.0f})")
     d.add_argument("--lag", type=int, default=2, help="steps between a frame and the control action it feeds (default 2)")
     d.add_argument("--out", default="tierpipe-demo", help="report directory (default tierpipe-demo/)")
+    d.add_argument("--conditions", metavar="FILE",
+                   help="emulated conditions over time (YAML list: {at, link|node, bandwidth|speed|battery})")
+    d.add_argument("--adapt", action="store_true",
+                   help="re-plan and switch live when the measured links drift (with the shipped Wi-Fi drop "
+                        f"{WIFI_DROP.name} unless --conditions names a file)")
     d.set_defaults(func=main)
 
 
 def main(args) -> int:
     preset = QUICK if args.quick else FULL
-    run_demo(Path(args.out), tuple(args.seeds or preset["seeds"]), args.duration or preset["duration_s"], args.lag)
+    conditions = args.conditions or (str(WIFI_DROP) if args.adapt else None)
+    run_demo(Path(args.out), tuple(args.seeds or preset["seeds"]), args.duration or preset["duration_s"], args.lag,
+             conditions=conditions, adapt=args.adapt)
     return 0
 
 
@@ -66,9 +80,13 @@ def _plan(console: Console):
         # analytic per-op costs: the same plan on every machine and every run (a measured capture varies
         # with the load, and with it the codec that wins at the first cut)
         graph = capture(model, (sample[3:4],), timing="analytic")
-        plan = partition(graph, topo, "throughput", codec="auto", model_name="queuenet",
-                         calibration=[(sample[i:i + 1],) for i in range(0, 16, 4)])
-    return topo, model, plan
+        plan = partition(graph, topo, "throughput", codec="auto", model_name="queuenet", calibration=calibration_frames(sample))
+    return topo, model, plan, graph
+
+
+def calibration_frames(sample: torch.Tensor) -> list[tuple]:
+    """Four of the shipped frames: what lossy codecs are checked on (at the start and when re-planning)."""
+    return [(sample[i:i + 1],) for i in range(0, 16, 4)]
 
 
 def _baselines(seeds, duration_s: float, progress: Progress) -> dict[str, list[dict]]:
@@ -83,26 +101,33 @@ def _baselines(seeds, duration_s: float, progress: Progress) -> dict[str, list[d
     return out
 
 
-def _live_table(stats: LoopStats, sim_t: float, seed: int, duration_s: float) -> Table:
+def _live_table(stats: LoopStats, sim_t: float, seed: int, duration_s: float, version: int = 0) -> Table:
     lat = np.asarray(stats.latencies_ms[-2000:]) if stats.latencies_ms else np.zeros(1)
     table = Table(title=f"camera-driven control, seed {seed}: simulated {sim_t:.0f} / {duration_s:.0f} s")
-    for col in ("frames sent", "delivered", "fps (last s)", "p50 ms", "p99 ms", "live MAE / lane", "in order"):
+    for col in ("frames sent", "delivered", "fps (last s)", "p50 ms", "p99 ms", "live MAE / lane", "in order", "plan"):
         table.add_column(col, justify="right")
     table.add_row(str(stats.frames_sent), str(stats.frames_delivered), str(stats.per_second[-1] if stats.per_second else 0),
                   f"{np.percentile(lat, 50):.0f}", f"{np.percentile(lat, 99):.0f}",
-                  f"{np.mean(stats.abs_err) if stats.abs_err else 0:.3f}", "yes" if stats.order_ok else "NO")
+                  f"{np.mean(stats.abs_err) if stats.abs_err else 0:.3f}", "yes" if stats.order_ok else "NO", f"v{version}")
     return table
 
 
-def run_demo(out: Path, seeds: tuple[int, ...], duration_s: float, lag: int = 2, console: Console | None = None) -> dict:
-    """Run the whole demo; writes ``out/report.json`` and the plots, returns the report."""
+def run_demo(out: Path, seeds: tuple[int, ...], duration_s: float, lag: int = 2, console: Console | None = None,
+             conditions: str | Path | None = None, adapt: bool = False) -> dict:
+    """Run the whole demo; writes ``out/report.json`` and the plots, returns the report.
+
+    ``conditions``: a conditions file the emulated tiers and links follow; ``adapt``: re-plan live.
+    """
+    from partition.conditions import load_conditions
     from runtime import Pipeline
+    from runtime.adapt import Adapter
     from runtime.raystart import quiet_ray
 
     console = console or Console()
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    topo, model, plan = _plan(console)
+    topo, model, plan, graph = _plan(console)
+    timeline = load_conditions(conditions, topo) if conditions else None       # a bad file fails before SUMO runs
     for table in plan.tables():
         console.print(table)
     with Progress(console=console, transient=True) as progress:
@@ -111,7 +136,9 @@ def run_demo(out: Path, seeds: tuple[int, ...], duration_s: float, lag: int = 2,
     quiet_ray()
     with console.status(f"starting {sum(t.nodes for t in topo.path)} stage actors (emulated tiers and links)..."):
         t0 = time.perf_counter()
-        pipe = Pipeline(plan, model, topo, emulate=True)
+        adapter = (Adapter(graph, "throughput", codec="auto", calibration=calibration_frames(torch.from_numpy(np.load(SAMPLE_FRAMES))))
+                   if adapt else False)
+        pipe = Pipeline(plan, model, topo, emulate=True, conditions=timeline, adapt=adapter, graph=graph)
         pipe.start()
         startup_s = time.perf_counter() - t0
     console.print(f"pipeline up in {startup_s:.1f} s")
@@ -120,14 +147,17 @@ def run_demo(out: Path, seeds: tuple[int, ...], duration_s: float, lag: int = 2,
         for seed in seeds:
             with Live(console=console, refresh_per_second=4, transient=True) as live:
                 stats = run_camera_loop(pipe, seed, duration_s, lag=lag,
-                                        on_tick=lambda s, t, seed=seed: live.update(_live_table(s, t, seed, duration_s)))
-            console.print(_live_table(stats, stats.sim_s, seed, duration_s))
+                                        on_tick=lambda s, t, seed=seed: live.update(
+                                            _live_table(s, t, seed, duration_s, pipe.version)))
+            console.print(_live_table(stats, stats.sim_s, seed, duration_s, pipe.version))
             runs.append(stats)
         pipe_report = pipe.report()
     finally:
         pipe.close()
     traffic["camera"] = [s.traffic for s in runs]
     report = _report(plan, traffic, runs, pipe_report, seeds, duration_s, lag, startup_s)
+    if conditions or adapt:
+        report["adaptation"] = _adaptation(pipe_report, conditions, adapt, out, console)
     report["demo_wall_s"] = round(time.perf_counter() - started, 1)
     busiest = max(runs, key=lambda s: s.montage.get("queued", -1)).montage
     report["plots"] = write_plots(out, report, [x for s in runs for x in s.latencies_ms],
@@ -137,6 +167,23 @@ def run_demo(out: Path, seeds: tuple[int, ...], duration_s: float, lag: int = 2,
     console.print(_summary(report))
     console.print(f"report and plots written to {out}/")
     return report
+
+
+def _adaptation(pipe_report: dict, conditions, adapt: bool, out: Path, console: Console) -> dict:
+    """The conditions, the switches and the per-second timeline, printed and plotted (``adaptation.png``)."""
+    from runtime.timeline_plot import plot_timeline
+
+    switches = pipe_report["plan_switches"]
+    for s in switches:
+        console.print(f"plan switch at {s['at_s']:.1f} s -> v{s['version']}: {s['reason']} (predicted "
+                      f"{s['predicted_fps_before']:.0f} -> {s['predicted_fps_after']:.0f} fps, loaded in "
+                      f"{s['switch_s'] or float('nan'):.1f} s)" + (f"; failed: {s['error']}" if s["error"] else ""))
+    if adapt and not switches:
+        console.print("no plan switch: the measured links and speeds stayed close to the plan's")
+    title = f"QueueNet on smart_city, {'adaptive' if adapt else 'fixed plan'} ({Path(conditions).name if conditions else ''})"
+    png = plot_timeline(pipe_report, out / "adaptation.png", title=title)
+    return {"adapt": adapt, "conditions": str(conditions) if conditions else None, "plan_version": pipe_report["plan_version"],
+            "plan_switches": switches, "timeline": pipe_report["timeline"], "plot": png.name}
 
 
 def _report(plan, traffic, runs: list[LoopStats], pipe_report: dict, seeds, duration_s, lag, startup_s) -> dict:

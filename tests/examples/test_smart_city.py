@@ -71,7 +71,12 @@ def test_sumo_runs_are_reproducible_and_control_changes_the_traffic():
 def test_quick_demo_end_to_end(ray_local, tmp_path):
     from examples.smart_city.demo import run_demo
 
-    report = run_demo(tmp_path, seeds=(4,), duration_s=25.0, lag=2)     # seed 4: true-queue control switches 3 times in 25 s
+    # adaptation on, with a condition that changes nothing the plan depends on (no switch is needed; that
+    # drops are re-planned is tests/runtime/test_adapt.py's): the wiring, the report and the plot
+    conditions = tmp_path / "calm.yaml"
+    conditions.write_text("- {at: 2 s, node: device-5, battery: 80 %}\n")
+    report = run_demo(tmp_path, seeds=(4,), duration_s=25.0, lag=2,      # seed 4: true-queue control switches 3 times in 25 s
+                      conditions=conditions, adapt=True)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["pipeline"]["frames_delivered"] == report["pipeline"]["frames_delivered"]
     p = saved["pipeline"]
@@ -84,3 +89,26 @@ def test_quick_demo_end_to_end(ray_local, tmp_path):
     assert saved["model"]["mae"] < 0.2 and list(saved["plan"]["stages"]) == ["device", "gateway", "edge"]
     assert saved["plan"]["stages"]["device"] and saved["plan"]["stages"]["edge"]     # the model really is split
     assert all((tmp_path / name).stat().st_size > 1000 for name in saved["plots"])
+    adaptation = saved["adaptation"]
+    assert adaptation["adapt"] and adaptation["conditions"] == str(conditions)
+    assert adaptation["plan_switches"] == [] and adaptation["plan_version"] == 0
+    assert len(adaptation["timeline"]) >= 5 and sum(r["fps"] for r in adaptation["timeline"]) <= 16 * 250
+    assert (tmp_path / adaptation["plot"]).stat().st_size > 1000
+
+
+def test_demo_adapt_uses_the_shipped_wifi_drop_and_a_bad_conditions_file_is_one_line(monkeypatch, tmp_path, capsys):
+    from examples.smart_city import demo
+    from runtime.cli import main
+
+    calls = []
+    monkeypatch.setattr(demo, "run_demo", lambda out, seeds, duration_s, lag, **kw: calls.append(kw))
+    assert main(["demo", "--quick", "--adapt"]) == 0
+    assert calls[-1] == {"conditions": str(demo.WIFI_DROP), "adapt": True}
+    assert main(["demo", "--quick", "--conditions", "mine.yaml"]) == 0
+    assert calls[-1] == {"conditions": "mine.yaml", "adapt": False}
+    monkeypatch.undo()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {at: 2 s, node: camera-99, bandwidth: 1 Mbit/s}\n")
+    assert main(["demo", "--quick", "--conditions", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().out
+    assert "bad.yaml" in err and "camera-99" in err and "device-0" in err and "Traceback" not in err
