@@ -33,7 +33,7 @@ from .evaluate import Problem
 from .fast import fast_solve, fits
 from .graph import Graph
 from .milp import EXACT_METHOD, exact_solve
-from .plan import Crossing, LinkPlan, Plan
+from .plan import Crossing, LinkPlan, Plan, deployment_facts
 from .solution import Solution, ranking_key
 from .split import stage_specs
 from .topology import Topology
@@ -221,4 +221,4 @@ def _make_plan(graph, topology, model_name, objective, a, codecs, cost, problem:
     return Plan(model=model_name, topology=topology.name, objective=objective, tiers=tuple(names),
                 assignment={n: names[t] for n, t in assign.items()}, stages=tuple(specs), links=tuple(links),
                 codecs=tuple(codecs), inputs=inputs, predicted=cost, baselines=baselines, accuracy=acc,
-                optimal=optimal, method=method, notes=tuple(notes), partition_s=seconds)
+                optimal=optimal, method=method, notes=tuple(notes), partition_s=seconds, **deployment_facts(topology))

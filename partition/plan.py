@@ -21,9 +21,33 @@ from .evaluate import Cost
 from .graph import TensorSpec
 from .split import Stage, StageSpec, make_stage
 
-__all__ = ["Crossing", "LinkPlan", "Plan"]
+__all__ = ["Crossing", "LinkPlan", "Plan", "structure_digest", "deployment_facts"]
 
 FORMAT = 1
+
+
+def structure_digest(topology) -> str:
+    """SHA-256 of what a running pipeline is bound to: the path's tiers, their nodes and who sends to
+    whom. Link figures and speeds are not in it (they change while a pipeline runs; a re-plan for
+    measured figures keeps the digest)."""
+    import hashlib
+
+    shape = {"path": [t.name for t in topology.path], "nodes": {t.name: t.node_names() for t in topology.path},
+             "parents": _path_parents(topology)}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def deployment_facts(topology) -> dict:
+    """The ``parents``, ``link_figures`` and ``topology_digest`` a plan made for ``topology`` carries."""
+    path = topology.path
+    links = tuple({"src": path[j].name, "dst": path[j + 1].name, "bandwidth_mbps": topology.links[j].bandwidth_mbps,
+                   "latency_ms": topology.links[j].latency_ms} for j in range(len(path) - 1))
+    return {"parents": _path_parents(topology), "link_figures": links, "topology_digest": structure_digest(topology)}
+
+
+def _path_parents(topology) -> dict[str, str]:
+    on_path = {n for t in topology.path for n in t.node_names()}
+    return {n: p for n, p in sorted(topology.parents.items()) if n in on_path and p in on_path}
 
 
 @dataclass(frozen=True)
@@ -73,6 +97,10 @@ class Plan:
     notes: tuple[str, ...] = ()
     partition_s: float = 0.0
     tier_scale: tuple[float, ...] = ()        # seconds on each tier per second on the profiling host
+    # what the runtime needs besides the stages, so a running pipeline can switch to this plan alone:
+    parents: dict[str, str] = field(default_factory=dict)       # node -> the node it sends to
+    link_figures: tuple[dict, ...] = ()       # per link on the path: {src, dst, bandwidth_mbps, latency_ms}
+    topology_digest: str = ""                 # the node structure it was made for (:func:`structure_digest`)
 
     # ------------------------------------------------------------------ io
     def to_json(self) -> dict:
@@ -98,6 +126,8 @@ class Plan:
             accuracy=Accuracy(**d["accuracy"]) if d.get("accuracy") else None,
             optimal=d["optimal"], method=d["method"], notes=tuple(d["notes"]), partition_s=d["partition_s"],
             tier_scale=tuple(d.get("tier_scale", ())), gap=d.get("gap", 0.0 if d["optimal"] else None),
+            parents=dict(d.get("parents", {})), link_figures=tuple(d.get("link_figures", ())),
+            topology_digest=d.get("topology_digest", ""),
         )
 
     def save(self, path: str | Path) -> None:

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from partition.plan import Plan
+from partition.plan import Plan, structure_digest
 from partition.topology import Topology
 
 from .adapt import Adapter, TimelineRecorder
@@ -70,6 +70,10 @@ class Pipeline(Lifecycle, LiveChanges):
         if list(plan.tiers) != [t.name for t in topology.path]:
             raise PipelineError(f"plan is for tiers {list(plan.tiers)} but topology {topology.name!r} has "
                                 f"{[t.name for t in topology.path]}; partition for this topology")
+        if plan.topology_digest and plan.topology_digest != structure_digest(topology):
+            raise PipelineError(f"plan was made for topology {plan.topology!r} with other nodes or fan-in than "
+                                f"{topology.name!r} has (structure {plan.topology_digest} vs "
+                                f"{structure_digest(topology)}); partition for this topology")
         self.plan, self.model, self.topology, self.address = plan, model, topology, address
         self.emulate = topology.emulate if emulate is None else emulate
         self.conditions = list(topology.conditions if conditions is None else conditions)

@@ -30,6 +30,10 @@ class PendingSwitch:
         if list(plan.tiers) != list(pipe.plan.tiers):
             raise SwitchError(f"the new plan is for tiers {list(plan.tiers)}, the pipeline runs "
                               f"{list(pipe.plan.tiers)}; partition for the same topology")
+        if plan.topology_digest and pipe.plan.topology_digest and plan.topology_digest != pipe.plan.topology_digest:
+            raise SwitchError(f"the new plan was made for another node structure (topology {plan.topology!r}, "
+                              f"{plan.topology_digest} vs the running {pipe.plan.topology_digest}); partition for "
+                              "the running topology (link figures and speeds may differ, nodes and fan-in may not)")
         if [s.shape for s in plan.inputs] != [s.shape for s in pipe.plan.inputs]:
             raise SwitchError("the new plan takes other inputs than the running one; make it for the same model")
         self.pipe, self.plan, self.timeout_s = pipe, plan, timeout_s

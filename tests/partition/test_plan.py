@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from partition import Plan, Topology, partition, run_stages
+from partition import Plan, Topology, capture, partition, run_stages
 from partition.topology import shipped_topologies
 from partition.zoo import model_names
+from tests.models import Chain
 
 
 @pytest.mark.parametrize("topo", shipped_topologies())
@@ -80,3 +81,21 @@ def test_model_that_does_not_match_the_plan(zoo):
     other, _ = get_model("mobilenet_v2")
     with pytest.raises(StageError, match="does not match plan"):
         plan.build_stages(other)
+
+
+def test_a_plan_carries_parents_link_figures_and_the_structure_it_was_made_for():
+    from partition.plan import structure_digest
+    from tests.partition.helpers import topology
+
+    torch.manual_seed(0)
+    graph = capture(Chain(16, 3).eval(), (torch.randn(1, 16),), timing="analytic")
+    topo = topology(nodes=(4, 2, 1))
+    plan = partition(graph, topo, "latency")
+    assert plan.parents == {"device-0": "gateway-0", "device-1": "gateway-0", "device-2": "gateway-1",
+                            "device-3": "gateway-1", "gateway-0": "edge-0", "gateway-1": "edge-0"}
+    assert [(f["src"], f["dst"], f["bandwidth_mbps"]) for f in plan.link_figures] == [("device", "gateway", 20),
+                                                                                     ("gateway", "edge", 200)]
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))).topology_digest == plan.topology_digest
+    # link figures and speeds do not change the structure; nodes do
+    assert structure_digest(topology(nodes=(4, 2, 1), bandwidth_mbps=(2, 20), speeds=(1, 1, 1))) == plan.topology_digest
+    assert structure_digest(topology(nodes=(4, 1, 1))) != plan.topology_digest

@@ -113,6 +113,13 @@ def test_a_failed_switch_leaves_the_old_plan_running_and_says_why(ray_local):
         with pytest.raises(SwitchError, match=r"plan version 1 .*old plan \(version 0\) runs on"):
             pipe.switch(broken)
         assert pipe.version == 0 and pipe.plan is plan
+        # a plan made for other nodes (three devices where two run) is refused before anything loads
+        elsewhere = partition(capture(model, (torch.randn(1, 16),), timing="analytic"),
+                              fan_in_topology(devices=3, gateways=1), "latency")
+        assert elsewhere.topology_digest != plan.topology_digest
+        with pytest.raises(SwitchError, match="another node structure"):
+            pipe.switch(elsewhere)
+        assert pipe.version == 0 and pipe.plan is plan
         rest = pipe.run(inputs[20:])
     for got, want in zip(first + rest, eager(model, inputs)):
         torch.testing.assert_close(got, want)
