@@ -335,7 +335,13 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
     gm, method = trace(model, example_inputs)
     with torch.inference_mode():
         prof = _Profiler(gm)
-        prof.run(*example_inputs)
+        try:
+            prof.run(*example_inputs)
+        except Exception as exc:
+            shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__ for x in example_inputs]
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise CaptureError(f"the model fails on its example inputs {shapes} ({type(exc).__name__}: {first}); "
+                               "give inputs it accepts (the CLI's --input-shape)") from None
         times = _time_nodes(gm, example_inputs, repeats, warmup) if timing == "measured" else None
 
     notes = list(gm.meta.get("tierpipe_notes", ()))    # what trace() changed (adapt), found once

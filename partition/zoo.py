@@ -232,7 +232,11 @@ def get_model(name: str, input_shape: list[int] | None = None) -> tuple[nn.Modul
         fn = getattr(importlib.import_module(mod_name), fn_name)
     except (ImportError, AttributeError) as exc:
         raise CaptureError(f"cannot load model {name!r}: {exc}. The function must be importable (is its folder on PYTHONPATH?)") from None
-    made = fn()
+    try:
+        made = fn()
+    except Exception as exc:
+        raise CaptureError(f"calling {name!r} failed ({type(exc).__name__}: {str(exc)[:200]}); it must take no "
+                           "arguments and return an nn.Module or (model, example_inputs)") from None
     if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
         model, inputs = made
         if input_shape:

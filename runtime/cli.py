@@ -13,24 +13,17 @@ from rich.table import Table
 
 from partition.errors import TierpipeError
 
+from .argtypes import Parser, input_shape, non_negative_int, positive
+
 # a terminal sets its own width; piped or logged output gets room for the tables instead of 80 columns
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
-
-
-def _shape(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(x) for x in text.replace("x", ",").split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--input-shape {text!r}: write it like 1,3,224,224") from None
 
 
 def _load_graph(args):
     from partition import capture
     from partition.zoo import get_model
 
-    model, inputs = get_model(args.model, _shape(args.input_shape))
+    model, inputs = get_model(args.model, args.input_shape)
     with console.status(f"capturing {args.model}..."):
         graph = capture(model, inputs)
     return model, inputs, graph
@@ -78,16 +71,16 @@ def cmd_topology(args) -> int:
 def _partition_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="zoo name (resnet18, resnet50, mobilenet_v2, vit, unet) or package.module:function")
     p.add_argument("--topology", default="local", help="shipped name or YAML path (default: local)")
-    p.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the model's example input)")
+    p.add_argument("--input-shape", type=input_shape, help="e.g. 1,3,224,224 (default: the model's example input)")
     p.add_argument("--objective", default="latency", choices=["latency", "throughput", "bytes", "energy"])
     p.add_argument("--codec", default="raw", help="auto, raw, fp16, int8, int8-channel, optionally +lz4/+zstd")
     p.add_argument("--keep-input-on", help="tier the raw input must never leave (privacy)")
     p.add_argument("--pin", action="append", default=[], metavar="MODULE=TIER", help="force a module path to a tier")
-    p.add_argument("--slo-ms", type=float, help="latency SLO in ms")
+    p.add_argument("--slo-ms", type=positive, help="latency SLO in ms")
     p.add_argument("--no-memory", action="store_true", help="ignore tier memory budgets")
     p.add_argument("--solver", default="auto", choices=["auto", "exact", "fast"],
                    help="auto: the exact MILP within --time-budget-s, else its best plan and proven gap (default)")
-    p.add_argument("--time-budget-s", type=float, default=10.0, help="the exact solver's time limit under --solver auto")
+    p.add_argument("--time-budget-s", type=positive, default=10.0, help="the exact solver's time limit under --solver auto")
 
 
 def make_plan(args, graph):
@@ -126,16 +119,16 @@ def cmd_partition(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tierpipe", description="Split inference across the tiers of an edge network.")
+    parser = Parser(prog="tierpipe", description="Split inference across the tiers of an edge network.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (Ray's own messages too)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("profile", help="per-node FLOPs, params, output bytes, host and per-tier time")
     p.add_argument("model")
-    p.add_argument("--input-shape")
+    p.add_argument("--input-shape", type=input_shape, help="e.g. 1,3,224,224 (default: the model's example input)")
     p.add_argument("--topology", help="add predicted time per tier")
-    p.add_argument("--depth", type=int, default=0, help="group by module path of this depth (0: per node)")
+    p.add_argument("--depth", type=non_negative_int, default=0, help="group by module path of this depth (0: per node)")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("topology", help="topology files")

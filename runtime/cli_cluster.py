@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from .argtypes import port
 from .errors import ClusterError
 
 
@@ -13,24 +14,24 @@ def register(sub) -> None:
     up = csub.add_parser("up", help="start Ray on every host over ssh (head on the sink tier), token auth on")
     up.add_argument("topology")
     up.add_argument("--head", help="node to run the head on (default: the sink tier's first node)")
-    up.add_argument("--port", type=int, default=6379)
+    up.add_argument("--port", type=port, default=6379)
     up.add_argument("--dry-run", action="store_true", help="print every command, host by host, and run none")
     up.set_defaults(func=cmd_up)
     st = csub.add_parser("status", help="which tier nodes are up, their labels and resources; exit 1 if any is missing")
     st.add_argument("topology")
     st.add_argument("--address", help="default: the head host from the topology, else 'auto'")
-    st.add_argument("--port", type=int, default=6379)
+    st.add_argument("--port", type=port, default=6379)
     st.set_defaults(func=cmd_status)
     down = csub.add_parser("down", help="stop Ray on every host (or --local: the cluster `cluster local` started)")
     down.add_argument("topology", nargs="?")
     down.add_argument("--local", action="store_true",
                       help="stop only the processes `cluster local` started (all its clusters, or the one on --port)")
-    down.add_argument("--port", type=int, default=None)
+    down.add_argument("--port", type=port, default=None)
     down.add_argument("--dry-run", action="store_true")
     down.set_defaults(func=cmd_down)
     loc = csub.add_parser("local", help="a real multi-node Ray cluster on this machine, labelled as in production")
     loc.add_argument("topology")
-    loc.add_argument("--port", type=int, default=6379)
+    loc.add_argument("--port", type=port, default=6379)
     loc.set_defaults(func=cmd_local)
 
 

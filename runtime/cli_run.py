@@ -5,16 +5,18 @@ from __future__ import annotations
 from rich.console import Group
 from rich.live import Live
 
+from .argtypes import positive, positive_int
+
 
 def register(sub, partition_args) -> None:
     p = sub.add_parser("run", help="partition (or load a plan) and stream frames through Ray actors")
     partition_args(p)
     p.add_argument("--plan", help="a plan.json from `tierpipe partition --out` (skips partitioning)")
-    p.add_argument("--seconds", type=float, default=10.0, help="how long the sources stream")
-    p.add_argument("--fps", type=float, help="frames/s per source (default: the topology's)")
+    p.add_argument("--seconds", type=positive, default=10.0, help="how long the sources stream")
+    p.add_argument("--fps", type=positive, help="frames/s per source (default: the topology's)")
     p.add_argument("--address", help="an existing Ray cluster ('auto' for `tierpipe cluster local`); default: local Ray")
     p.add_argument("--emulate", choices=["on", "off"], help="override the topology's emulate switch")
-    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--max-batch", type=positive_int, default=8, help="frames a stage runs at once (default 8)")
     p.add_argument("--report", default="tierpipe-report.json", help="where to write the JSON report")
     p.add_argument("--conditions", metavar="FILE",
                    help="conditions over time (YAML list: {at, link|node, bandwidth|speed|battery}); replaces the "
@@ -70,13 +72,13 @@ def cmd_run(args) -> int:
     from partition import Plan, Topology
     from partition.zoo import get_model
 
-    from .cli import _load_graph, _shape, console, make_plan
+    from .cli import _load_graph, console, make_plan
 
     topo = Topology.load(args.topology)
     graph = None
     if args.plan:
         plan = Plan.load(args.plan)
-        model, _ = get_model(args.model, _shape(args.input_shape))
+        model, _ = get_model(args.model, args.input_shape)
     else:
         model, _, graph = _load_graph(args)
         topo, plan = make_plan(args, graph)

@@ -22,7 +22,6 @@ the fixed plan does under the same conditions.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -32,6 +31,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import Progress
 from rich.table import Table
+
+from runtime.argtypes import non_negative_int, positive
 
 from .loop import LoopStats, run_camera_loop
 from .model import WEIGHTS, load_model
@@ -50,9 +51,9 @@ WIFI_DROP = Path(__file__).with_name("wifi_drop.yaml")
 def register(sub) -> None:
     d = sub.add_parser("demo", help="the smart-city traffic demo: 16 SUMO cameras, a split model, closed-loop lights")
     d.add_argument("--quick", action="store_true", help=f"one seed, {QUICK['duration_s']:.0f} simulated s (under a minute)")
-    d.add_argument("--seeds", type=int, nargs="+", help=f"SUMO seeds (default {FULL['seeds']})")
-    d.add_argument("--duration", type=float, help=f"simulated seconds per seed (default {FULL['duration_s']:.0f})")
-    d.add_argument("--lag", type=int, default=2, help="steps between a frame and the control action it feeds (default 2)")
+    d.add_argument("--seeds", type=non_negative_int, nargs="+", help=f"SUMO seeds (default {FULL['seeds']})")
+    d.add_argument("--duration", type=positive, help=f"simulated seconds per seed (default {FULL['duration_s']:.0f})")
+    d.add_argument("--lag", type=non_negative_int, default=2, help="steps between a frame and the control action it feeds (default 2)")
     d.add_argument("--out", default="tierpipe-demo", help="report directory (default tierpipe-demo/)")
     d.add_argument("--conditions", metavar="FILE",
                    help="emulated conditions over time (YAML list: {at, link|node, bandwidth|speed|battery})")

@@ -71,3 +71,32 @@ def test_bad_codec_and_bad_plan_file_are_one_line_errors(capsys, tmp_path):
     assert "cannot be read" in capsys.readouterr().out
     with pytest.raises(Exception):
         main(["--debug", "run", "resnet18", "--plan", str(bad)])          # --debug: the traceback
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["partition", "resnet18", "--input-shape", "abc"], "--input-shape: 'abc' is not a shape"),
+    (["partition", "resnet18", "--input-shape", "1,-3,2,2"], "every dimension must be a whole number >= 1"),
+    (["partition", "resnet18", "--slo-ms", "nan"], "--slo-ms: 'nan': give a number > 0"),
+    (["partition", "resnet18", "--time-budget-s", "-1"], "--time-budget-s: '-1': give a number > 0"),
+    (["profile", "resnet18", "--depth", "-1"], "--depth: '-1': give a whole number from 0 up"),
+    (["run", "resnet18", "--max-batch", "0"], "--max-batch: '0'"),
+    (["run", "resnet18", "--seconds", "inf"], "--seconds: 'inf'"),
+    (["cluster", "local", "x.yaml", "--port", "99999"], "from 1 to 65535"),
+    (["demo", "--lag", "-2"], "--lag: '-2'"),
+    (["demo", "--duration", "0"], "--duration: '0'"),
+    (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+    (["partition"], "required: model"),
+    (["partition", "tests.models:Chain", "--input-shape", "1,3"], "the model fails on its example inputs [(1, 3)]"),
+    (["partition", "json:loads"], "calling 'json:loads' failed (TypeError"),
+])
+def test_every_bad_argument_is_one_line_without_a_traceback(argv, says, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:          # argparse's errors
+        code = exit_.code
+    assert code == 2
+    captured = capsys.readouterr()
+    text = (captured.out + captured.err).strip()
+    assert says in " ".join(text.split()), text
+    assert "Traceback" not in text and text.startswith("error:")
+    assert len(text.splitlines()) <= 3                 # one line (the console may wrap it)

@@ -1,0 +1,59 @@
+"""Argument types for the ``tierpipe`` command: a bad value is one line naming the flag and the fix."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+__all__ = ["Parser", "input_shape", "positive", "positive_int", "non_negative_int", "port"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``error: ...; see tierpipe CMD --help``), exit status 2."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")
+        sys.exit(2)
+
+
+def input_shape(text: str) -> list[int]:
+    try:
+        dims = [int(x) for x in text.replace("x", ",").split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape; write it like 1,3,224,224") from None
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"{text!r}: every dimension must be a whole number >= 1, e.g. 1,3,224,224")
+    return dims
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number > 0")
+    return value
+
+
+def _int(text: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from {low}" + (f" to {high}" if high else " up"))
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _int(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _int(text, 0)
+
+
+def port(text: str) -> int:
+    return _int(text, 1, 65535)
