@@ -16,6 +16,11 @@ Runs, each a fresh pipeline:
   re-plan (codecs included) and switch, then switch back.
 - ``best static for 2 Mbit/s``: the plan made knowing the link is 2 Mbit/s, under the same
   conditions, for the adaptive run's share of it in that phase.
+- ``adaptive_paced``: adaptive again with every camera at ``--paced-fps`` (default 4), a rate
+  this machine carries with room to spare, so a camera's results come one frame interval apart
+  and a switch's pause can be told from the queueing of a saturated stream: ``pause_ms`` (the
+  longest gap between one camera's results from the decision to 1 s after the switch) against
+  the frame interval.
 
 Per phase: fps, p99 latency, frames lost (sent - delivered, must be 0), duplicates delivered
 (must be 0); time to detect and to switch; the adaptive plan's fps as a share of the best
@@ -38,12 +43,12 @@ from partition.replan import Measured, measured_topology  # noqa: E402
 from tests.models import CAMNET_PROFILES as PROFILES, CamNet  # noqa: E402
 
 
-def run(label: str, plan, model, topo, conditions, seconds: float, adapt, graph) -> dict:
+def run(label: str, plan, model, topo, conditions, seconds: float, adapt, graph, fps: float | None = None) -> dict:
     from runtime import Pipeline
 
     print(f"--- {label}: {seconds:.0f} s")
     with Pipeline(plan, model, topo, emulate=True, conditions=conditions, adapt=adapt, graph=graph) as pipe:
-        report = pipe.stream(seconds)
+        report = pipe.stream(seconds, fps=fps)
     return report
 
 
@@ -61,7 +66,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phase-s", type=float, default=20.0)
     parser.add_argument("--low-mbps", type=float, default=2.0)
-    parser.add_argument("--only", choices=["static", "adaptive", "best_static_low"], help="one run (debugging)")
+    parser.add_argument("--paced-fps", type=float, default=4.0, help="per camera, for the pause measurement")
+    parser.add_argument("--only", choices=["static", "adaptive", "best_static_low", "adaptive_paced"],
+                        help="one run (debugging)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = CamNet().eval()
@@ -81,12 +88,13 @@ def main() -> None:
     results = {}
     from runtime.adapt import Adapter
 
-    runs = (("static", plan, False), ("adaptive", plan, Adapter(graph, codec="auto", profiles=PROFILES)),
-            ("best_static_low", low_plan, False))
-    for label, p, adapt in runs:
+    runs = (("static", plan, False, None), ("adaptive", plan, Adapter(graph, codec="auto", profiles=PROFILES), None),
+            ("best_static_low", low_plan, False, None),
+            ("adaptive_paced", plan, Adapter(graph, codec="auto", profiles=PROFILES), args.paced_fps))
+    for label, p, adapt, fps in runs:
         if args.only and label != args.only:
             continue
-        report = run(label, p, model, topo, conditions, 3 * T, adapt, graph)
+        report = run(label, p, model, topo, conditions, 3 * T, adapt, graph, fps)
         sent, got = report["sent_by_sources"], report["frames_delivered"]
         results[label] = {
             "phases": phases(report, bounds + settle), "frames_sent": sent, "frames_delivered": got,
@@ -113,6 +121,10 @@ def main() -> None:
         "frames_lost": {k: v["frames_lost"] for k, v in results.items()},
         "pause_ms": [s["pause_ms"] for s in switches],
         "gap_before_ms": [s["gap_before_ms"] for s in switches],
+        "paced": {"fps_per_camera": args.paced_fps, "frame_interval_ms": 1e3 / args.paced_fps,
+                  "pause_ms": [s["pause_ms"] for s in results["adaptive_paced"]["plan_switches"]],
+                  "gap_before_ms": [s["gap_before_ms"] for s in results["adaptive_paced"]["plan_switches"]],
+                  "switch_at_s": [s["at_s"] for s in results["adaptive_paced"]["plan_switches"]]},
     }
     print(summary)
     save("adapt", {"phase_s": T, "bandwidth_mbps": [high, args.low_mbps, high], "plans": {

@@ -11,7 +11,8 @@
    ``threshold`` off the running plan's for a whole ``window_s``.
 3. **Re-plan**: :class:`partition.replan.Replanner` partitions again with the measured figures
    (codecs searched again) and proposes a plan only when it is predicted ``min_gain`` better,
-   and not within ``hold_s`` of the last switch.
+   and not within ``hold_s`` of the last switch. It runs in a thread, so the driver keeps
+   feeding and collecting frames while the solver works (``plan_s`` in the report).
 4. **Switch**: :meth:`Pipeline.switch` in the background; frames keep flowing on the old plan
    until every actor has the new one.
 5. **Battery**: when a device reports less than ``battery_low_pct`` (emulated ``battery:``
@@ -27,6 +28,8 @@ below 20% and fine again from 30%.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -42,6 +45,8 @@ from .monitor import DriftMonitor, LinkMeter
 
 __all__ = ["Adapter", "TimelineRecorder"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class _Switch:
@@ -52,6 +57,7 @@ class _Switch:
     version: int | None = None
     done_s: float | None = None
     error: str | None = None
+    plan_s: float | None = None           # re-planning, from the decision until the new plan was ready
 
 
 class Adapter:
@@ -64,8 +70,11 @@ class Adapter:
 
     def __init__(self, graph: Graph, objective: str = "throughput", *, window_s: float = 3.0, threshold: float = 0.3,
                  min_gain: float = 0.15, hold_s: float = 10.0, battery_low_pct: float = 20.0,
-                 battery_ok_pct: float = 30.0, **partition_kwargs) -> None:
+                 battery_ok_pct: float = 30.0, background: bool = True, **partition_kwargs) -> None:
         self.graph = graph
+        self.background = background              # re-plan in a thread (False: inline, for tests)
+        self._planning: threading.Thread | None = None
+        self._planning_for: tuple = ()
         self.battery_low_pct, self.battery_ok_pct = battery_low_pct, battery_ok_pct
         self.battery_mode = False                 # a device ran low: its tier is planned for energy
         self.objective = objective
@@ -105,6 +114,10 @@ class Adapter:
         self._finish_switch(pipe, now)
         measured = self._measure(pipe, metrics, now)
         reasons = self.monitor.observe(now, self._expected(measured))
+        if self._planning is not None:            # a re-plan is running in the background
+            if not self._planning.is_alive():
+                self._planned(pipe)
+            return
         battery = self._battery_change(pipe, metrics)
         if battery and now - self.replanner.last_switch_s >= self.hold_s and pipe._pending is None:
             self.battery_mode = not self.battery_mode
@@ -115,15 +128,43 @@ class Adapter:
             return
         full = Measured(tuple(b if b is not None else a for b, a in zip(measured.bandwidth_mbps, self.assumed.bandwidth_mbps)),
                         tuple(s if s is not None else a for s, a in zip(measured.slowdown, self.assumed.slowdown)))
-        proposal = self.replanner.propose(now, pipe.plan, full, "; ".join(reasons), battery_low=self.battery_mode)
+        self._plan(now, pipe.plan, full, "; ".join(reasons))
+        if not self.background:
+            self._planning.join()
+            self._planned(pipe)
+
+    def _plan(self, now: float, current, full: Measured, reason: str) -> None:
+        """Partition again for ``full`` in a thread: the driver goes on feeding and collecting frames."""
+        box: dict = {}
+        mode = self.battery_mode
+
+        def job() -> None:
+            try:
+                box["proposal"] = self.replanner.propose(now, current, full, reason, battery_low=mode)
+            except Exception as exc:          # a re-plan that fails leaves the running plan; said in the log
+                box["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+
+        self._planning = threading.Thread(target=job, name="tierpipe-replan", daemon=True)
+        self._planning_for = (now, full, box)
+        self._planning.start()
+
+    def _planned(self, pipe) -> None:
+        """The re-plan finished: switch to its proposal, or keep the running plan as best for these figures."""
+        at, full, box = self._planning_for
+        self._planning = None
+        proposal = box.get("proposal")
+        if "error" in box:
+            log.warning("re-planning for %s failed (%s); the running plan stays", full, box["error"])
         if proposal is None:
             self.monitor.rebase(self._expected(full))     # the running plan stays best for these figures
             self.assumed = full
             return
+        now = time.perf_counter() - self.start_s
         # emulation's compute targets come from the nominal figures: the conditions slow the nodes down themselves
         cm = CostModel(self.graph, pipe.topology, self.partition_kwargs.get("profiles"))
         nominal = Problem(self.graph, pipe.topology, cm).evaluate(proposal.plan.assignment).stage_compute_s
-        record = _Switch(round(now, 3), proposal.reason, proposal.predicted_fps_before, proposal.predicted_fps_after)
+        record = _Switch(round(at, 3), proposal.reason, proposal.predicted_fps_before, proposal.predicted_fps_after,
+                         plan_s=round(now - at, 3))
         self.switches.append(record)
         try:
             pipe.switch(proposal.plan, emulated_compute_s=nominal, wait=False)
@@ -195,6 +236,7 @@ class Adapter:
             out.append({"at_s": s.at_s, "reason": s.reason, "predicted_fps_before": s.predicted_fps_before,
                         "predicted_fps_after": s.predicted_fps_after, "version": s.version,
                         "switch_s": (s.done_s - s.at_s) if s.done_s is not None else None, "error": s.error,
+                        "plan_s": s.plan_s,
                         "pause_ms": timeline.longest_gap_ms(s.at_s, end) if timeline else None,
                         # the same figure over as long a stretch just before: what the stream does anyway
                         "gap_before_ms": timeline.longest_gap_ms(s.at_s - span, s.at_s) if timeline else None})

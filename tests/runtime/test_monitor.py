@@ -56,7 +56,7 @@ def test_a_low_battery_switches_the_device_tier_to_its_energy_plan_once_and_back
             self.plan, self.switch_done = plan, {"version": len(self.switched)}
 
     pipe = Pipe()
-    adapter = Adapter(graph, "throughput", hold_s=10.0)
+    adapter = Adapter(graph, "throughput", hold_s=10.0, background=False)
     adapter.attach(pipe, start_s=0.0)
     throughput_energy = pipe.plan.predicted.energy_j
 
