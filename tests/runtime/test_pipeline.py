@@ -189,8 +189,9 @@ def test_killing_a_stage_during_stream_loses_and_duplicates_nothing(ray_local, v
         assert ray.get(handle.pid.remote()) != pid_before           # it died while the cameras streamed
         assert seen["frames_in"] >= 20
         delivered = dict(pipe.ledger.delivered)
-    # every frame the cameras produced arrived, each once and in order (the ledger's watermark is gap-free)
-    assert report["frames_delivered"] == report["sent_by_sources"] > 40
+    # every frame the cameras produced arrived, each once and in order (the ledger's watermark is gap-free);
+    # how many they produced in 3 s depends on how fast the victim restarted (block policy), so no count
+    assert report["frames_delivered"] == report["sent_by_sources"] >= seen["frames_in"]
     assert report["drops"] == 0
     assert delivered == {s: n - 1 for s, n in pipe.ledger.next_seq.items()} and not pipe.ledger.held
 
