@@ -235,7 +235,8 @@ class StageWorker:
             out["wire_bytes_total"], out["wire_busy_s_total"] = self.uplink.wire_bytes_total, self.uplink.wire_busy_s_total
         out["incarnation"] = self.incarnation
         out["conditions_now"] = dict(self.now)
-        out["battery_pct"] = self.now.get("battery_pct", _host_battery_pct()) if self.cfg.emulate else _host_battery_pct()
+        emulated = self.now.get("battery_pct") if self.cfg.emulate else None
+        out["battery_pct"] = emulated if emulated is not None else _host_battery_pct()
         if self.cfg.last:
             out["e2e_latency_s"] = self.e2e.summary()
             out["e2e_recent_s"] = percentiles(self.e2e.recent(1000))

@@ -82,7 +82,7 @@ def _plan(console: Console):
         # with the load, and with it the codec that wins at the first cut)
         graph = capture(model, (sample[3:4],), timing="analytic")
         plan = partition(graph, topo, "throughput", codec="auto", model_name="queuenet", calibration=calibration_frames(sample))
-    return topo, model, plan, graph
+    return topo, model, plan, graph, sample
 
 
 def calibration_frames(sample: torch.Tensor) -> list[tuple]:
@@ -127,7 +127,7 @@ def run_demo(out: Path, seeds: tuple[int, ...], duration_s: float, lag: int = 2,
     console = console or Console()
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    topo, model, plan, graph = _plan(console)
+    topo, model, plan, graph, sample = _plan(console)
     timeline = load_conditions(conditions, topo) if conditions else None       # a bad file fails before SUMO runs
     for table in plan.tables():
         console.print(table)
@@ -137,8 +137,7 @@ def run_demo(out: Path, seeds: tuple[int, ...], duration_s: float, lag: int = 2,
     quiet_ray()
     with console.status(f"starting {sum(t.nodes for t in topo.path)} stage actors (emulated tiers and links)..."):
         t0 = time.perf_counter()
-        adapter = (Adapter(graph, "throughput", codec="auto", calibration=calibration_frames(torch.from_numpy(np.load(SAMPLE_FRAMES))))
-                   if adapt else False)
+        adapter = Adapter(graph, "throughput", codec="auto", calibration=calibration_frames(sample)) if adapt else False
         pipe = Pipeline(plan, model, topo, emulate=True, conditions=timeline, adapt=adapter, graph=graph)
         pipe.start()
         startup_s = time.perf_counter() - t0
