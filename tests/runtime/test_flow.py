@@ -88,7 +88,7 @@ def test_wire_round_trip_with_plain_values_and_tuples():
     (pack(Frame(0, 0, [0.0], {"y": torch.zeros(2)})), "missing \\['x'\\], unexpected \\['y'\\]"),
     (pack(Frame(0, 0, [0.0], {"x": torch.zeros(2, 2)})), "the plan expects \\[1, 4\\] float32"),
     (b"\x00" * (2 << 20), "over the limit"),
-])
+], ids=["garbage", "not-a-pair", "wrong-name", "wrong-shape", "over-the-limit"])
 def test_malformed_frames_name_the_stage(data, words):
     expected = {"x": TensorSpec((1, 4), "float32", 16)}
     with pytest.raises(WireError, match=words) as err:
