@@ -49,7 +49,13 @@ def run(label: str, plan, model, topo, conditions, seconds: float, adapt, graph,
     print(f"--- {label}: {seconds:.0f} s")
     with Pipeline(plan, model, topo, emulate=True, conditions=conditions, adapt=adapt, graph=graph) as pipe:
         report = pipe.stream(seconds, fps=fps)
+        report["plans_by_version"] = dict(pipe.plans)
     return report
+
+
+def same_cut(a, b) -> bool:
+    """The same ops on the same tiers with the same codecs (predicted figures may differ)."""
+    return a.assignment == b.assignment and a.codecs == b.codecs
 
 
 def phases(report: dict, bounds: list[tuple[str, float, float]]) -> dict:
@@ -100,7 +106,8 @@ def main() -> None:
             "phases": phases(report, bounds + settle), "frames_sent": sent, "frames_delivered": got,
             "frames_lost": sent - got, "duplicates_delivered": 0 if got == sent else None,
             "duplicates_dropped_at_sink": report["duplicates_dropped"], "plan_switches": report["plan_switches"],
-            "timeline": report["timeline"]}
+            "timeline": report["timeline"],
+            "plan_in_drop_is_best_static_low": same_cut(report["plans_by_version"].get(1, p), low_plan)}
         sw = report["plan_switches"]
         print(f"{label}: {got}/{sent} delivered; switches {[(s['at_s'], s['version'], s['switch_s']) for s in sw]}")
         for name, ph in results[label]["phases"].items():
@@ -117,6 +124,10 @@ def main() -> None:
         "time_to_switch_drop_s": first["switch_s"] if first else None,
         "time_to_detect_recovery_s": (back["at_s"] - 2 * T) if back else None,
         "adaptive_share_of_best_static_in_drop": share,
+        # when this is true the adaptive run carried the very plan of the best static run in the drop, and
+        # a share below 1 is the machine's run-to-run noise (the runs are sequential on shared cores)
+        "adaptive_plan_in_drop_is_best_static_low": adaptive["plan_in_drop_is_best_static_low"],
+        "adaptive_before_vs_static_before": adaptive["phases"]["before"]["fps"] / max(static["phases"]["before"]["fps"], 1e-9),
         "static_collapse_in_drop": static["phases"]["drop_settled"]["fps"] / max(static["phases"]["before"]["fps"], 1e-9),
         "frames_lost": {k: v["frames_lost"] for k, v in results.items()},
         "pause_ms": [s["pause_ms"] for s in switches],

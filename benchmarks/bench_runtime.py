@@ -8,7 +8,8 @@
     target >= 1.2x on tiny and 1 MiB (batching reported separately).
 (c) 1 MB activations: achieved MB/s per hop, and bytes on the wire per codec (int8 <= 26% of raw fp32).
 (d) emulated link accuracy: measured transfer time within 10% of bytes/bandwidth + latency.
-(e) start-up on smart_city: from Pipeline(...) to the first result, 21 actors.
+(e) start-up on smart_city: from Pipeline(...) to the first result, 21 actors; and the floor: 21 bare
+    actors, and 21 that only import torch and the stage code (one process per node: the import is paid 21 times).
 """
 
 from __future__ import annotations
@@ -211,7 +212,40 @@ def startup_smart_city() -> dict:
         pipe.run([(frame,)])
         first = time.perf_counter() - start
     print(f"(e) smart_city start-up: {len(pipe.tier_of)} actors ready in {ready:.1f} s, first result after {first:.1f} s")
-    return {"actors": len(pipe.tier_of), "ready_s": ready, "first_result_s": first}
+    floor = actor_floor(len(pipe.tier_of))
+    print(f"    the floor for {len(pipe.tier_of)} actors on this machine: bare {floor['bare_s']:.1f} s, "
+          f"each importing torch and the stage code {floor['with_torch_s']:.1f} s; tierpipe's own share "
+          f"{ready - floor['with_torch_s']:.1f} s")
+    return {"actors": len(pipe.tier_of), "ready_s": ready, "first_result_s": first, "floor": floor,
+            "above_floor_s": ready - floor["with_torch_s"]}
+
+
+class _Probe:
+    """A Ray actor that only imports what a stage actor must (nothing, or torch and the stage code)."""
+
+    def __init__(self, heavy: bool):
+        if heavy:
+            import runtime.actors  # noqa: F401  (imports torch)
+
+    def hello(self) -> bool:
+        return True
+
+
+def actor_floor(n: int) -> dict:
+    """What n actors cost to start here whatever runs in them: one process each, torch imported in each."""
+    import ray
+
+    probe = ray.remote(num_cpus=0)(_Probe)
+    out = {}
+    for key, heavy in (("bare_s", False), ("with_torch_s", True)):
+        start = time.perf_counter()
+        handles = [probe.remote(heavy) for _ in range(n)]
+        ray.get([h.hello.remote() for h in handles])
+        out[key] = time.perf_counter() - start
+        for h in handles:
+            ray.kill(h)
+        time.sleep(2)
+    return out
 
 
 def main() -> None:

@@ -48,6 +48,16 @@ class Lifecycle:
             if token_path().exists():      # a cluster from `tierpipe cluster up/local`: use its token
                 use_token()
             ray.init(address=self.address, logging_level=logging.WARNING)
+        try:
+            self._start_actors()
+        except BaseException:
+            self.close()        # a start that fails part-way leaves no actor behind (and no handle for a later GC)
+            raise
+        self._started = time.perf_counter()
+
+    def _start_actors(self) -> None:
+        import ray
+
         labelled = labelled_nodes() if self.address is not None else []
         stage_modules = self.plan.build_stages(self.model)
         worker = ray.remote(max_restarts=-1, max_task_retries=0)(StageWorker)
@@ -75,7 +85,6 @@ class Lifecycle:
         for node in dict.fromkeys(self.stream_nodes):
             self.sources[node] = self.stages[node]
         self._wait_ready()
-        self._started = time.perf_counter()
 
     def close(self) -> None:
         import ray
@@ -91,6 +100,13 @@ class Lifecycle:
                 pass
         self.stages.clear()
         self.sources.clear()
+        if self.registry is not None:
+            try:
+                ray.kill(self.registry)
+            except Exception:  # already gone
+                pass
+            self.registry = None
+        self._module_refs.clear()
         if self._own_ray and ray.is_initialized():
             ray.shutdown()
             self._own_ray = False

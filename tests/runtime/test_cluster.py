@@ -57,5 +57,8 @@ def test_a_tier_without_nodes_is_a_clear_error(cluster):
     data["links"][0]["to"] = data["links"][1]["from"] = "fog"
     fog = Topology.from_dict(data)
     model, plan = chain_plan(fog)
+    pipe = Pipeline(plan, model, fog, address=c.address)
     with pytest.raises(PipelineError, match=r"no Ray node of tier 'fog' for fog-0.*ray start --labels tier=fog"):
-        Pipeline(plan, model, fog, address=c.address).start()
+        pipe.start()
+    # the edge actor was created before fog-0 failed: the failed start killed it and dropped every handle
+    assert pipe.stages == {} and pipe.registry is None
