@@ -18,8 +18,11 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
+    from runtime.cluster import reset_token_cache
+
     if ray.is_initialized():
         ray.shutdown()
+    reset_token_cache()             # no auth settings a test before this one left in the process
     topo = fan_in_topology(devices=2, gateways=1)
     nodes = [(tier.name, node) for tier in topo.path for node in tier.node_names()]
     tier, node = nodes[-1]

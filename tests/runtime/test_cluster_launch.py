@@ -122,14 +122,21 @@ def sshd(tmp_path_factory):
 
 
 @pytest.fixture
-def token(tmp_path, monkeypatch):
-    """A fresh cluster token for the test; this process is its client until the test ends."""
+def token(tmp_path):
+    """A fresh cluster token for the test; this process is its client until the test ends.
+
+    The environment is restored *before* Ray's in-process auth settings are re-read: the other
+    order left this process in token mode, and a later test's Ray cluster (no token) cancelled
+    its actors (a shuffled run that put this file before test_cluster.py)."""
     path = tmp_path / "ray_token"
-    monkeypatch.setenv("TIERPIPE_TOKEN_PATH", str(path))
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
-    yield ensure_token()
+    before = os.environ.get("RAY_AUTH_MODE")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TIERPIPE_TOKEN_PATH", str(path))
+        env.setenv("RAY_AUTH_MODE", "token")
+        env.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+        yield ensure_token()
     reset_token_cache()
+    assert os.environ.get("RAY_AUTH_MODE") == before
 
 
 def ssh_topology(sshd, port_ray: int) -> Topology:
