@@ -247,7 +247,8 @@ def test_cluster_local_places_actors_reports_missing_and_refuses_strangers(token
         # a client with the wrong token is refused
         stranger = subprocess.run(
             [sys.executable, "-c", f"import ray; ray.init(address='{address}')"],
-            env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token"},
+            env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token",
+                 "RAY_gcs_server_port_wait_time_s": "2"},     # 2 refused tries, not Ray's default 20 (1 s each)
             capture_output=True, text=True, timeout=120)
         assert stranger.returncode != 0 and "InvalidAuthToken" in stranger.stderr
     finally:
