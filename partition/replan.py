@@ -90,14 +90,16 @@ class Replanner:
         self._ratios: dict[tuple[str, ...], dict] = {}
 
     def propose(self, now_s: float, current: Plan, measured: Measured, reason: str = "", *,
-                battery_low: bool = False) -> Proposal | None:
+                battery_low: bool = False, hold: bool = True) -> Proposal | None:
         """A better plan for the measured figures, or None (not better enough, or too soon).
 
         ``battery_low``: a device runs low, so the device tier is planned for energy and the tiers
         after it for the objective (:meth:`energy_first`); a plan is then better when it spends
         ``min_gain`` fewer device joules per frame, or as few and is ``min_gain`` better on the objective.
+        ``hold=False``: whatever the time since the last switch (a battery crossing its threshold is
+        an event with its own hysteresis, not a noisy figure).
         """
-        if now_s - self.last_switch_s < self.hold_s:
+        if hold and now_s - self.last_switch_s < self.hold_s:
             return None
         topo = measured_topology(self.topology, measured)
         kwargs = {"model_name": current.model, **self.partition_kwargs}

@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -142,14 +143,15 @@ class StageWorker:
         return unpack(data, self._specs, self.cfg.where, self.cfg.max_frame_bytes, versions=True)
 
     async def prepare(self, version: int, stage: Stage, expected: dict, codec_up: str,
-                      emulated_compute_s: float | None) -> dict:
-        """Load the stage of plan ``version`` (probing whether it batches) before any of its frames come."""
+                      emulated_compute_s: float | None, keep: Sequence[int] = ()) -> dict:
+        """Load the stage of plan ``version`` (probing whether it batches) before any of its frames come;
+        ``keep``: versions that new frames still start on (never dropped to make room)."""
         self._start()
         if version not in self.versions:
             runner = await asyncio.to_thread(BatchRunner, stage, expected, self.device, self.cfg.max_batch)
             self.versions[version] = _Version(runner, expected, codec_up, emulated_compute_s)
         for old in sorted(self.versions)[:-3]:          # keep the last three plans: frames of older ones are long done
-            if old != 0:
+            if old != 0 and old not in keep:
                 del self.versions[old]
         self._specs = {v: state.expected for v, state in self.versions.items()}
         return {"node": self.cfg.node, "versions": sorted(self.versions),

@@ -15,12 +15,14 @@
    feeding and collecting frames while the solver works (``plan_s`` in the report).
 4. **Switch**: :meth:`Pipeline.switch` in the background; frames keep flowing on the old plan
    until every actor has the new one.
-5. **Battery**: when a device reports less than ``battery_low_pct`` (emulated ``battery:``
-   conditions, or the board's own battery sensor), the device tier is planned for energy (least
-   device joules per frame) and the tiers after it for the objective
-   (:meth:`partition.replan.Replanner.energy_first`); once every device is back above
-   ``battery_ok_pct``, for the objective alone. One plan serves every node of a tier, so one low
-   camera moves every camera of its tier to the energy plan.
+5. **Battery, per node**: when a device reports less than ``battery_low_pct`` (emulated
+   ``battery:`` conditions, or the board's own battery sensor), a plan is made with the device
+   tier planned for energy (least device joules per frame) and the tiers after it for the
+   objective (:meth:`partition.replan.Replanner.energy_first`), and only that device's cameras
+   move to it (``Pipeline.switch(..., sources=)``): the other cameras stay on the throughput
+   plan. A second camera that runs low joins the energy plan already loaded at once. A device back
+   above ``battery_ok_pct`` returns to the pipeline's plan at once (nothing to load). If no plan
+   spends ``min_gain`` fewer device joules than the running one, the camera stays where it is.
 
 Defaults (documented choices): window 3 s, threshold 30%, min gain 15%, hold 10 s, battery low
 below 20% and fine again from 30%.
@@ -33,6 +35,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -58,6 +61,7 @@ class _Switch:
     done_s: float | None = None
     error: str | None = None
     plan_s: float | None = None           # re-planning, from the decision until the new plan was ready
+    nodes: tuple[str, ...] = ()           # the devices whose cameras moved (empty: every camera)
 
 
 class Adapter:
@@ -76,7 +80,7 @@ class Adapter:
         self._planning: threading.Thread | None = None
         self._planning_for: tuple = ()
         self.battery_low_pct, self.battery_ok_pct = battery_low_pct, battery_ok_pct
-        self.battery_mode = False                 # a device ran low: its tier is planned for energy
+        self.low: dict[str, _Switch | None] = {}  # devices below battery_low_pct -> the switch that moved them
         self.objective = objective
         self.window_s = window_s
         self.threshold = threshold
@@ -90,6 +94,8 @@ class Adapter:
         self.tier_recent: dict[int, list] = {}
         self.assumed = Measured(())               # the figures the running plan was made for
         self.switches: list[_Switch] = []
+        self.replans: deque[dict] = deque(maxlen=200)    # every re-plan, also those that kept the running plan
+        self.step_s = 0.0                          # the driver's time in step(): measuring, deciding
         self.start_s: float | None = None
 
     # ------------------------------------------------------------------ setup
@@ -118,43 +124,55 @@ class Adapter:
             if not self._planning.is_alive():
                 self._planned(pipe)
             return
-        battery = self._battery_change(pipe, metrics)
-        if battery and now - self.replanner.last_switch_s >= self.hold_s and pipe._pending is None:
-            self.battery_mode = not self.battery_mode
-            reasons = [battery]
-        elif battery:
-            return                  # a switch is in progress, or within the hold time: decide next round
-        if not reasons or pipe._pending is not None:
+        if pipe._pending is not None:             # a switch is in progress: decide next round
             return
         full = Measured(tuple(b if b is not None else a for b, a in zip(measured.bandwidth_mbps, self.assumed.bandwidth_mbps)),
                         tuple(s if s is not None else a for s, a in zip(measured.slowdown, self.assumed.slowdown)))
-        self._plan(now, pipe.plan, full, "; ".join(reasons))
-        if not self.background:
+        levels = {m["node"]: m["battery_pct"] for m in metrics
+                  if pipe.tier_of[m["node"]] == 0 and m.get("battery_pct") is not None}
+        self._batteries_back(pipe, levels, now)
+        low = sorted(n for n, pct in levels.items() if pct < self.battery_low_pct and n not in self.low)
+        if low:
+            why = ", ".join(f"{n} battery {levels[n]:.0f}%" for n in low)
+            if not self._join_energy_plan(pipe, low, now, why):
+                self._plan(now, pipe.plan, full, f"{why} < {self.battery_low_pct:.0f}%: planned for energy", low)
+        elif reasons:
+            self._plan(now, pipe.plan, full, "; ".join(reasons))
+        else:
+            return
+        if not self.background and self._planning is not None:
             self._planning.join()
             self._planned(pipe)
 
-    def _plan(self, now: float, current, full: Measured, reason: str) -> None:
-        """Partition again for ``full`` in a thread: the driver goes on feeding and collecting frames."""
+    def _plan(self, now: float, current, full: Measured, reason: str, nodes: Sequence[str] = ()) -> None:
+        """Partition again for ``full`` in a thread: the driver goes on feeding and collecting frames.
+        ``nodes``: devices low on battery, for which an energy plan is made (only their cameras move)."""
         box: dict = {}
-        mode = self.battery_mode
 
         def job() -> None:
             try:
-                box["proposal"] = self.replanner.propose(now, current, full, reason, battery_low=mode)
+                box["proposal"] = (self.replanner.propose(now, current, full, reason, battery_low=True, hold=False)
+                                   if nodes else self.replanner.propose(now, current, full, reason))
             except Exception as exc:          # a re-plan that fails leaves the running plan; said in the log
                 box["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
 
         self._planning = threading.Thread(target=job, name="tierpipe-replan", daemon=True)
-        self._planning_for = (now, full, box)
+        self._planning_for = (now, full, box, tuple(nodes))
         self._planning.start()
 
     def _planned(self, pipe) -> None:
         """The re-plan finished: switch to its proposal, or keep the running plan as best for these figures."""
-        at, full, box = self._planning_for
+        at, full, box, nodes = self._planning_for
         self._planning = None
         proposal = box.get("proposal")
+        self.replans.append({"at_s": round(at, 3), "plan_s": round(time.perf_counter() - self.start_s - at, 3),
+                             "for": full.describe(pipe.topology), "nodes": list(nodes),
+                             "outcome": box.get("error") or ("proposed" if proposal else "kept the running plan")})
         if "error" in box:
             log.warning("re-planning for %s failed (%s); the running plan stays", full, box["error"])
+        if nodes and proposal is None:                    # no plan spends clearly less: they stay on theirs
+            self.low.update({n: None for n in nodes})
+            return
         if proposal is None:
             self.monitor.rebase(self._expected(full))     # the running plan stays best for these figures
             self.assumed = full
@@ -164,30 +182,51 @@ class Adapter:
         cm = CostModel(self.graph, pipe.topology, self.partition_kwargs.get("profiles"))
         nominal = Problem(self.graph, pipe.topology, cm).evaluate(proposal.plan.assignment).stage_compute_s
         record = _Switch(round(at, 3), proposal.reason, proposal.predicted_fps_before, proposal.predicted_fps_after,
-                         plan_s=round(now - at, 3))
+                         plan_s=round(now - at, 3), nodes=nodes)
         self.switches.append(record)
         try:
-            pipe.switch(proposal.plan, emulated_compute_s=nominal, wait=False)
+            pipe.switch(proposal.plan, emulated_compute_s=nominal, wait=False,
+                        sources=self._sources(pipe, nodes) if nodes else None)
         except Exception as exc:          # refused before it started (another in progress, other tiers)
             record.error = str(exc)
+            return
+        if nodes:                         # the pipeline's plan, its figures and its hold time are unchanged
+            self.low.update({n: record for n in nodes})
             return
         self.replanner.switched(now)
         self.assumed = full
         self.monitor.rebase(self._expected(full))
 
-    def _battery_change(self, pipe, metrics: list[dict]) -> str | None:
-        """Why the device tier's plan must change now: a device below ``battery_low_pct`` (plan it for
-        energy), or every device back above ``battery_ok_pct`` (plan for the objective again); else None."""
-        levels = {m["node"]: m["battery_pct"] for m in metrics
-                  if pipe.tier_of[m["node"]] == 0 and m.get("battery_pct") is not None}
-        if not levels:
-            return None
-        node, pct = min(levels.items(), key=lambda kv: kv[1])
-        if not self.battery_mode and pct < self.battery_low_pct:
-            return f"{node} battery {pct:.0f}% < {self.battery_low_pct:.0f}%: the device tier planned for energy"
-        if self.battery_mode and pct >= self.battery_ok_pct:
-            return f"device batteries back to {pct:.0f}% or more: planned for {self.objective} again"
-        return None
+    @staticmethod
+    def _sources(pipe, nodes: Sequence[str]) -> list[int]:
+        return [source for source, node in enumerate(pipe.stream_nodes) if node in nodes]
+
+    def _join_energy_plan(self, pipe, nodes: list[str], now: float, why: str) -> bool:
+        """Devices newly low on battery join the energy plan other cameras already run, if there is one."""
+        moved = next((r for r in self.low.values() if r is not None and r.version is not None and r.error is None
+                      and r.version in pipe.plans), None)
+        if moved is None:
+            return False
+        pipe.route(self._sources(pipe, nodes), moved.version)
+        self.low.update({n: moved for n in nodes})
+        self.switches.append(_Switch(round(now, 3), f"{why} < {self.battery_low_pct:.0f}%: joined the energy plan "
+                                     f"v{moved.version}", moved.predicted_fps_before, moved.predicted_fps_after,
+                                     moved.version, round(now, 3), plan_s=0.0, nodes=tuple(nodes)))
+        return True
+
+    def _batteries_back(self, pipe, levels: dict[str, float], now: float) -> None:
+        """Devices charged above ``battery_ok_pct`` again: their cameras return to the pipeline's plan."""
+        back = sorted(n for n in self.low if levels.get(n, 0.0) >= self.battery_ok_pct)
+        moved = [n for n in back if self.low[n] is not None and self.low[n].error is None]
+        if moved:
+            energy = self.low[moved[0]]
+            pipe.route(self._sources(pipe, moved), None)
+            why = ", ".join(f"{n} battery back to {levels[n]:.0f}%" for n in moved)
+            self.switches.append(_Switch(round(now, 3), f"{why}: planned for {self.objective} again",
+                                         energy.predicted_fps_after, pipe.plan.predicted.throughput_fps,
+                                         pipe.version, round(now, 3), plan_s=0.0, nodes=tuple(moved)))
+        for n in back:
+            del self.low[n]
 
     def _finish_switch(self, pipe, now: float) -> None:
         if self.switches and self.switches[-1].done_s is None and self.switches[-1].error is None and pipe._pending is None:
@@ -236,7 +275,7 @@ class Adapter:
             out.append({"at_s": s.at_s, "reason": s.reason, "predicted_fps_before": s.predicted_fps_before,
                         "predicted_fps_after": s.predicted_fps_after, "version": s.version,
                         "switch_s": (s.done_s - s.at_s) if s.done_s is not None else None, "error": s.error,
-                        "plan_s": s.plan_s,
+                        "plan_s": s.plan_s, "nodes": list(s.nodes),
                         "pause_ms": timeline.longest_gap_ms(s.at_s, end) if timeline else None,
                         # the same figure over as long a stretch just before: what the stream does anyway
                         "gap_before_ms": timeline.longest_gap_ms(s.at_s - span, s.at_s) if timeline else None})

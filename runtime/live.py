@@ -23,7 +23,7 @@ class LiveChanges:
     """``switch`` and the per-poll bookkeeping of conditions, switches, timeline and adaptation."""
 
     def switch(self, plan: Plan, emulated_compute_s: Sequence[float] | None = None, timeout_s: float = 60.0,
-               wait: bool = True) -> dict | None:
+               wait: bool = True, sources: Sequence[int] | None = None) -> dict | None:
         """Run new frames on ``plan``, with no pause: while every actor loads the new stage, frames go on
         flowing on the old plan (this call keeps feeding and collecting them); frames in flight finish on
         the plan they started with; delivery stays exactly once and in order per source.
@@ -36,16 +36,23 @@ class LiveChanges:
                 (default: the plan's prediction).
             wait: False: start the switch and return None; it completes inside later calls
                 (``submit``, ``poll``...), and :attr:`switch_done` / :attr:`switch_error` tell how it went.
+            sources: only these sources' new frames move to ``plan`` (a plan for some nodes: a camera
+                low on battery, see :meth:`route`); the others stay on theirs. Default: every source
+                without a route of its own.
 
         Returns:
-            ``{"version", "prepare_ms"}`` (with ``wait``).
+            ``{"version", "prepare_ms", "sources"}`` (with ``wait``).
         """
         from .switch import PendingSwitch
 
         if self._pending is not None:
             raise SwitchError(f"a switch to plan version {self._pending.version} is still in progress")
         self.switch_done, self.switch_error = None, None
-        self._pending = PendingSwitch(self, plan, emulated_compute_s, timeout_s)
+        if sources is not None:
+            sources = [int(s) for s in sources]
+            for source in sources:
+                self._source(source)                       # exists, or a PipelineError that says which do
+        self._pending = PendingSwitch(self, plan, emulated_compute_s, timeout_s, sources)
         if not wait:
             return None
         while self._pending is not None:
@@ -54,6 +61,28 @@ class LiveChanges:
         if self.switch_error:
             raise SwitchError(self.switch_error)
         return self.switch_done
+
+    def route(self, sources: Sequence[int], version: int | None = None) -> None:
+        """New frames of ``sources`` start on plan ``version`` (None: on :attr:`version`, the plan of
+        every source without a route); frames in flight finish on theirs. No loading: the version is
+        one every actor has or fetches (:meth:`switch` with ``sources`` prepares a new one)."""
+        if version is not None and version not in self.plans:
+            raise SwitchError(f"there is no plan version {version}; the pipeline has {sorted(self.plans)}")
+        for source in sources:
+            self._source(source)
+            if version is None or version == self.version:
+                self.routes.pop(source, None)
+            else:
+                self.routes[source] = version
+
+    @property
+    def plan_label(self) -> str:
+        """``v2``, or ``v2 (v3 on 1 camera)`` while some sources are routed to another plan."""
+        counts: dict[int, int] = {}
+        for version in self.routes.values():
+            counts[version] = counts.get(version, 0) + 1
+        extra = ", ".join(f"v{v} on {n} camera{'s' if n > 1 else ''}" for v, n in sorted(counts.items()))
+        return f"v{self.version}" + (f" ({extra})" if extra else "")
 
     def _observe(self, new_results: list, now: float) -> None:
         """The per-second timeline (every way of running records one) and, with ``adapt``, a round of
@@ -68,6 +97,7 @@ class LiveChanges:
         if self.adapter is not None and now - self._adapted_at >= 1.0:
             self._adapted_at = now
             self.adapter.step(self, ray.get([h.metrics_json.remote() for h in self.stages.values()]))
+            self.adapter.step_s += time.perf_counter() - now
 
     def _check_switch(self) -> None:
         if self._pending is None:

@@ -80,6 +80,7 @@ class Pipeline(Lifecycle, LiveChanges):
         self._clock_t0: float | None = None            # the stream's start (wall clock): conditions count from it
         self._clock_sent = 0.0
         self.version = 0                               # the plan new frames start on (switch())
+        self.routes: dict[int, int] = {}               # source -> another plan for its new frames (route())
         self.plans: dict[int, Plan] = {0: plan}
         self.registry = None                           # plan versions for restarted actors (registry.py)
         self._pending = None                           # a switch in progress (switch.py)
@@ -137,7 +138,8 @@ class Pipeline(Lifecycle, LiveChanges):
         if not self.ledger.held:
             self._last_progress = time.perf_counter()        # the stall clock starts with the first frame in flight
         seq = self.ledger.next_seq.get(source, 0)
-        packed = pack(Frame(source, seq, [born], dict(zip(self.plan.stages[0].inputs, x)), self.version))
+        packed = pack(Frame(source, seq, [born], dict(zip(self.plan.stages[0].inputs, x)),
+                            self.routes.get(source, self.version)))
         self.ledger.admit(source, node, packed)
         self._unsent.setdefault(node, deque()).append(packed)
         return seq

@@ -80,7 +80,10 @@ def build_report(pipe) -> dict:
         "predicted": {"latency_ms": plan.predicted.latency_s * 1e3, "fps": plan.predicted.throughput_fps,
                       "bottleneck": plan.predicted.bottleneck},
         "plan_version": pipe.version,
+        "plan_routes": {str(source): version for source, version in sorted(pipe.routes.items())},   # cameras on another plan
         "plan_switches": pipe.adapter.report(pipe.timeline) if pipe.adapter is not None else [],
+        "replans": list(pipe.adapter.replans) if pipe.adapter is not None else [],
+        "adapt_driver_s": pipe.adapter.step_s if pipe.adapter is not None else 0.0,
         "timeline": list(pipe.timeline.rows) if pipe.timeline is not None else [],
     }
 

@@ -3,7 +3,8 @@
 1. In the background (the driver keeps feeding and collecting frames meanwhile): the new
    plan's stage modules are built, put in the object store and the registry (for actors that
    restart later), and every actor loads its tier's stage beside the old one (``prepare``).
-2. Only when all have it does the driver number new frames with the new version. Frames in
+2. Only when all have it does the driver number new frames with the new version (every source's,
+   or, for a plan made for some nodes, only theirs: ``sources``). Frames in
    flight carry the old version and finish on the old stages; the sink's reorder buffer and
    the driver's ledger keep each source exactly once and in order across the switch.
 3. If any actor cannot load its stage, the version is dropped and the old plan runs on; the
@@ -26,7 +27,8 @@ __all__ = ["PendingSwitch"]
 class PendingSwitch:
     """One switch in progress: :meth:`check` from the driver's loop until it returns a result."""
 
-    def __init__(self, pipe, plan: Plan, emulated_compute_s: Sequence[float] | None, timeout_s: float) -> None:
+    def __init__(self, pipe, plan: Plan, emulated_compute_s: Sequence[float] | None, timeout_s: float,
+                 sources: Sequence[int] | None = None) -> None:
         if list(plan.tiers) != list(pipe.plan.tiers):
             raise SwitchError(f"the new plan is for tiers {list(plan.tiers)}, the pipeline runs "
                               f"{list(pipe.plan.tiers)}; partition for the same topology")
@@ -37,7 +39,9 @@ class PendingSwitch:
         if [s.shape for s in plan.inputs] != [s.shape for s in pipe.plan.inputs]:
             raise SwitchError("the new plan takes other inputs than the running one; make it for the same model")
         self.pipe, self.plan, self.timeout_s = pipe, plan, timeout_s
+        self.sources = None if sources is None else list(sources)     # None: the plan of every unrouted source
         self.version = max(pipe.plans) + 1
+        self.keep = sorted({pipe.version, *pipe.routes.values()})      # versions new frames still start on
         self.emulated = list(emulated_compute_s) if emulated_compute_s is not None else list(plan.predicted.stage_compute_s)
         self.started = time.perf_counter()
         self.calls: dict = {}             # prepare ref -> node
@@ -60,7 +64,8 @@ class PendingSwitch:
                 codec = self.plan.codecs[t] if t < last else "raw"
                 ray.get(self.pipe.registry.put.remote(t, self.version, [ref], expected, codec, self.emulated[t]))
                 for node in tier.node_names():
-                    calls[self.pipe.stages[node].prepare.remote(self.version, ref, expected, codec, self.emulated[t])] = node
+                    calls[self.pipe.stages[node].prepare.remote(self.version, ref, expected, codec, self.emulated[t],
+                                                                     self.keep)] = node
             self.calls = calls
         except Exception as exc:
             self.error = f"cannot build or ship the new plan's stages ({type(exc).__name__}: {str(exc)[:300]})"
@@ -94,6 +99,10 @@ class PendingSwitch:
         pipe = self.pipe
         pipe._module_refs.extend(self.refs)          # kept in scope while frames of this version may exist
         pipe.plans[self.version] = self.plan
-        pipe.version = self.version
-        pipe.plan = self.plan
-        return {"version": self.version, "prepare_ms": (time.perf_counter() - self.started) * 1e3}
+        if self.sources is None:
+            pipe.version = self.version
+            pipe.plan = self.plan
+        else:
+            pipe.route(self.sources, self.version)
+        return {"version": self.version, "prepare_ms": (time.perf_counter() - self.started) * 1e3,
+                "sources": self.sources}

@@ -102,14 +102,14 @@ def _baselines(seeds, duration_s: float, progress: Progress) -> dict[str, list[d
     return out
 
 
-def _live_table(stats: LoopStats, sim_t: float, seed: int, duration_s: float, version: int = 0) -> Table:
+def _live_table(stats: LoopStats, sim_t: float, seed: int, duration_s: float, plan: str = "v0") -> Table:
     lat = np.asarray(stats.latencies_ms[-2000:]) if stats.latencies_ms else np.zeros(1)
     table = Table(title=f"camera-driven control, seed {seed}: simulated {sim_t:.0f} / {duration_s:.0f} s")
     for col in ("frames sent", "delivered", "fps (last s)", "p50 ms", "p99 ms", "live MAE / lane", "in order", "plan"):
         table.add_column(col, justify="right")
     table.add_row(str(stats.frames_sent), str(stats.frames_delivered), str(stats.per_second[-1] if stats.per_second else 0),
                   f"{np.percentile(lat, 50):.0f}", f"{np.percentile(lat, 99):.0f}",
-                  f"{np.mean(stats.abs_err) if stats.abs_err else 0:.3f}", "yes" if stats.order_ok else "NO", f"v{version}")
+                  f"{np.mean(stats.abs_err) if stats.abs_err else 0:.3f}", "yes" if stats.order_ok else "NO", plan)
     return table
 
 
@@ -148,8 +148,8 @@ def run_demo(out: Path, seeds: tuple[int, ...], duration_s: float, lag: int = 2,
             with Live(console=console, refresh_per_second=4, transient=True) as live:
                 stats = run_camera_loop(pipe, seed, duration_s, lag=lag,
                                         on_tick=lambda s, t, seed=seed: live.update(
-                                            _live_table(s, t, seed, duration_s, pipe.version)))
-            console.print(_live_table(stats, stats.sim_s, seed, duration_s, pipe.version))
+                                            _live_table(s, t, seed, duration_s, pipe.plan_label)))
+            console.print(_live_table(stats, stats.sim_s, seed, duration_s, pipe.plan_label))
             runs.append(stats)
         pipe_report = pipe.report()
     finally:

@@ -26,9 +26,11 @@ def test_link_meter_window():
     assert m.mbps(2.5) == pytest.approx(2.0)
 
 
-def test_a_low_battery_switches_the_device_tier_to_its_energy_plan_once_and_back():
-    """The adapter's battery rule with a stand-in pipeline (no Ray): below 20% one switch to the
-    energy-first plan, none while it stays low, one back once every device is above 30%."""
+def test_a_low_battery_moves_only_that_cameras_frames_to_an_energy_plan_and_back():
+    """The adapter's battery rule with a stand-in pipeline (no Ray): a device below 20% gets an
+    energy-first plan for its own cameras (one switch, with ``sources``); the others stay on the
+    throughput plan; a second low device joins the loaded energy plan without another switch; each
+    returns to the pipeline's plan once above 30% (hysteresis: not at 25%)."""
     import dataclasses
 
     import torch
@@ -41,19 +43,34 @@ def test_a_low_battery_switches_the_device_tier_to_its_energy_plan_once_and_back
     torch.manual_seed(0)
     graph = capture(Funnel().eval(), (torch.randn(16, 64),), timing="analytic")
     graph.nodes = [dataclasses.replace(n, host_time_s=1e-3 if n.op == "compute" else 0.0) for n in graph.nodes]
-    base = topology(speeds=(1.0, 0.5, 4.0), nodes=(2, 1, 1), bandwidth_mbps=(20, 50))
+    base = topology(speeds=(1.0, 0.5, 4.0), nodes=(2, 2, 1), bandwidth_mbps=(20, 50))
     topo = base.model_copy(update={"links": [base.links[0].model_copy(update={"tx_energy_nj_per_byte": 10_000.0}),
                                              base.links[1]]})
 
     class Pipe:
         def __init__(self):
             self.topology, self.plan = topo, partition(graph, topo, "throughput")
-            self.tier_of = {"device-0": 0, "device-1": 0, "gateway-0": 1, "edge-0": 2}
+            self.tier_of = {"device-0": 0, "device-1": 0, "gateway-0": 1, "gateway-1": 1, "edge-0": 2}
+            self.stream_nodes = ["device-0", "device-1"]
+            self.version, self.plans, self.routes = 0, {0: self.plan}, {}
             self._pending, self.switch_done, self.switch_error, self.switched = None, None, None, []
 
-        def switch(self, plan, emulated_compute_s=None, wait=True):
-            self.switched.append(plan)
-            self.plan, self.switch_done = plan, {"version": len(self.switched)}
+        def switch(self, plan, emulated_compute_s=None, wait=True, sources=None):
+            self.switched.append((plan, sources))
+            version = max(self.plans) + 1
+            self.plans[version] = plan
+            if sources is None:
+                self.plan, self.version = plan, version
+            else:
+                self.route(sources, version)
+            self.switch_done = {"version": version, "sources": sources}
+
+        def route(self, sources, version=None):
+            for s in sources:
+                if version is None or version == self.version:
+                    self.routes.pop(s, None)
+                else:
+                    self.routes[s] = version
 
     pipe = Pipe()
     adapter = Adapter(graph, "throughput", hold_s=10.0, background=False)
@@ -66,17 +83,26 @@ def test_a_low_battery_switches_the_device_tier_to_its_energy_plan_once_and_back
         adapter.start_s = -at_s + __import__("time").perf_counter()       # the adapter's clock reads at_s
         adapter.step(pipe, metrics)
 
-    step(1.0, {"device-0": 80.0, "device-1": 90.0})
+    full = {"device-0": 80.0, "device-1": 90.0}
+    step(1.0, full)
     assert pipe.switched == []
-    step(2.0, {"device-0": 15.0, "device-1": 90.0})                     # one camera runs low
-    assert len(pipe.switched) == 1 and adapter.battery_mode
-    assert pipe.plan.predicted.energy_j < throughput_energy / 1.2
-    assert "device-0 battery 15%" in adapter.switches[-1].reason
-    for t in range(3, 40):
-        step(float(t), {"device-0": 12.0, "device-1": 90.0})             # stays low: no more switches
+    step(2.0, {**full, "device-0": 15.0})                               # one camera runs low
+    assert [sources for _, sources in pipe.switched] == [[0]]          # only its frames move
+    energy_plan = pipe.switched[0][0]
+    assert pipe.routes == {0: 1} and pipe.version == 0 and pipe.plan is pipe.plans[0]
+    assert energy_plan.predicted.energy_j < throughput_energy / 1.2
+    assert "device-0 battery 15%" in adapter.switches[-1].reason and adapter.switches[-1].nodes == ("device-0",)
+    for t in range(3, 20):
+        step(float(t), {**full, "device-0": 12.0})                      # stays low: no more switches
     assert len(pipe.switched) == 1
-    step(40.0, {"device-0": 25.0, "device-1": 90.0})                     # between 20% and 30%: hysteresis
-    assert len(pipe.switched) == 1
-    step(41.0, {"device-0": 35.0, "device-1": 90.0})                     # charged again: back to throughput
-    assert len(pipe.switched) == 2 and not adapter.battery_mode
-    assert pipe.plan.predicted.stream_fps > pipe.switched[0].predicted.stream_fps
+    step(20.0, {**full, "device-0": 12.0, "device-1": 10.0})            # a second camera: joins v1, nothing to load
+    assert len(pipe.switched) == 1 and pipe.routes == {0: 1, 1: 1}
+    assert adapter.switches[-1].nodes == ("device-1",) and adapter.switches[-1].version == 1
+    step(40.0, {**full, "device-0": 25.0, "device-1": 10.0})            # between 20% and 30%: hysteresis
+    assert pipe.routes == {0: 1, 1: 1}
+    step(41.0, {**full, "device-0": 35.0, "device-1": 10.0})            # charged again: back to the pipeline's plan
+    assert pipe.routes == {1: 1} and len(pipe.switched) == 1
+    assert adapter.switches[-1].nodes == ("device-0",) and "back to 35%" in adapter.switches[-1].reason
+    assert adapter.switches[-1].predicted_fps_after > adapter.switches[-1].predicted_fps_before
+    step(42.0, {**full, "device-0": 15.0, "device-1": 10.0})            # low again: back on the energy plan at once
+    assert pipe.routes == {0: 1, 1: 1} and len(pipe.switched) == 1

@@ -33,8 +33,9 @@ def check_delivery(results, inputs, model, sources):
     assert {s: seqs for s, seqs in by_source.items()} == {s: list(range(len(inputs) // sources)) for s in range(sources)}
 
 
-def stream_through_switch(pipe, new_plan, sources=2, before=30, after=30, during_switch=None):
-    """Frames before, during and after a switch (it runs in the background while frames keep coming)."""
+def stream_through_switch(pipe, new_plan, sources=2, before=30, after=30, during_switch=None, switch_sources=None):
+    """Frames before, during and after a switch (it runs in the background while frames keep coming);
+    ``switch_sources``: only these sources' frames move to the new plan."""
     torch.manual_seed(1)
     inputs, results = [], []
 
@@ -46,7 +47,7 @@ def stream_through_switch(pipe, new_plan, sources=2, before=30, after=30, during
 
     for _ in range(before):
         one()
-    pipe.switch(new_plan, wait=False)
+    pipe.switch(new_plan, wait=False, sources=switch_sources)
     if during_switch is not None:
         during_switch()
     while pipe._pending is not None:                 # frames keep flowing while every actor loads the new stage
