@@ -53,7 +53,8 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
                   f"measured {report['latency_ms'].get('p50', float('nan')):.1f} ms p50 and {report['fps']:.1f} fps"
                   + (" [emulated]" if report["emulated"] else ""))
     for s in report["plan_switches"]:
-        console.print(f"plan switch at {s['at_s']:.1f} s -> v{s['version']}: {s['reason']} (predicted "
+        console.print(f"plan switch at {s['at_s']:.1f} s -> v{s['version']}"
+                      + (f" for {', '.join(s['nodes'])}" if s.get("nodes") else "") + f": {s['reason']} (predicted "
                       f"{s['predicted_fps_before']:.1f} -> {s['predicted_fps_after']:.1f} fps)"
                       + (f"; failed: {s['error']}" if s["error"] else ""))
     save_report(report, args.report)

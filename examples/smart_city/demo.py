@@ -175,7 +175,8 @@ def _adaptation(pipe_report: dict, conditions, adapt: bool, out: Path, console: 
 
     switches = pipe_report["plan_switches"]
     for s in switches:
-        console.print(f"plan switch at {s['at_s']:.1f} s -> v{s['version']}: {s['reason']} (predicted "
+        console.print(f"plan switch at {s['at_s']:.1f} s -> v{s['version']}"
+                      + (f" for {', '.join(s['nodes'])}" if s.get("nodes") else "") + f": {s['reason']} (predicted "
                       f"{s['predicted_fps_before']:.0f} -> {s['predicted_fps_after']:.0f} fps, loaded in "
                       f"{s['switch_s'] or float('nan'):.1f} s)" + (f"; failed: {s['error']}" if s["error"] else ""))
     if adapt and not switches:
