@@ -225,20 +225,22 @@ class StageWorker:
         """Sink only: after a restart, skip what the driver already has."""
         self.results.advance({int(k): int(v) for k, v in watermarks.items()})
 
-    async def metrics_json(self) -> dict:
-        out = self.metrics.to_json()
-        current = self.versions[max(self.versions)]
-        out["batchable"] = current.runner.batchable
-        out["plan_versions"] = sorted(self.versions)
-        out["frames_by_plan"] = dict(self.frames_by_plan)
-        out["tier_s_total"] = self.tier_s_total
-        out["tier_planned_s_total"] = self.tier_planned_s_total
+    async def counters(self) -> dict:
+        """What live adaptation reads once a second: cumulative counters and conditions only (cheap:
+        no percentiles; :meth:`metrics_json` adds those)."""
+        out = {"node": self.cfg.node, "incarnation": self.incarnation, "tier_s_total": self.tier_s_total,
+               "tier_planned_s_total": self.tier_planned_s_total, "conditions_now": dict(self.now)}
         if self.uplink is not None:
             out["wire_bytes_total"], out["wire_busy_s_total"] = self.uplink.wire_bytes_total, self.uplink.wire_busy_s_total
-        out["incarnation"] = self.incarnation
-        out["conditions_now"] = dict(self.now)
         emulated = self.now.get("battery_pct") if self.cfg.emulate else None
         out["battery_pct"] = emulated if emulated is not None else _host_battery_pct()
+        return out
+
+    async def metrics_json(self) -> dict:
+        out = {**self.metrics.to_json(), **await self.counters()}
+        out["batchable"] = self.versions[max(self.versions)].runner.batchable
+        out["plan_versions"] = sorted(self.versions)
+        out["frames_by_plan"] = dict(self.frames_by_plan)
         if self.cfg.last:
             out["e2e_latency_s"] = self.e2e.summary()
             out["e2e_recent_s"] = percentiles(self.e2e.recent(1000))

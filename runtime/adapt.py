@@ -115,7 +115,7 @@ class Adapter:
 
     # ------------------------------------------------------------------ the loop
     def step(self, pipe, metrics: list[dict]) -> None:
-        """One round: measure from the stages' ``metrics_json``, and re-plan / switch when warranted."""
+        """One round: measure from the stages' ``counters``, and re-plan / switch when warranted."""
         now = time.perf_counter() - self.start_s
         self._finish_switch(pipe, now)
         measured = self._measure(pipe, metrics, now)

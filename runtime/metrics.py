@@ -12,8 +12,8 @@ __all__ = ["Series", "StageMetrics", "percentiles"]
 def percentiles(values: list[float], qs=(50, 95, 99)) -> dict[str, float]:
     if not values:
         return {f"p{q}": float("nan") for q in qs}
-    arr = np.asarray(values)
-    return {f"p{q}": float(np.percentile(arr, q)) for q in qs}
+    found = np.percentile(np.asarray(values), list(qs))       # one sort for all of them
+    return {f"p{q}": float(v) for q, v in zip(qs, found)}
 
 
 @dataclass
