@@ -47,6 +47,7 @@ class PendingSwitch:
         self.calls: dict = {}             # prepare ref -> node
         self.refs: list = []
         self.error: str | None = None
+        self.built_ms = self.shipped_ms = None   # when the stages were built, and when every prepare call was sent
         self._thread = threading.Thread(target=self._launch, name="tierpipe-switch", daemon=True)
         self._thread.start()
 
@@ -55,6 +56,7 @@ class PendingSwitch:
 
         try:
             modules = self.plan.build_stages(self.pipe.model)
+            self.built_ms = (time.perf_counter() - self.started) * 1e3
             last = len(self.plan.tiers) - 1
             calls = {}
             for t, tier in enumerate(self.pipe.topology.path):
@@ -67,6 +69,7 @@ class PendingSwitch:
                     calls[self.pipe.stages[node].prepare.remote(self.version, ref, expected, codec, self.emulated[t],
                                                                      self.keep)] = node
             self.calls = calls
+            self.shipped_ms = (time.perf_counter() - self.started) * 1e3
         except Exception as exc:
             self.error = f"cannot build or ship the new plan's stages ({type(exc).__name__}: {str(exc)[:300]})"
 
@@ -105,4 +108,4 @@ class PendingSwitch:
         else:
             pipe.route(self.sources, self.version)
         return {"version": self.version, "prepare_ms": (time.perf_counter() - self.started) * 1e3,
-                "sources": self.sources}
+                "build_ms": self.built_ms, "shipped_ms": self.shipped_ms, "sources": self.sources}

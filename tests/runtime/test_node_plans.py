@@ -27,7 +27,7 @@ def test_one_sources_frames_move_to_another_plan_and_back_the_rest_stay(ray_loca
         with pytest.raises(PipelineError, match="source 7 does not exist"):
             pipe.switch(other, sources=[7])
         inputs, results, during = stream_through_switch(pipe, other, switch_sources=[0])
-        assert pipe.switch_done == {"version": 1, "prepare_ms": pipe.switch_done["prepare_ms"], "sources": [0]}
+        assert pipe.switch_done["version"] == 1 and pipe.switch_done["sources"] == [0]
         assert pipe.version == 0 and pipe.plan is plan and pipe.routes == {0: 1}    # only source 0 moved
         assert pipe.plan_label == "v0 (v1 on 1 camera)"
         moved = {n: ray.get(pipe.stages[n].metrics_json.remote())["frames_by_plan"] for n in ("device-0", "device-1")}
