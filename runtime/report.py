@@ -81,6 +81,7 @@ def build_report(pipe) -> dict:
                       "bottleneck": plan.predicted.bottleneck},
         "plan_version": pipe.version,
         "plan_routes": {str(source): version for source, version in sorted(pipe.routes.items())},   # cameras on another plan
+        "plan_label": pipe.plan_label,
         "plan_switches": pipe.adapter.report(pipe.timeline) if pipe.adapter is not None else [],
         "replans": list(pipe.adapter.replans) if pipe.adapter is not None else [],
         "adapt_driver_s": pipe.adapter.step_s if pipe.adapter is not None else 0.0,
@@ -109,7 +110,7 @@ def report_tables(report: dict):
     from rich.table import Table
 
     head = (f"{report['model']} on {report['topology']}{' (emulated)' if report['emulated'] else ''}, "
-            f"plan v{report.get('plan_version', 0)}: "
+            f"plan {report.get('plan_label', 'v0')}: "
             f"{report['frames_delivered']} frames, {report['fps']:.1f} fps, latency p50 "
             f"{report['latency_ms'].get('p50', float('nan')):.1f} / p95 {report['latency_ms'].get('p95', float('nan')):.1f} / "
             f"p99 {report['latency_ms'].get('p99', float('nan')):.1f} ms, drops {report['drops']}")
