@@ -36,17 +36,25 @@ def zoo():
     return zoo_graph
 
 
-@pytest.fixture(scope="session")
+_LOCAL_RAY: dict = {}
+
+
+@pytest.fixture
 def ray_local():
-    """One local Ray for the session's local-pipeline tests (Pipelines reuse it)."""
+    """A local Ray shared by the local-pipeline tests: started on first use, and started again when a
+    test in between shut it down or connected this process to another cluster (the cluster tests do
+    both; before, every pipeline after them started a Ray of its own)."""
     import ray
 
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     from runtime.cluster import reset_token_cache
 
+    if ray.is_initialized() and ray.get_runtime_context().gcs_address == _LOCAL_RAY.get("gcs"):
+        yield ray
+        return
     if ray.is_initialized():
         ray.shutdown()
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     reset_token_cache()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)   # never a Ray found running
+    _LOCAL_RAY["gcs"] = ray.get_runtime_context().gcs_address
     yield ray
-    ray.shutdown()

@@ -91,7 +91,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
+def sshd_server(tmp_path_factory):
     binary = shutil.which("sshd") or "/usr/sbin/sshd"
     if not os.path.exists(binary):
         pytest.skip("sshd is not installed here (apt-get install openssh-server); .ci/run installs it for CI")
@@ -119,6 +119,18 @@ def sshd(tmp_path_factory):
            "known_hosts": d / "known_hosts"}
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def sshd(sshd_server):
+    """The sshd, for one test. Its 'hosts' are all this machine, so the test's `ray stop` stops every
+    Ray here: none may run in this process meanwhile (a shuffled run put a test's local Ray first; the
+    stop took it, and with it the pytest process)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    return sshd_server
 
 
 @pytest.fixture
