@@ -72,7 +72,7 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
 
     print(f"--- switch_paced: {seconds:.0f} s at {fps:g} fps per camera")
     interval = 1.0 / fps
-    windows = []
+    windows, steps = [], []
     with Pipeline(plans[0], model, topo, emulate=True) as pipe:
         sample = plans[0].example_inputs()
         todo = [(seconds / 3, plans[1]), (2 * seconds / 3, plans[0])]
@@ -89,6 +89,7 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
                     windows.append([clock, None])
                 if windows and windows[-1][1] is None and pipe._pending is None:
                     windows[-1][1] = clock
+                    steps.append(pipe.switch_done)
                 pipe.poll(min(due - now, 0.05))
                 pipe._results_buffer.clear()
         for _ in pipe.results(timeout_s=60):
@@ -101,6 +102,10 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
     return {"frame_interval_ms": interval * 1e3, "switched": report["plan_version"] == 2 and len(windows) == 2,
             "switch_s": [round(b - a, 3) if b is not None else None for a, b in windows],
             "longest_gap_in_switch_ms": [max(g, default=0.0) * 1e3 for g in inside],
+            # where the longest gap ended, from the switch's start (s), and the switch's own steps (ms)
+            "longest_gap_ended_s": [max(((g, at - a) for at, g in gaps if a <= at <= b), default=(0, None))[1]
+                                    for a, b in spans],
+            "steps_ms": [{k: d.get(k) for k in ("build_ms", "shipped_ms", "prepare_ms")} if d else None for d in steps],
             "pause_ms": [max(max(g, default=0.0) - interval, 0.0) * 1e3 for g in inside],
             "longest_gap_elsewhere_ms": max(outside, default=0.0) * 1e3,
             "p99_gap_elsewhere_ms": float(np.percentile(outside, 99)) * 1e3 if outside else None,

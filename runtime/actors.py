@@ -14,12 +14,9 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
-from partition.graph import TensorSpec
 from partition.split import Stage
 
 from .batching import BatchRunner
@@ -29,6 +26,7 @@ from .errors import StageError, UnknownPlanError
 from .flow import ReorderBuffer
 from .metrics import Series, StageMetrics, percentiles
 from .uplink import Uplink
+from .versions import PlanVersions, Version, freeze_heap
 from .wire import ERROR as _ERROR
 from .wire import Frame, pack, unpack
 
@@ -39,20 +37,10 @@ MAX_LATENCY_S = 3600.0      # an end-to-end time beyond this (or negative) comes
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Version:
-    """What a stage runs for frames of one plan version."""
-
-    runner: BatchRunner
-    expected: dict[str, TensorSpec | None]
-    codec_up: str
-    emulated_compute_s: float | None
-
-
-class StageWorker:
+class StageWorker(PlanVersions):
     """One instance of one stage. Ray restarts it when it dies; its senders replay what was lost.
 
-    It holds one stage module per plan version (:class:`_Version`): frames carry the version they
+    It holds one stage module per plan version (:class:`runtime.versions.Version`): frames carry the version they
     started on and finish on it, so a plan switch needs no pause. A restarted instance fetches the
     versions it lacks from the pipeline's registry when their first frame arrives.
     """
@@ -65,9 +53,9 @@ class StageWorker:
         self.e2e = Series()
         device = cfg.device if (cfg.device == "cuda" and torch.cuda.is_available()) else "cpu"
         self.device = device
-        self.versions: dict[int, _Version] = {
-            0: _Version(BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch), cfg.expected,
-                        cfg.codec_up, cfg.emulated_compute_s)}
+        self.versions: dict[int, Version] = {
+            0: Version(BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch), cfg.expected,
+                       cfg.codec_up, cfg.emulated_compute_s)}
         self._specs = {0: cfg.expected}       # what each held plan version's frames carry (for unpack)
         self.registry = registry
         self.parent = parent
@@ -88,6 +76,7 @@ class StageWorker:
         self.frames_by_plan: dict[int, int] = {}
         log.info("%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8],
                  self.versions[0].runner.batchable, device)
+        freeze_heap()
 
     def _start(self) -> None:
         if self._worker is not None:
@@ -141,30 +130,6 @@ class StageWorker:
 
     def _decode(self, data) -> Frame:
         return unpack(data, self._specs, self.cfg.where, self.cfg.max_frame_bytes, versions=True)
-
-    async def prepare(self, version: int, stage: Stage, expected: dict, codec_up: str,
-                      emulated_compute_s: float | None, keep: Sequence[int] = ()) -> dict:
-        """Load the stage of plan ``version`` (probing whether it batches) before any of its frames come;
-        ``keep``: versions that new frames still start on (never dropped to make room)."""
-        self._start()
-        if version not in self.versions:
-            runner = await asyncio.to_thread(BatchRunner, stage, expected, self.device, self.cfg.max_batch)
-            self.versions[version] = _Version(runner, expected, codec_up, emulated_compute_s)
-        for old in sorted(self.versions)[:-3]:          # keep the last three plans: frames of older ones are long done
-            if old != 0 and old not in keep:
-                del self.versions[old]
-        self._specs = {v: state.expected for v, state in self.versions.items()}
-        return {"node": self.cfg.node, "versions": sorted(self.versions),
-                "batchable": self.versions[version].runner.batchable}
-
-    async def _fetch(self, version: int) -> None:
-        if version in self.versions or self.registry is None:
-            return
-        entry = await self.registry.get.remote(self.cfg.tier, version)
-        if entry is None:
-            return
-        stage_ref, expected, codec_up, emulated = entry
-        await self.prepare(version, await stage_ref, expected, codec_up, emulated)
 
     async def start_clock(self, t0: float) -> None:
         """Emulation: apply this node's conditions at ``t0 + at`` (wall clock). Idempotent; a restarted

@@ -63,6 +63,7 @@ class _Switch:
     plan_s: float | None = None           # re-planning, from the decision until the new plan was ready
     nodes: tuple[str, ...] = ()           # the devices whose cameras moved (empty: every camera)
     steps_ms: dict | None = None          # from the switch's start: stages built, sent to every actor, live
+    loads: dict | None = None             # how the actors came by their stage: probed, told (no probe), reused
 
 
 class Adapter:
@@ -238,6 +239,7 @@ class Adapter:
                 record.version, record.done_s = pipe.switch_done["version"], round(now, 3)
                 record.steps_ms = {"built": pipe.switch_done.get("build_ms"), "sent": pipe.switch_done.get("shipped_ms"),
                                    "live": pipe.switch_done.get("prepare_ms")}
+                record.loads = pipe.switch_done.get("loads")
 
     def _measure(self, pipe, metrics: list[dict], now: float) -> Measured:
         k = len(pipe.plan.tiers)
@@ -278,7 +280,7 @@ class Adapter:
             out.append({"at_s": s.at_s, "reason": s.reason, "predicted_fps_before": s.predicted_fps_before,
                         "predicted_fps_after": s.predicted_fps_after, "version": s.version,
                         "switch_s": (s.done_s - s.at_s) if s.done_s is not None else None, "error": s.error,
-                        "plan_s": s.plan_s, "nodes": list(s.nodes), "steps_ms": s.steps_ms,
+                        "plan_s": s.plan_s, "nodes": list(s.nodes), "steps_ms": s.steps_ms, "loads": s.loads,
                         "pause_ms": timeline.longest_gap_ms(s.at_s, end) if timeline else None,
                         # the same figure over as long a stretch just before: what the stream does anyway
                         "gap_before_ms": timeline.longest_gap_ms(s.at_s - span, s.at_s) if timeline else None})

@@ -25,12 +25,15 @@ log = logging.getLogger(__name__)
 class BatchRunner:
     """Runs a stage on a list of frames (``{name: value}`` each), batched when that is safe."""
 
-    def __init__(self, stage: Stage, expected: dict[str, TensorSpec | None], device: str = "cpu", max_batch: int = 8) -> None:
+    def __init__(self, stage: Stage, expected: dict[str, TensorSpec | None], device: str = "cpu", max_batch: int = 8,
+                 batchable: bool | None = None) -> None:
+        """``batchable``: what a probe of the same stage found elsewhere (another instance of its tier):
+        no probe here then."""
         self.stage = stage
         self.device = torch.device(device)
         stage.module.to(self.device)
         self.expected = expected
-        self.batchable = max_batch > 1 and self._probe()
+        self.batchable = max_batch > 1 and (self._probe() if batchable is None else batchable)
 
     def _call(self, values: dict):
         if self.device.type != "cpu":

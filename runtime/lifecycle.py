@@ -119,6 +119,7 @@ class Lifecycle:
         import ray
 
         pending = {h.hello.remote(): n for n, h in self.stages.items()}
+        pending[self.registry.get.remote(0, 0)] = "the plan registry"     # started now, not at the first switch
         ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=self.ready_timeout_s)
         if waiting:
             names = sorted(pending[r] for r in waiting)

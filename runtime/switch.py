@@ -2,7 +2,11 @@
 
 1. In the background (the driver keeps feeding and collecting frames meanwhile): the new
    plan's stage modules are built, put in the object store and the registry (for actors that
-   restart later), and every actor loads its tier's stage beside the old one (``prepare``).
+   restart later), and every actor loads its tier's stage beside the old one (``prepare``):
+   the first of a tier probes whether it batches and the rest are told; an actor that holds
+   the same stage under another version (a switch back) reuses it and loads nothing. The
+   stream shares the hosts' CPU with this, so each step is as cheap as it can be made (see
+   ``bench_adapt.py``'s ``switch_paced``: the switch's own pause).
 2. Only when all have it does the driver number new frames with the new version (every source's,
    or, for a plan made for some nodes, only theirs: ``sources``). Frames in
    flight carry the old version and finish on the old stages; the sink's reorder buffer and
@@ -45,33 +49,69 @@ class PendingSwitch:
         self.emulated = list(emulated_compute_s) if emulated_compute_s is not None else list(plan.predicted.stage_compute_s)
         self.started = time.perf_counter()
         self.calls: dict = {}             # prepare ref -> node
+        self.loads: dict[str, int] = {}     # how the actors came by the stage: probed, told, reused
+        self._later: dict = {}            # a tier's probing prepare ref -> (the tier's other nodes, prepare args)
         self.refs: list = []
         self.error: str | None = None
         self.built_ms = self.shipped_ms = None   # when the stages were built, and when every prepare call was sent
         self._thread = threading.Thread(target=self._launch, name="tierpipe-switch", daemon=True)
         self._thread.start()
 
+    def _same_stage(self, t: int) -> int | None:
+        """A version the actors of tier ``t`` hold whose stage is the new plan's (same nodes, inputs,
+        outputs): the newest such of version 0, the versions in use and the last three (what actors keep)."""
+        want = self.plan.stages[t]
+        held = {0, *self.keep, *sorted(self.pipe.plans)[-3:]}
+        for version in sorted(held, reverse=True):
+            have = self.pipe.plans[version].stages[t]
+            if (have.nodes, have.inputs, have.outputs) == (want.nodes, want.inputs, want.outputs):
+                return version
+        return None
+
     def _launch(self) -> None:
+        """Build and ship; tier by tier: every actor at once where it holds the stage already, else its
+        first actor probes whether the stage batches and :meth:`check` sends the rest that answer
+        (one probe a tier, not one an actor: each costs three forward passes on a busy host)."""
         import ray
 
         try:
             modules = self.plan.build_stages(self.pipe.model)
             self.built_ms = (time.perf_counter() - self.started) * 1e3
             last = len(self.plan.tiers) - 1
-            calls = {}
             for t, tier in enumerate(self.pipe.topology.path):
                 ref = ray.put(modules[t])
-                self.refs.append(ref)
                 expected = self.pipe._expected(t, self.plan)
                 codec = self.plan.codecs[t] if t < last else "raw"
-                ray.get(self.pipe.registry.put.remote(t, self.version, [ref], expected, codec, self.emulated[t]))
-                for node in tier.node_names():
-                    calls[self.pipe.stages[node].prepare.remote(self.version, ref, expected, codec, self.emulated[t],
-                                                                     self.keep)] = node
-            self.calls = calls
+                entry = ray.put(([ref], expected, codec, self.emulated[t]))
+                self.refs += [ref, entry]
+                self.calls[self.pipe.registry.put.remote(t, self.version, [entry])] = "the plan registry"
+                args = (self.version, [ref], expected, codec, self.emulated[t], self.keep)
+                same = self._same_stage(t)
+                nodes = tier.node_names()
+                if same is None:
+                    probe = self.pipe.stages[nodes[0]].prepare.remote(*args)
+                    self.calls[probe] = nodes[0]
+                    self._later[probe] = (nodes[1:], args)
+                else:
+                    for node in nodes:
+                        self.calls[self.pipe.stages[node].prepare.remote(*args, same_as=same)] = node
             self.shipped_ms = (time.perf_counter() - self.started) * 1e3
         except Exception as exc:
             self.error = f"cannot build or ship the new plan's stages ({type(exc).__name__}: {str(exc)[:300]})"
+
+    def _send_rest(self) -> None:
+        """The rest of each tier whose first actor has answered, told whether the stage batches."""
+        import ray
+
+        ready, _ = ray.wait(list(self._later), num_returns=len(self._later), timeout=0)
+        for probe in ready:
+            nodes, args = self._later.pop(probe)
+            try:
+                batchable = ray.get(probe)["batchable"]
+            except Exception:  # check() names the actor that failed; the others need not load then
+                continue
+            for node in nodes:
+                self.calls[self.pipe.stages[node].prepare.remote(*args, batchable=batchable)] = node
 
     def check(self) -> dict | None:
         """None while pending; the result once every actor has the new stage (the version is then live).
@@ -84,13 +124,17 @@ class PendingSwitch:
         if self._thread.is_alive():
             return None
         if self.error is None:
+            if self._later:
+                self._send_rest()
             ready, waiting = ray.wait(list(self.calls), num_returns=len(self.calls), timeout=0)
-            if waiting and time.perf_counter() - self.started < self.timeout_s:
+            if (waiting or self._later) and time.perf_counter() - self.started < self.timeout_s:
                 return None
             failed = [self.calls[r] for r in waiting]
             for r in ready:
                 try:
-                    ray.get(r)
+                    reply = ray.get(r)
+                    if reply is not None:            # (the registry's put answers None)
+                        self.loads[reply["loaded"]] = self.loads.get(reply["loaded"], 0) + 1
                 except Exception as exc:
                     failed.append(f"{self.calls[r]} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
             if failed:
@@ -108,4 +152,4 @@ class PendingSwitch:
         else:
             pipe.route(self.sources, self.version)
         return {"version": self.version, "prepare_ms": (time.perf_counter() - self.started) * 1e3,
-                "build_ms": self.built_ms, "shipped_ms": self.shipped_ms, "sources": self.sources}
+                "build_ms": self.built_ms, "shipped_ms": self.shipped_ms, "sources": self.sources, "loads": self.loads}

@@ -124,3 +124,66 @@ def test_a_failed_switch_leaves_the_old_plan_running_and_says_why(ray_local):
         rest = pipe.run(inputs[20:])
     for got, want in zip(first + rest, eager(model, inputs)):
         torch.testing.assert_close(got, want)
+
+
+def same_stage(a, b) -> bool:
+    return (a.nodes, a.inputs, a.outputs) == (b.nodes, b.inputs, b.outputs)
+
+
+def test_one_probe_a_tier_and_a_switch_back_reuses_what_the_actors_hold(ray_local):
+    import ray
+
+    topo = fan_in_topology(devices=2, gateways=1)
+    model, plan, other = two_plans(topo)
+    torch.manual_seed(2)
+    inputs = [(torch.randn(1, 16),) for _ in range(20)]
+    with Pipeline(plan, model, topo, max_batch=4) as pipe:
+        there = pipe.switch(other)
+        back = pipe.switch(plan)
+        got = pipe.run(inputs)
+        metrics = ray.get(pipe.stages["edge-0"].metrics_json.remote())
+    want: dict[str, int] = {}
+    for t, nodes in enumerate([2, 1, 1]):
+        if same_stage(plan.stages[t], other.stages[t]):     # a tier the other plan leaves as it is
+            want["reused"] = want.get("reused", 0) + nodes
+        else:                                                # its first actor probes, the rest are told
+            want["probed"] = want.get("probed", 0) + 1
+            if nodes > 1:
+                want["told"] = want.get("told", 0) + nodes - 1
+    assert want.get("probed")                                # the plans differ somewhere
+    assert there["loads"] == want
+    assert back["loads"] == {"reused": 4}                    # version 2 is version 0's stages: nothing loaded
+    assert pipe.version == 2 and metrics["frames_by_plan"] == {2: 20}
+    for a, b in zip(got, eager(model, inputs)):
+        torch.testing.assert_close(a, b)
+
+
+def test_an_actor_restarted_after_a_switch_fetches_the_new_stage_from_the_registry(ray_local):
+    import os
+    import signal
+
+    import ray
+
+    topo = fan_in_topology(devices=2, gateways=1)
+    model, plan, other = two_plans(topo)
+    torch.manual_seed(3)
+    inputs = [(torch.randn(1, 16),) for _ in range(20)]
+    with Pipeline(plan, model, topo, max_batch=4) as pipe:
+        pipe.switch(other)
+        gateway = pipe.stages["gateway-0"]
+        before = ray.get(gateway.hello.remote())
+        os.kill(ray.get(gateway.pid.remote()), signal.SIGKILL)
+        deadline = time.time() + 60
+        while True:                                          # Ray starts it again from version 0's stage
+            try:
+                after = ray.get(gateway.hello.remote(), timeout=5)
+                break
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                assert time.time() < deadline, "the gateway did not come back"
+                time.sleep(0.2)
+        got = pipe.run(inputs)
+        metrics = ray.get(gateway.metrics_json.remote())
+    assert after != before                                   # a new incarnation ...
+    assert metrics["frames_by_plan"] == {1: 20}              # ... ran version 1's frames on version 1's stage
+    for a, b in zip(got, eager(model, inputs)):
+        torch.testing.assert_close(a, b)

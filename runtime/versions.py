@@ -1,0 +1,81 @@
+"""Plan versions inside a stage actor: the stage module each version's frames run on, loaded
+before a switch (``prepare``) or, in an instance restarted after one, fetched from the pipeline's
+registry when a frame of a version it lacks arrives (``_fetch``)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from dataclasses import dataclass
+from typing import Sequence
+
+from partition.graph import TensorSpec
+
+from .batching import BatchRunner
+
+__all__ = ["PlanVersions", "Version", "freeze_heap"]
+
+
+@dataclass
+class Version:
+    """What a stage runs for frames of one plan version."""
+
+    runner: BatchRunner
+    expected: dict[str, TensorSpec | None]
+    codec_up: str
+    emulated_compute_s: float | None
+
+
+def freeze_heap() -> None:
+    """Keep what is loaded now (torch, the stage modules: some 270,000 objects) out of the garbage
+    collector's full passes. Without it, every full pass (one comes with loading a stage for a switch)
+    walks them all: 130 ms of CPU per actor, and 21 actors on a small host stall the stream for 1-2 s."""
+    gc.collect()
+    gc.freeze()
+
+
+class PlanVersions:
+    """A part of :class:`runtime.actors.StageWorker`: ``versions``, ``_specs``, ``registry``, ``cfg`` and
+    ``device`` are set in its ``__init__``."""
+
+    async def prepare(self, version: int, stage_box: list, expected: dict, codec_up: str,
+                      emulated_compute_s: float | None, keep: Sequence[int] = (), same_as: int | None = None,
+                      batchable: bool | None = None) -> dict:
+        """Load the stage of plan ``version`` before any of its frames come.
+
+        Args:
+            stage_box: ``[stage ref]``. In a list, Ray hands over the reference and this call fetches
+                it while frames go on: a bare reference argument is fetched before the call starts,
+                and the driver's calls to this actor (its frames) would queue behind it.
+            keep: versions that new frames still start on (never dropped to make room).
+            same_as: a version whose stage is this one (the same nodes and codec): its loaded module
+                serves, with nothing fetched or probed (a switch back costs nothing here).
+            batchable: whether the stage batches, as another instance of this tier found (no probe).
+        """
+        self._start()
+        how = "held"
+        if version not in self.versions:
+            if same_as in self.versions:
+                runner, how = self.versions[same_as].runner, "reused"
+            else:
+                how = "probed" if batchable is None else "told"
+                stage = await stage_box[0]
+                runner = await asyncio.to_thread(BatchRunner, stage, expected, self.device, self.cfg.max_batch,
+                                                 batchable)
+                freeze_heap()
+            self.versions[version] = Version(runner, expected, codec_up, emulated_compute_s)
+        for old in sorted(self.versions)[:-3]:          # keep the last three plans: frames of older ones are long done
+            if old != 0 and old not in keep:
+                del self.versions[old]
+        self._specs = {v: state.expected for v, state in self.versions.items()}
+        return {"node": self.cfg.node, "versions": sorted(self.versions), "loaded": how,
+                "batchable": self.versions[version].runner.batchable}
+
+    async def _fetch(self, version: int) -> None:
+        if version in self.versions or self.registry is None:
+            return
+        box = await self.registry.get.remote(self.cfg.tier, version)
+        if box is None:
+            return
+        stage_box, expected, codec_up, emulated = await box[0]
+        await self.prepare(version, stage_box, expected, codec_up, emulated)
