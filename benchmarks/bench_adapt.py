@@ -61,6 +61,7 @@ def same_cut(a, b) -> bool:
 def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
     """The switch alone: steady conditions (20 Mbit/s), every camera at ``fps``, and the plan switched
     from the first to the second at 1/3 and back at 2/3 of the run (both plans carry that link).
+    The cameras send in turn, spread over the interval, as cameras that are not synchronised do.
     A camera's results then come one frame interval apart, so the longest gap between two of them
     from a switch's start to 1 s after it went live, less one interval, is the pause the switch
     caused; the same figure away from the switches is the stream's own jitter."""
@@ -76,12 +77,11 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
     with Pipeline(plans[0], model, topo, emulate=True) as pipe:
         sample = plans[0].example_inputs()
         todo = [(seconds / 3, plans[1]), (2 * seconds / 3, plans[0])]
-        start, tick = time.perf_counter(), 0
+        start, k, n = time.perf_counter(), 0, len(pipe.stream_nodes)
         while time.perf_counter() - start < seconds:
-            for src in range(len(pipe.stream_nodes)):
-                pipe.submit(src, *sample)
-            tick += 1
-            due = start + tick / fps
+            pipe.submit(k % n, *sample)        # the cameras in turn, spread over the interval (they are not in phase)
+            k += 1
+            due = start + k / (fps * n)
             while (now := time.perf_counter()) < due:
                 clock = now - pipe.timeline.start_s if pipe.timeline else 0.0
                 if todo and now - start >= todo[0][0] and pipe._pending is None:
@@ -99,6 +99,12 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
     spans = [(a, (b if b is not None else a) + 1.0) for a, b in windows]
     inside = [[g for at, g in gaps if a <= at <= b] for a, b in spans]
     outside = [g for at, g in gaps if not any(a <= at <= b for a, b in spans) and at > 2.0]
+    # the same measure over windows as long as the switches', away from them: what the stream does anyway
+    span = max((b - a for a, b in spans), default=1.0)
+    end = max((at for at, _ in gaps), default=0.0)
+    starts = [2.0 + 0.25 * i for i in range(int(max(end - span - 2.0, 0.0) / 0.25))]
+    quiet = [max((g for at, g in gaps if w <= at <= w + span), default=0.0) for w in starts
+             if not any(w <= b and a <= w + span for a, b in spans)]
     return {"frame_interval_ms": interval * 1e3, "switched": report["plan_version"] == 2 and len(windows) == 2,
             "switch_s": [round(b - a, 3) if b is not None else None for a, b in windows],
             "longest_gap_in_switch_ms": [max(g, default=0.0) * 1e3 for g in inside],
@@ -108,6 +114,9 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
             "steps_ms": [{k: d.get(k) for k in ("build_ms", "shipped_ms", "prepare_ms")} if d else None for d in steps],
             "pause_ms": [max(max(g, default=0.0) - interval, 0.0) * 1e3 for g in inside],
             "longest_gap_elsewhere_ms": max(outside, default=0.0) * 1e3,
+            "window_s": round(span, 2),
+            "longest_gap_in_windows_elsewhere_ms": {q: float(np.percentile(quiet, q)) * 1e3 for q in (50, 90, 100)}
+            if quiet else None,
             "p99_gap_elsewhere_ms": float(np.percentile(outside, 99)) * 1e3 if outside else None,
             "frames_sent": report["sent_by_sources"], "frames_delivered": report["frames_delivered"],
             "frames_lost": report["sent_by_sources"] - report["frames_delivered"]}
@@ -199,6 +208,10 @@ def main() -> None:
         "switch_alone_pause_ms": results["switch_paced"]["pause_ms"],
         "switch_alone_pause_within_one_interval": all(p <= 1e3 / args.paced_fps for p in results["switch_paced"]["pause_ms"])
         and results["switch_paced"]["switched"],
+        # a switch's longest gap against the longest gap of equally long windows without one (p90 of them)
+        "switch_alone_gap_vs_windows_elsewhere": {
+            "in_switch_ms": results["switch_paced"]["longest_gap_in_switch_ms"],
+            "elsewhere_ms": results["switch_paced"]["longest_gap_in_windows_elsewhere_ms"]},
         "paced": {"fps_per_camera": args.paced_fps, "frame_interval_ms": 1e3 / args.paced_fps,
                   "pause_ms": [s["pause_ms"] for s in results["adaptive_paced"]["plan_switches"]],
                   "gap_before_ms": [s["gap_before_ms"] for s in results["adaptive_paced"]["plan_switches"]],

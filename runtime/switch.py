@@ -50,7 +50,9 @@ class PendingSwitch:
         self.started = time.perf_counter()
         self.calls: dict = {}             # prepare ref -> node
         self.loads: dict[str, int] = {}     # how the actors came by the stage: probed, told, reused
-        self._later: dict = {}            # a tier's probing prepare ref -> (the tier's other nodes, prepare args)
+        self._later: dict = {}            # a tier's probing node -> (the tier's other nodes, prepare args)
+        self._queue: list = []            # loads not sent yet: (node, prepare args, keywords)
+        self._hosts: dict = {}            # node -> (its Ray node, how many loads may run there at once)
         self.refs: list = []
         self.error: str | None = None
         self.built_ms = self.shipped_ms = None   # when the stages were built, and when every prepare call was sent
@@ -70,13 +72,15 @@ class PendingSwitch:
 
     def _launch(self) -> None:
         """Build and ship; tier by tier: every actor at once where it holds the stage already, else its
-        first actor probes whether the stage batches and :meth:`check` sends the rest that answer
-        (one probe a tier, not one an actor: each costs three forward passes on a busy host)."""
+        first actor probes whether the stage batches and the rest are told the answer (one probe a tier,
+        not one an actor: three forward passes each). Loads go out a few at a time per host
+        (:meth:`_dispatch`)."""
         import ray
 
         try:
             modules = self.plan.build_stages(self.pipe.model)
             self.built_ms = (time.perf_counter() - self.started) * 1e3
+            self._hosts = _hosts(self.pipe.stages)
             last = len(self.plan.tiers) - 1
             for t, tier in enumerate(self.pipe.topology.path):
                 ref = ray.put(modules[t])
@@ -89,29 +93,44 @@ class PendingSwitch:
                 same = self._same_stage(t)
                 nodes = tier.node_names()
                 if same is None:
-                    probe = self.pipe.stages[nodes[0]].prepare.remote(*args)
-                    self.calls[probe] = nodes[0]
-                    self._later[probe] = (nodes[1:], args)
+                    self._queue.insert(0, (nodes[0], args, {}))          # the probes first
+                    self._later[nodes[0]] = (nodes[1:], args)
                 else:
-                    for node in nodes:
-                        self.calls[self.pipe.stages[node].prepare.remote(*args, same_as=same)] = node
+                    self._queue += [(node, args, {"same_as": same}) for node in nodes]
             self.shipped_ms = (time.perf_counter() - self.started) * 1e3
         except Exception as exc:
             self.error = f"cannot build or ship the new plan's stages ({type(exc).__name__}: {str(exc)[:300]})"
 
-    def _send_rest(self) -> None:
-        """The rest of each tier whose first actor has answered, told whether the stage batches."""
+    def _dispatch(self) -> None:
+        """Send queued loads, at most a host's CPU count in flight on it at once: the actors of a host
+        share its CPU with the stream (a 2-core box emulating 21 nodes loaded 16 stages at once and
+        stalled the stream for 200 ms); on a real deployment, one node a host, nothing waits. A tier's
+        probe, once answered, queues the rest of the tier, told whether the stage batches."""
         import ray
 
-        ready, _ = ray.wait(list(self._later), num_returns=len(self._later), timeout=0)
-        for probe in ready:
-            nodes, args = self._later.pop(probe)
-            try:
-                batchable = ray.get(probe)["batchable"]
-            except Exception:  # check() names the actor that failed; the others need not load then
-                continue
-            for node in nodes:
-                self.calls[self.pipe.stages[node].prepare.remote(*args, batchable=batchable)] = node
+        ready = set(ray.wait(list(self.calls), num_returns=len(self.calls), timeout=0)[0])
+        busy: dict = {}
+        for ref, node in self.calls.items():
+            if ref not in ready and node in self._hosts:
+                busy[self._hosts[node][0]] = busy.get(self._hosts[node][0], 0) + 1
+        for ref in ready:
+            node = self.calls[ref]
+            if node in self._later:
+                nodes, args = self._later.pop(node)
+                try:
+                    batchable = ray.get(ref)["batchable"]
+                except Exception:  # check() names the actor that failed; the others need not load then
+                    continue
+                self._queue += [(other, args, {"batchable": batchable}) for other in nodes]
+        waiting = []
+        for node, args, kw in self._queue:
+            host, cap = self._hosts.get(node, (node, 1))
+            if busy.get(host, 0) < cap:
+                busy[host] = busy.get(host, 0) + 1
+                self.calls[self.pipe.stages[node].prepare.remote(*args, **kw)] = node
+            else:
+                waiting.append((node, args, kw))
+        self._queue = waiting
 
     def check(self) -> dict | None:
         """None while pending; the result once every actor has the new stage (the version is then live).
@@ -124,12 +143,13 @@ class PendingSwitch:
         if self._thread.is_alive():
             return None
         if self.error is None:
-            if self._later:
-                self._send_rest()
+            if self._queue or self._later:
+                self._dispatch()
             ready, waiting = ray.wait(list(self.calls), num_returns=len(self.calls), timeout=0)
-            if (waiting or self._later) and time.perf_counter() - self.started < self.timeout_s:
+            if (waiting or self._queue or self._later) and time.perf_counter() - self.started < self.timeout_s:
                 return None
-            failed = [self.calls[r] for r in waiting]
+            failed = [self.calls[r] for r in waiting] + [f"{node} (not asked: the loads before it did not finish)"
+                                                         for node, _, _ in self._queue]
             for r in ready:
                 try:
                     reply = ray.get(r)
@@ -153,3 +173,16 @@ class PendingSwitch:
             pipe.route(self.sources, self.version)
         return {"version": self.version, "prepare_ms": (time.perf_counter() - self.started) * 1e3,
                 "build_ms": self.built_ms, "shipped_ms": self.shipped_ms, "sources": self.sources, "loads": self.loads}
+
+
+def _hosts(stages: dict) -> dict:
+    """node -> (the Ray node its actor runs on, that node's CPU count): where loads share a CPU."""
+    import ray
+
+    names = list(stages)
+    try:
+        where = ray.get([stages[n].node_id.remote() for n in names], timeout=10)
+    except Exception:  # an actor restarting: no throttle this time (each load then goes out at once)
+        return {}
+    cpus = {n["NodeID"]: max(int(n.get("Resources", {}).get("CPU", 1)), 1) for n in ray.nodes() if n.get("Alive")}
+    return {name: (host, cpus.get(host, 1)) for name, host in zip(names, where)}
