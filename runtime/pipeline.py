@@ -328,8 +328,8 @@ class Pipeline(Lifecycle, LiveChanges):
 
     def stream(self, seconds: float, fps: float | None = None, inputs: Sequence | None = None,
                on_update: Callable[[dict], None] | None = None, drain_s: float = 60.0) -> dict:
-        """Live sources: every stream produces a frame every ``1 / fps`` s (the topology's rate by default)
-        for ``seconds``, through :meth:`submit`, so a stream has its source's policy, exactly-once delivery
+        """Live sources: every stream produces a frame every ``1 / fps`` s (the topology's rate by default;
+        the streams in turn, spread over the interval) for ``seconds``, through :meth:`submit`, so a stream has its source's policy, exactly-once delivery
         and recovery from any actor's death (frames are held at the driver until delivered).
 
         ``drop-oldest`` streams drop stale frames before they are numbered (counted in the report);
@@ -342,12 +342,14 @@ class Pipeline(Lifecycle, LiveChanges):
         fps = fps or (self.topology.sources[0].fps if self.topology.sources else 10.0)
         samples = [x if isinstance(x, (tuple, list)) else (x,) for x in (inputs or [self.plan.example_inputs()])]
         start = time.perf_counter()
-        last_update, tick = 0.0, 0
+        last_update, k, n = 0.0, 0, len(self.stream_nodes)
         while time.perf_counter() - start < seconds:
-            for src in range(len(self.stream_nodes)):       # every camera takes its next frame
-                self.submit(src, *samples[(tick + src) % len(samples)], timeout_s=drain_s)
-            tick += 1
-            due = start + tick / fps
+            # the cameras take their frames in turn, spread over the interval: cameras are not in phase, and
+            # all of them at once would queue a burst at every shared stage that no real camera sees
+            src, tick = k % n, k // n
+            self.submit(src, *samples[(tick + src) % len(samples)], timeout_s=drain_s)
+            k += 1
+            due = start + k / (fps * n)
             while True:
                 self._results_buffer.clear()                 # counted by the ledger; a stream keeps no outputs
                 now = time.perf_counter()
