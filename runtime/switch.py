@@ -73,8 +73,8 @@ class PendingSwitch:
     def _launch(self) -> None:
         """Build and ship; tier by tier: every actor at once where it holds the stage already, else its
         first actor probes whether the stage batches and the rest are told the answer (one probe a tier,
-        not one an actor: three forward passes each). Loads go out a few at a time per host
-        (:meth:`_dispatch`)."""
+        not one an actor: three forward passes each). Loads that fetch and build go out a few at a time
+        per host (:meth:`_dispatch`)."""
         import ray
 
         try:
@@ -95,8 +95,9 @@ class PendingSwitch:
                 if same is None:
                     self._queue.insert(0, (nodes[0], args, {}))          # the probes first
                     self._later[nodes[0]] = (nodes[1:], args)
-                else:
-                    self._queue += [(node, args, {"same_as": same}) for node in nodes]
+                else:                    # nothing to fetch or run: no need to spread these over time
+                    for node in nodes:
+                        self.calls[self.pipe.stages[node].prepare.remote(*args, same_as=same)] = node
             self.shipped_ms = (time.perf_counter() - self.started) * 1e3
         except Exception as exc:
             self.error = f"cannot build or ship the new plan's stages ({type(exc).__name__}: {str(exc)[:300]})"
