@@ -73,7 +73,7 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
 
     print(f"--- switch_paced: {seconds:.0f} s at {fps:g} fps per camera")
     interval = 1.0 / fps
-    windows, steps = [], []
+    windows, steps, lat = [], [], []
     with Pipeline(plans[0], model, topo, emulate=True) as pipe:
         sample = plans[0].example_inputs()
         todo = [(seconds / 3, plans[1]), (2 * seconds / 3, plans[0])]
@@ -90,13 +90,19 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
                 if windows and windows[-1][1] is None and pipe._pending is None:
                     windows[-1][1] = clock
                     steps.append(pipe.switch_done)
-                pipe.poll(min(due - now, 0.05))
+                lat += [(clock, r.latency_s) for r in pipe.poll(min(due - now, 0.05)) + pipe._results_buffer]
                 pipe._results_buffer.clear()
         for _ in pipe.results(timeout_s=60):
             pass
         report = pipe.report()
         gaps = list(pipe.timeline.gaps)
     spans = [(a, (b if b is not None else a) + 1.0) for a, b in windows]
+    # each plan's steady latency (median, away from the switches): a slower plan's results come later
+    # by the difference once, at the switch; that step is the plan's, not a pause in the stream
+    ends = [2.0] + [b for _, b in spans] + [float("inf")]
+    starts_ = [a for a, _ in spans] + [float("inf")]
+    steady = [float(np.median([x for t, x in lat if lo <= t < hi] or [0.0])) for lo, hi in zip(ends, starts_)]
+    step = [max(steady[i + 1] - steady[i], 0.0) for i in range(len(spans))]
     inside = [[g for at, g in gaps if a <= at <= b] for a, b in spans]
     outside = [g for at, g in gaps if not any(a <= at <= b for a, b in spans) and at > 2.0]
     # the same measure over windows as long as the switches', away from them: what the stream does anyway
@@ -113,6 +119,9 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
                                     for a, b in spans],
             "steps_ms": [{k: d.get(k) for k in ("build_ms", "shipped_ms", "prepare_ms")} if d else None for d in steps],
             "pause_ms": [max(max(g, default=0.0) - interval, 0.0) * 1e3 for g in inside],
+            "steady_latency_ms": [x * 1e3 for x in steady],
+            "pause_beyond_latency_step_ms": [max(max(g, default=0.0) - interval - st, 0.0) * 1e3
+                                             for g, st in zip(inside, step)],
             "longest_gap_elsewhere_ms": max(outside, default=0.0) * 1e3,
             "window_s": round(span, 2),
             "longest_gap_in_windows_elsewhere_ms": {q: float(np.percentile(quiet, q)) * 1e3 for q in (50, 90, 100)}
@@ -208,6 +217,8 @@ def main() -> None:
         "switch_alone_pause_ms": results["switch_paced"]["pause_ms"],
         "switch_alone_pause_within_one_interval": all(p <= 1e3 / args.paced_fps for p in results["switch_paced"]["pause_ms"])
         and results["switch_paced"]["switched"],
+        "switch_alone_pause_beyond_latency_step_ms": results["switch_paced"]["pause_beyond_latency_step_ms"],
+        "switch_alone_steady_latency_ms": results["switch_paced"]["steady_latency_ms"],
         # a switch's longest gap against the longest gap of equally long windows without one (p90 of them)
         "switch_alone_gap_vs_windows_elsewhere": {
             "in_switch_ms": results["switch_paced"]["longest_gap_in_switch_ms"],
