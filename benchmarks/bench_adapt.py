@@ -90,7 +90,7 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
                 if windows and windows[-1][1] is None and pipe._pending is None:
                     windows[-1][1] = clock
                     steps.append(pipe.switch_done)
-                lat += [(clock, r.latency_s) for r in pipe.poll(min(due - now, 0.05)) + pipe._results_buffer]
+                lat += [(clock, r.latency_s) for r in pipe.poll(min(due - now, 0.05))]   # (poll hands over the buffer)
                 pipe._results_buffer.clear()
         for _ in pipe.results(timeout_s=60):
             pass

@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 class StageWorker(PlanVersions):
     """One instance of one stage. Ray restarts it when it dies; its senders replay what was lost.
 
-    It holds one stage module per plan version (:class:`runtime.versions.Version`): frames carry the version they
-    started on and finish on it, so a plan switch needs no pause. A restarted instance fetches the
-    versions it lacks from the pipeline's registry when their first frame arrives.
+    It holds one stage module per plan version (:class:`runtime.versions.Version`): frames carry the
+    version they started on and finish on it, so a plan switch needs no pause. A restarted instance
+    fetches the versions it lacks from the pipeline's registry when their first frame arrives.
     """
 
     def __init__(self, cfg: StageConfig, stage: Stage, parent=None, registry=None) -> None:

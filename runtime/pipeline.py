@@ -329,8 +329,9 @@ class Pipeline(Lifecycle, LiveChanges):
     def stream(self, seconds: float, fps: float | None = None, inputs: Sequence | None = None,
                on_update: Callable[[dict], None] | None = None, drain_s: float = 60.0) -> dict:
         """Live sources: every stream produces a frame every ``1 / fps`` s (the topology's rate by default;
-        the streams in turn, spread over the interval) for ``seconds``, through :meth:`submit`, so a stream has its source's policy, exactly-once delivery
-        and recovery from any actor's death (frames are held at the driver until delivered).
+        the streams in turn, spread over the interval) for ``seconds``, through :meth:`submit`, so a stream
+        has its source's policy, exactly-once delivery and recovery from any actor's death (frames are held
+        at the driver until delivered).
 
         ``drop-oldest`` streams drop stale frames before they are numbered (counted in the report);
         ``block`` streams wait. Returns the report; ``on_update(report)`` is called about twice a second.

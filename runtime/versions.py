@@ -48,8 +48,8 @@ class PlanVersions:
                 it while frames go on: a bare reference argument is fetched before the call starts,
                 and the driver's calls to this actor (its frames) would queue behind it.
             keep: versions that new frames still start on (never dropped to make room).
-            same_as: a version whose stage is this one (the same nodes and codec): its loaded module
-                serves, with nothing fetched or probed (a switch back costs nothing here).
+            same_as: a version whose stage is this one (the same nodes, inputs and outputs): its loaded
+                module serves, with nothing fetched or probed (a switch back costs nothing here).
             batchable: whether the stage batches, as another instance of this tier found (no probe).
         """
         self._start()

@@ -130,13 +130,18 @@ def same_stage(a, b) -> bool:
     return (a.nodes, a.inputs, a.outputs) == (b.nodes, b.inputs, b.outputs)
 
 
+def two_plans_and_inputs(seed):
+    """Two devices on one gateway, two plans for them, and 20 seeded inputs."""
+    topo = fan_in_topology(devices=2, gateways=1)
+    model, plan, other = two_plans(topo)
+    torch.manual_seed(seed)
+    return topo, model, plan, other, [(torch.randn(1, 16),) for _ in range(20)]
+
+
 def test_one_probe_a_tier_and_a_switch_back_reuses_what_the_actors_hold(ray_local):
     import ray
 
-    topo = fan_in_topology(devices=2, gateways=1)
-    model, plan, other = two_plans(topo)
-    torch.manual_seed(2)
-    inputs = [(torch.randn(1, 16),) for _ in range(20)]
+    topo, model, plan, other, inputs = two_plans_and_inputs(2)
     with Pipeline(plan, model, topo, max_batch=4) as pipe:
         there = pipe.switch(other)
         back = pipe.switch(plan)
@@ -164,10 +169,7 @@ def test_an_actor_restarted_after_a_switch_fetches_the_new_stage_from_the_regist
 
     import ray
 
-    topo = fan_in_topology(devices=2, gateways=1)
-    model, plan, other = two_plans(topo)
-    torch.manual_seed(3)
-    inputs = [(torch.randn(1, 16),) for _ in range(20)]
+    topo, model, plan, other, inputs = two_plans_and_inputs(3)
     with Pipeline(plan, model, topo, max_batch=4) as pipe:
         pipe.switch(other)
         gateway = pipe.stages["gateway-0"]
