@@ -1,14 +1,17 @@
-"""QueueNet: halting vehicles per incoming lane from one camera frame.
+"""QueueNet: halting vehicles per lane of an approach (1 to 5 lanes) from one camera frame.
 
     frame  uint8 [B, 3, 128, 32] -> float in 0..1
     stem   conv 3->12, stride 2      [B, 12, 64, 16]
     down   conv 12->16, stride 2     [B, 16, 32, 8]
     neck   conv 16->8, stride (2, 1) [B, 8, 16, 8]    1,024 values: a natural cut (1 KiB in int8 vs a 12 KiB frame)
     body   2 x conv 8->32 / 32->32   [B, 32, 16, 8]
-    head   linear 4096->64->2        [B, 2]            vehicles halting on lane 0 (rightmost) and lane 1
+    head   linear 4096->64->5        [B, 5]            vehicles halting on lanes 0 (rightmost) .. 4
+
+An approach with fewer than 5 lanes shows verge where the others would be; their outputs are
+meaningless and masked by the caller (training masks them in the loss).
 
 Plain torch, about 290 k parameters (1.2 MB); the shipped weights were trained by
-``python -m examples.smart_city.train``.
+``python -m examples.smart_city.train`` on SUMO networks of 1 to 5 lanes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch import nn
 __all__ = ["QueueNet", "WEIGHTS", "load_model", "example_input"]
 
 WEIGHTS = Path(__file__).with_name("data") / "queuenet.pt"
+LANES = 5
 
 
 class QueueNet(nn.Module):
@@ -30,7 +34,7 @@ class QueueNet(nn.Module):
         self.down = nn.Sequential(nn.Conv2d(12, 16, 3, stride=2, padding=1), nn.ReLU())
         self.neck = nn.Sequential(nn.Conv2d(16, 8, 3, stride=(2, 1), padding=1), nn.ReLU())
         self.body = nn.Sequential(nn.Conv2d(8, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU())
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 16 * 8, 64), nn.ReLU(), nn.Linear(64, 2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 16 * 8, 64), nn.ReLU(), nn.Linear(64, LANES))
 
     def forward(self, frame: torch.Tensor) -> torch.Tensor:
         x = frame.float() / 255.0

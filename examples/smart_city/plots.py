@@ -1,7 +1,8 @@
-"""The demo's PNG plots (matplotlib, no display needed)."""
+"""The demo's PNG plots (matplotlib, no display needed): any number of junctions and cameras."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -10,10 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["write_plots"]
+from .report import LABELS  # noqa: E402
 
-_LABELS = {"fixed_time": "fixed time (SUMO)", "actuated": "actuated (SUMO)", "ground_truth": "LQF, true queues",
-           "camera": "LQF, split pipeline"}
+__all__ = ["write_plots"]
 
 
 def _latency_cdf(latencies_ms: list[float], path: Path) -> None:
@@ -28,12 +28,10 @@ def _latency_cdf(latencies_ms: list[float], path: Path) -> None:
     plt.close(fig)
 
 
-def _fps(per_second: list[int], target: float, path: Path) -> None:
+def _fps(per_second: list[int], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(np.arange(len(per_second)), per_second, lw=1)
-    ax.axhline(target, color="grey", ls="--", lw=1, label=f"16 cameras x 10 fps = {target:.0f}")
     ax.set(xlabel="wall-clock second", ylabel="frames delivered per second", title="Pipeline throughput")
-    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -52,41 +50,83 @@ def _bytes(links: list[dict], raw_bytes: float, path: Path) -> None:
     plt.close(fig)
 
 
-def _waiting(traffic: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
-    names = [k for k in _LABELS if k in traffic]
-    means = [np.mean([r["mean_waiting_s"] for r in traffic[k]]) for k in names]
-    ax.bar([_LABELS[k] for k in names], means, color=["grey", "tab:orange", "tab:green", "tab:blue"][: len(names)])
+def _delay(traffic: dict, controller: str, title: str, path: Path) -> None:
+    """Mean delay per controller: bars are the mean over seeds, whiskers the spread, dots the seeds."""
+    runs = traffic["runs"]
+    names = [k for k in LABELS if k in runs]
+    means = [traffic["mean_delay_s"][k] for k in names]
+    stds = [traffic["mean_delay_s_std"][k] for k in names]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = {"fixed_time": "grey", "actuated": "tab:orange", "max_pressure_truth": "tab:green",
+               "greedy_truth": "tab:olive", "camera": "tab:blue"}
+    labels = [LABELS[k] + (f"\n({controller.replace('_', '-')})" if k == "camera" else "") for k in names]
+    ax.bar(labels, means, yerr=stds, capsize=4, color=[colours[k] for k in names])
     for i, k in enumerate(names):
-        ax.scatter([i] * len(traffic[k]), [r["mean_waiting_s"] for r in traffic[k]], color="black", s=10, zorder=3)
+        ax.scatter([i] * len(runs[k]), [r["mean_delay_s"] for r in runs[k]], color="black", s=10, zorder=3)
         ax.text(i, means[i], f"{means[i]:.1f} s", ha="center", va="bottom")
-    ax.set(ylabel="mean waiting time per vehicle (s)", title="Signal control: waiting time (dots: seeds)")
+    ax.set(ylabel="mean delay per vehicle (s, SUMO timeLoss)", title=title)
+    ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _montage(frames: np.ndarray, truth: np.ndarray, estimate: np.ndarray, names: list[str], t_s: float, path: Path) -> None:
-    fig, axes = plt.subplots(2, 8, figsize=(12, 7))
+def _queues(trace: list[tuple[float, float, float, float]], junction: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(9, 4))
+    if trace:
+        t, est, vis, whole = (np.asarray(x) for x in zip(*sorted(trace)))
+        ax.plot(t, whole, color="lightgrey", lw=1, label="true: whole lanes (SUMO)")
+        ax.plot(t, vis, color="black", lw=1, label="true: what the cameras see (last 102 m)")
+        ax.plot(t, est, color="tab:blue", lw=1, alpha=0.8, label="estimated by the split pipeline")
+    ax.set(xlabel="simulated time (s)", ylabel="halting vehicles, all approaches",
+           title=f"Queues at junction {junction}: estimated vs true")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _montage(montage: dict, names: list[str], path: Path) -> None:
+    frames, truth, est, lanes = montage["frames"], montage["truth"], montage["estimate"], montage["lanes"]
+    n = len(frames)
+    cols = min(n, 12)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols + 0.5, 3.3 * rows + 0.6), squeeze=False)
     for i, ax in enumerate(axes.flat):
-        ax.imshow(frames[i].transpose(1, 2, 0), interpolation="nearest")
-        ax.set_title(f"{names[i]}\ntrue {truth[i, 1]:.0f}|{truth[i, 0]:.0f}\nest {estimate[i, 1]:.1f}|{estimate[i, 0]:.1f}",
-                     fontsize=7)
         ax.axis("off")
-    fig.suptitle(f"The 16 cameras at {t_s:.1f} s, the busiest step (stop line at the top); "
-                 "halting vehicles per lane (left|right): true vs estimated")
+        if i >= n:
+            continue
+        ax.imshow(frames[i].transpose(1, 2, 0), interpolation="nearest")
+        k = lanes[i]
+        order = range(k - 1, -1, -1)                            # left to right on screen: the leftmost lane first
+        ax.set_title(f"{names[i][:14]}\ntrue {'|'.join(f'{truth[i, j]:.0f}' for j in order)}\n"
+                     f"est {'|'.join(f'{est[i, j]:.1f}' for j in order)}", fontsize=6)
+    fig.suptitle(f"The {n} cameras at {montage['t_s']:.0f} s, the busiest frame set (stop line at the top); "
+                 "halting vehicles per lane, left to right: true vs estimated", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write_plots(out: Path, report: dict, latencies_ms: list[float], per_second: list[int], montage: dict) -> list[str]:
-    """Write the five PNGs into ``out``; returns their file names."""
-    files = {"latency_cdf.png": lambda p: _latency_cdf(latencies_ms, p),
-             "fps.png": lambda p: _fps(per_second, report["pipeline"]["target_fps"], p),
-             "bytes_per_link.png": lambda p: _bytes(report["pipeline"]["links"], report["pipeline"]["raw_bytes_per_frame"], p),
-             "waiting_time.png": lambda p: _waiting(report["traffic"]["runs"], p),
-             "cameras.png": lambda p: _montage(montage["frames"], montage["truth"], montage["estimate"], montage["names"], montage["t_s"], p)}
+def write_plots(out: Path, report: dict, runs, scenario) -> list[str]:
+    """Write the PNGs into ``out``; returns their file names."""
+    lat = [x for s in runs for x in s.latencies_ms]
+    per_second = [x for s in runs for x in s.per_second]
+    busiest = max(runs, key=lambda s: s.montage.get("queued", -1)).montage
+    names = [a.edge for a in scenario.cameras]
+    sc = report["scenario"]
+    title = (f"{sc['name']}: mean delay per controller over seeds {report['seeds']} "
+             f"({sc['end_s'] - sc['begin_s']:.0f} simulated s each)")
+    files = {"delay.png": lambda p: _delay(report["traffic"], report["camera_controller"], title, p),
+             "queues.png": lambda p: _queues(runs[0].trace, scenario.junctions[0].id, p),
+             "cameras.png": lambda p: _montage(busiest, names, p),
+             "latency_cdf.png": lambda p: _latency_cdf(lat, p),
+             "fps.png": lambda p: _fps(per_second, p),
+             "bytes_per_link.png": lambda p: _bytes(report["pipeline"]["links"], report["pipeline"]["raw_bytes_per_frame"], p)}
+    written = []
     for name, draw in files.items():
+        if name == "cameras.png" and "frames" not in busiest:
+            continue
         draw(out / name)
-    return list(files)
+        written.append(name)
+    return written

@@ -1,192 +1,262 @@
-"""The traffic simulation: SUMO through libsumo, one simulation per process.
+"""The traffic simulation: any :class:`~.scenario.Scenario` in SUMO through libsumo, one simulation per process.
 
-:class:`TrafficSim` runs in the process that creates it (libsumo allows one simulation
-per process); :func:`run_in_process` runs a whole simulation in a child process and
-:class:`SimProcess` drives one step by step from another process (the demo's driver).
+:class:`TrafficSim` runs in the process that creates it (libsumo allows one simulation per
+process); :func:`run_in_process` runs a whole simulation in a child process and
+:class:`SimProcess` drives one from another process (the camera loop's driver).
 
-Sixteen cameras, one per approach of the four inner junctions, in the order of
-:data:`APPROACHES`. The ground truth of a camera is ``lane.getLastStepHaltingNumber``
-of its two incoming lanes.
+Signal control, by ``mode``:
+
+- ``fixed_time``: the network's own program; ``actuated``: SUMO's gap-based actuated control on
+  the program's own phases (an ``actuated`` copy of each program, loaded beside it);
+- ``max_pressure_truth`` / ``greedy_truth``: :mod:`.controller` fed by SUMO's exact halting
+  counts per lane (the upper bound for camera-driven control);
+- ``camera``: the same controllers fed by the cameras' estimates (:meth:`TrafficSim.set_estimates`).
+
+Controllers decide on a fixed grid (``control_step_s`` from the window's start) and follow the
+program's yellow and all-red at every simulation step in between.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-import re
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import camera
-from .controller import AXES, AxisController
-from .network import NETS, routes_xml
+from .controller import CONTROLLERS
+from .scenario import Scenario
 
-__all__ = ["APPROACHES", "JUNCTIONS", "Approach", "TrafficSim", "SimProcess", "run_in_process", "STEP_S"]
+__all__ = ["TrafficSim", "SimOptions", "SimProcess", "run_in_process", "simulate", "BASELINES", "MODES"]
 
-STEP_S = 0.1                     # simulation step: cameras take a frame every step (10 per simulated second)
-JUNCTIONS = ("A0", "A1", "B0", "B1")
-_NODE = re.compile(r"(A0|A1|B0|B1|left\d|right\d|top\d|bottom\d)")
+BASELINES = ("fixed_time", "actuated", "max_pressure_truth", "greedy_truth")
+MODES = BASELINES + ("camera",)
+_EPS = 1e-6
 
 
 @dataclass(frozen=True)
-class Approach:
-    junction: str
-    incoming: str       # edge into the junction
-    outgoing: str       # the edge beside it, leaving the junction
-    axis: str           # "EW" or "NS"
+class SimOptions:
+    """How signals are controlled (the same for every mode that uses :mod:`.controller`)."""
 
-    @classmethod
-    def of(cls, edge: str) -> "Approach":
-        src, dst = _NODE.findall(edge)
-        if src[0] in "lr" or dst[0] in "lr":
-            axis = "EW"
-        elif src[0] in "tb" or dst[0] in "tb":
-            axis = "NS"
-        else:
-            axis = "EW" if src[0] != dst[0] else "NS"
-        return cls(dst, edge, dst + src, axis)
+    control_step_s: float = 5.0
+    min_green_s: float = 10.0
+    max_green_s: float = 60.0
+    lag_s: float = 1.0                 # camera mode: a decision at t uses frames taken at or before t - lag_s
+    controller: str = "max_pressure"   # camera mode's controller
 
 
-APPROACHES = tuple(Approach.of(e) for e in (
-    "A1A0", "B0A0", "bottom0A0", "left0A0", "A0A1", "B1A1", "left1A1", "top0A1",
-    "A0B0", "B1B0", "bottom1B0", "right0B0", "A1B1", "B0B1", "right1B1", "top1B1"))
+class _Halting(Mapping):
+    """Halting vehicles per lane, read from SUMO when a controller asks (cached for one step)."""
+
+    def __init__(self, sumo) -> None:
+        self._get, self._cache = sumo.lane.getLastStepHaltingNumber, {}
+
+    def __getitem__(self, lane: str) -> float:
+        if lane not in self._cache:
+            self._cache[lane] = float(self._get(lane)) if lane else 0.0
+        return self._cache[lane]
+
+    def get(self, lane, default=0.0):
+        return self[lane]
+
+    def __iter__(self):
+        return iter(self._cache)
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
 
 class TrafficSim:
-    """One SUMO simulation in this process.
+    """One SUMO simulation of ``scenario`` in this process.
 
     Args:
+        scenario: the network, demand and lights (:class:`~.scenario.Scenario`).
         seed: SUMO's ``--seed`` (vehicle arrivals) and the cameras' noise.
-        duration_s: simulated seconds; the demand wave switches axis halfway.
-        program: ``static`` (fixed time) or ``actuated`` signal programs as SUMO builds them;
-            :meth:`set_signal` overrides them (the external controllers start from ``static``).
+        mode: one of :data:`MODES`.
     """
 
-    def __init__(self, seed: int, duration_s: float, program: str = "static", workdir: str | None = None) -> None:
+    def __init__(self, scenario: Scenario, seed: int, mode: str = "fixed_time", options: SimOptions = SimOptions()) -> None:
         import libsumo
 
-        self.sumo = libsumo
-        self.seed, self.duration_s = seed, duration_s
-        self._tmp = tempfile.TemporaryDirectory(prefix="tierpipe-sumo-") if workdir is None else None
-        work = Path(workdir or self._tmp.name)
-        routes, self.tripinfo = work / "routes.rou.xml", work / "tripinfo.xml"
-        routes.write_text(routes_xml(duration_s))
-        libsumo.start(["sumo", "-n", str(NETS[program]), "-r", str(routes), "--seed", str(seed),
-                       "--step-length", str(STEP_S), "--no-step-log", "true", "--no-warnings", "true",
-                       "--tripinfo-output", str(self.tripinfo), "--tripinfo-output.write-unfinished", "true"])
-        self.t = 0.0
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+        self.sumo, self.scenario, self.seed, self.mode, self.options = libsumo, scenario, seed, mode, options
+        self._tmp = tempfile.TemporaryDirectory(prefix="tierpipe-sumo-")
+        work = Path(self._tmp.name)
+        self.tripinfo = work / "tripinfo.xml"
+        extra = [str(a) for a in scenario.additional]
+        if mode == "actuated":
+            extra.append(str(_write_actuated(scenario, work / "actuated.add.xml")))
+        cmd = ["sumo"] + (["-c", str(scenario.config)] if scenario.config else
+                          ["-n", str(scenario.net), "-r", ",".join(map(str, scenario.routes))])
+        cmd += ["--begin", f"{scenario.begin_s:g}", "--end", f"{scenario.end_s:g}", "--seed", str(seed),
+                "--no-step-log", "true", "--no-warnings", "true", "--duration-log.disable", "true",
+                "--tripinfo-output", str(self.tripinfo), "--tripinfo-output.write-unfinished", "true"]
+        if extra:
+            cmd += ["-a", ",".join(extra)]
+        libsumo.start(cmd)
+        self.t = libsumo.simulation.getTime()
+        self.dt = libsumo.simulation.getDeltaT()
+        self.cams = scenario.cameras
+        if mode == "actuated":
+            for j in scenario.junctions:
+                libsumo.trafficlight.setProgram(j.id, _ACTUATED)
+        self.controllers = {}
+        if mode not in ("fixed_time", "actuated"):
+            name = options.controller if mode == "camera" else mode.removesuffix("_truth")
+            self.controllers = {j.id: CONTROLLERS[name](j.program, options.min_green_s, options.max_green_s,
+                                                        options.control_step_s, since=self.t)
+                                for j in scenario.junctions}
+        self._state: dict[str, str] = {}
+        self._estimates: list[list[tuple[float, np.ndarray]]] = [[] for _ in self.cams]
+        self._lane_slot = [{ln.id: k for k, ln in enumerate(a.lanes)} for a in self.cams]
         self.rng = np.random.default_rng(seed)
-        self.gain = np.random.default_rng(seed + 1000).uniform(0.85, 1.1, len(APPROACHES))
-        self.lane_len = {a.incoming: libsumo.lane.getLength(f"{a.incoming}_0") for a in APPROACHES}
-        self.states = {j: self._signal_states(j) for j in JUNCTIONS}
+        self.gain = np.random.default_rng(seed + 1000).uniform(0.85, 1.1, len(self.cams))
         self.switches = 0
-        self._last_state: dict[str, str] = {}
-
-    def _signal_states(self, junction: str) -> dict[tuple[str, str | None], str]:
-        """SUMO's own signal groups for each (phase, axis): green and yellow per axis, and all-red."""
-        tl = self.sumo.trafficlight
-        links = tl.getControlledLinks(junction)
-        axis_of = {a.incoming: a.axis for a in APPROACHES}
-        phases = [p.state for p in tl.getAllProgramLogics(junction)[0].phases]
-        states: dict[tuple[str, str | None], str] = {("red", None): "r" * len(phases[0])}
-        for i, state in enumerate(phases):
-            green = [k for k, c in enumerate(state) if c in "Gg"]
-            if green and "y" not in state:
-                axis = axis_of[links[green[0]][0][0].rsplit("_", 1)[0]]
-                states[("green", axis)] = state
-                states[("yellow", axis)] = phases[(i + 1) % len(phases)]
-        return states
 
     # ------------------------------------------------------------------ stepping
-    def step(self) -> None:
-        self.sumo.simulationStep()
-        self.t += STEP_S
-
     @property
     def done(self) -> bool:
-        return self.t >= self.duration_s - 1e-9
+        return self.t >= self.scenario.end_s - _EPS
 
-    def queues(self) -> np.ndarray:
-        """Ground truth: halting vehicles per incoming lane, ``[16, 2]``."""
-        get = self.sumo.lane.getLastStepHaltingNumber
-        return np.array([[get(f"{a.incoming}_0"), get(f"{a.incoming}_1")] for a in APPROACHES], dtype=np.float32)
+    def decision_due(self, t: float) -> bool:
+        """Whether controllers may decide at ``t``: every ``control_step_s`` from the window's start."""
+        k = (t - self.scenario.begin_s) / self.options.control_step_s
+        return abs(k - round(k)) < _EPS
 
-    def brightness(self) -> np.ndarray:
-        """Scene light per camera: noon at the start, dusk (about 0.45) at the end."""
-        return self.gain * (1.0 - 0.55 * min(self.t / self.duration_s, 1.0))
+    def step(self) -> None:
+        """Set every controlled light for now, then advance SUMO one step."""
+        if self.controllers:
+            queues = self._camera_queues(self.t) if self.mode == "camera" else _Halting(self.sumo)
+            decide = self.decision_due(self.t)
+            for tid, c in self.controllers.items():
+                state = c.update(self.t, queues if decide else {}, decide=decide)
+                if self._state.get(tid) != state:
+                    self.sumo.trafficlight.setRedYellowGreenState(tid, state)
+                    self._state[tid] = state
+        else:
+            self._count_program_switches()
+        self.sumo.simulationStep()
+        self.t = self.sumo.simulation.getTime()
 
-    def frames(self) -> np.ndarray:
-        """Every camera's frame now: uint8 ``[16, 3, H, W]``."""
-        v = self.sumo.vehicle
-        light = self.brightness()
-        out = np.empty((len(APPROACHES), 3, camera.H, camera.W), dtype=np.uint8)
-        for i, a in enumerate(APPROACHES):
-            seen: list[camera.Vehicle] = []
-            for edge, incoming in ((a.incoming, True), (a.outgoing, False)):
-                for vid in self.sumo.edge.getLastStepVehicleIDs(edge):
-                    pos = v.getLanePosition(vid)
-                    seen.append((incoming, v.getLaneIndex(vid), self.lane_len[a.incoming] - pos if incoming else pos,
-                                 v.getLength(vid), v.getSpeed(vid), vid))
-            out[i] = camera.render(seen, float(light[i]), self.rng)
+    def _count_program_switches(self) -> None:
+        """Fixed-time and actuated runs: count changes from one green phase to another, as controllers do."""
+        for j in self.scenario.junctions:
+            state = self.sumo.trafficlight.getRedYellowGreenState(j.id)
+            if "y" not in state and any(c in "Gg" for c in state) and self._state.get(j.id) != state:
+                self.switches += j.id in self._state
+                self._state[j.id] = state
+
+    def advance(self, until_s: float) -> None:
+        while self.t < until_s - _EPS and not self.done:
+            self.step()
+
+    # ------------------------------------------------------------------ cameras
+    def set_estimates(self, updates: list[tuple[int, float, np.ndarray]]) -> None:
+        """Camera results ``(camera, frame time, halting per lane [5])``, in any order."""
+        for cam, frame_t, values in updates:
+            self._estimates[cam].append((frame_t, np.asarray(values, dtype=np.float32)))
+
+    def _camera_queues(self, t: float) -> dict[str, float]:
+        """Per lane, the latest estimate from a frame taken at or before ``t - lag_s`` (0 without one)."""
+        out: dict[str, float] = {}
+        cutoff = t - self.options.lag_s + _EPS
+        for cam, history in enumerate(self._estimates):
+            usable = [e for e in history if e[0] <= cutoff]
+            if not usable:
+                continue
+            frame_t, values = max(usable, key=lambda e: e[0])
+            self._estimates[cam] = [e for e in history if e[0] >= frame_t]          # older ones are never needed again
+            for ln, k in self._lane_slot[cam].items():
+                out[ln] = max(float(values[k]), 0.0)
         return out
 
-    def set_signal(self, junction: str, phase: str, axis: str | None) -> None:
-        state = self.states[junction][(phase, axis)]
-        if self._last_state.get(junction) != state:
-            if phase == "green" and junction in self._last_state:
-                self.switches += 1
-            self.sumo.trafficlight.setRedYellowGreenState(junction, state)
-            self._last_state[junction] = state
+    def observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every camera now: frames uint8 ``[C, 3, H, W]``; what they can see, halting per lane ``[C, 5]``
+        (0 where a lane is absent); and SUMO's count for the whole lane ``[C, 5]``."""
+        v, sumo = self.sumo.vehicle, self.sumo
+        light = self.gain * (1.0 - 0.55 * min((self.t - self.scenario.begin_s) / max(self.scenario.end_s - self.scenario.begin_s, 1), 1.0))
+        frames = np.empty((len(self.cams), 3, camera.H, camera.W), dtype=np.uint8)
+        visible = np.zeros((len(self.cams), camera.MAX_LANES), dtype=np.float32)
+        whole = np.zeros_like(visible)
+        for i, a in enumerate(self.cams):
+            slots, seen = self._lane_slot[i], []
+            for k, ln in enumerate(a.lanes):
+                whole[i, k] = sumo.lane.getLastStepHaltingNumber(ln.id)
+                for vid in sumo.lane.getLastStepVehicleIDs(ln.id):
+                    front = ln.length_m - v.getLanePosition(vid)
+                    speed = v.getSpeed(vid)
+                    seen.append((slots[ln.id], front, v.getLength(vid), speed, vid))
+                    if speed < 0.1 and front <= camera.VIEW_M:
+                        visible[i, k] += 1
+            frames[i] = camera.render(seen, tuple(ln.width_m for ln in a.lanes), float(light[i]), self.rng)
+        return frames, visible, whole
 
+    # ------------------------------------------------------------------ results
     def finish(self) -> dict:
-        """Close SUMO; per-vehicle figures from its tripinfo output."""
+        """Close SUMO; the standard per-vehicle figures from its tripinfo output."""
+        pending = len(self.sumo.simulation.getPendingVehicles())
         self.sumo.close()
-        rows = ET.parse(self.tripinfo).getroot().findall("tripinfo")
-        waiting = np.array([float(r.get("waitingTime")) for r in rows])
-        loss = np.array([float(r.get("timeLoss")) for r in rows])
-        delay = np.array([float(r.get("departDelay", 0)) for r in rows])
-        done = sum(1 for r in rows if float(r.get("arrival", -1)) >= 0)
-        out = {"seed": self.seed, "duration_s": self.duration_s, "vehicles": len(rows), "arrived": done,
-               "mean_waiting_s": float(waiting.mean()) if len(rows) else 0.0,
-               "mean_time_loss_s": float(loss.mean()) if len(rows) else 0.0,
-               "mean_depart_delay_s": float(delay.mean()) if len(rows) else 0.0,
-               "phase_switches": self.switches}
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        out = {"mode": self.mode, "seed": self.seed, "begin_s": self.scenario.begin_s, "end_s": self.scenario.end_s,
+               **tripinfo_metrics(self.tripinfo), "never_inserted": pending,
+               "phase_switches": sum(c.switches for c in self.controllers.values()) if self.controllers else self.switches}
+        out["unfinished"] += pending
+        self._tmp.cleanup()
         return out
 
 
-def axis_queues(per_lane: np.ndarray, junction: str) -> dict[str, float]:
-    """Sum of a junction's lane queues per axis (``per_lane``: ``[16, 2]`` in APPROACHES order)."""
-    q = {axis: 0.0 for axis in AXES}
-    for a, lanes in zip(APPROACHES, per_lane):
-        if a.junction == junction:
-            q[a.axis] += float(lanes.sum())
-    return q
+def tripinfo_metrics(path: Path) -> dict:
+    """Mean delay (``timeLoss``), waiting and trip time per vehicle; arrived and unfinished counts.
+
+    Every vehicle that entered the network counts in delay and waiting (unfinished ones with what
+    they had lost by the end); trip time is over arrived vehicles only.
+    """
+    rows = ET.parse(path).getroot().findall("tripinfo")
+    arrived = [r for r in rows if float(r.get("arrival", -1)) >= 0]
+
+    def mean(values) -> float:
+        values = list(values)
+        return float(np.mean(values)) if values else 0.0
+
+    return {"vehicles": len(rows), "arrived": len(arrived), "unfinished": len(rows) - len(arrived),
+            "mean_delay_s": mean(float(r.get("timeLoss")) for r in rows),
+            "mean_waiting_s": mean(float(r.get("waitingTime")) for r in rows),
+            "mean_trip_s": mean(float(r.get("duration")) for r in arrived),
+            "mean_depart_delay_s": mean(float(r.get("departDelay", 0)) for r in rows)}
 
 
-def control(sim: TrafficSim, controllers: dict[str, AxisController], per_lane: np.ndarray) -> None:
-    """One control step: every junction's controller sees its queues and sets its light."""
-    for j, c in controllers.items():
-        sim.set_signal(j, *c.update(sim.t, axis_queues(per_lane, j)))
+_ACTUATED = "tierpipe-actuated"
 
 
-def simulate(seed: int, duration_s: float, controller: str) -> dict:
-    """A whole run without cameras: ``fixed_time``, ``actuated`` (SUMO's programs) or ``ground_truth``
-    (longest-queue-first fed by SUMO's exact queues)."""
-    sim = TrafficSim(seed, duration_s, "actuated" if controller == "actuated" else "static")
-    controllers = {j: AxisController() for j in JUNCTIONS} if controller == "ground_truth" else None
+def _write_actuated(scenario: Scenario, path: Path) -> Path:
+    """An ``actuated`` copy of each light's program (same phases; greens may run 5-60 s on detector gaps)."""
+    import sumolib
+
+    net = sumolib.net.readNet(str(scenario.net), withPrograms=True)
+    lines = ["<additional>"]
+    for j in scenario.junctions:
+        phases = next(iter(net.getTLS(j.id).getPrograms().values())).getPhases()
+        lines.append(f'  <tlLogic id="{j.id}" type="actuated" programID="{_ACTUATED}" offset="0">')
+        for ph in phases:
+            green = any(c in "Gg" for c in ph.state) and "y" not in ph.state
+            span = f' minDur="{min(5.0, ph.duration):g}" maxDur="{max(60.0, ph.duration):g}"' if green else ""
+            lines.append(f'    <phase duration="{ph.duration:g}" state="{ph.state}"{span}/>')
+        lines.append("  </tlLogic>")
+    lines.append("</additional>")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def simulate(scenario: Scenario, seed: int, mode: str, options: SimOptions = SimOptions()) -> dict:
+    """A whole run without cameras (a baseline mode); returns :meth:`TrafficSim.finish`'s figures."""
+    sim = TrafficSim(scenario, seed, mode, options)
     while not sim.done:
-        if controllers:
-            control(sim, controllers, sim.queues())
         sim.step()
-    out = sim.finish()
-    if controllers:
-        out["phase_switches"] = sum(c.switches for c in controllers.values())
-    return {"controller": controller, **out}
+    return sim.finish()
 
 
 def _call(fn, args, conn) -> None:
@@ -205,7 +275,11 @@ def run_in_process(fn, *args):
 
     class _Result:
         def get(self):
-            status, value = parent.recv()
+            try:
+                status, value = parent.recv()
+            except EOFError:
+                proc.join()
+                status, value = "error", f"the process exited with code {proc.exitcode} before answering"
             proc.join()
             if status != "ok":
                 raise RuntimeError(f"simulation process failed: {value}")
@@ -213,35 +287,52 @@ def run_in_process(fn, *args):
     return _Result()
 
 
-def _serve(conn, seed: int, duration_s: float) -> None:
-    sim = TrafficSim(seed, duration_s)
+def _serve(conn, scenario: Scenario, seed: int, options: SimOptions) -> None:
+    try:
+        sim = TrafficSim(scenario, seed, "camera", options)
+        conn.send(("ok", (sim.t, sim.dt)))
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
     while True:
         cmd, arg = conn.recv()
-        if cmd == "step":                 # arg: signals to set first; reply: frames and ground truth after the step
-            for junction, (phase, axis) in arg.items():
-                sim.set_signal(junction, phase, axis)
-            sim.step()
-            conn.send((sim.t, sim.frames(), sim.queues(), sim.done))
+        if cmd == "advance":              # arg: (until_s, estimates); reply: time, frames, truth, done
+            until_s, estimates = arg
+            sim.set_estimates(estimates)
+            sim.advance(until_s)
+            frames, visible, whole = sim.observe()
+            conn.send((sim.t, frames, visible, whole, sim.done, dict(sim._state)))
         elif cmd == "finish":
+            sim.set_estimates(arg or [])
+            while not sim.done:
+                sim.step()
             conn.send(sim.finish())
             return
 
 
 class SimProcess:
-    """A :class:`TrafficSim` in a child process, stepped from this one (frames come back each step)."""
+    """A camera-mode :class:`TrafficSim` in a child process, advanced from this one."""
 
-    def __init__(self, seed: int, duration_s: float) -> None:
+    def __init__(self, scenario: Scenario, seed: int, options: SimOptions = SimOptions()) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, seed, duration_s), daemon=True)
+        self._proc = ctx.Process(target=_serve, args=(child, scenario, seed, options), daemon=True)
         self._proc.start()
+        status, value = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"SUMO did not start for {scenario.name}: {value}")
+        self.t, self.dt = value
 
-    def step(self, signals: dict[str, tuple[str, str | None]]) -> tuple[float, np.ndarray, np.ndarray, bool]:
-        self._conn.send(("step", signals))
-        return self._conn.recv()
+    def advance(self, until_s: float, estimates: list) -> tuple:
+        """Hand over new camera results, simulate up to ``until_s``; returns
+        ``(t, frames, visible, whole, done, signal states)`` at that time."""
+        self._conn.send(("advance", (until_s, estimates)))
+        out = self._conn.recv()
+        self.t = out[0]
+        return out
 
-    def finish(self) -> dict:
-        self._conn.send(("finish", None))
+    def finish(self, estimates: list | None = None) -> dict:
+        self._conn.send(("finish", estimates))
         out = self._conn.recv()
         self._proc.join(timeout=10)
         return out
