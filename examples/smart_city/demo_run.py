@@ -16,15 +16,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .loop import LoopStats, run_camera_loop
-from .model import load_model
+from .model import SAMPLE_FRAMES, load_model
 from .plots import write_plots
 from .report import build_report, summary_table
 from .scenario import Scenario
 from .sim import BASELINES, SimOptions, run_in_process, simulate
 
 __all__ = ["DemoConfig", "run_demo", "wifi_drop", "SAMPLE_FRAMES"]
-
-SAMPLE_FRAMES = Path(__file__).with_name("data") / "sample_frames.npy"
 
 
 @dataclass(frozen=True)

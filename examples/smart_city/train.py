@@ -30,7 +30,7 @@ import torch
 from rich.progress import Progress
 
 from .camera import MAX_LANES
-from .model import WEIGHTS, QueueNet
+from .model import SAMPLE_FRAMES, WEIGHTS, QueueNet
 from .scenario import Scenario, shipped_scenarios
 from .sim import SimOptions, TrafficSim, run_in_process
 
@@ -145,6 +145,19 @@ def evaluate(model: QueueNet, frames: np.ndarray, labels: np.ndarray, counts: np
             "mean_queue_per_lane": round(float(labels[mask].mean()), 3)}
 
 
+def sample_frames(frames: np.ndarray, labels: np.ndarray, counts: np.ndarray, n: int = 16) -> np.ndarray:
+    """The busiest frames, spread over lane counts: what the demo calibrates lossy codecs on."""
+    picked: list[int] = []
+    by_count = {k: np.argsort(-labels[counts == k].sum(1)) for k in np.unique(counts)}
+    index = {k: np.flatnonzero(counts == k) for k in by_count}
+    while len(picked) < min(n, len(frames)):
+        for k, order in by_count.items():
+            rank = sum(1 for i in picked if counts[i] == k)
+            if rank < len(order) and len(picked) < n:
+                picked.append(int(index[k][order[rank]]))
+    return frames[np.array(picked)]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=8)
@@ -195,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
               "unit": "halting vehicles per lane a camera sees (last 102 m)",
               "seconds": round(time.perf_counter() - start, 1)}
     torch.save(model.state_dict(), args.out)
+    if "midtown" in held:
+        np.save(SAMPLE_FRAMES, sample_frames(*held["midtown"]))
     Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return result
