@@ -29,8 +29,11 @@ from runtime.argtypes import non_negative_int, positive
 
 __all__ = ["register", "main", "FULL", "QUICK"]
 
-FULL = {"seeds": (1, 2, 3), "end_s": 900.0}
-QUICK = {"seeds": (1,), "end_s": 240.0}
+# the no-argument demo: 3 seeds of 15 simulated minutes at a frame per camera every 2 s (about 3 minutes here);
+# --camera-fps 1 streams every second (about 5 minutes); --scenario runs the file's own window at 1 fps
+FULL = {"seeds": (1, 2, 3), "end_s": 900.0, "camera_fps": 0.5}
+QUICK = {"seeds": (1,), "end_s": 240.0, "camera_fps": 1.0}
+CAMERA_FPS = 1.0
 
 
 def register(sub) -> None:
@@ -47,8 +50,9 @@ def register(sub) -> None:
     d.add_argument("--tls", nargs="+", metavar="ID", help="traffic lights to control (default: every one)")
     d.add_argument("--quick", action="store_true", help=f"one seed, {QUICK['end_s']:.0f} simulated s (about a minute)")
     d.add_argument("--seeds", type=non_negative_int, nargs="+", help=f"SUMO seeds (default {list(FULL['seeds'])})")
-    d.add_argument("--camera-fps", type=positive, default=1.0,
-                   help="frames per camera per simulated second (default 1)")
+    d.add_argument("--camera-fps", type=positive,
+                   help=f"frames per camera per simulated second (default {CAMERA_FPS:g}; "
+                        f"{FULL['camera_fps']:g} for the no-argument demo)")
     d.add_argument("--control-step", type=positive, default=5.0, help="simulated s between control decisions (default 5)")
     d.add_argument("--lag", type=float, default=1.0,
                    help="simulated s between a frame and the decision it feeds (default 1)")
@@ -78,7 +82,8 @@ def main(args) -> int:
                              tls=args.tls, begin_s=args.begin, end_s=end)
     if args.quick and args.end is None and not default:
         scenario = replace(scenario, end_s=min(scenario.end_s, scenario.begin_s + QUICK["end_s"]))
-    config = DemoConfig(seeds=tuple(args.seeds or preset["seeds"]), camera_fps=args.camera_fps,
+    fps = args.camera_fps or (preset["camera_fps"] if default else CAMERA_FPS)
+    config = DemoConfig(seeds=tuple(args.seeds or preset["seeds"]), camera_fps=fps,
                         control_step_s=args.control_step, lag_s=args.lag, controller=args.controller,
                         realtime=args.realtime, conditions=args.conditions, adapt=args.adapt)
     run_demo(Path(args.out), scenario, config)
