@@ -1,6 +1,6 @@
 """The hour-long traffic comparison: every controller, 3 seeds, on every shipped scenario (or any --scenario).
 
-    python benchmarks/bench_traffic.py                           # every shipped scenario, 0-3600 s, seeds 1 2 3
+    python benchmarks/bench_traffic.py                           # every shipped scenario, its hour, seeds 1 2 3
     python benchmarks/bench_traffic.py --scenario my.sumocfg --tls J1 J2 --end 1800
     python benchmarks/bench_traffic.py --camera-fps 1            # the demo's camera rate (5x the frames)
 
@@ -20,6 +20,7 @@ exact queues, the verdict sentences) and each scenario's full report and plots u
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -50,14 +51,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", nargs="+", help="a .sumocfg or shipped name (default: every shipped scenario)")
     p.add_argument("--tls", nargs="+", help="traffic lights to control (default: every one)")
-    p.add_argument("--begin", type=float, default=0.0)
-    p.add_argument("--end", type=float, default=3600.0)
+    p.add_argument("--begin", type=float, help="simulated start, s (default: the file's own)")
+    p.add_argument("--end", type=float, help="simulated end, s (default: the file's own, at most an hour after --begin)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--camera-fps", type=float, default=0.2)
     args = p.parse_args()
     rows = []
     for name in args.scenario or shipped_scenarios():
         sc = Scenario.load(name, tls=args.tls, begin_s=args.begin, end_s=args.end)
+        if args.end is None:
+            sc = dataclasses.replace(sc, end_s=min(sc.end_s, sc.begin_s + 3600.0))
         out = RESULTS / "traffic" / sc.name
         report = run_demo(out, sc, DemoConfig(seeds=tuple(args.seeds), camera_fps=args.camera_fps))
         rows.append(row(report))

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-__all__ = ["Parser", "input_shape", "positive", "positive_int", "non_negative_int", "port"]
+__all__ = ["Parser", "input_shape", "positive", "non_negative", "positive_int", "non_negative_int", "port"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,6 +34,16 @@ def positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r}: give a number > 0")
+    return value
+
+
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number >= 0")
     return value
 
 

@@ -32,7 +32,7 @@ M_PER_PX = 0.8
 VIEW_M = H * M_PER_PX
 MAX_LANES = 5
 EXPOSURE_S = 0.2
-RIGHT_KERB = 28                   # first column right of lane 0
+RIGHT_KERB_PX = 28                   # first column right of lane 0
 _PALETTE = np.array([[200, 200, 205], [30, 30, 35], [160, 20, 25], [20, 60, 150], [230, 230, 235],
                      [90, 95, 100], [200, 160, 30], [40, 110, 60], [120, 60, 30], [140, 170, 200]], dtype=np.float32)
 
@@ -42,7 +42,7 @@ Vehicle = tuple[int, float, float, float, str]
 
 def lane_columns(widths_m: tuple[float, ...]) -> list[tuple[int, int]]:
     """``[first, end)`` columns of each lane, lane 0 at the right kerb."""
-    cols, right = [], RIGHT_KERB
+    cols, right = [], RIGHT_KERB_PX
     for w in widths_m[:MAX_LANES]:
         px = int(np.clip(round(w / M_PER_PX), 3, 5))
         cols.append((right - px, right))
@@ -62,13 +62,13 @@ def road(widths_m: tuple[float, ...]) -> np.ndarray:
     img = np.empty((H, W, 3), dtype=np.float32)
     img[:] = (88, 112, 74)                                     # verge
     left = cols[-1][0]
-    img[:, left:RIGHT_KERB] = (62, 62, 66)                     # asphalt
-    img[:, RIGHT_KERB:RIGHT_KERB + 2] = (150, 150, 145)        # kerb
+    img[:, left:RIGHT_KERB_PX] = (62, 62, 66)                     # asphalt
+    img[:, RIGHT_KERB_PX:RIGHT_KERB_PX + 2] = (150, 150, 145)        # kerb
     img[:, max(left - 2, 0):left] = (200, 170, 40)             # the solid line towards oncoming traffic
     dashes = (np.arange(H) // 4) % 2 == 0                      # 3.2 m dashes between lanes
     for first, _ in cols[:-1]:
         img[dashes, first] = (190, 190, 185)
-    img[0:2, left:RIGHT_KERB] = (235, 235, 230)                # stop line
+    img[0:2, left:RIGHT_KERB_PX] = (235, 235, 230)                # stop line
     _ROADS[key] = img
     return img
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from runtime.argtypes import non_negative_int, positive
+from runtime.argtypes import non_negative, non_negative_int, positive
+
 
 __all__ = ["register", "main", "FULL", "QUICK"]
 
-# the no-argument demo: 3 seeds of 15 simulated minutes at a frame per camera every 2 s (about 3 minutes here);
-# --camera-fps 1 streams every second (about 5 minutes); --scenario runs the file's own window at 1 fps
-FULL = {"seeds": (1, 2, 3), "end_s": 900.0, "camera_fps": 0.5}
+# the no-argument demo: 3 seeds of 20 simulated minutes with 2 frames per camera per 5 s decision (about 3.5
+# minutes here); --camera-fps 1 streams every second; --scenario runs the file's own window at 1 fps
+FULL = {"seeds": (1, 2, 3), "end_s": 1200.0, "camera_fps": 0.4}
 QUICK = {"seeds": (1,), "end_s": 240.0, "camera_fps": 1.0}
 CAMERA_FPS = 1.0
 
@@ -54,7 +55,7 @@ def register(sub) -> None:
                    help=f"frames per camera per simulated second (default {CAMERA_FPS:g}; "
                         f"{FULL['camera_fps']:g} for the no-argument demo)")
     d.add_argument("--control-step", type=positive, default=5.0, help="simulated s between control decisions (default 5)")
-    d.add_argument("--lag", type=float, default=1.0,
+    d.add_argument("--lag", type=non_negative, default=1.0,
                    help="simulated s between a frame and the decision it feeds (default 1)")
     d.add_argument("--controller", choices=("max_pressure", "greedy"),
                    help="the camera-driven controller (default: the better one on exact queues)")
@@ -71,18 +72,20 @@ def register(sub) -> None:
 
 def main(args) -> int:
     from .demo_run import DemoConfig, run_demo
+    from .loop import check_rates
     from .scenario import DEFAULT_SCENARIO, Scenario
 
     preset = QUICK if args.quick else FULL
     default = args.scenario is None and args.net is None
-    end = args.end if args.end is not None else (preset["end_s"] if default or args.quick else None)
-    if args.quick and args.end is None and not default:
-        end = None                     # --scenario with --quick: the first QUICK seconds of its own window
+    # the no-argument demo (and --quick) runs the preset's window; a user's scenario its own window
+    # (--quick: the first QUICK seconds of it); --begin/--end always win
+    end = args.end if args.end is not None else (preset["end_s"] if default else None)
     scenario = Scenario.load(args.scenario or (DEFAULT_SCENARIO if default else None), net=args.net, routes=args.routes,
                              tls=args.tls, begin_s=args.begin, end_s=end)
     if args.quick and args.end is None and not default:
         scenario = replace(scenario, end_s=min(scenario.end_s, scenario.begin_s + QUICK["end_s"]))
     fps = args.camera_fps or (preset["camera_fps"] if default else CAMERA_FPS)
+    check_rates(fps, args.control_step, args.lag)
     config = DemoConfig(seeds=tuple(args.seeds or preset["seeds"]), camera_fps=fps,
                         control_step_s=args.control_step, lag_s=args.lag, controller=args.controller,
                         realtime=args.realtime, conditions=args.conditions, adapt=args.adapt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -59,11 +60,13 @@ def _delay(traffic: dict, controller: str, title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = {"fixed_time": "grey", "actuated": "tab:orange", "max_pressure_truth": "tab:green",
                "greedy_truth": "tab:olive", "camera": "tab:blue"}
-    labels = [LABELS[k] + (f"\n({controller.replace('_', '-')})" if k == "camera" else "") for k in names]
+    labels = ["\n".join(textwrap.wrap(LABELS[k], 16)) + (f"\n({controller.replace('_', '-')})" if k == "camera" else "")
+              for k in names]
     ax.bar(labels, means, yerr=stds, capsize=4, color=[colours[k] for k in names])
     for i, k in enumerate(names):
-        ax.scatter([i] * len(runs[k]), [r["mean_delay_s"] for r in runs[k]], color="black", s=10, zorder=3)
-        ax.text(i, means[i], f"{means[i]:.1f} s", ha="center", va="bottom")
+        ax.scatter([i + 0.12] * len(runs[k]), [r["mean_delay_s"] for r in runs[k]], color="black", s=10, zorder=3)
+        ax.text(i, means[i] + stds[i] + 0.01 * max(means), f"{means[i]:.1f} ± {stds[i]:.1f} s", ha="center", va="bottom",
+                fontsize=8)
     ax.set(ylabel="mean delay per vehicle (s, SUMO timeLoss)", title=title)
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
@@ -86,20 +89,28 @@ def _queues(trace: list[tuple[float, float, float, float]], junction: str, path:
     plt.close(fig)
 
 
-def _montage(montage: dict, names: list[str], path: Path) -> None:
+def _montage(montage: dict, names: list[str], junctions: list[str], path: Path) -> None:
+    """One row per junction (its cameras side by side) when there are up to 8 junctions; else a grid."""
     frames, truth, est, lanes = montage["frames"], montage["truth"], montage["estimate"], montage["lanes"]
     n = len(frames)
-    cols = min(n, 12)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols + 0.5, 3.3 * rows + 0.6), squeeze=False)
-    for i, ax in enumerate(axes.flat):
+    groups = list(dict.fromkeys(junctions))
+    if len(groups) <= 8:
+        cols = max(junctions.count(g) for g in groups)
+        slots = [(groups.index(j), [i for i in range(n) if junctions[i] == j].index(c)) for c, j in enumerate(junctions)]
+        rows = len(groups)
+    else:
+        cols = min(n, 12)
+        rows = math.ceil(n / cols)
+        slots = [divmod(i, cols) for i in range(n)]
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols + 1.0, 3.3 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
         ax.axis("off")
-        if i >= n:
-            continue
+    for i, (r, c) in enumerate(slots):
+        ax = axes[r][c]
         ax.imshow(frames[i].transpose(1, 2, 0), interpolation="nearest")
         k = lanes[i]
         order = range(k - 1, -1, -1)                            # left to right on screen: the leftmost lane first
-        ax.set_title(f"{names[i][:14]}\ntrue {'|'.join(f'{truth[i, j]:.0f}' for j in order)}\n"
+        ax.set_title(f"{junctions[i]}: {names[i][:14]}\ntrue {'|'.join(f'{truth[i, j]:.0f}' for j in order)}\n"
                      f"est {'|'.join(f'{est[i, j]:.1f}' for j in order)}", fontsize=6)
     fig.suptitle(f"The {n} cameras at {montage['t_s']:.0f} s, the busiest frame set (stop line at the top); "
                  "halting vehicles per lane, left to right: true vs estimated", fontsize=9)
@@ -119,7 +130,7 @@ def write_plots(out: Path, report: dict, runs, scenario) -> list[str]:
              f"({sc['end_s'] - sc['begin_s']:.0f} simulated s each)")
     files = {"delay.png": lambda p: _delay(report["traffic"], report["camera_controller"], title, p),
              "queues.png": lambda p: _queues(runs[0].trace, scenario.junctions[0].id, p),
-             "cameras.png": lambda p: _montage(busiest, names, p),
+             "cameras.png": lambda p: _montage(busiest, names, [a.junction for a in scenario.cameras], p),
              "latency_cdf.png": lambda p: _latency_cdf(lat, p),
              "fps.png": lambda p: _fps(per_second, p),
              "bytes_per_link.png": lambda p: _bytes(report["pipeline"]["links"], report["pipeline"]["raw_bytes_per_frame"], p)}

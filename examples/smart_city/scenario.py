@@ -27,14 +27,14 @@ from pathlib import Path
 
 from partition.errors import TierpipeError
 
+from .camera import MAX_LANES
 from .controller import SignalProgram, is_green
 
-__all__ = ["Scenario", "Junction", "Approach", "Lane", "ScenarioError", "SCENARIOS", "DEFAULT_SCENARIO",
+__all__ = ["Scenario", "Junction", "Approach", "Lane", "Phase", "ScenarioError", "SCENARIOS", "DEFAULT_SCENARIO",
            "MAX_LANES", "shipped_scenarios"]
 
 SCENARIOS = Path(__file__).with_name("scenarios")
 DEFAULT_SCENARIO = "midtown"
-MAX_LANES = 5                    # a camera (and QueueNet) covers at most 5 lanes of an approach
 
 
 class ScenarioError(TierpipeError):
@@ -61,10 +61,21 @@ class Approach:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One phase of the program SUMO runs for a light (for the actuated copy of it)."""
+
+    duration_s: float
+    state: str
+    min_s: float | None = None
+    max_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Junction:
     id: str                      # the traffic light's id
     approaches: tuple[Approach, ...]
     program: SignalProgram
+    phases: tuple[Phase, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,9 @@ class Scenario:
         """
         additional: list[Path] = []
         file_begin, file_end = 0.0, 3600.0
+        if config is not None and (net is not None or routes):
+            raise ScenarioError(f"{config}: give a scenario (.sumocfg) or a network and routes (--net, --routes), "
+                                "not both")
         if config is not None:
             path = _resolve_config(config)
             net_p, route_ps, additional, file_begin, file_end = _read_config(path)
@@ -119,7 +133,7 @@ class Scenario:
             path = None
             net_p, route_ps = Path(net), [Path(r) for r in routes]
             name = net_p.name.removesuffix(".net.xml").removesuffix(".xml")
-            file_end = _routes_end(route_ps) or file_end
+            file_end = _routes_end_s(route_ps) or file_end
         for p, what in [(net_p, "network")] + [(r, "routes") for r in route_ps]:
             if not p.exists():
                 raise ScenarioError(f"{p}: no such {what} file" + (f" (named in {path})" if path else ""))
@@ -127,7 +141,7 @@ class Scenario:
         end = file_end if end_s is None else float(end_s)
         if end <= begin:
             raise ScenarioError(f"{path or net_p}: the window {begin:g}-{end:g} s is empty; --end must be after --begin")
-        junctions, notes = _junctions(net_p, tls)
+        junctions, notes = _junctions(net_p, list(dict.fromkeys(tls)) if tls else None, additional)
         return cls(name, net_p, tuple(route_ps), tuple(additional), path, begin, end, tuple(junctions), tuple(notes))
 
     # ------------------------------------------------------------------ topology
@@ -206,14 +220,29 @@ def _read_config(path: Path) -> tuple[Path, list[Path], list[Path], float, float
         raise ScenarioError(f"{path}: no <route-files value=...> in <input>; tierpipe needs the demand to simulate")
     extra = [p for p in (value("additional-files") or "").replace(",", " ").split() if p]
     base = path.parent
-    begin = float(value("begin") or 0.0)
+    begin = _seconds(value("begin") or "0", path, "begin")
     end_v = value("end")
     routes_p = [base / r for r in routes]
-    end = float(end_v) if end_v is not None and float(end_v) > 0 else (_routes_end(routes_p) or 3600.0)
+    end = _seconds(end_v, path, "end") if end_v is not None else -1.0
+    end = end if end > 0 else (_routes_end_s(routes_p) or 3600.0)
     return base / net, routes_p, [base / a for a in extra], begin, end
 
 
-def _routes_end(routes: list[Path]) -> float | None:
+def _seconds(text: str, path: Path, field: str) -> float:
+    """SUMO's time values: seconds (``3600``, ``3600.5``) or ``h:m:s`` / ``d:h:m:s``."""
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        raise ScenarioError(f"{path}: <{field} value={text!r}> is not a time; write seconds (3600) or h:m:s (1:00:00)") from None
+    total = 0.0
+    for p in parts:
+        total = total * 60 + p
+    if len(parts) == 4:                  # d:h:m:s
+        total = ((parts[0] * 24 + parts[1]) * 60 + parts[2]) * 60 + parts[3]
+    return total
+
+
+def _routes_end_s(routes: list[Path]) -> float | None:
     """The latest ``end`` of a flow or ``depart`` of a vehicle/trip in the route files (their window)."""
     last = None
     for path in routes:
@@ -244,7 +273,22 @@ def _angle(shape: list[tuple[float, float]]) -> float:
     return math.degrees(math.atan2(x1 - x0, y1 - y0)) % 360.0
 
 
-def _junctions(net_path: Path, wanted: list[str] | None) -> tuple[list[Junction], list[str]]:
+def _extra_programs(additional: list[Path]) -> dict[str, list[Phase]]:
+    """Signal programs defined in additional files (SUMO runs the last one loaded for a light)."""
+    out: dict[str, list[Phase]] = {}
+    for path in additional:
+        if not path.exists():
+            raise ScenarioError(f"{path}: no such additional file (named in the scenario's <additional-files>)")
+        for _, el in ET.iterparse(path):
+            if el.tag == "tlLogic":
+                out[el.get("id")] = [Phase(float(p.get("duration")), p.get("state"),
+                                           float(p.get("minDur")) if p.get("minDur") else None,
+                                           float(p.get("maxDur")) if p.get("maxDur") else None)
+                                     for p in el.findall("phase")]
+    return out
+
+
+def _junctions(net_path: Path, wanted: list[str] | None, additional: list[Path] = ()) -> tuple[list[Junction], list[str]]:
     import sumolib
 
     try:
@@ -262,19 +306,25 @@ def _junctions(net_path: Path, wanted: list[str] | None) -> tuple[list[Junction]
             raise ScenarioError(f"{net_path}: no traffic light {', '.join(map(repr, unknown))}; "
                                 f"the network has {', '.join(sorted(lights))}")
     ids = list(wanted) if wanted else sorted(lights, key=_natural)
+    extra = _extra_programs(list(additional))
     junctions, notes = [], []
     for tid in ids:
         tls = lights[tid]
         conns = sorted(tls.getConnections(), key=lambda c: c[2])
         programs = tls.getPrograms()
-        first = _active(programs).getPhases() if programs else []
-        n_links = max([1 + max((c[2] for c in conns), default=-1)] + [len(ph.state) for ph in first[:1]])
+        if tid in extra:
+            phases = extra[tid]
+        elif programs:
+            phases = [Phase(float(p.duration), p.state, _num(p.minDur), _num(p.maxDur)) for p in _active(programs).getPhases()]
+        else:
+            raise ScenarioError(f"{net_path}: traffic light {tid} has no program; rebuild the network with netconvert")
+        n_links = max([1 + max((c[2] for c in conns), default=-1)] + [len(ph.state) for ph in phases[:1]])
         links: list[tuple[str, str]] = [("", "")] * n_links
         edges: dict[str, set] = {}
         for in_lane, out_lane, idx in conns:
             links[idx] = (in_lane.getID(), out_lane.getID())
             edges.setdefault(in_lane.getEdge().getID(), set()).add(in_lane)
-        program = _program(tls, tid, tuple(links), net_path)
+        program = _program(phases, tid, tuple(links), net_path)
         approaches = []
         for edge_id in sorted(edges, key=_natural):                      # sorted: the same camera order on every run
             lanes = sorted(edges[edge_id], key=lambda lane: lane.getIndex())
@@ -285,26 +335,35 @@ def _junctions(net_path: Path, wanted: list[str] | None) -> tuple[list[Junction]
             approaches.append(Approach(tid, edge_id, tuple(Lane(ln.getID(), ln.getIndex(), ln.getWidth(), ln.getLength())
                                                            for ln in lanes),
                                        _angle(lanes[0].getShape()), edge.getLength()))
-        junctions.append(Junction(tid, tuple(approaches), program))
+        junctions.append(Junction(tid, tuple(approaches), program, tuple(phases)))
     return junctions, notes
 
 
-def _program(tls, tid: str, links: tuple[tuple[str, str], ...], net_path: Path) -> SignalProgram:
+def _num(value) -> float | None:
+    try:
+        return float(value) if value is not None and float(value) >= 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _program(phases: list[Phase], tid: str, links: tuple[tuple[str, str], ...], net_path: Path) -> SignalProgram:
     """The green phases, yellow and all-red of the program SUMO runs for the light."""
-    programs = tls.getPrograms()
-    if not programs or not links:
-        raise ScenarioError(f"{net_path}: traffic light {tid} has no program; rebuild the network with netconvert")
-    phases = _active(programs).getPhases()
+    if not phases or not links:
+        raise ScenarioError(f"{net_path}: traffic light {tid} has no program or no controlled link; "
+                            "rebuild the network with netconvert")
     greens, yellow_s, all_red_s = [], None, None
     for i, ph in enumerate(phases):
         state = ph.state
         if "y" in state or "Y" in state:
-            yellow_s = yellow_s if yellow_s is not None else float(ph.duration)
+            yellow_s = yellow_s if yellow_s is not None else float(ph.duration_s)
             nxt = phases[(i + 1) % len(phases)].state
             if all_red_s is None and not any(is_green(c) or c in "yY" for c in nxt):
-                all_red_s = float(phases[(i + 1) % len(phases)].duration)
+                all_red_s = float(phases[(i + 1) % len(phases)].duration_s)
         elif any(is_green(c) for c in state) and state not in greens:
             greens.append(state)
     if not greens:
         raise ScenarioError(f"{net_path}: traffic light {tid}'s program has no green phase")
-    return SignalProgram(tid, tuple(greens), links, yellow_s if yellow_s is not None else 3.0, all_red_s or 0.0)
+    try:
+        return SignalProgram(tid, tuple(greens), links, yellow_s if yellow_s is not None else 3.0, all_red_s or 0.0)
+    except ValueError as exc:
+        raise ScenarioError(f"{net_path}: {exc}") from None

@@ -27,15 +27,39 @@ from pathlib import Path
 
 import numpy as np
 
+from partition.errors import TierpipeError
+
 from . import camera
 from .controller import CONTROLLERS
 from .scenario import Scenario
 
-__all__ = ["TrafficSim", "SimOptions", "SimProcess", "run_in_process", "simulate", "BASELINES", "MODES"]
+__all__ = ["TrafficSim", "SimOptions", "SimProcess", "SimulationError", "run_in_process", "simulate", "tripinfo_metrics",
+           "decision_times", "decision_due", "BASELINES", "MODES"]
 
 BASELINES = ("fixed_time", "actuated", "max_pressure_truth", "greedy_truth")
 MODES = BASELINES + ("camera",)
 _EPS = 1e-6
+
+
+class SimulationError(TierpipeError):
+    """SUMO failed or stopped answering: names the scenario, seed and mode."""
+
+
+def decision_times(begin_s: float, until_s: float, control_step_s: float) -> np.ndarray:
+    """The control grid: every ``control_step_s`` from ``begin_s``, before ``until_s``. A decision for grid time
+    ``G`` is taken at the first simulation step at or after ``G`` and uses frames taken at or before ``G - lag``."""
+    return begin_s + control_step_s * np.arange(0, max(np.ceil((until_s - begin_s) / control_step_s - _EPS), 0))
+
+
+def decision_due(next_s: float, t: float, control_step_s: float) -> tuple[float | None, float]:
+    """At a simulation step at ``t``: the grid time of the decision due now (None if none) and the next grid time.
+
+    The first step at or after each grid time decides for it, whatever the step length (a 0.3 s step
+    decides at 0, 5.1, 10.2, ... for a 5 s grid); grid times a long step jumped over are skipped.
+    """
+    if t < next_s - _EPS:
+        return None, next_s
+    return next_s, float(next_s + control_step_s * (np.floor((t - next_s) / control_step_s + _EPS) + 1))
 
 
 @dataclass(frozen=True)
@@ -95,7 +119,8 @@ class TrafficSim:
                           ["-n", str(scenario.net), "-r", ",".join(map(str, scenario.routes))])
         cmd += ["--begin", f"{scenario.begin_s:g}", "--end", f"{scenario.end_s:g}", "--seed", str(seed),
                 "--no-step-log", "true", "--no-warnings", "true", "--duration-log.disable", "true",
-                "--tripinfo-output", str(self.tripinfo), "--tripinfo-output.write-unfinished", "true"]
+                "--tripinfo-output", str(self.tripinfo), "--tripinfo-output.write-unfinished", "true",
+                "--tripinfo-output.write-undeparted", "true"]
         if extra:
             cmd += ["-a", ",".join(extra)]
         libsumo.start(cmd)
@@ -117,30 +142,34 @@ class TrafficSim:
         self.rng = np.random.default_rng(seed)
         self.gain = np.random.default_rng(seed + 1000).uniform(0.85, 1.1, len(self.cams))
         self.switches = 0
+        self.teleports = 0
+        self._next_decision_s = scenario.begin_s
 
     # ------------------------------------------------------------------ stepping
     @property
     def done(self) -> bool:
         return self.t >= self.scenario.end_s - _EPS
 
-    def decision_due(self, t: float) -> bool:
-        """Whether controllers may decide at ``t``: every ``control_step_s`` from the window's start."""
-        k = (t - self.scenario.begin_s) / self.options.control_step_s
-        return abs(k - round(k)) < _EPS
+    def _decision_due(self) -> float | None:
+        grid, self._next_decision_s = decision_due(self._next_decision_s, self.t, self.options.control_step_s)
+        return grid
 
     def step(self) -> None:
         """Set every controlled light for now, then advance SUMO one step."""
         if self.controllers:
-            queues = self._camera_queues(self.t) if self.mode == "camera" else _Halting(self.sumo)
-            decide = self.decision_due(self.t)
+            grid = self._decision_due()
+            queues: Mapping[str, float] = {}
+            if grid is not None:
+                queues = self._camera_queues(grid - self.options.lag_s) if self.mode == "camera" else _Halting(self.sumo)
             for tid, c in self.controllers.items():
-                state = c.update(self.t, queues if decide else {}, decide=decide)
+                state = c.update(self.t, queues, decide=grid is not None)
                 if self._state.get(tid) != state:
                     self.sumo.trafficlight.setRedYellowGreenState(tid, state)
                     self._state[tid] = state
         else:
             self._count_program_switches()
         self.sumo.simulationStep()
+        self.teleports += self.sumo.simulation.getStartingTeleportNumber()
         self.t = self.sumo.simulation.getTime()
 
     def _count_program_switches(self) -> None:
@@ -157,14 +186,15 @@ class TrafficSim:
 
     # ------------------------------------------------------------------ cameras
     def set_estimates(self, updates: list[tuple[int, float, np.ndarray]]) -> None:
-        """Camera results ``(camera, frame time, halting per lane [5])``, in any order."""
-        for cam, frame_t, values in updates:
-            self._estimates[cam].append((frame_t, np.asarray(values, dtype=np.float32)))
+        """Camera results ``(camera, stamp s, halting per lane [5])``, in any order. The stamp is the simulated
+        time the frame was taken (realtime runs: the simulated time its result arrived)."""
+        for cam, stamp_s, values in updates:
+            self._estimates[cam].append((stamp_s, np.asarray(values, dtype=np.float32)))
 
-    def _camera_queues(self, t: float) -> dict[str, float]:
-        """Per lane, the latest estimate from a frame taken at or before ``t - lag_s`` (0 without one)."""
+    def _camera_queues(self, cutoff_s: float) -> dict[str, float]:
+        """Per lane, the latest estimate stamped at or before ``cutoff_s`` (0 without one)."""
         out: dict[str, float] = {}
-        cutoff = t - self.options.lag_s + _EPS
+        cutoff = cutoff_s + _EPS
         for cam, history in enumerate(self._estimates):
             usable = [e for e in history if e[0] <= cutoff]
             if not usable:
@@ -199,52 +229,57 @@ class TrafficSim:
     # ------------------------------------------------------------------ results
     def finish(self) -> dict:
         """Close SUMO; the standard per-vehicle figures from its tripinfo output."""
-        pending = len(self.sumo.simulation.getPendingVehicles())
         self.sumo.close()
         out = {"mode": self.mode, "seed": self.seed, "begin_s": self.scenario.begin_s, "end_s": self.scenario.end_s,
-               **tripinfo_metrics(self.tripinfo), "never_inserted": pending,
+               **tripinfo_metrics(self.tripinfo), "teleports": self.teleports,
                "phase_switches": sum(c.switches for c in self.controllers.values()) if self.controllers else self.switches}
-        out["unfinished"] += pending
         self._tmp.cleanup()
         return out
 
 
 def tripinfo_metrics(path: Path) -> dict:
-    """Mean delay (``timeLoss``), waiting and trip time per vehicle; arrived and unfinished counts.
+    """SUMO's per-vehicle figures, averaged (tripinfo with ``write-unfinished`` and ``write-undeparted``).
 
-    Every vehicle that entered the network counts in delay and waiting (unfinished ones with what
-    they had lost by the end); trip time is over arrived vehicles only.
+    - ``vehicles``: entered the network; ``arrived``; ``unfinished``: still in the network at the end;
+      ``never_inserted``: due to depart but never got in (the entry was blocked).
+    - ``mean_delay_s``: ``timeLoss`` (time lost against driving at the desired speed) over every vehicle
+      that entered, unfinished ones with what they had lost by the end; ``mean_waiting_s`` likewise.
+    - ``mean_depart_delay_s``: waiting to enter, over every vehicle due (never-inserted ones included);
+      ``mean_total_delay_s``: delay plus depart delay per vehicle due: a blocked entry is not free.
+    - ``mean_trip_s``: over arrived vehicles.
     """
     rows = ET.parse(path).getroot().findall("tripinfo")
-    arrived = [r for r in rows if float(r.get("arrival", -1)) >= 0]
+    entered = [r for r in rows if float(r.get("depart", -1)) >= 0]
+    arrived = [r for r in entered if float(r.get("arrival", -1)) >= 0]
 
     def mean(values) -> float:
         values = list(values)
         return float(np.mean(values)) if values else 0.0
 
-    return {"vehicles": len(rows), "arrived": len(arrived), "unfinished": len(rows) - len(arrived),
-            "mean_delay_s": mean(float(r.get("timeLoss")) for r in rows),
-            "mean_waiting_s": mean(float(r.get("waitingTime")) for r in rows),
+    return {"vehicles": len(entered), "arrived": len(arrived), "unfinished": len(entered) - len(arrived),
+            "never_inserted": len(rows) - len(entered),
+            "mean_delay_s": mean(float(r.get("timeLoss")) for r in entered),
+            "mean_waiting_s": mean(float(r.get("waitingTime")) for r in entered),
             "mean_trip_s": mean(float(r.get("duration")) for r in arrived),
-            "mean_depart_delay_s": mean(float(r.get("departDelay", 0)) for r in rows)}
+            "mean_depart_delay_s": mean(float(r.get("departDelay", 0)) for r in rows),
+            "mean_total_delay_s": mean(float(r.get("timeLoss")) + float(r.get("departDelay", 0)) for r in rows)}
 
 
 _ACTUATED = "tierpipe-actuated"
 
 
 def _write_actuated(scenario: Scenario, path: Path) -> Path:
-    """An ``actuated`` copy of each light's program (same phases; greens may run 5-60 s on detector gaps)."""
-    import sumolib
-
-    net = sumolib.net.readNet(str(scenario.net), withPrograms=True)
+    """An ``actuated`` copy of the program SUMO runs for each light: the same phases; greens run between their
+    own ``minDur``/``maxDur`` where the program has them, else 5-60 s, extended on detector gaps."""
     lines = ["<additional>"]
     for j in scenario.junctions:
-        phases = next(iter(net.getTLS(j.id).getPrograms().values())).getPhases()
         lines.append(f'  <tlLogic id="{j.id}" type="actuated" programID="{_ACTUATED}" offset="0">')
-        for ph in phases:
-            green = any(c in "Gg" for c in ph.state) and "y" not in ph.state
-            span = f' minDur="{min(5.0, ph.duration):g}" maxDur="{max(60.0, ph.duration):g}"' if green else ""
-            lines.append(f'    <phase duration="{ph.duration:g}" state="{ph.state}"{span}/>')
+        for ph in j.phases:
+            green = any(c in "Gg" for c in ph.state) and "y" not in ph.state.lower()
+            lo = ph.min_s if ph.min_s is not None else min(5.0, ph.duration_s)
+            hi = ph.max_s if ph.max_s is not None else max(60.0, ph.duration_s)
+            span = f' minDur="{lo:g}" maxDur="{hi:g}"' if green else ""
+            lines.append(f'    <phase duration="{ph.duration_s:g}" state="{ph.state}"{span}/>')
         lines.append("  </tlLogic>")
     lines.append("</additional>")
     path.write_text("\n".join(lines) + "\n")
@@ -266,6 +301,12 @@ def _call(fn, args, conn) -> None:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _describe(args) -> str:
+    """``(scenario midtown, seed 1, mode actuated)`` for an error message."""
+    parts = [f"scenario {a.name}" if isinstance(a, Scenario) else repr(a) for a in args if not isinstance(a, SimOptions)]
+    return f"({', '.join(parts)})"
+
+
 def run_in_process(fn, *args):
     """Start ``fn(*args)`` in a fresh process (libsumo: one simulation per process); ``.get()`` its result."""
     ctx = mp.get_context("spawn")
@@ -282,7 +323,7 @@ def run_in_process(fn, *args):
                 status, value = "error", f"the process exited with code {proc.exitcode} before answering"
             proc.join()
             if status != "ok":
-                raise RuntimeError(f"simulation process failed: {value}")
+                raise SimulationError(f"{getattr(fn, '__name__', fn)}{_describe(args)} failed: {value}")
             return value
     return _Result()
 
@@ -301,7 +342,7 @@ def _serve(conn, scenario: Scenario, seed: int, options: SimOptions) -> None:
             sim.set_estimates(estimates)
             sim.advance(until_s)
             frames, visible, whole = sim.observe()
-            conn.send((sim.t, frames, visible, whole, sim.done, dict(sim._state)))
+            conn.send((sim.t, frames, visible, whole, sim.done))
         elif cmd == "finish":
             sim.set_estimates(arg or [])
             while not sim.done:
@@ -320,12 +361,12 @@ class SimProcess:
         self._proc.start()
         status, value = self._conn.recv()
         if status != "ok":
-            raise RuntimeError(f"SUMO did not start for {scenario.name}: {value}")
+            raise SimulationError(f"SUMO did not start for scenario {scenario.name}, seed {seed}: {value}")
         self.t, self.dt = value
 
     def advance(self, until_s: float, estimates: list) -> tuple:
         """Hand over new camera results, simulate up to ``until_s``; returns
-        ``(t, frames, visible, whole, done, signal states)`` at that time."""
+        ``(t, frames, visible, whole, done)`` at that time."""
         self._conn.send(("advance", (until_s, estimates)))
         out = self._conn.recv()
         self.t = out[0]

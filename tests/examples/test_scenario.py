@@ -110,3 +110,23 @@ def test_bad_scenarios_say_which_file_and_what_to_do(tmp_path):
         Scenario.load(net=plain, routes=[tmp_path / "r.rou.xml"])
     with pytest.raises(ScenarioError, match="window 100-50 s is empty"):
         Scenario.load("grid2x2", begin_s=100, end_s=50)
+
+
+def test_a_sumocfg_is_read_as_sumo_reads_it(tmp_path):
+    net = NETS / "t3_l1.net.xml"
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "net.net.xml").write_text(net.read_text())
+    (tmp_path / "sub" / "a.rou.xml").write_text('<routes><flow id="f" begin="0" end="1800" from="B1A1" to="A1B2" number="5"/></routes>')
+    (tmp_path / "sub" / "b.rou.xml").write_text('<routes><vehicle id="v" depart="2400" route="r"/></routes>')
+    cfg = tmp_path / "sub" / "x.sumocfg"
+    cfg.write_text('<configuration><input><net-file value="net.net.xml"/><route-files value="a.rou.xml, b.rou.xml"/>'
+                   '</input><time><begin value="0:05:00"/></time></configuration>')
+    sc = Scenario.load(cfg)
+    # relative to the config's folder; routes split on commas; begin in h:m:s; no end: the routes' last departure
+    assert sc.net == tmp_path / "sub" / "net.net.xml" and [r.name for r in sc.routes] == ["a.rou.xml", "b.rou.xml"]
+    assert (sc.begin_s, sc.end_s, sc.name) == (300.0, 2400.0, "x")
+    cfg.write_text(cfg.read_text().replace('<begin value="0:05:00"/>', '<begin value="soon"/>'))
+    with pytest.raises(ScenarioError, match=r"x.sumocfg: <begin value='soon'> is not a time; write seconds"):
+        Scenario.load(cfg)
+    with pytest.raises(ScenarioError, match="not both"):
+        Scenario.load(cfg, net=net, routes=[net])
