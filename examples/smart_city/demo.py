@@ -49,7 +49,7 @@ def register(sub) -> None:
     d.add_argument("--begin", type=float, help="simulated start, s (default: the file's own window)")
     d.add_argument("--end", type=float, help="simulated end, s (default: the file's own window)")
     d.add_argument("--tls", nargs="+", metavar="ID", help="traffic lights to control (default: every one)")
-    d.add_argument("--quick", action="store_true", help=f"one seed, {QUICK['end_s']:.0f} simulated s (about a minute)")
+    d.add_argument("--quick", action="store_true", help=f"one seed, {QUICK['end_s']:.0f} simulated s at 1 frame per camera per s (about 1.5 minutes)")
     d.add_argument("--seeds", type=non_negative_int, nargs="+", help=f"SUMO seeds (default {list(FULL['seeds'])})")
     d.add_argument("--camera-fps", type=positive,
                    help=f"frames per camera per simulated second (default {CAMERA_FPS:g}; "
