@@ -55,6 +55,9 @@ def register(sub) -> None:
                    help=f"frames per camera per simulated second (default {CAMERA_FPS:g}; "
                         f"{FULL['camera_fps']:g} for the no-argument demo)")
     d.add_argument("--control-step", type=positive, default=5.0, help="simulated s between control decisions (default 5)")
+    d.add_argument("--min-green", type=positive, default=5.0, help="simulated s a green lasts at least (default 5)")
+    d.add_argument("--max-green", type=positive, default=60.0,
+                   help="simulated s after which a green gives way to anyone waiting (default 60)")
     d.add_argument("--lag", type=non_negative, default=1.0,
                    help="simulated s between a frame and the decision it feeds (default 1)")
     d.add_argument("--controller", choices=("max_pressure", "greedy"),
@@ -88,6 +91,7 @@ def main(args) -> int:
     check_rates(fps, args.control_step, args.lag)
     config = DemoConfig(seeds=tuple(args.seeds or preset["seeds"]), camera_fps=fps,
                         control_step_s=args.control_step, lag_s=args.lag, controller=args.controller,
+                        min_green_s=args.min_green, max_green_s=args.max_green,
                         realtime=args.realtime, conditions=args.conditions, adapt=args.adapt)
     run_demo(Path(args.out), scenario, config)
     return 0

@@ -33,7 +33,7 @@ class DemoConfig:
     camera_fps: float = 1.0
     control_step_s: float = 5.0
     lag_s: float = 1.0
-    min_green_s: float = 10.0
+    min_green_s: float = 5.0
     max_green_s: float = 60.0
     controller: str | None = None          # None: the better of max-pressure and greedy on exact queues
     realtime: bool = False

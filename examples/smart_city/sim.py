@@ -67,7 +67,7 @@ class SimOptions:
     """How signals are controlled (the same for every mode that uses :mod:`.controller`)."""
 
     control_step_s: float = 5.0
-    min_green_s: float = 10.0
+    min_green_s: float = 5.0
     max_green_s: float = 60.0
     lag_s: float = 1.0                 # camera mode: a decision at t uses frames taken at or before t - lag_s
     controller: str = "max_pressure"   # camera mode's controller

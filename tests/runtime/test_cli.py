@@ -83,7 +83,7 @@ def test_bad_codec_and_bad_plan_file_are_one_line_errors(capsys, tmp_path):
     (["run", "resnet18", "--seconds", "inf"], "--seconds: 'inf'"),
     (["cluster", "local", "x.yaml", "--port", "99999"], "from 1 to 65535"),
     (["demo", "--lag", "-2"], "--lag: '-2'"),
-    (["demo", "--duration", "0"], "--duration: '0'"),
+    (["demo", "--control-step", "0"], "--control-step: '0'"),
     (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
     (["partition"], "required: model"),
     (["partition", "tests.models:Chain", "--input-shape", "1,3"], "the model fails on its example inputs [(1, 3)]"),
