@@ -359,7 +359,8 @@ class SimProcess:
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, args=(child, scenario, seed, options), daemon=True)
         self._proc.start()
-        status, value = self._conn.recv()
+        self._name = f"scenario {scenario.name}, seed {seed}"
+        status, value = self._recv("starting")
         if status != "ok":
             raise SimulationError(f"SUMO did not start for scenario {scenario.name}, seed {seed}: {value}")
         self.t, self.dt = value
@@ -368,12 +369,20 @@ class SimProcess:
         """Hand over new camera results, simulate up to ``until_s``; returns
         ``(t, frames, visible, whole, done)`` at that time."""
         self._conn.send(("advance", (until_s, estimates)))
-        out = self._conn.recv()
+        out = self._recv(f"simulating up to {until_s:g} s")
         self.t = out[0]
         return out
 
     def finish(self, estimates: list | None = None) -> dict:
         self._conn.send(("finish", estimates))
-        out = self._conn.recv()
+        out = self._recv("finishing the run")
         self._proc.join(timeout=10)
         return out
+
+    def _recv(self, doing: str):
+        try:
+            return self._conn.recv()
+        except EOFError:
+            self._proc.join(timeout=5)
+            raise SimulationError(f"SUMO ({self._name}) exited with code {self._proc.exitcode} while {doing}; "
+                                  "run the same scenario and seed with `sumo -c ...` to see SUMO's own message") from None

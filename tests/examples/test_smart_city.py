@@ -127,3 +127,16 @@ def test_a_bad_conditions_file_is_one_line_naming_the_node_and_the_valid_ones(tm
     err = capsys.readouterr().out
     assert "bad.yaml" in err and "camera-99" in err and "device-0" in err and "Traceback" not in err
     assert (tmp_path / "out" / "topology.yaml").exists()          # the generated topology the names refer to
+
+
+def test_the_adapt_demo_drops_the_wifi_of_the_first_junctions_cameras_whatever_the_scenario(tmp_path):
+    from examples.smart_city.demo_run import wifi_drop
+    from partition import Topology
+    from partition.conditions import load_conditions
+
+    sc = Scenario.load(DATA / "sumo_rl" / "4x4-Lucas" / "4x4-Lucas.sumocfg", tls=["3", "7"])
+    data = sc.topology()
+    conditions = load_conditions(wifi_drop(data, tmp_path / "drop.yaml"), Topology.from_dict(data))
+    drops = [(c.at_s, c.node, c.bandwidth_mbps) for c in conditions if c.node]
+    assert drops == [(10.0, "device-0", 0.05), (10.0, "device-1", 0.05)]        # light "3": its two cameras
+    assert [(c.at_s, c.link, c.bandwidth_mbps) for c in conditions if c.link] == [(40.0, "device->gateway", 20.0)]
