@@ -30,9 +30,10 @@ from runtime.argtypes import non_negative, non_negative_int, positive
 
 __all__ = ["register", "main", "FULL", "QUICK"]
 
-# the no-argument demo: 3 seeds of 20 simulated minutes with 2 frames per camera per 5 s decision (about 3.5
-# minutes here); --camera-fps 1 streams every second; --scenario runs the file's own window at 1 fps
-FULL = {"seeds": (1, 2, 3), "end_s": 1200.0, "camera_fps": 0.4}
+# the no-argument demo: 3 seeds of 20 simulated minutes with one frame per camera per 5 s decision, what the
+# controller consumes (under 3 minutes here; --camera-fps 1 streams every second: about 7 minutes);
+# --scenario runs the file's own window at 1 fps
+FULL = {"seeds": (1, 2, 3), "end_s": 1200.0, "camera_fps": 0.2}
 QUICK = {"seeds": (1,), "end_s": 240.0, "camera_fps": 1.0}
 CAMERA_FPS = 1.0
 

@@ -108,7 +108,7 @@ def test_demo_flags_reach_the_run_and_a_bad_scenario_is_one_line(monkeypatch, tm
     assert (sc.begin_s, sc.end_s, cfg.camera_fps, cfg.control_step_s, cfg.adapt, cfg.controller) == \
         (100.0, 700.0, 2.0, 10.0, True, "greedy")
     assert main(["demo"]) == 0 and calls[-1][0].end_s == 1200.0 and calls[-1][1].seeds == (1, 2, 3)
-    assert calls[-1][1].camera_fps == 0.4
+    assert calls[-1][1].camera_fps == 0.2
     assert main(["demo", "--camera-fps", "0.5"]) == 2                      # 2.5 frames per 5 s decision
     monkeypatch.undo()
     assert main(["demo", "--scenario", str(SINGLE), "--tls", "nope", "--out", str(tmp_path / "o")]) == 2
