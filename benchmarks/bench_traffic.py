@@ -2,14 +2,14 @@
 
     python benchmarks/bench_traffic.py                           # every shipped scenario, its hour, seeds 1 2 3
     python benchmarks/bench_traffic.py --scenario my.sumocfg --tls J1 J2 --end 1800
-    python benchmarks/bench_traffic.py --camera-fps 1            # the demo's camera rate (5x the frames)
+    python benchmarks/bench_traffic.py --camera-fps 1            # every camera every second (5x the frames)
 
 Per scenario it runs the demo (:func:`examples.smart_city.demo_run.run_demo`): the network's fixed-time
 program, SUMO's actuated control, max-pressure and greedy on SUMO's exact queues, and the better of
 those two fed by the cameras through the split pipeline (emulated tiers), all on the same seeds.
 The camera rate defaults to 0.2 frames per camera per simulated second: one frame per control
 decision (every 5 s, taken 1 s before it), which is all the controller consumes; ``--camera-fps 1``
-streams the demo's rate and takes five times as long.
+streams every second (the CLI's default for --scenario runs) and takes five times as long.
 
 Saves ``benchmarks/results/bench_traffic.json`` (per scenario: junctions, cameras, vehicles, mean
 delay per controller with its spread over seeds, the camera run against the same controller on

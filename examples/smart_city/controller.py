@@ -79,7 +79,7 @@ class PhaseController:
     """
 
     program: SignalProgram
-    min_green_s: float = 10.0
+    min_green_s: float = 5.0
     max_green_s: float = 60.0
     control_step_s: float = 5.0
     phase: int = 0

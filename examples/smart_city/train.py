@@ -1,6 +1,6 @@
 """Train QueueNet on frames rendered from SUMO runs on a mix of generated networks; held-out MAE per lane count.
 
-    python -m examples.smart_city.train            # about 10 minutes on 2 cores (needs eclipse-sumo)
+    python -m examples.smart_city.train            # about 7 minutes on 2 cores (needs eclipse-sumo)
 
 The networks are made here, at training time, with ``netgenerate`` (grids, spiders and random
 networks of 1 to 5 lanes, several seeds, every junction signalised) and random demand from
