@@ -68,12 +68,12 @@ def test_every_baseline_runs_reproducibly_and_control_changes_the_traffic():
 
 @pytest.mark.ray_local
 def test_quick_demo_on_a_network_not_made_here_end_to_end(ray_local, tmp_path):
-    from examples.smart_city.demo_run import DemoConfig, run_demo
+    from runtime.cli import main
 
-    sc = Scenario.load(SINGLE, end_s=120)
-    report = run_demo(tmp_path, sc, DemoConfig(seeds=(1,), camera_fps=1.0))
+    # the command a user types: --quick on a scenario is one seed of its first 240 s; --end makes it 120 s
+    assert main(["demo", "--quick", "--scenario", str(SINGLE), "--end", "120", "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["verdict"] == report["verdict"]
+    assert saved["seeds"] == [1] and saved["time"]["camera_fps"] == 1.0
     s, p, t = saved["scenario"], saved["pipeline"], saved["traffic"]
     assert (s["name"], s["junctions"], s["cameras"], s["lanes_per_camera"]) == ("2way-single-intersection", 1, 4, [2] * 4)
     assert (s["begin_s"], s["end_s"]) == (0.0, 120.0)
