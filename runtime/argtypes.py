@@ -27,24 +27,22 @@ def input_shape(text: str) -> list[int]:
     return dims
 
 
-def positive(text: str) -> float:
+def _float(text: str, zero_ok: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number > 0")
+    if not (math.isfinite(value) and (value >= 0 if zero_ok else value > 0)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number {'>=' if zero_ok else '>'} 0")
     return value
+
+
+def positive(text: str) -> float:
+    return _float(text, zero_ok=False)
 
 
 def non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number >= 0")
-    return value
+    return _float(text, zero_ok=True)
 
 
 def _int(text: str, low: int, high: int | None = None) -> int:

@@ -234,12 +234,10 @@ def _seconds(text: str, path: Path, field: str) -> float:
         parts = [float(p) for p in text.split(":")]
     except ValueError:
         raise ScenarioError(f"{path}: <{field} value={text!r}> is not a time; write seconds (3600) or h:m:s (1:00:00)") from None
-    total = 0.0
-    for p in parts:
-        total = total * 60 + p
-    if len(parts) == 4:                  # d:h:m:s
-        total = ((parts[0] * 24 + parts[1]) * 60 + parts[2]) * 60 + parts[3]
-    return total
+    units = (86400.0, 3600.0, 60.0, 1.0)[-len(parts):] if len(parts) <= 4 else ()
+    if not units:
+        raise ScenarioError(f"{path}: <{field} value={text!r}> has too many parts; write seconds or d:h:m:s")
+    return sum(p * u for p, u in zip(parts, units))
 
 
 def _routes_end_s(routes: list[Path]) -> float | None:

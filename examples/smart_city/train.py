@@ -33,16 +33,9 @@ from rich.progress import Progress
 
 from .camera import MAX_LANES
 from .model import SAMPLE_FRAMES, WEIGHTS, QueueNet
+from .network import VTYPES
 from .scenario import Scenario
 from .sim import SimOptions, TrafficSim, run_in_process
-
-VTYPES = """  <vTypeDistribution id="mix">
-    <vType id="car" length="4.6" minGap="2.5" maxSpeed="13.9" probability="0.70"/>
-    <vType id="suv" length="5.4" minGap="2.5" maxSpeed="13.9" probability="0.18"/>
-    <vType id="van" length="7.0" minGap="2.5" maxSpeed="12.5" vClass="delivery" probability="0.08"/>
-    <vType id="truck" length="11.0" minGap="3.0" maxSpeed="11.0" vClass="truck" probability="0.04"/>
-  </vTypeDistribution>
-"""
 
 
 @dataclass(frozen=True)
@@ -103,7 +96,7 @@ def generate(spec: NetSpec, work: Path, duration_s: float) -> Scenario:
                     "--seed", str(spec.seed), "--trip-attributes", 'type="mix" departLane="best" departSpeed="max"'],
                    check=True, capture_output=True)
     body = trips.read_text().split("<routes", 1)[1].split(">", 1)[1]
-    routes.write_text("<routes>\n" + VTYPES + body)
+    routes.write_text("\n".join(["<routes>", *VTYPES]) + "\n" + body)
     return Scenario.load(net=net, routes=[routes], begin_s=0.0, end_s=duration_s)
 
 
