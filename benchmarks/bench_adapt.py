@@ -156,8 +156,8 @@ def main() -> None:
     topo = Topology.load("smart_city")
     high = topo.links[0].bandwidth_mbps
     T = args.phase_s
-    conditions = [ConditionSpec(at=T, link="device->gateway", bandwidth=args.low_mbps),
-                  ConditionSpec(at=2 * T, link="device->gateway", bandwidth=high)]
+    conditions = [ConditionSpec(at=f"{T} s", link="device->gateway", bandwidth=f"{args.low_mbps} Mbit/s"),
+                  ConditionSpec(at=f"{2 * T} s", link="device->gateway", bandwidth=f"{high} Mbit/s")]
     plan = partition(graph, topo, "throughput", codec="auto", model_name="camnet", profiles=PROFILES)
     low_topo = measured_topology(topo, Measured((args.low_mbps, None)))
     low_plan = partition(graph, low_topo, "throughput", codec="auto", model_name="camnet", profiles=PROFILES)

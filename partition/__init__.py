@@ -1,4 +1,4 @@
-"""tierpipe.partition: capture a model, predict its costs, and cut it over the tiers of a topology.
+"""partition: capture a model, predict its costs, and cut it over the tiers of a topology.
 
 No Ray here: a :class:`Plan` is the only thing that crosses to ``runtime``. Names are
 imported on first use, so a stage actor that needs only ``partition.split`` does not pay
@@ -7,21 +7,19 @@ for the optimizers (scipy) or the topology loader (pydantic, pint) when it start
 
 import importlib
 
-# names that are also submodules must be bound now: importing the submodule later would shadow them
-from .capture import capture
-from .evaluate import evaluate
-
+# every name is imported on first use, so ``import partition`` (and ``tierpipe --help``) loads no torch
 _WHERE = {
+    "capture": "tracer", "evaluate": "evaluate",
     "CODECS": "codec", "CostModel": "cost", "Cost": "evaluate",
     "Graph": "graph", "Node": "graph", "TensorSpec": "graph", "partition": "optimize", "Plan": "plan",
     "AccuracyBudget": "calibration", "Stage": "split", "StageSpec": "split", "build_stages": "split",
-    "run_stages": "split", "Topology": "topology",
+    "run_stages": "split", "Topology": "topology", "get_model": "zoo",
     "CaptureError": "errors", "PartitionError": "errors", "StageError": "errors", "TierpipeError": "errors",
     "TopologyError": "errors", "WireError": "errors",
 }
 
 __all__ = [
-    "capture", "partition", "evaluate", "Plan", "AccuracyBudget", "build_stages", "run_stages",
+    "capture", "partition", "evaluate", "get_model", "Plan", "AccuracyBudget", "build_stages", "run_stages",
     "Graph", "Node", "TensorSpec", "Topology", "CostModel", "Cost", "Stage", "StageSpec", "CODECS",
     "TierpipeError", "TopologyError", "CaptureError", "PartitionError", "StageError", "WireError",
 ]

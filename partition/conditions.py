@@ -9,6 +9,9 @@ takes the same list from a file of its own, which then wins)::
       - {at: 20 s, node: gateway-1, speed: 0.2}                  # load from another job
       - {at: 30 s, node: device-0, battery: 15 %}
 
+Times, bandwidths and battery levels are written with their units (``10 s``, ``2 Mbit/s``,
+``15 %``); a bare number is an error (units.py), except ``at: 0``.
+
 Emulation applies them at those times (seconds from the start of the stream); on real
 machines they do not apply: real conditions are measured. :func:`changes_for` gives one node
 its own timeline, later entries overriding earlier ones.
@@ -16,24 +19,23 @@ its own timeline, later entries overriding earlier ones.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
 import pydantic
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import TopologyError
-from .units import parse_quantity
+from .units import quantity_type
 
 __all__ = ["ConditionSpec", "check_conditions", "load_conditions", "changes_for", "FIELDS"]
 
 FIELDS = ("bandwidth_mbps", "speed", "battery_pct")
 MAX_CONDITIONS = 10_000
 
-Seconds = Annotated[float, BeforeValidator(functools.partial(parse_quantity, kind="time_s")), Field(ge=0, le=1e7)]
-Bandwidth = Annotated[float, BeforeValidator(functools.partial(parse_quantity, kind="bandwidth_mbps")), Field(gt=0)]
-Percent = Annotated[float, BeforeValidator(functools.partial(parse_quantity, kind="percent")), Field(ge=0, le=100)]
+Seconds = Annotated[quantity_type("time_s"), Field(ge=0, le=1e7)]
+Bandwidth = Annotated[quantity_type("bandwidth_mbps"), Field(gt=0)]
+Percent = Annotated[quantity_type("percent"), Field(ge=0, le=100)]
 
 
 class ConditionSpec(BaseModel):
@@ -105,7 +107,8 @@ def load_conditions(path: str | Path, topo) -> list[ConditionSpec]:
         except pydantic.ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(x) for x in err["loc"])
-            raise TopologyError(f"{path}: conditions[{i}]{'.' + loc if loc else ''}: {err['msg']}") from None
+            msg = err["msg"].removeprefix("Value error, ")
+            raise TopologyError(f"{path}: conditions[{i}]{'.' + loc if loc else ''}: {msg}") from None
     check_conditions(topo, str(path), out)
     return out
 
@@ -118,7 +121,7 @@ def changes_for(conditions: list[ConditionSpec], topo, node: str) -> list[tuple[
 
     >>> from partition import Topology
     >>> topo = Topology.load("three_tier")
-    >>> changes_for([ConditionSpec(at=5, link="device->gateway", bandwidth=2)], topo, "device-0")
+    >>> changes_for([ConditionSpec(at="5 s", link="device->gateway", bandwidth="2 Mbit/s")], topo, "device-0")
     [(5.0, 'bandwidth_mbps', 2.0)]
     """
     tier_of = {n: t.name for t in topo.tiers for n in t.node_names()}

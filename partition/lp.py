@@ -7,6 +7,8 @@ CSC matrix, with a start for its integer columns. The formulation itself is in `
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -68,13 +70,30 @@ def lin_sum(lins: Sequence[Lin]) -> Lin:
     return out
 
 
+def _quiet_highs():
+    """A HiGHS instance whose copyright banner (printed by its C++ constructor on file descriptor 1,
+    before any option can be set) does not reach stdout: it would break a table or a spinner line."""
+    import highspy
+
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    try:
+        h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 def solve_with_highs(m: LinearModel, cost: np.ndarray, offset: float, rel_gap: float, time_limit_s: float | None,
            start_cols: list[int], start_vals: list[float]):
     """Hand the model to HiGHS (one CSC matrix), with a start for its integer columns, and solve it."""
     import highspy
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = _quiet_highs()
     h.setOptionValue("mip_rel_gap", rel_gap)
     h.setOptionValue("mip_abs_gap", 1e-9)
     h.setOptionValue("threads", 1)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .calibration import Accuracy
-from .capture import trace
+from .tracer import trace
 from .errors import PlanError, StageError
 from .evaluate import Cost
 from .graph import TensorSpec

@@ -2,7 +2,9 @@
 
 A topology is ordered from where data is born (tier 0, e.g. camera devices) to
 where results are consumed (the sink tier). Units are converted once, here:
-``bandwidth: "20 Mbit/s"`` becomes ``bandwidth_mbps == 20.0``.
+``bandwidth: "20 Mbit/s"`` becomes ``bandwidth_mbps == 20.0``. Quantities are written with their
+units; a bare number such as ``bandwidth: 20000000`` is an error naming the accepted units
+(units.py). ``model_dump(by_alias=True)`` writes them back with units, so a dump loads again.
 
 >>> topo = Topology.load("three_tier")
 >>> [t.name for t in topo.tiers]
@@ -12,34 +14,33 @@ where results are consumed (the sink tier). Units are converted once, here:
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .conditions import ConditionSpec
 from .errors import TopologyError
 from .safe_yaml import MAX_FILE_BYTES, load_yaml
 from .topology_checks import check_semantics, fan_in, format_validation
-from .units import parse_quantity
+from .units import quantity_type
 
 __all__ = ["Topology", "TierSpec", "LinkSpec", "SourceSpec", "HostSpec", "shipped_topologies"]
 
-_SHIPPED = Path(__file__).resolve().parent.parent / "topologies"
+# the shipped topologies are package data of the `topologies` package: found wherever it is installed
+_SHIPPED = Path(str(importlib.resources.files("topologies")))
 DTYPES = ("float32", "float16", "bfloat16", "float64", "uint8", "int8", "int16", "int32", "int64", "bool")
 MAX_NODES = 100_000               # nodes in one tier
 
 
-def _unit(kind: str):
-    return BeforeValidator(functools.partial(parse_quantity, kind=kind))
-
-
-Bandwidth = Annotated[float, _unit("bandwidth_mbps"), Field(gt=0)]
-Memory = Annotated[float, _unit("memory_mb"), Field(gt=0)]
-Millis = Annotated[float, _unit("time_ms"), Field(ge=0)]
-Watts = Annotated[float, _unit("power_w"), Field(ge=0)]
-NanojoulesPerByte = Annotated[float, _unit("energy_nj_per_byte"), Field(ge=0)]
+# written with their units ("20 Mbit/s"; a bare number is an error, see units.py), held in the unit of the field's name
+Bandwidth = Annotated[quantity_type("bandwidth_mbps"), Field(gt=0)]
+Memory = Annotated[quantity_type("memory_mb"), Field(gt=0)]
+Millis = Annotated[quantity_type("time_ms"), Field(ge=0)]
+Watts = Annotated[quantity_type("power_w"), Field(ge=0)]
+NanojoulesPerByte = Annotated[quantity_type("energy_nj_per_byte"), Field(ge=0)]
 
 
 class _Strict(BaseModel):
@@ -255,6 +256,8 @@ class Topology(_Strict):
             if i < len(self.path) - 1:
                 link = self.links[i]
                 lines.append(f"    link {link.src} -> {link.dst}: {link.bandwidth_mbps:g} Mbit/s, {link.latency_ms:g} ms")
+        # a default that decides the shape of the network is said out loud, never assumed silently
+        lines += [f"  tier {t.name}: nodes not given, {t.nodes} assumed" for t in self.tiers if "nodes" not in t.model_fields_set]
         return "\n".join(lines)
 
 

@@ -43,7 +43,9 @@ def format_validation(exc: pydantic.ValidationError, source: str) -> str:
             fix = "use 1 or more"
         elif err["type"] == "less_than_equal":
             fix = f"use at most {(err.get('ctx') or {}).get('le')}"
-        got = f" (got {repr(err['input'])[:80]})" if err["type"] not in ("missing",) and not isinstance(err.get("input"), dict) else ""
+        # a value error (units.py) already shows the value it refuses
+        shown = err["type"] in ("missing", "value_error") or isinstance(err.get("input"), dict)
+        got = "" if shown else f" (got {repr(err['input'])[:80]})"
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         lines.append(f"{source}: {loc}: {msg}{got}" + (f"; {fix}" if fix else ""))

@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
+import sys
 from typing import Callable
 
 import torch
@@ -213,38 +216,71 @@ def model_names() -> list[str]:
 def get_model(name: str, input_shape: list[int] | None = None) -> tuple[nn.Module, tuple]:
     """Return ``(model in eval mode, example_inputs)`` for a zoo name or ``module:function`` path.
 
-    ``input_shape`` replaces the example input by a random float tensor of that shape.
+    ``module:function`` is imported as ``python -m`` would: the working directory comes first on the
+    path. ``input_shape`` replaces the example input by a random tensor of that shape (and the
+    example's dtype); :func:`partition.inputs.frame_inputs` does the same for a topology's sources.
 
     Raises:
-        CaptureError: unknown name, or a path that does not import.
+        CaptureError: unknown name, a path that does not import, a function that fails.
 
     >>> model, inputs = get_model("resnet18")
     >>> model(*inputs).shape
     torch.Size([1, 1000])
     """
+    from .inputs import frame_inputs
+
     if name in ZOO:
         model, inputs = ZOO[name]()
-        return (model, (torch.randn(*input_shape),)) if input_shape else (model, inputs)
+    else:
+        model, inputs = _load(name)
+    if input_shape is not None:
+        inputs = frame_inputs(inputs, input_shape, None, "--input-shape")
+    return model, inputs
+
+
+def _load(name: str) -> tuple[nn.Module, tuple]:
     if ":" not in name:
         raise CaptureError(f"unknown model {name!r}: zoo models are {model_names()}; or give 'package.module:function'")
     mod_name, _, fn_name = name.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())          # as `python -m` does: ./mymodel.py is importable
     try:
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as exc:
-        raise CaptureError(f"cannot load model {name!r}: {exc}. The function must be importable (is its folder on PYTHONPATH?)") from None
+        module = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        raise CaptureError(f"cannot load model {name!r}: {_missing(exc, mod_name)}") from None
+    except Exception as exc:
+        raise CaptureError(f"cannot load model {name!r}: importing {mod_name} failed "
+                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise CaptureError(f"cannot load model {name!r}: {mod_name} has no function {fn_name!r}")
+    required = [p.name for p in inspect.signature(fn).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if required:
+        raise CaptureError(f"{name!r} takes arguments ({', '.join(required)}); give a function that takes none and "
+                           "returns an nn.Module or (model, example_inputs)")
     try:
         made = fn()
+    except ModuleNotFoundError as exc:
+        raise CaptureError(f"calling {name!r} failed: {_missing(exc, mod_name)}") from None
     except Exception as exc:
-        raise CaptureError(f"calling {name!r} failed ({type(exc).__name__}: {str(exc)[:200]}); it must take no "
-                           "arguments and return an nn.Module or (model, example_inputs)") from None
+        raise CaptureError(f"calling {name!r} failed ({type(exc).__name__}: {str(exc)[:200]})") from None
     if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
         model, inputs = made
-        if input_shape:
-            inputs = (torch.randn(*input_shape),)
         return model.eval(), tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-    if isinstance(made, nn.Module) and input_shape:
-        return made.eval(), (torch.randn(*input_shape),)
     if isinstance(made, nn.Module):
-        raise CaptureError(f"{name!r} returned a model but no example inputs; return (model, example_inputs) "
-                           "or pass --input-shape")
+        return made.eval(), ()
     raise CaptureError(f"{name!r} returned {type(made).__name__}; return an nn.Module or (model, example_inputs)")
+
+
+def _missing(exc: ModuleNotFoundError, mod_name: str) -> str:
+    """The message for a module that is not installed, with the extra that brings it."""
+    from .extras import EXTRAS
+
+    top = (exc.name or "").split(".")[0]
+    if top == mod_name.split(".")[0]:
+        return (f"no module {mod_name!r} (run from the folder that holds it, as with `python -m`, "
+                "or put that folder on PYTHONPATH)")
+    extra = next((e for e, mods in EXTRAS.items() if top in mods), None)
+    hint = f"pip install 'tierpipe[{extra}]'" if extra else f"pip install {top}"
+    return f"it needs {top!r}, which is not installed: {hint}"

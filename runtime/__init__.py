@@ -1,16 +1,34 @@
-"""tierpipe.runtime: run a Plan's stages as a streaming pipeline of Ray actors.
+"""runtime: run a Plan's stages as a streaming pipeline of Ray actors.
 
-``Pipeline`` and ``Result`` are imported on first use, so a stage actor that needs only
-``runtime.actors`` does not import the driver side."""
+What a user runs with: :class:`Pipeline` (``submit``/``poll``/``run``/``stream``/``switch``),
+:class:`Result` (one delivered frame), the runtime's errors, the live adapter (:class:`Adapter`,
+``Pipeline(..., adapt=True)``) and a switch in progress (:class:`PendingSwitch`). Everything else
+in the package is private. Names are imported on first use, so a stage actor that needs only
+``runtime.actors`` does not import the driver side, and ``tierpipe --help`` imports no Ray.
 
-__all__ = ["Pipeline", "Result"]
+>>> import runtime
+>>> sorted(runtime.__all__)[:3]
+['Adapter', 'ClusterError', 'Pipeline']
+"""
+
+import importlib
+
+_WHERE = {
+    "Pipeline": "pipeline", "Result": "delivery", "Adapter": "adapt", "PendingSwitch": "switch",
+    "TierpipeError": "errors", "PipelineError": "errors", "ClusterError": "errors", "SwitchError": "errors",
+    "StageError": "errors", "WireError": "errors", "UnknownPlanError": "errors",
+}
+
+__all__ = list(_WHERE)
 
 
 def __getattr__(name: str):
-    if name == "Pipeline":
-        from .pipeline import Pipeline
-        return Pipeline
-    if name == "Result":
-        from .delivery import Result
-        return Result
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

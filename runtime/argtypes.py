@@ -9,8 +9,23 @@ import sys
 __all__ = ["Parser", "input_shape", "positive", "non_negative", "positive_int", "non_negative_int", "port"]
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line (``error: ...; see tierpipe CMD --help``), exit status 2."""
+    """argparse with its errors on one line (``error: ...; see tierpipe CMD --help``), exit status 2, and
+    the defaults in the help (sub-commands too)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")

@@ -19,21 +19,33 @@ from .argtypes import Parser, input_shape, non_negative_int, positive
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
 
 
-def _load_graph(args):
+def _load_graph(args, topo=None):
+    """The model, the inputs the sources stream (the topology's ``sources[].shape/dtype`` where declared),
+    and the captured graph."""
     from partition import capture
+    from partition.errors import CaptureError
+    from partition.inputs import frame_inputs, source_frames
     from partition.zoo import get_model
 
-    model, inputs = get_model(args.model, args.input_shape)
+    model, example = get_model(args.model)
+    frames = source_frames(topo, args.input_shape)
+    inputs = frame_inputs(example, frames.shape, frames.dtype, frames.where)
     with console.status(f"capturing {args.model}..."):
-        graph = capture(model, inputs)
+        try:
+            graph = capture(model, inputs, timing=args.timing)
+        except CaptureError as exc:
+            if frames.shape is None:
+                raise
+            raise CaptureError(f"{args.model} cannot take the {list(inputs[0].shape)} {inputs[0].dtype} frames "
+                               f"of {frames.where}: {exc}") from None
     return model, inputs, graph
 
 
 def cmd_profile(args) -> int:
     from partition import CostModel, Topology
 
-    _, _, graph = _load_graph(args)
     topo = Topology.load(args.topology) if args.topology else None
+    _, _, graph = _load_graph(args, topo)
     cm = CostModel(graph, topo) if topo else None
     table = Table(title=f"{args.model}: {graph!r}")
     cols = ["node" if not args.depth else "module", "op", "GFLOP", "params KB", "out KB", "host ms"]
@@ -71,8 +83,10 @@ def cmd_topology(args) -> int:
 def _partition_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="zoo name (resnet18, resnet50, mobilenet_v2, vit, unet) or package.module:function")
     p.add_argument("--topology", default="local", help="shipped name or YAML path (default: local)")
-    p.add_argument("--input-shape", type=input_shape, help="e.g. 1,3,224,224 (default: the model's example input)")
-    p.add_argument("--objective", default="latency", choices=["latency", "throughput", "bytes", "energy"])
+    p.add_argument("--input-shape", type=input_shape,
+                   help="e.g. 1,3,224,224 (default: the topology's sources[].shape, else the model's example input)")
+    p.add_argument("--objective", default="latency", choices=["latency", "throughput", "bytes", "energy"],
+                   help="what the plan minimises per frame (throughput: maximises frames/s)")
     p.add_argument("--codec", default="raw", help="auto, raw, fp16, int8, int8-channel, optionally +lz4/+zstd")
     p.add_argument("--keep-input-on", help="tier the raw input must never leave (privacy)")
     p.add_argument("--pin", action="append", default=[], metavar="MODULE=TIER", help="force a module path to a tier")
@@ -81,10 +95,17 @@ def _partition_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver", default="auto", choices=["auto", "exact", "fast"],
                    help="auto: the exact MILP within --time-budget-s, else its best plan and proven gap (default)")
     p.add_argument("--time-budget-s", type=positive, default=10.0, help="the exact solver's time limit under --solver auto")
+    _timing_arg(p)
 
 
-def make_plan(args, graph):
-    from partition import Topology, partition
+def _timing_arg(p: argparse.ArgumentParser, default: str = "analytic") -> None:
+    p.add_argument("--timing", choices=["analytic", "measured"], default=default,
+                   help="op times from FLOPs and bytes (the same plan on every run) or timed on this host "
+                        "(closer to this machine, but noisy: plans may change from run to run)")
+
+
+def make_plan(args, graph, topo):
+    from partition import partition
 
     pins = {}
     for item in args.pin:
@@ -92,7 +113,6 @@ def make_plan(args, graph):
             raise TierpipeError(f"--pin {item!r}: write it as MODULE=TIER, e.g. --pin layer1=gateway")
         path, tier = item.split("=", 1)
         pins[path] = tier
-    topo = Topology.load(args.topology)
     with console.status("partitioning..."):
         plan = partition(graph, topo, args.objective, codec=args.codec, keep_input_on=args.keep_input_on, pins=pins,
                          latency_slo_ms=args.slo_ms, memory=not args.no_memory, model_name=args.model,
@@ -101,8 +121,11 @@ def make_plan(args, graph):
 
 
 def cmd_partition(args) -> int:
-    _, _, graph = _load_graph(args)
-    _, plan = make_plan(args, graph)
+    from partition import Topology
+
+    topo = Topology.load(args.topology)
+    _, _, graph = _load_graph(args, topo)
+    _, plan = make_plan(args, graph, topo)
     for t in plan.tables():
         console.print(t)
     if plan.accuracy:
@@ -118,8 +141,24 @@ def cmd_partition(args) -> int:
     return 0
 
 
+def versions_line() -> str:
+    """``tierpipe 0.1.0 (torch 2.13.0, ray 2.60.0, Python 3.11.7)``, read from the installed packages'
+    metadata: nothing is imported."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"tierpipe {ver('tierpipe')} (torch {ver('torch')}, ray {ver('ray')}, "
+            f"Python {sys.version.split()[0]})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="tierpipe", description="Split inference across the tiers of an edge network.")
+    parser.add_argument("--version", action="version", version=versions_line())
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (Ray's own messages too)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", type=input_shape, help="e.g. 1,3,224,224 (default: the model's example input)")
     p.add_argument("--topology", help="add predicted time per tier")
     p.add_argument("--depth", type=non_negative_int, default=0, help="group by module path of this depth (0: per node)")
+    _timing_arg(p, default="measured")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("topology", help="topology files")

@@ -17,7 +17,7 @@ def register(sub, partition_args) -> None:
     p.add_argument("--address", help="an existing Ray cluster ('auto' for `tierpipe cluster local`); default: local Ray")
     p.add_argument("--emulate", choices=["on", "off"], help="override the topology's emulate switch")
     p.add_argument("--max-batch", type=positive_int, default=8, help="frames a stage runs at once (default 8)")
-    p.add_argument("--report", default="tierpipe-report.json", help="where to write the JSON report")
+    p.add_argument("--report", default="tierpipe-run/report.json", help="where to write the JSON report")
     p.add_argument("--conditions", metavar="FILE",
                    help="conditions over time (YAML list: {at, link|node, bandwidth|speed|battery}); replaces the "
                         "topology's own; emulation only")
@@ -32,7 +32,7 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
             graph=None) -> dict:
     from .cli import console
     from .pipeline import Pipeline
-    from .report import report_tables, save_report
+    from .report import report_tables, save_report, summary_line
 
     console.print(f"starting {sum(t.nodes for t in topo.path)} stage actors "
                   f"({'local Ray' if not args.address else args.address})...")
@@ -48,10 +48,7 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
             report = pipe.stream(seconds, fps=fps, on_update=lambda r: live.update(Group(*report_tables(r))))
     for table in report_tables(report):
         console.print(table)
-    p = report["predicted"]
-    console.print(f"plan predicted {p['latency_ms']:.1f} ms and {p['fps']:.1f} fps (bottleneck {p['bottleneck']}); "
-                  f"measured {report['latency_ms'].get('p50', float('nan')):.1f} ms p50 and {report['fps']:.1f} fps"
-                  + (" [emulated]" if report["emulated"] else ""))
+    console.print(summary_line(report))
     for s in report["plan_switches"]:
         console.print(f"plan switch at {s['at_s']:.1f} s -> v{s['version']}"
                       + (f" for {', '.join(s['nodes'])}" if s.get("nodes") else "") + f": {s['reason']} (predicted "
@@ -62,15 +59,20 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
     if adapt:
         from pathlib import Path
 
+        from partition.extras import MissingDependency
         from .timeline_plot import plot_timeline
 
-        png = plot_timeline(report, Path(args.report).with_suffix(".png"))
-        console.print(f"timeline plot written to {png}")
+        try:
+            png = plot_timeline(report, Path(args.report).with_suffix(".png"))
+            console.print(f"timeline plot written to {png}")
+        except MissingDependency as exc:  # the report has the timeline; only the picture needs matplotlib
+            console.print(f"no timeline plot: {exc}")
     return report
 
 
 def cmd_run(args) -> int:
     from partition import Plan, Topology
+    from partition.inputs import check_plan_frames, source_frames
     from partition.zoo import get_model
 
     from .cli import _load_graph, console, make_plan
@@ -79,10 +81,11 @@ def cmd_run(args) -> int:
     graph = None
     if args.plan:
         plan = Plan.load(args.plan)
-        model, _ = get_model(args.model, args.input_shape)
+        model, _ = get_model(args.model)
+        check_plan_frames(plan, source_frames(topo, args.input_shape))
     else:
-        model, _, graph = _load_graph(args)
-        topo, plan = make_plan(args, graph)
+        model, _, graph = _load_graph(args, topo)
+        topo, plan = make_plan(args, graph, topo)
         for table in plan.tables():
             console.print(table)
     emulate = None if args.emulate is None else args.emulate == "on"

@@ -88,7 +88,7 @@ class Pipeline(Lifecycle, LiveChanges):
         self.switch_error: str | None = None
         self.adapter: Adapter | None = adapt if isinstance(adapt, Adapter) else None
         if adapt is True:
-            from partition.capture import capture
+            from partition import capture
 
             self.adapter = Adapter(graph if graph is not None else capture(model, plan.example_inputs(), timing="analytic"),
                                    codec="auto")
@@ -363,7 +363,9 @@ class Pipeline(Lifecycle, LiveChanges):
         for _ in self.results(timeout_s=drain_s):
             pass
         self._ack()
-        return self.report()
+        report = self.report()
+        report["offered"] = {"streams": n, "fps_per_stream": fps, "fps": fps * n, "seconds": seconds}
+        return report
 
     # ------------------------------------------------------------------ report
     def _brief(self) -> dict:

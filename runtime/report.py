@@ -7,7 +7,7 @@ import math
 import time
 from pathlib import Path
 
-__all__ = ["build_report", "report_tables", "save_report"]
+__all__ = ["build_report", "report_tables", "save_report", "summary_line", "measured_bottleneck", "run_facts"]
 
 
 def _gather(handles: dict, tries: int = 20) -> list[dict]:
@@ -59,15 +59,17 @@ def build_report(pipe) -> dict:
         sent = sum(m["link_bytes"]["count"] for m in mine)
         total = sum(m["link_bytes_total"] for m in mine)
         links.append({"link": f"{plan.tiers[j]}->{plan.tiers[j + 1]}", "codec": plan.codecs[j], "frames": sent,
+                      "senders": len(mine),
                       "bytes_total": total, "bytes_per_frame": total / sent if sent else 0.0,
                       "transfer_ms_mean": _mean(receivers, "inbound_s") * 1e3,
                       "transfer_ms_p95": _max(receivers, "inbound_s", "p95") * 1e3,
                       "push_ms_mean": _mean(mine, "link_s") * 1e3,
                       "predicted_bytes_per_frame": plan.predicted.link_bytes[j],
                       "predicted_ms": plan.predicted.link_s[j] * 1e3})
+    wall = pipe._wall_s or 1e-9
     sinks = [m for m in stages if "e2e_latency_s" in m]
     e2e = sinks[0]["e2e_latency_s"] if len(sinks) == 1 else _merge(sinks)
-    wall = pipe._wall_s or 1e-9
+    offered = pipe.admitted + pipe.dropped
     return {
         "model": plan.model, "topology": pipe.topology.name, "emulated": pipe.emulate,
         "frames_delivered": pipe.ledger.total, "wall_s": pipe._wall_s,
@@ -75,6 +77,9 @@ def build_report(pipe) -> dict:
         "latency_ms": {k: v * 1e3 for k, v in e2e.items() if k.startswith("p") or k == "mean"},
         "latency_recent_ms": {k: v * 1e3 for k, v in (sinks[0].get("e2e_recent_s", {}) if len(sinks) == 1 else {}).items()},
         "drops": pipe.dropped, "sent_by_sources": pipe.admitted,
+        "drop_share": pipe.dropped / offered if offered else 0.0,
+        "measured_bottleneck": measured_bottleneck(tiers, links, wall),
+        "run": run_facts(plan),
         "duplicates_dropped": sum(m.get("duplicates_dropped", 0) for m in sinks),
         "tiers": tiers, "links": links,
         "predicted": {"latency_ms": plan.predicted.latency_s * 1e3, "fps": plan.predicted.throughput_fps,
@@ -86,6 +91,49 @@ def build_report(pipe) -> dict:
         "replans": list(pipe.adapter.replans) if pipe.adapter is not None else [],
         "adapt_driver_s": pipe.adapter.step_s if pipe.adapter is not None else 0.0,
         "timeline": list(pipe.timeline.rows) if pipe.timeline is not None else [],
+    }
+
+
+def measured_bottleneck(tiers: list[dict], links: list[dict], wall_s: float) -> dict:
+    """The busiest tier or link over the run: the share of the wall time its instances spent working
+    (compute and emulated compute per frame, or transfer per frame, times frames, per instance).
+
+    >>> measured_bottleneck([{"tier": "edge", "instances": 1, "frames": 10, "compute_ms_mean": 90.0,
+    ...                       "emulated_wait_ms_mean": 0.0}], [], 1.0)
+    {'where': 'tier edge compute', 'busy': 0.9}
+    """
+    best = {"where": "", "busy": 0.0}
+    for t in tiers:
+        busy = t["frames"] * (t["compute_ms_mean"] + t["emulated_wait_ms_mean"]) / 1e3 / max(t["instances"], 1) / wall_s
+        if busy > best["busy"]:
+            best = {"where": f"tier {t['tier']} compute", "busy": round(busy, 3)}
+    for link in links:
+        senders = max(link.get("senders", 1), 1)
+        busy = link["frames"] * link["transfer_ms_mean"] / 1e3 / senders / wall_s
+        if busy > best["busy"]:
+            best = {"where": f"link {link['link']}", "busy": round(busy, 3)}
+    return best
+
+
+def run_facts(plan) -> dict:
+    """What a report needs to be read later: input shapes, objective, codecs, ops per tier, versions."""
+    from importlib.metadata import PackageNotFoundError, version
+    import platform
+
+    def ver(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    ops: dict[str, list[str]] = {tier: [] for tier in plan.tiers}
+    for op, tier in plan.assignment.items():
+        ops.setdefault(tier, []).append(op)
+    return {
+        "inputs": [{"shape": list(s.shape) if s.shape is not None else None, "dtype": s.dtype} for s in plan.inputs],
+        "objective": plan.objective, "codecs": list(plan.codecs), "assignment": ops,
+        "versions": {"tierpipe": ver("tierpipe"), "ray": ver("ray"), "torch": ver("torch"),
+                     "python": platform.python_version()},
     }
 
 
@@ -113,7 +161,7 @@ def report_tables(report: dict):
             f"plan {report.get('plan_label', 'v0')}: "
             f"{report['frames_delivered']} frames, {report['fps']:.1f} fps, latency p50 "
             f"{report['latency_ms'].get('p50', float('nan')):.1f} / p95 {report['latency_ms'].get('p95', float('nan')):.1f} / "
-            f"p99 {report['latency_ms'].get('p99', float('nan')):.1f} ms, drops {report['drops']}")
+            f"p99 {report['latency_ms'].get('p99', float('nan')):.1f} ms, {_drops(report)}")
     tiers = Table(title=head)
     for col in ("tier", "inst", "frames", "compute ms", "(predicted)", "queue ms", "batch", "rejected", "replayed"):
         tiers.add_column(col, justify="right" if col != "tier" else "left")
@@ -130,5 +178,34 @@ def report_tables(report: dict):
     return [tiers, links]
 
 
+def _drops(report: dict) -> str:
+    offered = report["drops"] + report["sent_by_sources"]
+    if not report["drops"]:
+        return "nothing dropped"
+    return f"{report['drops']} of {offered} frames dropped ({report['drops'] / offered:.0%})"
+
+
+def summary_line(report: dict) -> str:
+    """Offered against delivered, predicted capacity against the measured bottleneck: one line."""
+    p, offered = report["predicted"], report.get("offered") or {}
+    parts = []
+    if offered:
+        share = report["fps"] / offered["fps"] if offered["fps"] else float("nan")
+        parts.append(f"offered {offered['fps']:.1f} frames/s ({offered['streams']} streams x "
+                     f"{offered['fps_per_stream']:g} fps), delivered {report['fps']:.1f} ({share:.0%})")
+    else:
+        parts.append(f"delivered {report['fps']:.1f} frames/s")
+    parts.append(f"{_drops(report)}")
+    parts.append(f"latency p50 {report['latency_ms'].get('p50', float('nan')):.1f} ms "
+                 f"(predicted {p['latency_ms']:.1f} ms)")
+    busy = report.get("measured_bottleneck") or {}
+    parts.append(f"predicted capacity {p['fps']:.1f} frames/s, bottleneck {p['bottleneck']}"
+                 + (f"; measured bottleneck {busy['where']} (busy {busy['busy']:.0%})" if busy.get("where") else ""))
+    return "; ".join(parts) + (" [emulated]" if report["emulated"] else "")
+
+
 def save_report(report: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=1, default=str))
+    """Write the report as JSON, making its folder if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str))

@@ -8,7 +8,14 @@ __all__ = ["plot_timeline"]
 
 
 def plot_timeline(report: dict, path: str | Path, title: str | None = None) -> Path:
-    """Write ``report["timeline"]`` (and ``report["plan_switches"]``) as a PNG at ``path``."""
+    """Write ``report["timeline"]`` (and ``report["plan_switches"]``) as a PNG at ``path``.
+
+    Raises:
+        MissingDependency: matplotlib is not installed (it comes with the ``demo`` extra).
+    """
+    from partition.extras import require
+
+    require("demo", "the timeline plot")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -75,6 +75,9 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
+    from partition.extras import require
+
+    require("demo", "tierpipe demo")
     from .demo_run import DemoConfig, run_demo
     from .loop import check_rates
     from .scenario import DEFAULT_SCENARIO, Scenario

@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import HERE
 from .camera import MAX_LANES as LANES
 
 __all__ = ["QueueNet", "WEIGHTS", "SAMPLE_FRAMES", "LANES", "load_model", "example_input"]
 
-WEIGHTS = Path(__file__).with_name("data") / "queuenet.pt"
+WEIGHTS = HERE / "data" / "queuenet.pt"
 SAMPLE_FRAMES = WEIGHTS.with_name("sample_frames.npy")      # 16 busy frames of midtown (written by train.py)
 
 

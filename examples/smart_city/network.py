@@ -33,7 +33,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-SCENARIOS = Path(__file__).with_name("scenarios")
+from . import HERE
+
+SCENARIOS = HERE / "scenarios"
 DURATION_S = 3600
 
 # (begin s, end s, from edge, to edge, vehicles/h, via edge or None); SUMO routes each vehicle at insertion

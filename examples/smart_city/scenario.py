@@ -25,6 +25,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import HERE
 from partition.errors import TierpipeError
 
 from .camera import MAX_LANES
@@ -33,7 +34,7 @@ from .controller import SignalProgram, is_green
 __all__ = ["Scenario", "Junction", "Approach", "Lane", "Phase", "ScenarioError", "SCENARIOS", "DEFAULT_SCENARIO",
            "MAX_LANES", "shipped_scenarios"]
 
-SCENARIOS = Path(__file__).with_name("scenarios")
+SCENARIOS = HERE / "scenarios"
 DEFAULT_SCENARIO = "midtown"
 
 

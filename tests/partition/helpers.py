@@ -10,8 +10,8 @@ def topology(speeds=(0.1, 1.0, 4.0), nodes=(1, 1, 1), bandwidth_mbps=(20, 200), 
     names = ["device", "gateway", "edge", "cloud"][: len(speeds)]
     return Topology.from_dict({
         "name": "test",
-        "tiers": [{"name": n, "nodes": c, "speed": s, "memory": m} for n, c, s, m in zip(names, nodes, speeds, memory_mb)],
-        "links": [{"from": names[i], "to": names[i + 1], "bandwidth": b, "latency": l}
+        "tiers": [{"name": n, "nodes": c, "speed": s, "memory": f"{m} MB"} for n, c, s, m in zip(names, nodes, speeds, memory_mb)],
+        "links": [{"from": names[i], "to": names[i + 1], "bandwidth": f"{b} Mbit/s", "latency": f"{l} ms"}
                   for i, (b, l) in enumerate(zip(bandwidth_mbps, latency_ms))],
     })
 

@@ -82,6 +82,18 @@ BAD = [
     ("source on a missing node", ("{count: 4,", "{nodes: [device-9], count: 4,"), ["topo.yaml", "sources[0].nodes[0]", "device-9"]),
     ("unparseable unit", ("latency: 5 ms}", "latency: 5 parsecs}"), ["topo.yaml", "links[0].latency", "5 parsecs", "5 ms"]),
     ("wrong dimension", ("memory: 512 MB", "memory: 512 ms"), ["topo.yaml", "tiers[0].memory", "512 MB"]),
+    # a bare number is never read in some base unit: 20000000 (bit/s meant) was once 2e7 Mbit/s
+    ("bare bandwidth", ("bandwidth: 20 Mbit/s", "bandwidth: 20000000"),
+     ['topo.yaml: links[0].bandwidth: 20000000 has no unit; write it with one, e.g. "20 Mbit/s" (accepted: bit/s, '
+      'kbit/s, Mbit/s, Gbit/s, bps, kbps, Mbps, Gbps, B/s, kB/s, MB/s, GB/s)']),
+    ("bare latency", ("latency: 5 ms", "latency: 4"), ["topo.yaml: links[0].latency: 4 has no unit", "accepted: ns, us, µs, ms, s"]),
+    ("bare memory", ("memory: 512 MB", "memory: 1024"), ["topo.yaml: tiers[0].memory: 1024 has no unit", "accepted: B, kB, MB"]),
+    ("quoted bare number", ("bandwidth: 20 Mbit/s", "bandwidth: '20'"), ["topo.yaml: links[0].bandwidth: 20 has no unit"]),
+    ("bare power", ("speed: 0.1,", "speed: 0.1, power: 2,"), ["topo.yaml: tiers[0].power: 2 has no unit", "accepted: uW, mW, W, kW"]),
+    ("bare condition time", ("sources:", "conditions: [{at: 10, link: device->gateway, bandwidth: 2 Mbit/s}]\nsources:"),
+     ["topo.yaml: conditions[0].at: 10 has no unit", "accepted: ms, s"]),
+    ("bare battery", ("sources:", "conditions: [{at: 10 s, node: device-0, battery: 15}]\nsources:"),
+     ['topo.yaml: conditions[0].battery: 15 has no unit; write it with one, e.g. "15 %"']),
 ]
 
 
@@ -190,4 +202,28 @@ links: [{from: device, to: edge, bandwidth: 20 Mbit/s, tx_energy: 12.5 nJ/bit}]
     assert topo.links[0].tx_energy_nj_per_byte == pytest.approx(100.0)
     with pytest.raises(TopologyError, match=r"tiers\[0\]\.power.*W"):
         Topology.from_yaml("tiers: [{name: device, speed: 1, power: 3 Mbit/s}, {name: edge, speed: 1}]\n"
-                           "links: [{from: device, to: edge, bandwidth: 20}]")
+                           "links: [{from: device, to: edge, bandwidth: 20 Mbit/s}]")
+
+
+def test_zero_needs_no_unit_and_common_spellings_load(tmp_path):
+    text = GOOD.replace("latency: 5 ms", "latency: 0").replace("bandwidth: 1 Gbit/s", "bandwidth: 1 Gbps")
+    topo = Topology.load(write(tmp_path, text.replace("memory: 2 GiB", "memory: 2048 MiB")))
+    assert topo.links[0].latency_ms == 0.0 and topo.links[1].bandwidth_mbps == 1000.0
+    assert topo.tiers[1].memory_mb == pytest.approx(2048 * 2**20 / 1e6)
+
+
+def test_summary_says_when_nodes_was_not_given(tmp_path):
+    text = GOOD.replace("{name: edge, nodes: 1, gflops", "{name: edge, gflops")
+    summary = Topology.load(write(tmp_path, text)).summary()
+    assert "  tier edge: nodes not given, 1 assumed" in summary.splitlines()
+    assert "nodes not given" not in Topology.load(write(tmp_path, GOOD)).summary()     # nodes: 1 written out: nothing assumed
+
+
+def test_a_dump_with_the_file_keys_keeps_units_and_loads_back(tmp_path):
+    topo = Topology.load(write(tmp_path, GOOD + "conditions: [{at: 10 s, node: device-0, battery: 15 %}]\n"))
+    data = topo.model_dump(by_alias=True, exclude={"source_file"})
+    assert data["links"][0]["bandwidth"] == "20 Mbit/s" and data["tiers"][1]["memory"] == "2147.483648 MB"
+    assert data["conditions"][0]["at"] == "10 s" and data["conditions"][0]["battery"] == "15 %"
+    again = Topology.from_dict(data, source=topo.source_file)
+    assert again == topo
+    assert topo.model_dump()["links"][0]["bandwidth_mbps"] == 20.0      # under the field's name: the number, unit in the name

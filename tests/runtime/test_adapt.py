@@ -32,7 +32,7 @@ def test_a_wifi_drop_is_measured_replanned_and_switched_with_nothing_lost(ray_lo
     plan = partition(graph, topo, "throughput", codec="auto", profiles=CAMNET_PROFILES)
     assert not plan.stages[0].nodes                           # at 20 Mbit/s the image goes up (int8), no work on cameras
     adapter = Adapter(graph, codec="auto", profiles=CAMNET_PROFILES, window_s=2.0, hold_s=30.0)
-    drop = [ConditionSpec(at=1, link="device->gateway", bandwidth=2)]
+    drop = [ConditionSpec(at="1 s", link="device->gateway", bandwidth="2 Mbit/s")]
     with Pipeline(plan, model, topo, conditions=drop, adapt=adapter, graph=graph) as pipe:
         report = pipe.stream(14)
     switches = report["plan_switches"]

@@ -44,7 +44,7 @@ def test_dry_run_for_smart_city_line_by_line(monkeypatch):
 def topo_with_hosts(hosts: dict, tiers=("device", "gateway", "edge")) -> Topology:
     return Topology.from_dict({
         "name": "lab", "tiers": [{"name": t, "speed": 1} for t in tiers],
-        "links": [{"from": a, "to": b, "bandwidth": 100} for a, b in zip(tiers, tiers[1:])],
+        "links": [{"from": a, "to": b, "bandwidth": "100 Mbit/s"} for a, b in zip(tiers, tiers[1:])],
         "hosts": hosts,
     }, source="lab.yaml")
 

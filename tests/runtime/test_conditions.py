@@ -17,10 +17,10 @@ def test_conditions_reach_their_nodes_at_their_times_and_frames_stay_exactly_onc
 
     topo = fan_in_topology(devices=2, gateways=1, emulate=True)
     model, plan = chain_plan(topo)
-    conditions = [ConditionSpec(at=0.2, link="device->gateway", bandwidth=2),      # every device uplink
-                  ConditionSpec(at=0.2, node="device-1", bandwidth=0.5),          # then one of them lower still
-                  ConditionSpec(at=0.3, node="gateway-0", speed=0.25),
-                  ConditionSpec(at=0.3, node="device-0", battery=15)]
+    conditions = [ConditionSpec(at="0.2 s", link="device->gateway", bandwidth="2 Mbit/s"),    # every device uplink
+                  ConditionSpec(at="0.2 s", node="device-1", bandwidth="0.5 Mbit/s"),        # then one of them lower still
+                  ConditionSpec(at="0.3 s", node="gateway-0", speed=0.25),
+                  ConditionSpec(at="0.3 s", node="device-0", battery="15 %")]
     inputs = [(torch.randn(1, 16),) for _ in range(40)]
     with Pipeline(plan, model, topo, conditions=conditions, max_batch=1) as pipe:
         outputs = pipe.run(inputs[:20])

@@ -76,7 +76,7 @@ def test_a_camera_low_on_battery_moves_to_an_energy_plan_live_and_the_others_sta
     topo = frugal_topology()
     plan = partition(graph, topo, "throughput")
     adapter = Adapter(graph, window_s=2.0, hold_s=30.0)
-    low = [ConditionSpec(at=1, node="device-0", battery=15)]
+    low = [ConditionSpec(at="1 s", node="device-0", battery="15 %")]
     with Pipeline(plan, model, topo, conditions=low, adapt=adapter, graph=graph) as pipe:
         report = pipe.stream(8)
         frames = {n: ray.get(pipe.stages[n].metrics_json.remote())["frames_by_plan"] for n in ("device-0", "device-1")}

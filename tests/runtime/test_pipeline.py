@@ -242,6 +242,6 @@ def test_plan_for_another_topology_is_refused():
     four = Topology.from_dict({**topo.model_dump(by_alias=True, exclude={"source_file"}),
                                "tiers": [*[t.model_dump(by_alias=True) for t in topo.tiers], {"name": "cloud", "speed": 8}],
                                "links": [*[l.model_dump(by_alias=True) for l in topo.links],
-                                         {"from": "edge", "to": "cloud", "bandwidth": 100}]})
+                                         {"from": "edge", "to": "cloud", "bandwidth": "100 Mbit/s"}]})
     with pytest.raises(PipelineError, match="partition for this topology"):
         Pipeline(plan, model, four)
