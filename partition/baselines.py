@@ -10,9 +10,9 @@ and :func:`constraint_breaks` names the constraints of the request a baseline br
 
 from __future__ import annotations
 
-import numpy as np
-
 from typing import Callable, Sequence
+
+import numpy as np
 
 from .codec import is_lossless
 from .evaluate import Cost, Problem

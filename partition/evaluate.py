@@ -124,7 +124,7 @@ class Problem:
             names = {t.name: i for i, t in enumerate(self.tiers)}
             missing = [n.name for n in self.graph.nodes if n.name not in assignment]
             if missing:
-                raise PartitionError(f"assignment has no tier for node(s) {missing[:5]}; assign every node")
+                raise PartitionError(f"assignment has no tier for op(s) {missing[:5]}; assign every op")
             return np.array([names[v] if isinstance(v, str) else int(v) for v in (assignment[n.name] for n in self.graph.nodes)])
         return np.asarray(assignment, dtype=int)
 

@@ -7,7 +7,7 @@
   moving one op across a boundary. Deterministic: candidates in a fixed order, ties by that order.
 - :func:`summary_lines` and :func:`plan_tables`: the text ``tierpipe partition`` prints.
 
-No Ray and no torch here; a plan's figures and the :class:`~partition.evaluate.Problem` it was solved on.
+No Ray here: a plan's figures, and the :class:`~partition.evaluate.Problem` it was solved on.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from .plan import Plan
     from .topology import Topology
 
-__all__ = ["Demand", "Alternative", "demand_of", "stream_demand", "next_best", "summary_lines", "plan_tables"]
+__all__ = ["Demand", "Alternative", "demand_of", "stream_demand", "next_best", "compare_line", "summary_lines",
+           "plan_tables"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def demand_of(plan: Plan, cost: Cost | None = None) -> Demand | None:
 def _neighbours(problem: Problem, chosen: np.ndarray) -> list[np.ndarray]:
     """Every single-cut move (link ``j``'s boundary at each position of the capture order, the other
     boundaries kept: ops before it go no higher than tier ``j``, the rest no lower than ``j + 1``) and
-    every one-op move across a boundary; valid by construction, in a fixed order, without duplicates."""
+    every one-op move across a boundary; the valid ones, in a fixed order, without duplicates."""
     n, k = problem.n, problem.k
     first = int(np.flatnonzero(problem.is_input).max()) + 1 if problem.is_input.any() else 0
     before = np.arange(n)[None, :] < np.arange(first, n + 1)[:, None]          # [cut positions, n]
@@ -222,6 +223,9 @@ def compare_line(objective: str, alt: Cost, mine: Cost) -> str:
     else:
         a, b = objective_value(objective, alt), objective_value(objective, mine)
         rel = (a - b) / b if b > 0 else 0.0
+    if abs(rel) < 1e-9 and objective != "latency":       # a tie, broken by latency
+        return (f"{_figure(objective, alt)}, the same {objective}; {alt.latency_s * 1e3:.1f} ms against "
+                f"{mine.latency_s * 1e3:.1f} ms in latency")
     word = "worse" if rel >= 0 else "better"
     pct = f"{abs(rel):.1%}" if abs(rel) >= 1e-3 or rel == 0 else f"{abs(rel):.3%}"
     return f"{_figure(objective, alt)}, {pct} {word} in {objective}"
@@ -269,16 +273,15 @@ def plan_tables(plan: Plan) -> list:
     for l in plan.links:
         names = ", ".join(c.name for c in l.tensors[:4]) + (f" (+{len(l.tensors) - 4})" if len(l.tensors) > 4 else "")
         links.add_row(f"{l.src} -> {l.dst}", l.codec, names, f"{l.bytes:,}", f"{l.time_s * 1e3:.2f}")
-    has_demand = demand_of(plan) is not None
-    energy = plan.objective == "energy"
+    has_demand, energy, breaks = demand_of(plan) is not None, plan.objective == "energy", bool(plan.baseline_breaks)
     cmp = Table(title=f"predicted, against the baselines (same cost model, codecs chosen alike); {plan.optimality()}")
-    for col in ("plan", "codecs", "latency ms", "fps (all streams)") + ("capacity/demand",) * has_demand \
-            + ("device J/frame",) * energy + ("uplink bytes/frame", "bottleneck", "constraints"):
+    for col in ("plan", "codecs", "latency ms", "frames/s") + ("vs demand",) * has_demand \
+            + ("J/frame (device)",) * energy + ("uplink B/frame", "bottleneck") + ("constraints",) * breaks:
         cmp.add_column(col)
     rows = [("tierpipe", plan.predicted, plan.codecs)] + [(n, c, plan.baseline_codecs.get(n, ())) for n, c in plan.baselines.items()]
     for name, c, codecs in rows:
         if c is None:
-            cmp.add_row(name, _codecs(codecs), "infeasible", *[""] * (4 + has_demand + energy))
+            cmp.add_row(name, _codecs(codecs), "infeasible", *[""] * (3 + has_demand + energy + breaks))
             continue
         cells = [name, _codecs(codecs), f"{c.latency_s * 1e3:.1f}", f"{c.throughput_fps:.1f}"]
         if has_demand:
@@ -287,7 +290,8 @@ def plan_tables(plan: Plan) -> list:
         if energy:
             cells.append(f"{c.energy_j:.3g}")
         why = plan.baseline_breaks.get(name, ())
-        cells += [f"{c.link_bytes[0] if c.link_bytes else 0:,}", c.bottleneck,
-                  "breaks " + ", ".join(w.split(":")[0] for w in why) if why else "ok"]
+        cells += [f"{c.link_bytes[0] if c.link_bytes else 0:,}", c.bottleneck]
+        if breaks:
+            cells.append("breaks " + ", ".join(w.split(":")[0].split("=")[0] for w in why) if why else "ok")
         cmp.add_row(*cells)
     return [stages, links, cmp]

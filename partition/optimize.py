@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .baselines import baseline_assignments
+from .baselines import baseline_assignments, baseline_codecs, constraint_breaks
 from .calibration import AccuracyBudget, calibration_inputs, compression_ratios, measure_accuracy
 from .codec import CODECS, is_lossless, parse_codec
 from .codec_search import coordinate_search, joint_search
@@ -30,6 +30,7 @@ from .constraints import make_request
 from .cost import CostModel
 from .errors import PartitionError
 from .evaluate import Problem
+from .explain import next_best
 from .fast import fast_solve, fits
 from .graph import Graph
 from .milp import EXACT_METHOD, exact_solve
@@ -81,8 +82,9 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
             gap), ``exact`` (no time limit) or ``fast`` (min-cut / DP only).
 
     Returns:
-        A :class:`Plan` with the baselines computed by the same cost model; ``plan.optimal`` and
-        ``plan.gap`` say what is proven.
+        A :class:`Plan` with the baselines computed by the same cost model and codec choice (and the
+        constraints each breaks), the best plan next to it (``plan.next_best``) and the streams'
+        demand (``plan.demand()``); ``plan.optimal`` and ``plan.gap`` say what is proven.
 
     Raises:
         PartitionError: an unknown objective/codec/tier/pin, or no plan meets the constraints
@@ -107,7 +109,10 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
     raw = Problem(graph, topology, cm, ["raw"] * (k - 1))
     base_assign = baseline_assignments(raw)
     extra = [a for a in base_assign.values() if (a >= req.lo).all() and (a <= req.hi).all()]
-    accuracy_of = _accuracy_check(graph, k, calib)
+    accuracy_at = _accuracy_check(graph, k, calib)
+
+    def accuracy_of(sol: Solution):
+        return accuracy_at(sol.assignment, sol.codecs)
     budget = accuracy or AccuracyBudget()
     problems: dict[tuple[str, ...], Problem] = {}
 
@@ -144,18 +149,34 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
     if codec != "auto" and acc is not None and not acc.within(budget):
         notes.append(f"codec {codec} exceeds the accuracy budget: max rel error {acc.max_rel_error:.3g}, "
                      f"top-1 agreement {acc.top1_agreement:.3f}")
-    baselines = {}
+    # baselines priced like the plan: its codec, or under auto the best codec of the space for their
+    # crossings (lossless where a lossy choice breaks the accuracy budget), with the constraints they break
+    def acceptable(a, codecs) -> bool:
+        acc = accuracy_at(a, codecs)
+        return acc is None or acc.within(budget)
+
+    pinned = req if keep_input_on is None else make_request(graph, topology, objective, None, pins, latency_slo_ms,
+                                                            memory, orders, not_before)
+    baselines, baseline_vecs, breaks = {}, {}, {}
     for name, a in base_assign.items():
-        baselines[name] = raw.evaluate(a)
+        vec = baseline_codecs(problem, a, k - 1, space, objective, acceptable if codec == "auto" else None)
+        baselines[name], baseline_vecs[name] = problem(vec).evaluate(a), vec
+        why = constraint_breaks(raw, a, baselines[name], req, pinned, keep_input_on)
+        if why:
+            breaks[name] = why
         if not fits(raw, a, req.mem):
             notes.append(f"baseline '{name}' does not fit the memory budgets")
+    alt, better = next_best(problem(sol.codecs), req, sol.assignment, sol.bound_s)
+    if better is not None:
+        notes.append(f"a plan next to the solver's is better ({better.change}); the solver stopped short of optimal")
     notes = list(graph.notes) + list(sol.notes) + notes
     if objective == "bytes":
         notes.append(f"latency bound {sol.bound_s * 1e3:.1f} ms" if sol.bound_s else "latency bound met by the least-bytes cut")
     method = sol.method + ("" if sol.method == EXACT_METHOD else f" ({orders} orders)" if objective == "throughput" else "")
     plan = _make_plan(graph, topology, model_name, objective, sol.assignment, list(sol.codecs), sol.cost,
                       problem(sol.codecs), baselines, acc, sol.optimal, method, notes, time.perf_counter() - start)
-    return dataclasses.replace(plan, tier_scale=tuple(float(x) for x in cm.scale), gap=sol.gap)
+    return dataclasses.replace(plan, tier_scale=tuple(float(x) for x in cm.scale), gap=sol.gap, next_best=alt,
+                               baseline_codecs=baseline_vecs, baseline_breaks=breaks)
 
 
 def calibrate_codecs(graph: Graph, space: Sequence[str], calibration: list[tuple] | None = None):
@@ -171,20 +192,21 @@ def calibrate_codecs(graph: Graph, space: Sequence[str], calibration: list[tuple
 
 
 def _accuracy_check(graph: Graph, k: int, calib):
-    """``check(solution)``: the accuracy of its lossy codecs on ``calib`` (cached), None when all are lossless."""
+    """``check(assignment, codecs)``: the accuracy of the lossy codecs on ``calib`` (cached), None when all
+    are lossless."""
     cache: dict = {}
     reference: list = []
 
-    def check(sol: Solution):
-        if all(is_lossless(c) for c in sol.codecs):
+    def check(assignment, codecs):
+        if all(is_lossless(c) for c in codecs):
             return None
-        key = (tuple(sol.assignment), tuple(sol.codecs))
+        key = (tuple(int(t) for t in assignment), tuple(codecs))
         if key not in cache:
             if not reference:
                 with torch.inference_mode():
                     reference.extend(graph.module(*x) for x in calib)
-            assign = {node.name: int(t) for node, t in zip(graph.nodes, sol.assignment)}
-            cache[key] = measure_accuracy(graph, assign, k, list(sol.codecs), calib, reference)
+            assign = {node.name: int(t) for node, t in zip(graph.nodes, assignment)}
+            cache[key] = measure_accuracy(graph, assign, k, list(codecs), calib, reference)
         return cache[key]
 
     return check

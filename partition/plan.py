@@ -18,6 +18,7 @@ from .calibration import Accuracy
 from .tracer import trace
 from .errors import PlanError, StageError
 from .evaluate import Cost
+from .explain import Alternative, Demand, demand_of, plan_tables, stream_demand, summary_lines
 from .graph import TensorSpec
 from .split import Stage, StageSpec, make_stage
 
@@ -38,11 +39,13 @@ def structure_digest(topology) -> str:
 
 
 def deployment_facts(topology) -> dict:
-    """The ``parents``, ``link_figures`` and ``topology_digest`` a plan made for ``topology`` carries."""
+    """The ``parents``, ``link_figures``, ``topology_digest`` and the streams' demand (``input_streams``,
+    ``tier_load_fps``) a plan made for ``topology`` carries."""
     path = topology.path
     links = tuple({"src": path[j].name, "dst": path[j + 1].name, "bandwidth_mbps": topology.links[j].bandwidth_mbps,
                    "latency_ms": topology.links[j].latency_ms} for j in range(len(path) - 1))
-    return {"parents": _path_parents(topology), "link_figures": links, "topology_digest": structure_digest(topology)}
+    return {"parents": _path_parents(topology), "link_figures": links, "topology_digest": structure_digest(topology),
+            **stream_demand(topology)}
 
 
 def _path_parents(topology) -> dict[str, str]:
@@ -101,6 +104,12 @@ class Plan:
     parents: dict[str, str] = field(default_factory=dict)       # node -> the node it sends to
     link_figures: tuple[dict, ...] = ()       # per link on the path: {src, dst, bandwidth_mbps, latency_ms}
     topology_digest: str = ""                 # the node structure it was made for (:func:`structure_digest`)
+    # what the plan answers (explain.py): the demand, the plan next to it, baselines priced alike
+    input_streams: tuple[dict, ...] = ()      # per topology source: {name, count, fps}; () when it lists none
+    tier_load_fps: tuple[float, ...] = ()     # per tier: frames/s its busiest node serves at that demand
+    next_best: Alternative | None = None      # the best plan next to this one that differs from it
+    baseline_codecs: dict[str, tuple[str, ...]] = field(default_factory=dict)    # per baseline, per link
+    baseline_breaks: dict[str, tuple[str, ...]] = field(default_factory=dict)    # constraints a baseline breaks
 
     # ------------------------------------------------------------------ io
     def to_json(self) -> dict:
@@ -128,6 +137,11 @@ class Plan:
             tier_scale=tuple(d.get("tier_scale", ())), gap=d.get("gap", 0.0 if d["optimal"] else None),
             parents=dict(d.get("parents", {})), link_figures=tuple(d.get("link_figures", ())),
             topology_digest=d.get("topology_digest", ""),
+            input_streams=tuple(dict(g) for g in d.get("input_streams", ())),
+            tier_load_fps=tuple(d.get("tier_load_fps", ())),
+            next_best=Alternative.from_json(d["next_best"]) if d.get("next_best") else None,
+            baseline_codecs={k: tuple(v) for k, v in d.get("baseline_codecs", {}).items()},
+            baseline_breaks={k: tuple(v) for k, v in d.get("baseline_breaks", {}).items()},
         )
 
     def save(self, path: str | Path) -> None:
@@ -172,7 +186,7 @@ class Plan:
         names = {n.name for n in gm.graph.nodes}
         missing = [n for n in self.assignment if n not in names]
         if missing:
-            raise StageError(f"the model does not match plan {self.model!r}: nodes {missing[:5]} are not in its graph; "
+            raise StageError(f"the model does not match plan {self.model!r}: ops {missing[:5]} are not in its graph; "
                              "partition this model again")
         last = len(self.stages) - 1
         wanted = range(len(self.stages)) if tiers is None else tiers
@@ -181,7 +195,7 @@ class Plan:
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
         sizes = "/".join(str(len(s.nodes)) for s in self.stages)
-        return (f"Plan({self.model} on {self.topology}, {self.objective}: nodes {sizes} over {'/'.join(self.tiers)}, "
+        return (f"Plan({self.model} on {self.topology}, {self.objective}: ops {sizes} over {'/'.join(self.tiers)}, "
                 f"codecs {list(self.codecs)}, latency {self.predicted.latency_s * 1e3:.1f} ms, "
                 f"{self.predicted.throughput_fps:.1f} fps, bottleneck {self.predicted.bottleneck})")
 
@@ -193,31 +207,20 @@ class Plan:
             return f"within {self.gap:.2%} of optimal (proven)"
         return "optimality not proven"
 
+    def demand(self) -> Demand | None:
+        """The streams' demand against the frames/s this plan sustains (None when the topology lists no
+        ``sources:``).
+
+        >>> print(plan.demand().line())                      # doctest: +SKIP
+        demand 30.0 frames/s (3 streams x 10 fps); predicted capacity 48.2 frames/s: met, 1.61x headroom (bottleneck: tier gateway compute)
+        """
+        return demand_of(self)
+
+    def summary_lines(self) -> list[str]:
+        """What ``tierpipe partition`` prints under the tables: demand against capacity, energy per frame
+        (objective ``energy``), the next-best plan, and the baselines that break a constraint."""
+        return summary_lines(self)
+
     def tables(self):
         """rich renderables: stages, links, and our figures against the baselines."""
-        from rich.table import Table
-
-        stages = Table(title=f"plan: {self.model} on {self.topology} ({self.objective})")
-        for col in ("tier", "nodes", "compute ms", "memory MB", "first .. last node"):
-            stages.add_column(col, justify="right" if col not in ("tier", "first .. last node") else "left")
-        for i, s in enumerate(self.stages):
-            span = f"{s.nodes[0]} .. {s.nodes[-1]}" if s.nodes else "(forwards only)"
-            stages.add_row(s.tier_name, str(len(s.nodes)), f"{self.predicted.stage_compute_s[i] * 1e3:.2f}",
-                           f"{self.predicted.memory_bytes[i] / 1e6:.1f}", span)
-        links = Table(title="what crosses each link")
-        for col in ("link", "codec", "values", "bytes/frame", "ms/frame"):
-            links.add_column(col)
-        for l in self.links:
-            names = ", ".join(c.name for c in l.tensors[:4]) + (f" (+{len(l.tensors) - 4})" if len(l.tensors) > 4 else "")
-            links.add_row(f"{l.src} -> {l.dst}", l.codec, names, f"{l.bytes:,}", f"{l.time_s * 1e3:.2f}")
-        cmp = Table(title=f"predicted, against the baselines (same cost model); {self.optimality()}")
-        for col in ("plan", "latency ms", "fps (all streams)", "uplink bytes/frame", "bottleneck"):
-            cmp.add_column(col)
-        rows = [("tierpipe", self.predicted)] + list(self.baselines.items())
-        for name, c in rows:
-            if c is None:
-                cmp.add_row(name, "infeasible", "", "", "")
-            else:
-                cmp.add_row(name, f"{c.latency_s * 1e3:.1f}", f"{c.throughput_fps:.1f}",
-                            f"{c.link_bytes[0] if c.link_bytes else 0:,}", c.bottleneck)
-        return [stages, links, cmp]
+        return plan_tables(self)

@@ -47,18 +47,19 @@ def cmd_profile(args) -> int:
     topo = Topology.load(args.topology) if args.topology else None
     _, _, graph = _load_graph(args, topo)
     cm = CostModel(graph, topo) if topo else None
-    table = Table(title=f"{args.model}: {graph!r}")
-    cols = ["node" if not args.depth else "module", "op", "GFLOP", "params KB", "out KB", "host ms"]
+    table = Table(title=f"{args.model}: {len(graph.nodes)} ops, {len(graph.inputs)} input(s), {len(graph.outputs)} "
+                        f"output(s), {graph.total_flops / 1e9:.2f} GFLOP, {graph.total_param_bytes / 2**20:.1f} MiB params")
+    cols = ["op" if not args.depth else "module", "target", "GFLOP", "params KB", "out KB", "host ms"]
     cols += [f"{t.name} ms" for t in (topo.path if topo else [])]
     for c in cols:
-        table.add_column(c, justify="left" if c in ("node", "module", "op") else "right")
+        table.add_column(c, justify="left" if c in ("op", "module", "target") else "right")
     rows: dict[str, list] = {}
     for i, node in enumerate(graph.nodes):
         key = node.name if not args.depth else (".".join(node.module.split(".")[: args.depth]) or "(top)")
         row = rows.setdefault(key, [node.target if not args.depth else "", 0.0, 0.0, 0.0, 0.0, [0.0] * (cm.table.shape[1] if cm else 0)])
         row[1] += node.flops / 1e9
         row[2] += node.param_bytes / 1e3
-        row[3] = node.bytes_out / 1e3           # the last node's output is what leaves the group
+        row[3] = node.bytes_out / 1e3           # the last op's output is what leaves the group
         row[4] += node.host_time_s * 1e3
         if cm:
             row[5] = [a + b * 1e3 for a, b in zip(row[5], cm.table[i])]
@@ -128,6 +129,8 @@ def cmd_partition(args) -> int:
     _, plan = make_plan(args, graph, topo)
     for t in plan.tables():
         console.print(t)
+    for line in plan.summary_lines():        # demand vs capacity, energy, the next-best plan, baselines' breaks
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if plan.accuracy:
         a = plan.accuracy
         console.print(f"lossy codecs on calibration inputs: max abs error {a.max_abs_error:.3g}, "
@@ -209,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     except (TierpipeError, FileNotFoundError, json.JSONDecodeError) as exc:
         if args.debug:
             raise
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        from rich.markup import escape
+
+        # escaped: a message saying pip install 'tierpipe[demo]' must not lose "[demo]" as a markup tag
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted")

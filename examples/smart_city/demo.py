@@ -39,7 +39,7 @@ CAMERA_FPS = 1.0
 
 
 def register(sub) -> None:
-    from .scenario import DEFAULT_SCENARIO
+    from . import DEFAULT_SCENARIO
 
     d = sub.add_parser("demo", help="the smart-city traffic demo: SUMO cameras, a split model, closed-loop lights")
     d.add_argument("--scenario", metavar="FILE|NAME",
@@ -80,7 +80,8 @@ def main(args) -> int:
     require("demo", "tierpipe demo")
     from .demo_run import DemoConfig, run_demo
     from .loop import check_rates
-    from .scenario import DEFAULT_SCENARIO, Scenario
+    from . import DEFAULT_SCENARIO
+    from .scenario import Scenario
 
     preset = QUICK if args.quick else FULL
     default = args.scenario is None and args.net is None

@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import HERE
+from . import DEFAULT_SCENARIO, HERE  # DEFAULT_SCENARIO lives in the package: the CLI reads it without numpy
 from partition.errors import TierpipeError
 
 from .camera import MAX_LANES
@@ -35,7 +35,6 @@ __all__ = ["Scenario", "Junction", "Approach", "Lane", "Phase", "ScenarioError",
            "MAX_LANES", "shipped_scenarios"]
 
 SCENARIOS = HERE / "scenarios"
-DEFAULT_SCENARIO = "midtown"
 
 
 class ScenarioError(TierpipeError):
