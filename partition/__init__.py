@@ -9,8 +9,8 @@ import importlib
 
 # every name is imported on first use, so ``import partition`` (and ``tierpipe --help``) loads no torch
 _WHERE = {
-    "capture": "tracer", "evaluate": "evaluate",
-    "CODECS": "codec", "CostModel": "cost", "Cost": "evaluate",
+    "capture": "tracer", "evaluate": "pricing",
+    "CODECS": "codec", "CostModel": "cost", "Cost": "pricing",
     "Graph": "graph", "Node": "graph", "TensorSpec": "graph", "partition": "optimize", "Plan": "plan",
     "AccuracyBudget": "calibration", "Stage": "split", "StageSpec": "split", "build_stages": "split",
     "run_stages": "split", "Topology": "topology", "get_model": "zoo",

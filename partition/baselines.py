@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .codec import is_lossless
-from .evaluate import Cost, Problem
+from .pricing import Cost, Problem
 from .mincut import min_cost_assignment
 from .segments import cut_profile
 from .solution import Request

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from .evaluate import Cost, Problem
+from .pricing import Cost, Problem
 
 __all__ = ["valid_assignments", "brute_force"]
 

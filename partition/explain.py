@@ -7,7 +7,7 @@
   moving one op across a boundary. Deterministic: candidates in a fixed order, ties by that order.
 - :func:`summary_lines` and :func:`plan_tables`: the text ``tierpipe partition`` prints.
 
-No Ray here: a plan's figures, and the :class:`~partition.evaluate.Problem` it was solved on.
+No Ray here: a plan's figures, and the :class:`~partition.pricing.Problem` it was solved on.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .evaluate import Cost, Problem
+from .pricing import Cost, Problem
 from .solution import Request, objective_value, ranking_key
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class Demand:
 class Alternative:
     """A plan next to the chosen one: what differs, the ops that move (op -> its tier there), its cost.
 
-    ``{**plan.assignment, **alt.moved}`` with ``alt.codecs`` is the whole plan (:func:`partition.evaluate`).
+    ``{**plan.assignment, **alt.moved}`` with ``alt.codecs`` is the whole plan (:func:`partition.pricing`).
     """
 
     change: str

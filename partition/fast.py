@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import PartitionError
-from .evaluate import Problem
+from .pricing import Problem
 from .mincut import min_cost_assignment
 from .segments import best_contiguous, topological_orders
 from .solution import Request, Solution, ranking_key

@@ -1,6 +1,6 @@
 """The exact solver: the assignment problem as a mixed-integer linear program, solved by HiGHS.
 
-Same cost model as :mod:`partition.evaluate` (which stays the one source of truth: the
+Same cost model as :mod:`partition.pricing` (which stays the one source of truth: the
 solver's assignment is re-evaluated there). With ``k`` tiers and links ``j = 0..k-2``:
 
 - ``z[v,t]`` (binary, ``t < k-1``) is 1 when node ``v`` runs on tier ``t`` or below; ``z`` is
@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .evaluate import Problem
+from .pricing import Problem
 from .lp import Lin, LinearModel, lin_sum, solve_with_highs
 from .mincut import min_cost_assignment
 from .solution import Request, Solution, objective_value

@@ -29,7 +29,7 @@ from .codec_search import coordinate_search, joint_search
 from .constraints import make_request
 from .cost import CostModel
 from .errors import PartitionError
-from .evaluate import Problem
+from .pricing import Problem
 from .explain import next_best
 from .fast import fast_solve, fits
 from .graph import Graph

@@ -17,7 +17,7 @@ from torch import nn
 from .calibration import Accuracy
 from .tracer import trace
 from .errors import PlanError, StageError
-from .evaluate import Cost
+from .pricing import Cost
 from .explain import Alternative, Demand, demand_of, plan_tables, stream_demand, summary_lines
 from .graph import TensorSpec
 from .split import Stage, StageSpec, make_stage

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .evaluate import Problem
+from .pricing import Problem
 from .graph import Graph
 from .cost import CostModel
 from .optimize import calibrate_codecs, partition

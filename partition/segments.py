@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .evaluate import Problem
+from .pricing import Problem
 
 __all__ = ["best_contiguous", "cut_profile", "topological_orders"]
 

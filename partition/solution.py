@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .evaluate import Cost
+from .pricing import Cost
 
 __all__ = ["Request", "Solution", "objective_value", "ranking_key"]
 

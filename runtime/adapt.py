@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from partition.cost import CostModel
-from partition.evaluate import Problem
+from partition.pricing import Problem
 from partition.graph import Graph
 from partition.replan import Measured, Replanner
 

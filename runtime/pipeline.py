@@ -22,6 +22,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from partition.errors import CaptureError
+from partition.inputs import check_plan_frames, source_frames
 from partition.plan import Plan, structure_digest
 from partition.topology import Topology
 
@@ -74,6 +76,10 @@ class Pipeline(Lifecycle, LiveChanges):
             raise PipelineError(f"plan was made for topology {plan.topology!r} with other nodes or fan-in than "
                                 f"{topology.name!r} has (structure {plan.topology_digest} vs "
                                 f"{structure_digest(topology)}); partition for this topology")
+        try:            # the frames the topology's sources declare are the frames the plan was made for
+            check_plan_frames(plan, source_frames(topology))
+        except CaptureError as exc:
+            raise PipelineError(str(exc)) from None
         self.plan, self.model, self.topology, self.address = plan, model, topology, address
         self.emulate = topology.emulate if emulate is None else emulate
         self.conditions = list(topology.conditions if conditions is None else conditions)

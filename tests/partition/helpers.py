@@ -2,7 +2,7 @@
 
 
 from partition import CostModel, Topology
-from partition.evaluate import Problem
+from partition.pricing import Problem
 
 
 def topology(speeds=(0.1, 1.0, 4.0), nodes=(1, 1, 1), bandwidth_mbps=(20, 200), memory_mb=(1000, 1000, 1000),

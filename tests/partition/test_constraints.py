@@ -14,7 +14,7 @@ import torch
 
 from partition import PartitionError, capture, partition
 from partition.bruteforce import brute_force
-from partition.evaluate import Problem
+from partition.pricing import Problem
 from tests.models import Chain
 from tests.partition.helpers import topology
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from partition import CostModel, partition
 from partition.bruteforce import brute_force
 from partition.errors import PartitionError
-from partition.evaluate import Problem
+from partition.pricing import Problem
 from partition.solution import objective_value
 from tests.models import random_graph
 from tests.partition.helpers import topology

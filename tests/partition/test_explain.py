@@ -11,7 +11,7 @@ from rich.console import Console
 
 from partition import CostModel, Plan, Topology, capture, partition
 from partition.codec import encoded_nbytes
-from partition.evaluate import Problem, evaluate
+from partition.pricing import Problem, evaluate
 from tests.models import Chain, random_graph
 from tests.partition.helpers import random_problem, topology
 

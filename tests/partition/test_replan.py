@@ -69,7 +69,7 @@ class Funnel(torch.nn.Module):
 def test_a_low_battery_plans_the_device_for_energy_and_the_rest_for_throughput():
     from partition.bruteforce import brute_force
     from partition.cost import CostModel
-    from partition.evaluate import Problem
+    from partition.pricing import Problem
 
     torch.manual_seed(0)
     graph = capture(Funnel().eval(), (torch.randn(16, 64),), timing="analytic")
