@@ -15,9 +15,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def save(name: str, payload: dict) -> Path:
     """Print ``payload`` as JSON and save it to ``benchmarks/results/<name>.json`` with machine facts."""
     RESULTS.mkdir(exist_ok=True)
-    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": platform.node(),
-               "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               **payload}
+    payload = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        **payload,
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=1))
     summary = {k: v for k, v in payload.items() if not (isinstance(v, list) and len(v) > 8)}

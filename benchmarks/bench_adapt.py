@@ -40,7 +40,8 @@ from benchmarks._common import save  # noqa: E402
 from partition import Topology, capture, partition  # noqa: E402
 from partition.conditions import ConditionSpec  # noqa: E402
 from partition.replan import Measured, measured_topology  # noqa: E402
-from tests.models import CAMNET_PROFILES as PROFILES, CamNet  # noqa: E402
+from tests.models import CAMNET_PROFILES as PROFILES  # noqa: E402
+from tests.models import CamNet
 
 
 def run(label: str, plan, model, topo, conditions, seconds: float, adapt, graph, fps: float | None = None) -> dict:
@@ -79,7 +80,7 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
         todo = [(seconds / 3, plans[1]), (2 * seconds / 3, plans[0])]
         start, k, n = time.perf_counter(), 0, len(pipe.stream_nodes)
         while time.perf_counter() - start < seconds:
-            pipe.submit(k % n, *sample)        # the cameras in turn, spread over the interval (they are not in phase)
+            pipe.submit(k % n, *sample)  # the cameras in turn, spread over the interval (they are not in phase)
             k += 1
             due = start + k / (fps * n)
             while (now := time.perf_counter()) < due:
@@ -90,7 +91,7 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
                 if windows and windows[-1][1] is None and pipe._pending is None:
                     windows[-1][1] = clock
                     steps.append(pipe.switch_done)
-                lat += [(clock, r.latency_s) for r in pipe.poll(min(due - now, 0.05))]   # (poll hands over the buffer)
+                lat += [(clock, r.latency_s) for r in pipe.poll(min(due - now, 0.05))]  # (poll hands over the buffer)
                 pipe._results_buffer.clear()
         for _ in pipe.results(timeout_s=60):
             pass
@@ -109,26 +110,30 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
     span = max((b - a for a, b in spans), default=1.0)
     end = max((at for at, _ in gaps), default=0.0)
     starts = [2.0 + 0.25 * i for i in range(int(max(end - span - 2.0, 0.0) / 0.25))]
-    quiet = [max((g for at, g in gaps if w <= at <= w + span), default=0.0) for w in starts
-             if not any(w <= b and a <= w + span for a, b in spans)]
-    return {"frame_interval_ms": interval * 1e3, "switched": report["plan_version"] == 2 and len(windows) == 2,
-            "switch_s": [round(b - a, 3) if b is not None else None for a, b in windows],
-            "longest_gap_in_switch_ms": [max(g, default=0.0) * 1e3 for g in inside],
-            # where the longest gap ended, from the switch's start (s), and the switch's own steps (ms)
-            "longest_gap_ended_s": [max(((g, at - a) for at, g in gaps if a <= at <= b), default=(0, None))[1]
-                                    for a, b in spans],
-            "steps_ms": [{k: d.get(k) for k in ("build_ms", "shipped_ms", "prepare_ms")} if d else None for d in steps],
-            "pause_ms": [max(max(g, default=0.0) - interval, 0.0) * 1e3 for g in inside],
-            "steady_latency_ms": [x * 1e3 for x in steady],
-            "pause_beyond_latency_step_ms": [max(max(g, default=0.0) - interval - st, 0.0) * 1e3
-                                             for g, st in zip(inside, step)],
-            "longest_gap_elsewhere_ms": max(outside, default=0.0) * 1e3,
-            "window_s": round(span, 2),
-            "longest_gap_in_windows_elsewhere_ms": {q: float(np.percentile(quiet, q)) * 1e3 for q in (50, 90, 100)}
-            if quiet else None,
-            "p99_gap_elsewhere_ms": float(np.percentile(outside, 99)) * 1e3 if outside else None,
-            "frames_sent": report["sent_by_sources"], "frames_delivered": report["frames_delivered"],
-            "frames_lost": report["sent_by_sources"] - report["frames_delivered"]}
+    quiet = [
+        max((g for at, g in gaps if w <= at <= w + span), default=0.0)
+        for w in starts
+        if not any(w <= b and a <= w + span for a, b in spans)
+    ]
+    return {
+        "frame_interval_ms": interval * 1e3,
+        "switched": report["plan_version"] == 2 and len(windows) == 2,
+        "switch_s": [round(b - a, 3) if b is not None else None for a, b in windows],
+        "longest_gap_in_switch_ms": [max(g, default=0.0) * 1e3 for g in inside],
+        # where the longest gap ended, from the switch's start (s), and the switch's own steps (ms)
+        "longest_gap_ended_s": [max(((g, at - a) for at, g in gaps if a <= at <= b), default=(0, None))[1] for a, b in spans],
+        "steps_ms": [{k: d.get(k) for k in ("build_ms", "shipped_ms", "prepare_ms")} if d else None for d in steps],
+        "pause_ms": [max(max(g, default=0.0) - interval, 0.0) * 1e3 for g in inside],
+        "steady_latency_ms": [x * 1e3 for x in steady],
+        "pause_beyond_latency_step_ms": [max(max(g, default=0.0) - interval - st, 0.0) * 1e3 for g, st in zip(inside, step)],
+        "longest_gap_elsewhere_ms": max(outside, default=0.0) * 1e3,
+        "window_s": round(span, 2),
+        "longest_gap_in_windows_elsewhere_ms": {q: float(np.percentile(quiet, q)) * 1e3 for q in (50, 90, 100)} if quiet else None,
+        "p99_gap_elsewhere_ms": float(np.percentile(outside, 99)) * 1e3 if outside else None,
+        "frames_sent": report["sent_by_sources"],
+        "frames_delivered": report["frames_delivered"],
+        "frames_lost": report["sent_by_sources"] - report["frames_delivered"],
+    }
 
 
 def phases(report: dict, bounds: list[tuple[str, float, float]]) -> dict:
@@ -136,8 +141,11 @@ def phases(report: dict, bounds: list[tuple[str, float, float]]) -> dict:
     for name, lo, hi in bounds:
         rows = [r for r in report["timeline"] if lo <= r["t_s"] < hi]
         p99 = [r["p99_ms"] for r in rows if r["p99_ms"] is not None]
-        out[name] = {"fps": sum(r["fps"] for r in rows) / max(len(rows), 1), "p99_ms_worst_second": max(p99, default=None),
-                     "p99_ms_median_second": sorted(p99)[len(p99) // 2] if p99 else None}
+        out[name] = {
+            "fps": sum(r["fps"] for r in rows) / max(len(rows), 1),
+            "p99_ms_worst_second": max(p99, default=None),
+            "p99_ms_median_second": sorted(p99)[len(p99) // 2] if p99 else None,
+        }
     return out
 
 
@@ -146,8 +154,9 @@ def main() -> None:
     parser.add_argument("--phase-s", type=float, default=20.0)
     parser.add_argument("--low-mbps", type=float, default=2.0)
     parser.add_argument("--paced-fps", type=float, default=4.0, help="per camera, for the pause measurement")
-    parser.add_argument("--only", choices=["static", "adaptive", "best_static_low", "adaptive_paced", "switch_paced"],
-                        help="one run (debugging)")
+    parser.add_argument(
+        "--only", choices=["static", "adaptive", "best_static_low", "adaptive_paced", "switch_paced"], help="one run (debugging)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     model = CamNet().eval()
@@ -156,8 +165,10 @@ def main() -> None:
     topo = Topology.load("smart_city")
     high = topo.links[0].bandwidth_mbps
     T = args.phase_s
-    conditions = [ConditionSpec(at=f"{T} s", link="device->gateway", bandwidth=f"{args.low_mbps} Mbit/s"),
-                  ConditionSpec(at=f"{2 * T} s", link="device->gateway", bandwidth=f"{high} Mbit/s")]
+    conditions = [
+        ConditionSpec(at=f"{T} s", link="device->gateway", bandwidth=f"{args.low_mbps} Mbit/s"),
+        ConditionSpec(at=f"{2 * T} s", link="device->gateway", bandwidth=f"{high} Mbit/s"),
+    ]
     plan = partition(graph, topo, "throughput", codec="auto", model_name="camnet", profiles=PROFILES)
     low_topo = measured_topology(topo, Measured((args.low_mbps, None)))
     low_plan = partition(graph, low_topo, "throughput", codec="auto", model_name="camnet", profiles=PROFILES)
@@ -167,9 +178,12 @@ def main() -> None:
     results = {}
     from runtime.adapt import Adapter
 
-    runs = (("static", plan, False, None), ("adaptive", plan, Adapter(graph, codec="auto", profiles=PROFILES), None),
-            ("best_static_low", low_plan, False, None),
-            ("adaptive_paced", plan, Adapter(graph, codec="auto", profiles=PROFILES), args.paced_fps))
+    runs = (
+        ("static", plan, False, None),
+        ("adaptive", plan, Adapter(graph, codec="auto", profiles=PROFILES), None),
+        ("best_static_low", low_plan, False, None),
+        ("adaptive_paced", plan, Adapter(graph, codec="auto", profiles=PROFILES), args.paced_fps),
+    )
     if args.only in (None, "switch_paced"):
         results["switch_paced"] = switch_paced((plan, low_plan), model, topo, 3 * T, args.paced_fps)
         print(f"switch_paced: {results['switch_paced']}")
@@ -179,11 +193,16 @@ def main() -> None:
         report = run(label, p, model, topo, conditions, 3 * T, adapt, graph, fps)
         sent, got = report["sent_by_sources"], report["frames_delivered"]
         results[label] = {
-            "phases": phases(report, bounds + settle), "frames_sent": sent, "frames_delivered": got,
-            "frames_lost": sent - got, "duplicates_delivered": 0 if got == sent else None,
-            "duplicates_dropped_at_sink": report["duplicates_dropped"], "plan_switches": report["plan_switches"],
+            "phases": phases(report, bounds + settle),
+            "frames_sent": sent,
+            "frames_delivered": got,
+            "frames_lost": sent - got,
+            "duplicates_delivered": 0 if got == sent else None,
+            "duplicates_dropped_at_sink": report["duplicates_dropped"],
+            "plan_switches": report["plan_switches"],
             "timeline": report["timeline"],
-            "plan_in_drop_is_best_static_low": same_cut(report["plans_by_version"].get(1, p), low_plan)}
+            "plan_in_drop_is_best_static_low": same_cut(report["plans_by_version"].get(1, p), low_plan),
+        }
         sw = report["plan_switches"]
         print(f"{label}: {got}/{sent} delivered; switches {[(s['at_s'], s['version'], s['switch_s']) for s in sw]}")
         for name, ph in results[label]["phases"].items():
@@ -222,16 +241,29 @@ def main() -> None:
         # a switch's longest gap against the longest gap of equally long windows without one (p90 of them)
         "switch_alone_gap_vs_windows_elsewhere": {
             "in_switch_ms": results["switch_paced"]["longest_gap_in_switch_ms"],
-            "elsewhere_ms": results["switch_paced"]["longest_gap_in_windows_elsewhere_ms"]},
-        "paced": {"fps_per_camera": args.paced_fps, "frame_interval_ms": 1e3 / args.paced_fps,
-                  "pause_ms": [s["pause_ms"] for s in results["adaptive_paced"]["plan_switches"]],
-                  "gap_before_ms": [s["gap_before_ms"] for s in results["adaptive_paced"]["plan_switches"]],
-                  "switch_at_s": [s["at_s"] for s in results["adaptive_paced"]["plan_switches"]]},
+            "elsewhere_ms": results["switch_paced"]["longest_gap_in_windows_elsewhere_ms"],
+        },
+        "paced": {
+            "fps_per_camera": args.paced_fps,
+            "frame_interval_ms": 1e3 / args.paced_fps,
+            "pause_ms": [s["pause_ms"] for s in results["adaptive_paced"]["plan_switches"]],
+            "gap_before_ms": [s["gap_before_ms"] for s in results["adaptive_paced"]["plan_switches"]],
+            "switch_at_s": [s["at_s"] for s in results["adaptive_paced"]["plan_switches"]],
+        },
     }
     print(summary)
-    save("adapt", {"phase_s": T, "bandwidth_mbps": [high, args.low_mbps, high], "plans": {
-        "high": repr(plan), "low": repr(low_plan)}, "runs": results, "summary": summary,
-        "target_share": 0.9, "met": share >= 0.9 and all(v == 0 for v in summary["frames_lost"].values())})
+    save(
+        "adapt",
+        {
+            "phase_s": T,
+            "bandwidth_mbps": [high, args.low_mbps, high],
+            "plans": {"high": repr(plan), "low": repr(low_plan)},
+            "runs": results,
+            "summary": summary,
+            "target_share": 0.9,
+            "met": share >= 0.9 and all(v == 0 for v in summary["frames_lost"].values()),
+        },
+    )
 
 
 if __name__ == "__main__":

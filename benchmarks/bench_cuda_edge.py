@@ -60,22 +60,38 @@ def main(model_name: str = "resnet50", frames_n: int = 64) -> None:
     packed = [pack(Frame(i % 16, i // 16, [time.time()], v)) for i, v in enumerate(below)]
     out = {"cuda": True, "gpu": torch.cuda.get_device_name(0), "model": model_name, "edge_nodes": len(plan.stages[edge].nodes)}
     for device in ("cpu", "cuda"):
-        cfg = StageConfig(tier=edge, tier_name="edge", node="edge-0", expected=expected, device=device, last=True,
-                          max_batch=16, max_wait_s=0.005, queue_frames=256, threads=torch.get_num_threads())
+        cfg = StageConfig(
+            tier=edge,
+            tier_name="edge",
+            node="edge-0",
+            expected=expected,
+            device=device,
+            last=True,
+            max_batch=16,
+            max_wait_s=0.005,
+            queue_frames=256,
+            threads=torch.get_num_threads(),
+        )
         worker = StageWorker(cfg, plan.build_stages(model, tiers=[edge])[0])
         assert worker.runner.device.type == device
-        asyncio.run(drive(worker, packed[:16], 16))                        # warm up
+        asyncio.run(drive(worker, packed[:16], 16))  # warm up
         worker = StageWorker(cfg, plan.build_stages(model, tiers=[edge])[0])
         got, seconds = asyncio.run(drive(worker, packed, frames_n))
         order = {(s, q): v for s, q, v, _ in got}
         outs = [order[(i % 16, i // 16)] for i in range(frames_n)]
         diff = max(float((o - w).abs().max()) for o, w in zip(outs, want))
         scale = max(float(w.abs().max()) for w in want)
-        out[device] = {"frames_per_s": frames_n / seconds, "batchable": worker.runner.batchable,
-                       "mean_batch": worker.metrics.batch.total / max(worker.metrics.batch.count, 1),
-                       "max_abs_diff_vs_eager_cpu": diff, "relative": diff / scale}
-        print(f"edge stage on {device}: {frames_n / seconds:8.1f} frames/s, batchable={worker.runner.batchable}, "
-              f"mean batch {out[device]['mean_batch']:.1f}, max |diff| vs eager CPU {diff:.2e} ({diff / scale:.1e} of range)")
+        out[device] = {
+            "frames_per_s": frames_n / seconds,
+            "batchable": worker.runner.batchable,
+            "mean_batch": worker.metrics.batch.total / max(worker.metrics.batch.count, 1),
+            "max_abs_diff_vs_eager_cpu": diff,
+            "relative": diff / scale,
+        }
+        print(
+            f"edge stage on {device}: {frames_n / seconds:8.1f} frames/s, batchable={worker.runner.batchable}, "
+            f"mean batch {out[device]['mean_batch']:.1f}, max |diff| vs eager CPU {diff:.2e} ({diff / scale:.1e} of range)"
+        )
     out["speedup_cuda_vs_cpu"] = out["cuda"]["frames_per_s"] / out["cpu"]["frames_per_s"]
     out["met"] = out["cuda"]["relative"] < 1e-2
     save("cuda_edge", out)

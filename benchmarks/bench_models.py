@@ -50,14 +50,23 @@ def row(name: str) -> dict:
         report = pipe.report()
     with torch.inference_mode():
         pipe_ok = all(equal(o, ref) for o in outs)
-    out = {"model": name, "capture": graph.method, "capture_s": round(capture_s, 2),
-           "ops_per_tier_smart_city": {s.tier_name: len(s.nodes) for s in smart.stages},
-           "ops_per_tier_local": {s.tier_name: len(s.nodes) for s in local.stages},
-           "split_equals_eager": split_ok, "pipeline_equals_eager": pipe_ok,
-           "batched_tiers_local": [t["tier"] for t in report["tiers"] if t["batchable"]],
-           "params_mib": graph.total_param_bytes / 2**20, "notes": list(graph.notes)}
-    print(f"{name:9s} {graph.method:6s} smart_city {out['ops_per_tier_smart_city']} local {out['ops_per_tier_local']} "
-          f"split==eager {split_ok} pipeline==eager {pipe_ok} batched {out['batched_tiers_local']}", flush=True)
+    out = {
+        "model": name,
+        "capture": graph.method,
+        "capture_s": round(capture_s, 2),
+        "ops_per_tier_smart_city": {s.tier_name: len(s.nodes) for s in smart.stages},
+        "ops_per_tier_local": {s.tier_name: len(s.nodes) for s in local.stages},
+        "split_equals_eager": split_ok,
+        "pipeline_equals_eager": pipe_ok,
+        "batched_tiers_local": [t["tier"] for t in report["tiers"] if t["batchable"]],
+        "params_mib": graph.total_param_bytes / 2**20,
+        "notes": list(graph.notes),
+    }
+    print(
+        f"{name:9s} {graph.method:6s} smart_city {out['ops_per_tier_smart_city']} local {out['ops_per_tier_local']} "
+        f"split==eager {split_ok} pipeline==eager {pipe_ok} batched {out['batched_tiers_local']}",
+        flush=True,
+    )
     return out
 
 

@@ -31,13 +31,18 @@ from tests.models import Chain  # noqa: E402
 
 
 def chain_topology(emulate: bool, bandwidth: str = "1 Gbit/s", latency: str = "1 ms") -> Topology:
-    return Topology.from_dict({
-        "name": "bench", "emulate": emulate,
-        "tiers": [{"name": n, "nodes": 1, "speed": 1.0} for n in ("device", "gateway", "edge")],
-        "links": [{"from": "device", "to": "gateway", "bandwidth": bandwidth, "latency": latency},
-                  {"from": "gateway", "to": "edge", "bandwidth": bandwidth, "latency": latency}],
-        "sources": [{"count": 1, "fps": 1000, "policy": "block"}],
-    })
+    return Topology.from_dict(
+        {
+            "name": "bench",
+            "emulate": emulate,
+            "tiers": [{"name": n, "nodes": 1, "speed": 1.0} for n in ("device", "gateway", "edge")],
+            "links": [
+                {"from": "device", "to": "gateway", "bandwidth": bandwidth, "latency": latency},
+                {"from": "gateway", "to": "edge", "bandwidth": bandwidth, "latency": latency},
+            ],
+            "sources": [{"count": 1, "fps": 1000, "policy": "block"}],
+        }
+    )
 
 
 class Wide(nn.Module):
@@ -64,7 +69,7 @@ def efficiency(frames: int = 300) -> dict:
     plan = plan_for(model, x, topo, {"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"})
     plan = dataclasses.replace(plan, predicted=dataclasses.replace(plan.predicted, stage_compute_s=(0.02, 0.02, 0.02)))
     with Pipeline(plan, model, topo, max_batch=1, credits=4) as pipe:
-        pipe.run([x] * 20)                                   # warm up
+        pipe.run([x] * 20)  # warm up
         start = time.perf_counter()
         pipe.run([x] * frames)
         seconds = time.perf_counter() - start
@@ -100,7 +105,7 @@ def plain_chain_fps(stages, x, frames: int, in_flight: int = 4) -> float:
             ref = h.f.remote(ref)
         return ref
 
-    ray.get([chain() for _ in range(8)])                        # warm up
+    ray.get([chain() for _ in range(8)])  # warm up
     pending: collections.deque = collections.deque()
     start = time.perf_counter()
     for _ in range(frames):
@@ -124,10 +129,17 @@ def versus_plain_chain(name: str, model, x, pins: dict, frames: int, max_batch: 
         pipe.run([x] * frames)
         ours = frames / (time.perf_counter() - start)
     chain = plain_chain_fps(plan.build_stages(model), x, frames)
-    print(f"(b) {name:22s} batch {max_batch}: tierpipe {ours:7.1f} fps, plain Ray chain (4 in flight) {chain:7.1f} fps "
-          f"-> {ours / chain:.2f}x")
-    return {"payload": name, "max_batch": max_batch, "frames": frames, "tierpipe_fps": ours, "plain_chain_fps": chain,
-            "ratio": ours / chain}
+    print(
+        f"(b) {name:22s} batch {max_batch}: tierpipe {ours:7.1f} fps, plain Ray chain (4 in flight) {chain:7.1f} fps -> {ours / chain:.2f}x"
+    )
+    return {
+        "payload": name,
+        "max_batch": max_batch,
+        "frames": frames,
+        "tierpipe_fps": ours,
+        "plain_chain_fps": chain,
+        "ratio": ours / chain,
+    }
 
 
 def per_hop_overhead() -> dict:
@@ -138,15 +150,19 @@ def per_hop_overhead() -> dict:
     tiny, tiny_x = Chain(16, 6).eval(), (torch.randn(1, 16),)
     wide, wide_x = Wide().eval(), (torch.randn(1, 64, 64, 64),)
     resnet, resnet_x = get_model("resnet18")
-    rows = [versus_plain_chain("tiny [1, 16]", tiny, tiny_x, {"layers.1": "device", "layers.3": "gateway",
-                                                             "layers.5": "edge"}, 1500),
-            versus_plain_chain("1 MiB activations", wide, wide_x, {"a": "device", "b": "gateway", "c": "edge"}, 150),
-            versus_plain_chain("resnet18, 3 stages", resnet, resnet_x, {"layer1": "device", "layer3": "gateway",
-                                                                       "fc": "edge"}, 60),
-            versus_plain_chain("tiny [1, 16]", tiny, tiny_x, {"layers.1": "device", "layers.3": "gateway",
-                                                             "layers.5": "edge"}, 1500, max_batch=8)]
-    return {"rows": rows, "target_ratio": 1.2,
-            "met": all(r["ratio"] >= 1.2 for r in rows if r["max_batch"] == 1 and "resnet" not in r["payload"])}
+    rows = [
+        versus_plain_chain("tiny [1, 16]", tiny, tiny_x, {"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"}, 1500),
+        versus_plain_chain("1 MiB activations", wide, wide_x, {"a": "device", "b": "gateway", "c": "edge"}, 150),
+        versus_plain_chain("resnet18, 3 stages", resnet, resnet_x, {"layer1": "device", "layer3": "gateway", "fc": "edge"}, 60),
+        versus_plain_chain(
+            "tiny [1, 16]", tiny, tiny_x, {"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"}, 1500, max_batch=8
+        ),
+    ]
+    return {
+        "rows": rows,
+        "target_ratio": 1.2,
+        "met": all(r["ratio"] >= 1.2 for r in rows if r["max_batch"] == 1 and "resnet" not in r["payload"]),
+    }
 
 
 def big_activations(frames: int = 40) -> dict:
@@ -163,13 +179,18 @@ def big_activations(frames: int = 40) -> dict:
             seconds = time.perf_counter() - start
             report = pipe.report()
         link = report["links"][0]
-        hop_mb_s = link["bytes_per_frame"] * frames / seconds / 1e6     # sustained bytes through each hop
-        out["codecs"][codec] = {"wire_bytes_per_frame": link["bytes_per_frame"],
-                                "ratio_to_raw_fp32": link["bytes_per_frame"] / out["activation_bytes"],
-                                "hop_MB_per_s": hop_mb_s, "frames_per_s": frames / seconds,
-                                "push_ms_mean": link["transfer_ms_mean"]}
-        print(f"(c) {codec:9s}: {link['bytes_per_frame']:>10,.0f} B/frame ({link['bytes_per_frame'] / out['activation_bytes']:.1%} "
-              f"of fp32), {hop_mb_s:7.1f} MB/s per hop, {frames / seconds:5.1f} frames/s")
+        hop_mb_s = link["bytes_per_frame"] * frames / seconds / 1e6  # sustained bytes through each hop
+        out["codecs"][codec] = {
+            "wire_bytes_per_frame": link["bytes_per_frame"],
+            "ratio_to_raw_fp32": link["bytes_per_frame"] / out["activation_bytes"],
+            "hop_MB_per_s": hop_mb_s,
+            "frames_per_s": frames / seconds,
+            "push_ms_mean": link["transfer_ms_mean"],
+        }
+        print(
+            f"(c) {codec:9s}: {link['bytes_per_frame']:>10,.0f} B/frame ({link['bytes_per_frame'] / out['activation_bytes']:.1%} "
+            f"of fp32), {hop_mb_s:7.1f} MB/s per hop, {frames / seconds:5.1f} frames/s"
+        )
     out["int8_ratio"] = out["codecs"]["int8"]["ratio_to_raw_fp32"]
     out["target_int8_ratio"] = 0.26
     return out
@@ -184,15 +205,25 @@ def emulated_link(frames: int = 20) -> dict:
         plan = plan_for(model, x, topo, {"a": "device", "b": "gateway", "c": "edge"})
         with Pipeline(plan, model, topo, max_batch=1, credits=1) as pipe:
             for _ in range(frames):
-                pipe.run([x])                                  # one at a time: no queueing on the link
+                pipe.run([x])  # one at a time: no queueing on the link
             report = pipe.report()
         link = report["links"][0]
         expected = link["bytes_per_frame"] * 8 / (bandwidth_mbps * 1e6) * 1e3 + latency_ms
         measured = link["transfer_ms_mean"]
-        rows.append({"bandwidth_mbps": bandwidth_mbps, "latency_ms": latency_ms, "bytes": link["bytes_per_frame"],
-                     "expected_ms": expected, "measured_ms": measured, "error": abs(measured - expected) / expected})
-        print(f"(d) {bandwidth_mbps} Mbit/s + {latency_ms} ms, {link['bytes_per_frame']:,.0f} B: expected {expected:.1f} ms, "
-              f"measured {measured:.1f} ms ({rows[-1]['error']:.1%} off)")
+        rows.append(
+            {
+                "bandwidth_mbps": bandwidth_mbps,
+                "latency_ms": latency_ms,
+                "bytes": link["bytes_per_frame"],
+                "expected_ms": expected,
+                "measured_ms": measured,
+                "error": abs(measured - expected) / expected,
+            }
+        )
+        print(
+            f"(d) {bandwidth_mbps} Mbit/s + {latency_ms} ms, {link['bytes_per_frame']:,.0f} B: expected {expected:.1f} ms, "
+            f"measured {measured:.1f} ms ({rows[-1]['error']:.1%} off)"
+        )
     return {"links": rows, "max_error": max(r["error"] for r in rows), "target_max_error": 0.10}
 
 
@@ -213,11 +244,18 @@ def startup_smart_city() -> dict:
         first = time.perf_counter() - start
     print(f"(e) smart_city start-up: {len(pipe.tier_of)} actors ready in {ready:.1f} s, first result after {first:.1f} s")
     floor = actor_floor(len(pipe.tier_of))
-    print(f"    the floor for {len(pipe.tier_of)} actors on this machine: bare {floor['bare_s']:.1f} s, "
-          f"each importing torch and the stage code {floor['with_torch_s']:.1f} s; tierpipe's own share "
-          f"{ready - floor['with_torch_s']:.1f} s")
-    return {"actors": len(pipe.tier_of), "ready_s": ready, "first_result_s": first, "floor": floor,
-            "above_floor_s": ready - floor["with_torch_s"]}
+    print(
+        f"    the floor for {len(pipe.tier_of)} actors on this machine: bare {floor['bare_s']:.1f} s, "
+        f"each importing torch and the stage code {floor['with_torch_s']:.1f} s; tierpipe's own share "
+        f"{ready - floor['with_torch_s']:.1f} s"
+    )
+    return {
+        "actors": len(pipe.tier_of),
+        "ready_s": ready,
+        "first_result_s": first,
+        "floor": floor,
+        "above_floor_s": ready - floor["with_torch_s"],
+    }
 
 
 class _Probe:
@@ -261,10 +299,17 @@ def main() -> None:
         e = startup_smart_city()
     finally:
         ray.shutdown()
-    save("runtime", {"a_pipeline_efficiency": a, "b_per_hop_overhead": b, "c_big_activations": c,
-                     "d_emulated_link": d, "e_startup_smart_city": e,
-                     "met": a["efficiency"] >= 0.95 and b["met"]
-                     and c["int8_ratio"] <= 0.26 and d["max_error"] <= 0.10})
+    save(
+        "runtime",
+        {
+            "a_pipeline_efficiency": a,
+            "b_per_hop_overhead": b,
+            "c_big_activations": c,
+            "d_emulated_link": d,
+            "e_startup_smart_city": e,
+            "met": a["efficiency"] >= 0.95 and b["met"] and c["int8_ratio"] <= 0.26 and d["max_error"] <= 0.10,
+        },
+    )
 
 
 if __name__ == "__main__":

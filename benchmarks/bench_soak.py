@@ -42,8 +42,9 @@ def main() -> None:
     topo = Topology.load("local")
     torch.manual_seed(0)
     model, x = Chain(64, 6).eval(), (torch.randn(1, 64),)
-    plan = partition(capture(model, x, timing="analytic"), topo, "throughput",
-                     pins={"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"})
+    plan = partition(
+        capture(model, x, timing="analytic"), topo, "throughput", pins={"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"}
+    )
     rows: list[dict] = []
     with Pipeline(plan, model, topo) as pipe:
         pids = {n: ray.get(h.pid.remote()) for n, h in pipe.stages.items()}
@@ -57,16 +58,25 @@ def main() -> None:
             state["next"] += 60
             mem = {n: rss_mib(p) for n, p in pids.items() if os.path.exists(f"/proc/{p}")}
             sink = [t for t in report["tiers"]][-1]
-            rows.append({"minute": len(rows) + 1, "driver_rss_mib": rss_mib(os.getpid()),
-                         "actors_rss_mib": mem, "frames_delivered": report["frames_delivered"],
-                         "fps_last_minute": (report["frames_delivered"] - state["frames"]) / 60.0,
-                         "latency_ms": report["latency_recent_ms"], "sink_frames": sink["frames"],
-                         "elapsed_s": round(now - start, 1)})
+            rows.append(
+                {
+                    "minute": len(rows) + 1,
+                    "driver_rss_mib": rss_mib(os.getpid()),
+                    "actors_rss_mib": mem,
+                    "frames_delivered": report["frames_delivered"],
+                    "fps_last_minute": (report["frames_delivered"] - state["frames"]) / 60.0,
+                    "latency_ms": report["latency_recent_ms"],
+                    "sink_frames": sink["frames"],
+                    "elapsed_s": round(now - start, 1),
+                }
+            )
             state["frames"] = report["frames_delivered"]
             r = rows[-1]
-            print(f"minute {r['minute']}: driver {r['driver_rss_mib']:.1f} MiB, actors "
-                  f"{sum(mem.values()):.1f} MiB, {r['fps_last_minute']:.1f} fps, p50 {r['latency_ms'].get('p50', 0):.1f} ms",
-                  flush=True)
+            print(
+                f"minute {r['minute']}: driver {r['driver_rss_mib']:.1f} MiB, actors "
+                f"{sum(mem.values()):.1f} MiB, {r['fps_last_minute']:.1f} fps, p50 {r['latency_ms'].get('p50', 0):.1f} ms",
+                flush=True,
+            )
 
         report = pipe.stream(seconds=args.minutes * 60, on_update=sample)
     ray.shutdown()
@@ -75,10 +85,19 @@ def main() -> None:
     driver_growth = last["driver_rss_mib"] / first["driver_rss_mib"] - 1
     actor_growth = sum(last["actors_rss_mib"].values()) / sum(first["actors_rss_mib"].values()) - 1
     p50s = [r["latency_ms"].get("p50", 0) for r in rows]
-    save("soak", {"minutes": args.minutes, "rows": rows, "frames_delivered": report["frames_delivered"],
-                  "drops": report["drops"], "driver_growth_after_minute_1": driver_growth,
-                  "actor_growth_after_minute_1": actor_growth, "latency_p50_ms_by_minute": p50s,
-                  "met": driver_growth < 0.02 and actor_growth < 0.02})
+    save(
+        "soak",
+        {
+            "minutes": args.minutes,
+            "rows": rows,
+            "frames_delivered": report["frames_delivered"],
+            "drops": report["drops"],
+            "driver_growth_after_minute_1": driver_growth,
+            "actor_growth_after_minute_1": actor_growth,
+            "latency_p50_ms_by_minute": p50s,
+            "met": driver_growth < 0.02 and actor_growth < 0.02,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -33,18 +33,31 @@ from examples.smart_city.scenario import Scenario, shipped_scenarios  # noqa: E4
 def row(report: dict) -> dict:
     t = report["traffic"]
     c = report["camera_controller"]
-    return {"scenario": report["scenario"]["name"], "junctions": report["scenario"]["junctions"],
-            "cameras": report["scenario"]["cameras"], "lanes_per_camera": report["scenario"]["lanes_per_camera"],
-            "window_s": [report["scenario"]["begin_s"], report["scenario"]["end_s"]], "seeds": report["seeds"],
-            "vehicles": t["vehicles"], "mean_delay_s": t["mean_delay_s"], "mean_delay_s_std": t["mean_delay_s_std"],
-            "mean_waiting_s": t["mean_waiting_s"], "mean_trip_s": t["mean_trip_s"], "arrived": t["arrived"],
-            "unfinished": t["unfinished"], "camera_controller": c,
-            "camera_vs_exact": round(t["mean_delay_s"]["camera"] / t["mean_delay_s"][f"{c}_truth"] - 1, 4),
-            "within_10pct_of_exact": t["mean_delay_s"]["camera"] <= 1.10 * t["mean_delay_s"][f"{c}_truth"],
-            "verdict": report["verdict"], "model_mae_live": report["model"]["mae_live"],
-            "pipeline": {k: report["pipeline"][k] for k in ("fps", "latency_ms", "frames_sent", "frames_delivered",
-                                                             "delivered_exactly_once_in_order")},
-            "simulated_s_per_wall_s": report["time"]["simulated_s_per_wall_s"], "wall_s": report["demo_wall_s"]}
+    return {
+        "scenario": report["scenario"]["name"],
+        "junctions": report["scenario"]["junctions"],
+        "cameras": report["scenario"]["cameras"],
+        "lanes_per_camera": report["scenario"]["lanes_per_camera"],
+        "window_s": [report["scenario"]["begin_s"], report["scenario"]["end_s"]],
+        "seeds": report["seeds"],
+        "vehicles": t["vehicles"],
+        "mean_delay_s": t["mean_delay_s"],
+        "mean_delay_s_std": t["mean_delay_s_std"],
+        "mean_waiting_s": t["mean_waiting_s"],
+        "mean_trip_s": t["mean_trip_s"],
+        "arrived": t["arrived"],
+        "unfinished": t["unfinished"],
+        "camera_controller": c,
+        "camera_vs_exact": round(t["mean_delay_s"]["camera"] / t["mean_delay_s"][f"{c}_truth"] - 1, 4),
+        "within_10pct_of_exact": t["mean_delay_s"]["camera"] <= 1.10 * t["mean_delay_s"][f"{c}_truth"],
+        "verdict": report["verdict"],
+        "model_mae_live": report["model"]["mae_live"],
+        "pipeline": {
+            k: report["pipeline"][k] for k in ("fps", "latency_ms", "frames_sent", "frames_delivered", "delivered_exactly_once_in_order")
+        },
+        "simulated_s_per_wall_s": report["time"]["simulated_s_per_wall_s"],
+        "wall_s": report["demo_wall_s"],
+    }
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ def _seeded(build):
     def make():
         torch.manual_seed(0)
         return build()
+
     make.__name__ = build.__name__
     make.__doc__ = build.__doc__
     return make
@@ -27,8 +28,9 @@ def bert():
     """BERT, 2 layers of width 32, a sequence of 16 token ids."""
     from transformers import BertConfig, BertModel
 
-    cfg = BertConfig(vocab_size=500, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=500, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64
+    )
     return BertModel(cfg).eval(), (torch.randint(0, 500, (1, 16)),)
 
 
@@ -46,8 +48,16 @@ def vit():
     """ViT, 2 layers of width 32 on a 32x32 image in 8x8 patches."""
     from transformers import ViTConfig, ViTForImageClassification
 
-    cfg = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
-                    num_attention_heads=2, intermediate_size=64, num_labels=10)
+    cfg = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=10,
+    )
     return ViTForImageClassification(cfg).eval(), (torch.randn(1, 3, 32, 32),)
 
 
@@ -56,7 +66,16 @@ def wav2vec2():
     """Wav2Vec2, 2 layers of width 32 on 0.1 s of 16 kHz audio."""
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16,
-                         num_conv_pos_embedding_groups=2, num_feat_extract_layers=2)
+    cfg = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        num_feat_extract_layers=2,
+    )
     return Wav2Vec2Model(cfg).eval(), (torch.randn(1, 1600),)

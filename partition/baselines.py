@@ -10,13 +10,13 @@ and :func:`constraint_breaks` names the constraints of the request a baseline br
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .codec import is_lossless
-from .pricing import Cost, Problem
 from .mincut import min_cost_assignment
+from .pricing import Cost, Problem
 from .segments import cut_profile
 from .solution import Request
 
@@ -45,15 +45,20 @@ def baseline_assignments(problem: Problem) -> dict[str, np.ndarray]:
     node_cost[:, 1:top] = big
     lo = np.zeros(n, dtype=int)
     hi = np.where(problem.is_input, 0, top)
-    out["dads (2-tier min-cut)"] = min_cost_assignment(problem.preds, problem.succs, problem.is_output, node_cost,
-                                                       problem.link_time, lo, hi)
+    out["dads (2-tier min-cut)"] = min_cost_assignment(
+        problem.preds, problem.succs, problem.is_output, node_cost, problem.link_time, lo, hi
+    )
     return out
 
 
-
-def baseline_codecs(problem_of: Callable[[tuple[str, ...]], Problem], a: np.ndarray, links: int, space: Sequence[str],
-                    objective: str, acceptable: Callable[[np.ndarray, tuple[str, ...]], bool] | None = None
-                    ) -> tuple[str, ...]:
+def baseline_codecs(
+    problem_of: Callable[[tuple[str, ...]], Problem],
+    a: np.ndarray,
+    links: int,
+    space: Sequence[str],
+    objective: str,
+    acceptable: Callable[[np.ndarray, tuple[str, ...]], bool] | None = None,
+) -> tuple[str, ...]:
     """The codec of every link for assignment ``a``: per link, the codec of ``space`` that serves the
     objective best for the values crossing it (the least link time; the least bytes for ``bytes``; the
     least device energy on the device's uplink for ``energy``), earlier codecs of ``space`` winning ties.
@@ -86,8 +91,9 @@ def baseline_codecs(problem_of: Callable[[tuple[str, ...]], Problem], a: np.ndar
     return codecs
 
 
-def constraint_breaks(problem: Problem, a: np.ndarray, cost: Cost, req: Request, pinned: Request,
-                      keep_input_on: str | None = None) -> tuple[str, ...]:
+def constraint_breaks(
+    problem: Problem, a: np.ndarray, cost: Cost, req: Request, pinned: Request, keep_input_on: str | None = None
+) -> tuple[str, ...]:
     """The constraints of the request that assignment ``a`` breaks, each ``"what: how"``.
 
     Args:
@@ -105,8 +111,10 @@ def constraint_breaks(problem: Problem, a: np.ndarray, cost: Cost, req: Request,
     outside = np.flatnonzero((a < pinned.lo) | (a > pinned.hi))
     if len(outside):
         v = int(outside[0])
-        out.append(f"pins: {len(outside)} op(s) off their tiers, e.g. {problem.graph.nodes[v].name} on {names[a[v]]} "
-                   f"(allowed {names[pinned.lo[v]]}..{names[pinned.hi[v]]})")
+        out.append(
+            f"pins: {len(outside)} op(s) off their tiers, e.g. {problem.graph.nodes[v].name} on {names[a[v]]} "
+            f"(allowed {names[pinned.lo[v]]}..{names[pinned.hi[v]]})"
+        )
     over = [t for t in range(problem.k) if cost.memory_bytes[t] > req.mem[t]]
     if over:
         t = over[0]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.fx as fx
@@ -14,7 +14,7 @@ from .split import build_stages, run_stages
 
 __all__ = ["AccuracyBudget", "Accuracy", "calibration_inputs", "compression_ratios", "measure_accuracy"]
 
-_SAMPLE_BYTES = 1 << 16     # compress a 64 KiB slice of each value: ratio estimate at a fraction of the cost
+_SAMPLE_BYTES = 1 << 16  # compress a 64 KiB slice of each value: ratio estimate at a fraction of the cost
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,14 @@ class Accuracy:
     max_abs_error: float
     max_rel_error: float
     top1_agreement: float
-    checked: str = ""        # what was checked: which outputs got top-1 on which axis, which relative error only
+    checked: str = ""  # what was checked: which outputs got top-1 on which axis, which relative error only
 
     def within(self, budget: AccuracyBudget) -> bool:
-        return (self.max_rel_error <= budget.max_rel_error and self.top1_agreement >= budget.min_top1
-                and (budget.max_abs_error is None or self.max_abs_error <= budget.max_abs_error))
+        return (
+            self.max_rel_error <= budget.max_rel_error
+            and self.top1_agreement >= budget.min_top1
+            and (budget.max_abs_error is None or self.max_abs_error <= budget.max_abs_error)
+        )
 
 
 def calibration_inputs(example_inputs: Sequence, count: int = 4, seed: int = 0) -> list[tuple]:
@@ -105,13 +108,14 @@ def class_axis(path: str, value: torch.Tensor, single: bool) -> int | None:
         return 1 if value.dim() == 4 else value.dim() - 1
     if single and value.dim() == 2:
         return 1
-    if single and value.dim() == 4 and value.shape[1] > 1:      # segmentation: per-pixel classes
+    if single and value.dim() == 4 and value.shape[1] > 1:  # segmentation: per-pixel classes
         return 1
     return None
 
 
-def measure_accuracy(graph: Graph, assignment: dict[str, int], k: int, codecs: Sequence[str],
-                     inputs: list[tuple], reference: list | None = None) -> Accuracy:
+def measure_accuracy(
+    graph: Graph, assignment: dict[str, int], k: int, codecs: Sequence[str], inputs: list[tuple], reference: list | None = None
+) -> Accuracy:
     """Run the split model with ``codecs`` at the cuts on ``inputs`` and compare with the uncut graph."""
     stages = build_stages(graph, assignment, k)
     abs_err, rel_err, agree = 0.0, 0.0, []

@@ -29,8 +29,19 @@ import zstandard
 
 from .errors import CodecError, WireError
 
-__all__ = ["CODECS", "QUANTISERS", "COMPRESSORS", "parse_codec", "encode", "decode", "roundtrip", "encoded_nbytes", "is_lossless",
-           "codec_seconds_per_byte", "nominal_codec_seconds_per_byte"]
+__all__ = [
+    "CODECS",
+    "QUANTISERS",
+    "COMPRESSORS",
+    "parse_codec",
+    "encode",
+    "decode",
+    "roundtrip",
+    "encoded_nbytes",
+    "is_lossless",
+    "codec_seconds_per_byte",
+    "nominal_codec_seconds_per_byte",
+]
 
 QUANTISERS = ("raw", "fp16", "int8", "int8-channel")
 COMPRESSORS = ("", "lz4", "zstd")
@@ -59,7 +70,7 @@ def _quantisable(t: torch.Tensor) -> bool:
 
 
 def _channel_axis(t: torch.Tensor) -> int:
-    return 1   # [batch, channels, ...]; per-channel is used only on tensors of 2+ dims
+    return 1  # [batch, channels, ...]; per-channel is used only on tensors of 2+ dims
 
 
 def _affine(t: torch.Tensor, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -132,15 +143,17 @@ def _decompress(buf: bytes | memoryview, comp: str, expected: int, where: str) -
             return lz4.block.decompress(buf, uncompressed_size=expected)
         if comp == "zstd":
             declared = zstandard.frame_content_size(buf)
-            if declared > expected:        # refuse before allocating what the frame header claims
+            if declared > expected:  # refuse before allocating what the frame header claims
                 raise ValueError(f"its frame header declares {declared} bytes")
             out = _zstd()[1].decompress(buf, max_output_size=expected)
             if len(out) != expected:
                 raise ValueError(f"decompressed to {len(out)} bytes")
             return out
     except Exception as exc:
-        raise WireError(f"{where}: {comp} payload does not decompress to the {expected} bytes its header declares ({exc}); "
-                        "the frame is corrupt or was encoded with another codec") from None
+        raise WireError(
+            f"{where}: {comp} payload does not decompress to the {expected} bytes its header declares ({exc}); "
+            "the frame is corrupt or was encoded with another codec"
+        ) from None
     return buf
 
 
@@ -166,7 +179,7 @@ def encode(t: torch.Tensor, codec: str) -> tuple[dict, bytes | memoryview]:
 
 
 def _expected_nbytes(shape: list[int], dtype: torch.dtype, quant: str) -> int:
-    numel = math.prod(shape)             # Python ints: a hostile shape cannot overflow the size check
+    numel = math.prod(shape)  # Python ints: a hostile shape cannot overflow the size check
     if quant == "raw":
         return numel * torch.empty((), dtype=dtype).element_size()
     if quant == "fp16":
@@ -195,8 +208,10 @@ def decode(header: dict, payload: bytes | memoryview, where: str = "decode", max
         raise WireError(f"{where}: unknown codec {quant}+{comp} in tensor header")
     expected = _expected_nbytes(shape, dtype, quant)
     if max_nbytes is not None and expected > max_nbytes:
-        raise WireError(f"{where}: tensor of shape {shape} {dtype_name} needs {expected} bytes, over the limit of {max_nbytes}; "
-                        "raise the stage's max_frame_bytes if this size is expected")
+        raise WireError(
+            f"{where}: tensor of shape {shape} {dtype_name} needs {expected} bytes, over the limit of {max_nbytes}; "
+            "raise the stage's max_frame_bytes if this size is expected"
+        )
     body = _decompress(payload, comp, expected, where)
     if len(body) != expected:
         raise WireError(f"{where}: payload has {len(body)} bytes but shape {shape} {dtype_name} ({quant}) needs {expected}")
@@ -217,7 +232,7 @@ def decode(header: dict, payload: bytes | memoryview, where: str = "decode", max
     return _dequant(q, scale, zero, dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def codec_seconds_per_byte(codec: str) -> tuple[float, float]:
     """(encode, decode) seconds per raw input byte of ``codec`` on this host, measured once per process.
 
@@ -226,6 +241,7 @@ def codec_seconds_per_byte(codec: str) -> tuple[float, float]:
     if parse_codec(codec) == ("raw", ""):
         return 0.0, 0.0
     import time
+
     gen = torch.Generator().manual_seed(0)
     x = torch.relu(torch.randn(1, 64, 64, 64, generator=gen))
     enc, dec = [], []

@@ -12,7 +12,7 @@ Neither keeps state between trials: a rejected trial changes nothing in the resu
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .calibration import Accuracy, AccuracyBudget
 from .codec import is_lossless
@@ -25,9 +25,15 @@ __all__ = ["coordinate_search", "joint_search", "Checked"]
 Checked = tuple[Solution, Accuracy | None]
 
 
-def coordinate_search(solve: Callable[[list[str]], Solution], space: Sequence[str], links: int, objective: str,
-                      accuracy: Callable[[Solution], Accuracy | None], budget: AccuracyBudget,
-                      search: bool) -> Checked:
+def coordinate_search(
+    solve: Callable[[list[str]], Solution],
+    space: Sequence[str],
+    links: int,
+    objective: str,
+    accuracy: Callable[[Solution], Accuracy | None],
+    budget: AccuracyBudget,
+    search: bool,
+) -> Checked:
     """The best codec vector link by link (``search=False``: ``space[0]`` on every link, no search).
 
     Raises:
@@ -45,7 +51,7 @@ def coordinate_search(solve: Callable[[list[str]], Solution], space: Sequence[st
             for codec in space:
                 if codec == vec[j]:
                     continue
-                trial = vec[:j] + [codec] + vec[j + 1:]
+                trial = vec[:j] + [codec] + vec[j + 1 :]
                 try:
                     sol = _with_codecs(solve(trial), trial)
                 except PartitionError:
@@ -61,8 +67,13 @@ def coordinate_search(solve: Callable[[list[str]], Solution], space: Sequence[st
     return best, best_acc
 
 
-def joint_search(solve: Callable[[list[list[str]]], Solution | None], space: Sequence[str], links: int,
-                 accuracy: Callable[[Solution], Accuracy | None], budget: AccuracyBudget) -> tuple[Checked | None, list[str]]:
+def joint_search(
+    solve: Callable[[list[list[str]]], Solution | None],
+    space: Sequence[str],
+    links: int,
+    accuracy: Callable[[Solution], Accuracy | None],
+    budget: AccuracyBudget,
+) -> tuple[Checked | None, list[str]]:
     """The solver's best (assignment, codecs) whose codecs keep the accuracy budget.
 
     Returns ``((solution, accuracy), notes)``, or ``(None, notes)`` when nothing is feasible.
@@ -79,9 +90,11 @@ def joint_search(solve: Callable[[list[list[str]]], Solution | None], space: Seq
         lossy = [j for j, codec in enumerate(sol.codecs) if not is_lossless(codec)]
         for j in lossy:
             allowed[j].remove(sol.codecs[j])
-        notes.append(f"codec {'/'.join(sorted({sol.codecs[j] for j in lossy}))} on link(s) {lossy} left out: the plan "
-                     f"using it breaks the accuracy budget (max rel error {acc.max_rel_error:.3g}, "
-                     f"top-1 agreement {acc.top1_agreement:.3f})")
+        notes.append(
+            f"codec {'/'.join(sorted({sol.codecs[j] for j in lossy}))} on link(s) {lossy} left out: the plan "
+            f"using it breaks the accuracy budget (max rel error {acc.max_rel_error:.3g}, "
+            f"top-1 agreement {acc.top1_agreement:.3f})"
+        )
         if any(not choice for choice in allowed):
             return None, notes
     return None, notes

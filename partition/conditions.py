@@ -59,17 +59,20 @@ def check_conditions(topo, source: str, conditions: list[ConditionSpec], field: 
     """Named errors for conditions that do not fit ``topo`` (field path, valid names, the fix)."""
     if len(conditions) > MAX_CONDITIONS:
         raise TopologyError(f"{source}: {field}: {len(conditions):,} entries is over the limit of {MAX_CONDITIONS:,}")
-    links = {f"{l.src}->{l.dst}": l for l in topo.links}
+    links = {f"{link.src}->{link.dst}": link for link in topo.links}
     nodes = {n: i for i, t in enumerate(topo.tiers) for n in t.node_names()}
     for i, c in enumerate(conditions):
         where = f"{source}: {field}[{i}]"
         if (c.link is None) == (c.node is None):
-            raise TopologyError(f"{where}: give exactly one of 'link:' (e.g. {next(iter(links), 'device->gateway')}) "
-                                f"or 'node:' (e.g. {next(iter(nodes))})")
+            raise TopologyError(
+                f"{where}: give exactly one of 'link:' (e.g. {next(iter(links), 'device->gateway')}) or 'node:' (e.g. {next(iter(nodes))})"
+            )
         given = [f for f in FIELDS if getattr(c, f) is not None]
         if len(given) != 1:
-            raise TopologyError(f"{where}: give exactly one of 'bandwidth:', 'speed:' or 'battery:' per entry "
-                                f"(got {len(given)}); split it into several entries at the same time")
+            raise TopologyError(
+                f"{where}: give exactly one of 'bandwidth:', 'speed:' or 'battery:' per entry "
+                f"(got {len(given)}); split it into several entries at the same time"
+            )
         if c.link is not None:
             if c.link not in links:
                 raise TopologyError(f"{where}.link: no link {c.link!r}; links are {sorted(links)}")
@@ -98,8 +101,10 @@ def load_conditions(path: str | Path, topo) -> list[ConditionSpec]:
     data = load_yaml(text, str(path))
     items = data.get("conditions") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise TopologyError(f"{path}: expected a list of conditions (or a mapping with 'conditions:'), "
-                            "e.g. '- {at: 10 s, link: device->gateway, bandwidth: 2 Mbit/s}'")
+        raise TopologyError(
+            f"{path}: expected a list of conditions (or a mapping with 'conditions:'), "
+            "e.g. '- {at: 10 s, link: device->gateway, bandwidth: 2 Mbit/s}'"
+        )
     out = []
     for i, item in enumerate(items):
         try:

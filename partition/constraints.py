@@ -8,7 +8,7 @@ named with the node, its module and the constraints that clash.
 from __future__ import annotations
 
 import difflib
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -21,8 +21,9 @@ from .topology import Topology
 __all__ = ["tier_bounds", "memory_budget", "make_request"]
 
 
-def tier_bounds(graph: Graph, topology: Topology, keep_input_on: str | None, pins: Mapping[str, str] | None,
-                not_before: Mapping[str, str] | None = None):
+def tier_bounds(
+    graph: Graph, topology: Topology, keep_input_on: str | None, pins: Mapping[str, str] | None, not_before: Mapping[str, str] | None = None
+):
     names = [t.name for t in topology.path]
     n, k = len(graph.nodes), len(names)
     lo = np.zeros(n, dtype=int)
@@ -45,15 +46,18 @@ def tier_bounds(graph: Graph, topology: Topology, keep_input_on: str | None, pin
                 v = graph.index[c]
                 if j < hi[v]:
                     hi[v], why_hi[v] = j, f"keep_input_on={keep_input_on}"
+
     def nodes_at(path: str, what: str) -> list[int]:
-        hits = [v for v, node in enumerate(graph.nodes)
-                if node.name == path or node.module == path or node.module.startswith(path + ".")]
+        hits = [v for v, node in enumerate(graph.nodes) if node.name == path or node.module == path or node.module.startswith(path + ".")]
         if not hits:
-            modules = sorted({".".join(node.module.split(".")[:d]) for node in graph.nodes if node.module
-                              for d in range(1, node.module.count(".") + 2)})
+            modules = sorted(
+                {".".join(node.module.split(".")[:d]) for node in graph.nodes if node.module for d in range(1, node.module.count(".") + 2)}
+            )
             close = difflib.get_close_matches(path, modules, n=3)
-            raise PartitionError(f"{what} {path!r}: no node or module of that path in the model"
-                                 + (f"; did you mean {close}?" if close else f"; module paths look like {modules[:3]}"))
+            raise PartitionError(
+                f"{what} {path!r}: no node or module of that path in the model"
+                + (f"; did you mean {close}?" if close else f"; module paths look like {modules[:3]}")
+            )
         return hits
 
     for path, tname in (pins or {}).items():
@@ -74,12 +78,14 @@ def tier_bounds(graph: Graph, topology: Topology, keep_input_on: str | None, pin
         v = int(bad[0])
         name = graph.nodes[v].name
         own = why_lo[v] or why_hi[v] or "none of its own"
-        raise PartitionError(f"constraints contradict each other at node {name!r} ({graph.nodes[v].module or 'top level'}): "
-                             f"it must run on tier >= {names[plo[v]]!r} and <= {names[phi[v]]!r}, since values only move "
-                             f"toward the sink (its own constraint: {own}; the rest comes from the nodes it reads or feeds). "
-                             f"Drop or move one of the pins {list((pins or {}).items())}"
-                             + (f" or not_before {list(not_before.items())}" if not_before else "")
-                             + (f" or keep_input_on={keep_input_on}" if keep_input_on else ""))
+        raise PartitionError(
+            f"constraints contradict each other at node {name!r} ({graph.nodes[v].module or 'top level'}): "
+            f"it must run on tier >= {names[plo[v]]!r} and <= {names[phi[v]]!r}, since values only move "
+            f"toward the sink (its own constraint: {own}; the rest comes from the nodes it reads or feeds). "
+            f"Drop or move one of the pins {list((pins or {}).items())}"
+            + (f" or not_before {list(not_before.items())}" if not_before else "")
+            + (f" or keep_input_on={keep_input_on}" if keep_input_on else "")
+        )
     return plo, phi
 
 
@@ -87,9 +93,16 @@ def memory_budget(topology: Topology, enabled: bool) -> np.ndarray:
     return np.array([t.memory_mb * 1e6 if enabled else np.inf for t in topology.path])
 
 
-def make_request(graph: Graph, topology: Topology, objective: str, keep_input_on: str | None = None,
-                 pins: Mapping[str, str] | None = None, latency_slo_ms: float | None = None, memory: bool = True,
-                 orders: int = 8, not_before: Mapping[str, str] | None = None) -> Request:
+def make_request(
+    graph: Graph,
+    topology: Topology,
+    objective: str,
+    keep_input_on: str | None = None,
+    pins: Mapping[str, str] | None = None,
+    latency_slo_ms: float | None = None,
+    memory: bool = True,
+    orders: int = 8,
+    not_before: Mapping[str, str] | None = None,
+) -> Request:
     lo, hi = tier_bounds(graph, topology, keep_input_on, pins, not_before)
-    return Request(objective, lo, hi, memory_budget(topology, memory),
-                   latency_slo_ms / 1e3 if latency_slo_ms is not None else None, orders)
+    return Request(objective, lo, hi, memory_budget(topology, memory), latency_slo_ms / 1e3 if latency_slo_ms is not None else None, orders)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,8 +47,10 @@ class CostModel:
         self.profiles = profiles or {}
         unknown = set(self.profiles) - {t.name for t in self.tiers}
         if unknown:
-            raise PartitionError(f"profiles name tier(s) {sorted(unknown)} that are not on the topology's path "
-                                 f"{[t.name for t in self.tiers]}; rename them or drop those entries")
+            raise PartitionError(
+                f"profiles name tier(s) {sorted(unknown)} that are not on the topology's path "
+                f"{[t.name for t in self.tiers]}; rename them or drop those entries"
+            )
         host = np.array([n.host_time_s for n in graph.nodes])
         flops = float(graph.total_flops)
         self.host_gflops = flops / max(graph.host_time_s, 1e-12) / 1e9 if flops else 1.0
@@ -66,7 +67,7 @@ class CostModel:
         self.table[[graph.index[i] for i in graph.inputs], :] = 0.0
 
     @classmethod
-    def with_table(cls, graph: Graph, topology: Topology, table: np.ndarray) -> "CostModel":
+    def with_table(cls, graph: Graph, topology: Topology, table: np.ndarray) -> CostModel:
         """A cost model with an explicit ``[nodes, tiers]`` table of seconds (tests, oracles)."""
         cm = cls(graph, topology)
         cm.table = np.asarray(table, dtype=float).copy()

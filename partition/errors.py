@@ -1,7 +1,6 @@
 """Errors raised by the partitioner. Every message says what, where, and how to fix it."""
 
-__all__ = ["TierpipeError", "TopologyError", "CaptureError", "PartitionError", "PlanError", "CodecError", "StageError",
-           "WireError"]
+__all__ = ["TierpipeError", "TopologyError", "CaptureError", "PartitionError", "PlanError", "CodecError", "StageError", "WireError"]
 
 
 class TierpipeError(Exception):

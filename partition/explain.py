@@ -26,18 +26,17 @@ if TYPE_CHECKING:
     from .plan import Plan
     from .topology import Topology
 
-__all__ = ["Demand", "Alternative", "demand_of", "stream_demand", "next_best", "compare_line", "summary_lines",
-           "plan_tables"]
+__all__ = ["Demand", "Alternative", "demand_of", "stream_demand", "next_best", "compare_line", "summary_lines", "plan_tables"]
 
 
 @dataclass(frozen=True)
 class Demand:
     """The streams' frames/s against what a plan sustains at the same mix of streams."""
 
-    demand_fps: float          # all streams together
-    capacity_fps: float        # all streams together, each stream's share as in the demand
-    streams: str               # "3 streams x 10 fps"
-    bottleneck: str            # the resource with the highest load: "tier gateway compute", "link device->gateway"
+    demand_fps: float  # all streams together
+    capacity_fps: float  # all streams together, each stream's share as in the demand
+    streams: str  # "3 streams x 10 fps"
+    bottleneck: str  # the resource with the highest load: "tier gateway compute", "link device->gateway"
 
     @property
     def met(self) -> bool:
@@ -70,7 +69,7 @@ class Alternative:
     cost: Cost
 
     @classmethod
-    def from_json(cls, d: dict) -> "Alternative":
+    def from_json(cls, d: dict) -> Alternative:
         return cls(d["change"], dict(d["moved"]), tuple(d["codecs"]), Cost.from_json(d["cost"]))
 
 
@@ -92,8 +91,10 @@ def stream_demand(topology: Topology) -> dict:
     for tier in topology.tiers[1:]:
         for node in tier.node_names():
             load[node] = sum(load.get(c, 0.0) for c in topology.children.get(node, []))
-    return {"input_streams": tuple(groups),
-            "tier_load_fps": tuple(max(load.get(n, 0.0) for n in tier.node_names()) for tier in topology.path)}
+    return {
+        "input_streams": tuple(groups),
+        "tier_load_fps": tuple(max(load.get(n, 0.0) for n in tier.node_names()) for tier in topology.path),
+    }
 
 
 def demand_of(plan: Plan, cost: Cost | None = None) -> Demand | None:
@@ -116,8 +117,9 @@ def demand_of(plan: Plan, cost: Cost | None = None) -> Demand | None:
     prop = [f["latency_ms"] / 1e3 for f in plan.link_figures] or [0.0] * len(cost.link_s)
     k = len(plan.tiers)
     loads = [(plan.tier_load_fps[t] * cost.stage_compute_s[t], f"tier {plan.tiers[t]} compute") for t in range(k)]
-    loads += [(plan.tier_load_fps[j] * max(cost.link_s[j] - prop[j], 0.0), f"link {plan.tiers[j]}->{plan.tiers[j + 1]}")
-              for j in range(k - 1)]
+    loads += [
+        (plan.tier_load_fps[j] * max(cost.link_s[j] - prop[j], 0.0), f"link {plan.tiers[j]}->{plan.tiers[j + 1]}") for j in range(k - 1)
+    ]
     busiest, name = max(loads, key=lambda x: x[0])
     return Demand(demand, demand / busiest if busiest > 0 else math.inf, streams, name)
 
@@ -129,7 +131,7 @@ def _neighbours(problem: Problem, chosen: np.ndarray) -> list[np.ndarray]:
     every one-op move across a boundary; the valid ones, in a fixed order, without duplicates."""
     n, k = problem.n, problem.k
     first = int(np.flatnonzero(problem.is_input).max()) + 1 if problem.is_input.any() else 0
-    before = np.arange(n)[None, :] < np.arange(first, n + 1)[:, None]          # [cut positions, n]
+    before = np.arange(n)[None, :] < np.arange(first, n + 1)[:, None]  # [cut positions, n]
     rows = [np.where(before, np.minimum(chosen, j), np.maximum(chosen, j + 1)) for j in range(k - 1)]
     for v in np.flatnonzero(~problem.is_input):
         for t in (chosen[v] - 1, chosen[v] + 1):
@@ -151,8 +153,9 @@ def _neighbours(problem: Problem, chosen: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def next_best(problem: Problem, req: Request, chosen: np.ndarray, bound_s: float | None = None
-              ) -> tuple[Alternative | None, Alternative | None]:
+def next_best(
+    problem: Problem, req: Request, chosen: np.ndarray, bound_s: float | None = None
+) -> tuple[Alternative | None, Alternative | None]:
     """The best neighbour of ``chosen`` no better than it, and the best one better than it (None when the
     solver's plan is the best of its neighbourhood, as an optimal plan is).
 
@@ -166,9 +169,18 @@ def next_best(problem: Problem, req: Request, chosen: np.ndarray, bound_s: float
         return None, None
     fig = problem.rank_figures(np.stack(rows))
     limit = min(x for x in (req.slo_s, bound_s, math.inf) if x is not None)
-    keys = [ranking_key(req.objective, SimpleNamespace(
-        latency_s=fig["latency_s"][i], throughput_fps=fig["throughput_fps"][i], energy_j=fig["energy_j"][i],
-        link_bytes=(fig["bytes"][i],))) for i in range(len(rows))]
+    keys = [
+        ranking_key(
+            req.objective,
+            SimpleNamespace(
+                latency_s=fig["latency_s"][i],
+                throughput_fps=fig["throughput_fps"][i],
+                energy_j=fig["energy_j"][i],
+                link_bytes=(fig["bytes"][i],),
+            ),
+        )
+        for i in range(len(rows))
+    ]
     mine_key = ranking_key(req.objective, mine)
     tol = 1e-9 * abs(mine_key) + 1e-15
     better = None
@@ -194,8 +206,11 @@ def _alternative(problem: Problem, chosen: np.ndarray, row: np.ndarray, cost: Co
         what = f"op {which[0]} moves" if len(which) == 1 else f"{which[0]} .. {which[-1]} ({len(which)} ops) move"
         moves.append(f"{what} from {names[src]} to {names[dst]}")
     was, now = problem.crossing(chosen), problem.crossing(row)
-    sends = [f"{names[j]}->{names[j + 1]} sends {_values(problem, now[:, j], j)} instead of {_values(problem, was[:, j], j)}"
-             for j in range(problem.k - 1) if (was[:, j] != now[:, j]).any()]
+    sends = [
+        f"{names[j]}->{names[j + 1]} sends {_values(problem, now[:, j], j)} instead of {_values(problem, was[:, j], j)}"
+        for j in range(problem.k - 1)
+        if (was[:, j] != now[:, j]).any()
+    ]
     change = "; ".join(moves) + (", so " + "; ".join(sends) if sends else "")
     return Alternative(change, {ops[v]: names[row[v]] for v in np.flatnonzero(row != chosen)}, tuple(problem.codecs), cost)
 
@@ -218,14 +233,16 @@ def _figure(objective: str, cost: Cost) -> str:
 
 def compare_line(objective: str, alt: Cost, mine: Cost) -> str:
     """``41.2 ms, 8.0% worse in latency`` (``alt`` against ``mine`` on the objective)."""
-    if objective == "throughput":          # in frames/s: 8 against 10 is 20% worse
+    if objective == "throughput":  # in frames/s: 8 against 10 is 20% worse
         rel = 1 - alt.throughput_fps / mine.throughput_fps if mine.throughput_fps > 0 else 0.0
     else:
         a, b = objective_value(objective, alt), objective_value(objective, mine)
         rel = (a - b) / b if b > 0 else 0.0
-    if abs(rel) < 1e-9 and objective != "latency":       # a tie, broken by latency
-        return (f"{_figure(objective, alt)}, the same {objective}; {alt.latency_s * 1e3:.1f} ms against "
-                f"{mine.latency_s * 1e3:.1f} ms in latency")
+    if abs(rel) < 1e-9 and objective != "latency":  # a tie, broken by latency
+        return (
+            f"{_figure(objective, alt)}, the same {objective}; {alt.latency_s * 1e3:.1f} ms against "
+            f"{mine.latency_s * 1e3:.1f} ms in latency"
+        )
     word = "worse" if rel >= 0 else "better"
     pct = f"{abs(rel):.1%}" if abs(rel) >= 1e-3 or rel == 0 else f"{abs(rel):.3%}"
     return f"{_figure(objective, alt)}, {pct} {word} in {objective}"
@@ -237,14 +254,19 @@ def summary_lines(plan: Plan) -> list[str]:
     break a constraint, one line each."""
     lines = []
     d = demand_of(plan)
-    lines.append(d.line() if d else f"predicted capacity {plan.predicted.throughput_fps:.1f} frames/s "
-                 f"(bottleneck: {plan.predicted.bottleneck}); no demand to compare: the topology lists no sources: with fps")
+    lines.append(
+        d.line()
+        if d
+        else f"predicted capacity {plan.predicted.throughput_fps:.1f} frames/s "
+        f"(bottleneck: {plan.predicted.bottleneck}); no demand to compare: the topology lists no sources: with fps"
+    )
     if plan.objective == "energy":
-        lines.append(f"energy: {plan.predicted.energy_j:.3g} J per frame on each {plan.tiers[0]} "
-                     "(its compute and encoding x its power + bytes sent x its radio's joules per byte)")
+        lines.append(
+            f"energy: {plan.predicted.energy_j:.3g} J per frame on each {plan.tiers[0]} "
+            "(its compute and encoding x its power + bytes sent x its radio's joules per byte)"
+        )
     if plan.next_best is not None:
-        lines.append(f"next best: {plan.next_best.change}: "
-                     f"{compare_line(plan.objective, plan.next_best.cost, plan.predicted)}")
+        lines.append(f"next best: {plan.next_best.change}: {compare_line(plan.objective, plan.next_best.cost, plan.predicted)}")
     elif len(plan.tiers) > 1:
         lines.append("next best: none: no other plan next to this one meets the constraints")
     for name, why in plan.baseline_breaks.items():
@@ -265,18 +287,28 @@ def plan_tables(plan: Plan) -> list:
         stages.add_column(col, justify="left" if col in ("tier", "first .. last op") else "right")
     for i, s in enumerate(plan.stages):
         span = f"{s.nodes[0]} .. {s.nodes[-1]}" if s.nodes else "(forwards only)"
-        stages.add_row(s.tier_name, str(len(s.nodes)), f"{plan.predicted.stage_compute_s[i] * 1e3:.2f}",
-                       f"{plan.predicted.memory_bytes[i] / 1e6:.1f}", span)
+        stages.add_row(
+            s.tier_name,
+            str(len(s.nodes)),
+            f"{plan.predicted.stage_compute_s[i] * 1e3:.2f}",
+            f"{plan.predicted.memory_bytes[i] / 1e6:.1f}",
+            span,
+        )
     links = Table(title="what crosses each link")
     for col in ("link", "codec", "values", "bytes/frame", "ms/frame"):
         links.add_column(col)
-    for l in plan.links:
-        names = ", ".join(c.name for c in l.tensors[:4]) + (f" (+{len(l.tensors) - 4})" if len(l.tensors) > 4 else "")
-        links.add_row(f"{l.src} -> {l.dst}", l.codec, names, f"{l.bytes:,}", f"{l.time_s * 1e3:.2f}")
+    for link in plan.links:
+        names = ", ".join(c.name for c in link.tensors[:4]) + (f" (+{len(link.tensors) - 4})" if len(link.tensors) > 4 else "")
+        links.add_row(f"{link.src} -> {link.dst}", link.codec, names, f"{link.bytes:,}", f"{link.time_s * 1e3:.2f}")
     has_demand, energy, breaks = demand_of(plan) is not None, plan.objective == "energy", bool(plan.baseline_breaks)
     cmp = Table(title=f"predicted, against the baselines (same cost model, codecs chosen alike); {plan.optimality()}")
-    for col in ("plan", "codecs", "latency ms", "frames/s") + ("vs demand",) * has_demand \
-            + ("J/frame (device)",) * energy + ("uplink B/frame", "bottleneck") + ("constraints",) * breaks:
+    for col in (
+        ("plan", "codecs", "latency ms", "frames/s")
+        + ("vs demand",) * has_demand
+        + ("J/frame (device)",) * energy
+        + ("uplink B/frame", "bottleneck")
+        + ("constraints",) * breaks
+    ):
         cmp.add_column(col)
     rows = [("tierpipe", plan.predicted, plan.codecs)] + [(n, c, plan.baseline_codecs.get(n, ())) for n, c in plan.baselines.items()]
     for name, c, codecs in rows:

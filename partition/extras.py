@@ -43,4 +43,5 @@ def require(extra: str, what: str) -> None:
     if absent:
         raise MissingDependency(
             f"{what} needs {', '.join(absent)}, which the {extra!r} extra installs: "
-            f"pip install 'tierpipe[{extra}]' (from a checkout: pip install -e '.[{extra}]')")
+            f"pip install 'tierpipe[{extra}]' (from a checkout: pip install -e '.[{extra}]')"
+        )

@@ -15,13 +15,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .errors import PartitionError
-from .pricing import Problem
 from .mincut import min_cost_assignment
+from .pricing import Problem
 from .segments import best_contiguous, topological_orders
 from .solution import Request, Solution, ranking_key
 
@@ -45,14 +45,17 @@ def memory_error(problem: Problem, used: np.ndarray, mem: np.ndarray) -> Partiti
     return PartitionError(
         f"no plan fits the memory budgets: the closest plan needs {used[j] / 1e6:.1f} MB on tier {tier.name!r}, whose "
         f"memory is {mem[j] / 1e6:.1f} MB ({(used[j] - mem[j]) / 1e6:.1f} MB over). Raise tiers[{j}].memory in "
-        f"{problem.topology.source_file}, or remove pins / keep_input_on that hold nodes there")
+        f"{problem.topology.source_file}, or remove pins / keep_input_on that hold nodes there"
+    )
 
 
 def slo_error(slo_s: float, fastest) -> PartitionError:
-    return PartitionError(f"latency SLO of {slo_s * 1e3:.1f} ms cannot be met: the fastest plan takes "
-                          f"{fastest.latency_s * 1e3:.1f} ms ({(fastest.latency_s - slo_s) * 1e3:.1f} ms over). "
-                          "Relax the SLO, try --codec auto, or add capacity to the bottleneck "
-                          f"({fastest.bottleneck})")
+    return PartitionError(
+        f"latency SLO of {slo_s * 1e3:.1f} ms cannot be met: the fastest plan takes "
+        f"{fastest.latency_s * 1e3:.1f} ms ({(fastest.latency_s - slo_s) * 1e3:.1f} ms over). "
+        "Relax the SLO, try --codec auto, or add capacity to the bottleneck "
+        f"({fastest.bottleneck})"
+    )
 
 
 def _mincut_fitting(problem: Problem, node_cost, cross, lo, hi, mem, key) -> tuple[np.ndarray | None, bool, np.ndarray]:
@@ -71,8 +74,9 @@ def _mincut_fitting(problem: Problem, node_cost, cross, lo, hi, mem, key) -> tup
     for _ in range(60):
         over = used > mem
         price[over] = np.maximum(price[over] * 2.0, unit * 1e-3)
-        a = min_cost_assignment(problem.preds, problem.succs, problem.is_output,
-                                node_cost + price[None, :] * weight[:, None], cross, lo, hi)
+        a = min_cost_assignment(
+            problem.preds, problem.succs, problem.is_output, node_cost + price[None, :] * weight[:, None], cross, lo, hi
+        )
         used = problem.memory(a)
         if np.maximum(used - mem, 0).sum() < np.maximum(least - mem, 0).sum():
             least = used
@@ -80,7 +84,7 @@ def _mincut_fitting(problem: Problem, node_cost, cross, lo, hi, mem, key) -> tup
             value = key(problem.evaluate(a))
             if value < best_key:
                 best, best_key = a, value
-            price *= 0.7          # step back to look for a cheaper fitting cut
+            price *= 0.7  # step back to look for a cheaper fitting cut
         if best is not None and (price == 0).all():
             break
     return best, False, least
@@ -95,9 +99,15 @@ def fast_solve(p: Problem, req: Request, extra: Sequence[np.ndarray] = ()) -> So
     lo, hi, mem = req.lo, req.hi, req.mem
     lat_a, first_fit, least = _mincut_fitting(p, p.compute, p.link_time, lo, hi, mem, lambda c: c.latency_s)
     if lat_a is None:
-        lat_a = next((a for order in topological_orders(p, req.orders)
-                      for a in [best_contiguous(p, order, lo, hi, mem, objective="latency")[0]]
-                      if a is not None and fits(p, a, mem)), None)
+        lat_a = next(
+            (
+                a
+                for order in topological_orders(p, req.orders)
+                for a in [best_contiguous(p, order, lo, hi, mem, objective="latency")[0]]
+                if a is not None and fits(p, a, mem)
+            ),
+            None,
+        )
     if lat_a is None:
         raise memory_error(p, least, mem)
     optimal = first_fit
@@ -135,8 +145,14 @@ def fast_solve(p: Problem, req: Request, extra: Sequence[np.ndarray] = ()) -> So
             raise slo_error(req.slo_s, min(costs, key=lambda c: c.latency_s))
         ok, costs = [a for a, _ in within], [c for _, c in within]
     i = min(range(len(ok)), key=lambda i: ranking_key(req.objective, costs[i]))
-    notes = () if optimal else ("a memory budget or latency bound binds, or the objective is throughput on a DAG: "
-                                "the fast paths' plan fits, but optimality is not proven",)
+    notes = (
+        ()
+        if optimal
+        else (
+            "a memory budget or latency bound binds, or the objective is throughput on a DAG: "
+            "the fast paths' plan fits, but optimality is not proven",
+        )
+    )
     return Solution(ok[i], costs[i], optimal, 0.0 if optimal else None, FAST_METHODS[req.objective], notes, bound_s)
 
 
@@ -149,8 +165,7 @@ def _energy_cut(p: Problem, req: Request) -> tuple[np.ndarray | None, bool]:
     if p.k > 1:
         cross[:, 0] = p.energy_send
     eps = 1e-9 * (node.sum() + cross.sum() + 1e-18) / (p.compute.sum() + p.link_time.sum() + 1e-18)
-    a, fitted, _ = _mincut_fitting(p, node + eps * p.compute, cross + eps * p.link_time, req.lo, req.hi, req.mem,
-                                   lambda c: c.energy_j)
+    a, fitted, _ = _mincut_fitting(p, node + eps * p.compute, cross + eps * p.link_time, req.lo, req.hi, req.mem, lambda c: c.energy_j)
     return a, fitted
 
 
@@ -161,17 +176,16 @@ def _bytes_candidates(p: Problem, req: Request, bound: float) -> tuple[list[np.n
     base = byte_scale / time_scale
 
     def cut(lam: float) -> np.ndarray:
-        return min_cost_assignment(p.preds, p.succs, p.is_output, lam * p.compute, p.link_bytes + lam * p.link_time,
-                                   req.lo, req.hi)
+        return min_cost_assignment(p.preds, p.succs, p.is_output, lam * p.compute, p.link_bytes + lam * p.link_time, req.lo, req.hi)
 
     found = []
-    low, high = -9.0, 9.0           # log10 of lambda / base
-    a = cut(base * 10 ** low)
+    low, high = -9.0, 9.0  # log10 of lambda / base
+    a = cut(base * 10**low)
     if p.evaluate(a).latency_s <= bound:
         return [a], fits(p, a, req.mem)
     for _ in range(30):
         mid = (low + high) / 2
-        a = cut(base * 10 ** mid)
+        a = cut(base * 10**mid)
         if p.evaluate(a).latency_s <= bound:
             found.append(a)
             high = mid

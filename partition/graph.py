@@ -21,7 +21,7 @@ class TensorSpec:
     nbytes: int
 
     @classmethod
-    def of(cls, value: object) -> list["TensorSpec"]:
+    def of(cls, value: object) -> list[TensorSpec]:
         """Specs of every leaf of ``value`` (tensors, ints, tuples of them...)."""
         leaves = torch.utils._pytree.tree_leaves(value)
         out = []
@@ -36,7 +36,7 @@ class TensorSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "TensorSpec":
+    def from_json(cls, d: dict) -> TensorSpec:
         return cls(tuple(d["shape"]) if d["shape"] is not None else None, d["dtype"], d["nbytes"])
 
 
@@ -49,15 +49,15 @@ class Node:
     """
 
     name: str
-    op: str                      # "input" or "compute"
+    op: str  # "input" or "compute"
     target: str
-    module: str                  # module path, "" for the top level
+    module: str  # module path, "" for the top level
     inputs: tuple[str, ...]
     outputs: tuple[TensorSpec, ...]
     flops: int = 0
-    param_bytes: int = 0          # every tensor it reads, in full (a tied weight counts for each of its users)
+    param_bytes: int = 0  # every tensor it reads, in full (a tied weight counts for each of its users)
     host_time_s: float = 0.0
-    param_keys: tuple[str, ...] = ()   # the storages of those tensors: a tier stores each storage once
+    param_keys: tuple[str, ...] = ()  # the storages of those tensors: a tier stores each storage once
 
     @property
     def bytes_out(self) -> int:
@@ -75,16 +75,18 @@ class Graph:
     inputs: list[str]
     outputs: list[str]
     module: fx.GraphModule = field(repr=False)
-    method: str = "fx"             # "fx" or "export"
+    method: str = "fx"  # "fx" or "export"
     capture_s: float = 0.0
-    timing: str = "measured"       # "measured" on this host, or "analytic" (from FLOPs and bytes: host-independent)
-    example_inputs: tuple | None = field(default=None, repr=False)   # what it was captured with (calibration)
-    notes: tuple[str, ...] = ()    # what capture changed to make the model traceable (the plan repeats them)
-    param_sizes: dict[str, int] = field(default_factory=dict, repr=False)   # storage key -> bytes
+    timing: str = "measured"  # "measured" on this host, or "analytic" (from FLOPs and bytes: host-independent)
+    example_inputs: tuple | None = field(default=None, repr=False)  # what it was captured with (calibration)
+    notes: tuple[str, ...] = ()  # what capture changed to make the model traceable (the plan repeats them)
+    param_sizes: dict[str, int] = field(default_factory=dict, repr=False)  # storage key -> bytes
 
     def __repr__(self) -> str:
-        return (f"Graph({len(self.nodes)} nodes, {len(self.inputs)} input(s), {len(self.outputs)} output(s), "
-                f"{self.total_flops / 1e9:.2f} GFLOP, {self.total_param_bytes / 2**20:.1f} MiB params, via {self.method})")
+        return (
+            f"Graph({len(self.nodes)} nodes, {len(self.inputs)} input(s), {len(self.outputs)} output(s), "
+            f"{self.total_flops / 1e9:.2f} GFLOP, {self.total_param_bytes / 2**20:.1f} MiB params, via {self.method})"
+        )
 
     @functools.cached_property
     def index(self) -> dict[str, int]:

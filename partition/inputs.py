@@ -18,7 +18,7 @@ import torch
 
 from .errors import CaptureError
 
-__all__ = ["SourceFrames", "source_frames", "frame_inputs", "check_plan_frames"]
+__all__ = ["SourceFrames", "source_frames", "frame_inputs", "check_plan_frames", "frame_problem"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class SourceFrames:
 
     shape: list[int] | None
     dtype: str | None
-    where: str                   # "FILE: sources[0]", for messages
+    where: str  # "FILE: sources[0]", for messages
 
 
 def source_frames(topology, input_shape: list[int] | None = None) -> SourceFrames:
@@ -40,18 +40,21 @@ def source_frames(topology, input_shape: list[int] | None = None) -> SourceFrame
     for i, src in enumerate(getattr(topology, "sources", None) or []):
         dtype = src.dtype if "dtype" in src.model_fields_set else None
         if src.shape is not None or dtype is not None:
-            declared.append(SourceFrames(list(src.shape) if src.shape else None, dtype,
-                                         f"{topology.source_file}: sources[{i}]"))
+            declared.append(SourceFrames(list(src.shape) if src.shape else None, dtype, f"{topology.source_file}: sources[{i}]"))
     for other in declared[1:]:
         if (other.shape, other.dtype) != (declared[0].shape, declared[0].dtype):
-            raise CaptureError(f"{declared[0].where} streams {_describe(declared[0])} but {other.where} streams "
-                               f"{_describe(other)}: one pipeline runs one plan for one input; give every source "
-                               "the same shape and dtype (or run one pipeline per kind of frame)")
+            raise CaptureError(
+                f"{declared[0].where} streams {_describe(declared[0])} but {other.where} streams "
+                f"{_describe(other)}: one pipeline runs one plan for one input; give every source "
+                "the same shape and dtype (or run one pipeline per kind of frame)"
+            )
     frames = declared[0] if declared else SourceFrames(None, None, "")
     if input_shape is not None:
         if frames.shape is not None and list(input_shape) != frames.shape:
-            raise CaptureError(f"--input-shape {','.join(map(str, input_shape))} contradicts {frames.where}.shape "
-                               f"{frames.shape}: drop --input-shape or edit the topology")
+            raise CaptureError(
+                f"--input-shape {','.join(map(str, input_shape))} contradicts {frames.where}.shape "
+                f"{frames.shape}: drop --input-shape or edit the topology"
+            )
         frames = SourceFrames(list(input_shape), frames.dtype, frames.where or "--input-shape")
     return frames
 
@@ -68,17 +71,23 @@ def frame_inputs(example: tuple | None, shape: list[int] | None, dtype: str | No
     example = tuple(example) if example else ()
     if shape is None and dtype is None:
         if not example:
-            raise CaptureError("the model came without example inputs: return (model, example_inputs), or declare "
-                               "sources[].shape in the topology, or pass --input-shape")
+            raise CaptureError(
+                "the model came without example inputs: return (model, example_inputs), or declare "
+                "sources[].shape in the topology, or pass --input-shape"
+            )
         return example
     if len(example) > 1:
-        raise CaptureError(f"{where}: sources declare one frame, but the model takes {len(example)} inputs; "
-                           "drop shape/dtype from sources (the model's example inputs are streamed)")
+        raise CaptureError(
+            f"{where}: sources declare one frame, but the model takes {len(example)} inputs; "
+            "drop shape/dtype from sources (the model's example inputs are streamed)"
+        )
     first = example[0] if example and isinstance(example[0], torch.Tensor) else None
     if dtype is not None and first is not None and str(first.dtype).removeprefix("torch.") != dtype:
-        raise CaptureError(f"{where}.dtype is {dtype}, but the model takes {str(first.dtype).removeprefix('torch.')} "
-                           f"input (its example input); set dtype: {str(first.dtype).removeprefix('torch.')} in the "
-                           "topology, or convert inside the model (e.g. a first layer doing x.float() / 255)")
+        raise CaptureError(
+            f"{where}.dtype is {dtype}, but the model takes {str(first.dtype).removeprefix('torch.')} "
+            f"input (its example input); set dtype: {str(first.dtype).removeprefix('torch.')} in the "
+            "topology, or convert inside the model (e.g. a first layer doing x.float() / 255)"
+        )
     dt = getattr(torch, dtype) if dtype else (first.dtype if first is not None else torch.float32)
     shape = list(shape) if shape is not None else list(first.shape) if first is not None else None
     if shape is None:
@@ -103,11 +112,31 @@ def check_plan_frames(plan, frames: SourceFrames) -> None:
     if frames.shape is None and frames.dtype is None:
         return
     spec = plan.inputs[0]
-    if (frames.shape is not None and list(spec.shape or []) != frames.shape) or \
-            (frames.dtype is not None and spec.dtype != frames.dtype):
-        raise CaptureError(f"the plan was made for {list(spec.shape or [])} {spec.dtype} input, but "
-                           f"{frames.where} streams {_describe(frames)}; partition again for these frames "
-                           "(tierpipe partition ... --topology with this file)")
+    if (frames.shape is not None and list(spec.shape or []) != frames.shape) or (frames.dtype is not None and spec.dtype != frames.dtype):
+        raise CaptureError(
+            f"the plan was made for {list(spec.shape or [])} {spec.dtype} input, but "
+            f"{frames.where} streams {_describe(frames)}; partition again for these frames "
+            "(tierpipe partition ... --topology with this file)"
+        )
+
+
+def frame_problem(specs, values: tuple) -> str:
+    """What is wrong with one frame's values against the plan's input specs ("" when nothing is).
+
+    >>> from partition.graph import TensorSpec
+    >>> frame_problem((TensorSpec((1, 3), "float32", 12),), (torch.zeros(1, 4),))
+    ', value 0: got [1, 4] torch.float32, the plan expects [1, 3] float32; partition again for this input shape (--input-shape)'
+    """
+    if len(values) != len(specs):
+        return f" has {len(values)} values, the model takes {len(specs)}"
+    for j, (value, spec) in enumerate(zip(values, specs)):
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != spec.shape or str(value.dtype).removeprefix("torch.") != spec.dtype:
+            got = f"{list(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
+            return (
+                f", value {j}: got {got}, the plan expects {list(spec.shape)} {spec.dtype}; "
+                "partition again for this input shape (--input-shape)"
+            )
+    return ""
 
 
 def _describe(frames: SourceFrames) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,7 +38,7 @@ class LinearModel:
 
     def row(self, terms: Mapping[int, float] | Sequence[tuple[int, float]], lo: float = -np.inf, hi: float = np.inf) -> None:
         r = len(self.row_lo)
-        for col, val in (terms.items() if isinstance(terms, Mapping) else terms):
+        for col, val in terms.items() if isinstance(terms, Mapping) else terms:
             if val != 0.0:
                 self.rows.append(r)
                 self.cols.append(col)
@@ -88,8 +88,15 @@ def _quiet_highs():
     return h
 
 
-def solve_with_highs(m: LinearModel, cost: np.ndarray, offset: float, rel_gap: float, time_limit_s: float | None,
-           start_cols: list[int], start_vals: list[float]):
+def solve_with_highs(
+    m: LinearModel,
+    cost: np.ndarray,
+    offset: float,
+    rel_gap: float,
+    time_limit_s: float | None,
+    start_cols: list[int],
+    start_vals: list[float],
+):
     """Hand the model to HiGHS (one CSC matrix), with a start for its integer columns, and solve it."""
     import highspy
 

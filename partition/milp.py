@@ -28,13 +28,13 @@ Costs are scaled so the incumbent's objective is about 1 (HiGHS's tolerances are
 from __future__ import annotations
 
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .pricing import Problem
 from .lp import Lin, LinearModel, lin_sum, solve_with_highs
 from .mincut import min_cost_assignment
+from .pricing import Problem
 from .solution import Request, Solution, objective_value
 
 __all__ = ["exact_solve", "EXACT_METHOD"]
@@ -42,9 +42,15 @@ __all__ = ["exact_solve", "EXACT_METHOD"]
 EXACT_METHOD = "MILP (HiGHS branch and bound)"
 
 
-def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None = None,
-                allowed: Sequence[Sequence[str]] | None = None, incumbent: Solution | None = None,
-                time_limit_s: float | None = None, rel_gap: float = 1e-7) -> Solution | None:
+def exact_solve(
+    p: Problem,
+    req: Request,
+    by_codec: Mapping[str, Problem] | None = None,
+    allowed: Sequence[Sequence[str]] | None = None,
+    incumbent: Solution | None = None,
+    time_limit_s: float | None = None,
+    rel_gap: float = 1e-7,
+) -> Solution | None:
     """The optimal assignment (and codecs, where ``allowed`` gives a link several) for ``req``.
 
     Args:
@@ -92,7 +98,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     b_scale = max(float(sum(incumbent.cost.link_bytes)) if incumbent else float(p.raw_bytes.sum()), 1.0)
 
     m = LinearModel()
-    z = np.full((n, k), -1, dtype=int)      # -1: constant (see zval)
+    z = np.full((n, k), -1, dtype=int)  # -1: constant (see zval)
     for v in range(n):
         for t in range(k - 1):
             if t < req.lo[v] or t >= req.hi[v]:
@@ -160,7 +166,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
     # link time and bytes per link, codec choice
     link_time = [Lin() for _ in range(k - 1)]
     link_bytes = [Lin() for _ in range(k - 1)]
-    energy_send: dict[int, dict[int, float]] = {}      # value -> {column: device joules when it crosses link 0}
+    energy_send: dict[int, dict[int, float]] = {}  # value -> {column: device joules when it crosses link 0}
     y: dict[tuple[int, str], int] = {}
     for j, choice in enumerate(allowed):
         if len(choice) == 1:
@@ -270,8 +276,7 @@ def exact_solve(p: Problem, req: Request, by_codec: Mapping[str, Problem] | None
         return None
     x = np.asarray(h.getSolution().col_value)
     a = np.array([sum(1 for t in range(k - 1) if zval(v, t, x) < 0.5) for v in range(n)])
-    codecs = tuple(p.codecs[j] if len(allowed[j]) == 1 else max(allowed[j], key=lambda cc: x[y[j, cc]])
-                   for j in range(k - 1))
+    codecs = tuple(p.codecs[j] if len(allowed[j]) == 1 else max(allowed[j], key=lambda cc: x[y[j, cc]]) for j in range(k - 1))
     q = p if tuple(p.codecs) == codecs else Problem(p.graph, p.topology, p.cost, list(codecs), p.ratios)
     solved = q.evaluate(a)
     proven = status == highspy.HighsModelStatus.kOptimal
@@ -296,8 +301,7 @@ def _latency_bound(p: Problem, req: Request, by_codec, allowed, time_limit_s, re
         a = min_cost_assignment(p.preds, p.succs, p.is_output, p.compute, p.link_time, req.lo, req.hi)
         if (p.memory(a) <= req.mem).all():
             return 1.5 * p.evaluate(a).latency_s
-    fastest = exact_solve(p, Request("latency", req.lo, req.hi, req.mem, None, req.orders), by_codec, allowed,
-                          None, time_limit_s, rel_gap)
+    fastest = exact_solve(p, Request("latency", req.lo, req.hi, req.mem, None, req.orders), by_codec, allowed, None, time_limit_s, rel_gap)
     return 1.5 * fastest.cost.latency_s if fastest is not None and fastest.optimal else None
 
 

@@ -25,7 +25,7 @@ from .errors import PartitionError
 
 __all__ = ["min_cost_assignment", "propagate_bounds"]
 
-_BUDGET = 2 ** 29      # finite capacities are scaled to sum to at most this
+_BUDGET = 2**29  # finite capacities are scaled to sum to at most this
 
 
 def propagate_bounds(preds: list[list[int]], succs: list[list[int]], lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,9 +40,15 @@ def propagate_bounds(preds: list[list[int]], succs: list[list[int]], lo: np.ndar
     return lo, hi
 
 
-def min_cost_assignment(preds: list[list[int]], succs: list[list[int]], is_output: np.ndarray,
-                        node_cost: np.ndarray, cross_cost: np.ndarray,
-                        lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def min_cost_assignment(
+    preds: list[list[int]],
+    succs: list[list[int]],
+    is_output: np.ndarray,
+    node_cost: np.ndarray,
+    cross_cost: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> np.ndarray:
     """The assignment minimising ``sum node_cost[v, t(v)] + sum cross_cost[u, i] over crossings``.
 
     Args:
@@ -62,8 +68,10 @@ def min_cost_assignment(preds: list[list[int]], succs: list[list[int]], is_outpu
     lo, hi = propagate_bounds(preds, succs, np.asarray(lo), np.asarray(hi))
     if (lo > hi).any():
         v = int(np.flatnonzero(lo > hi)[0])
-        raise PartitionError(f"constraints contradict each other at node #{v}: it must be on tier >= {lo[v]} "
-                             f"(pins below it) and <= {hi[v]} (inputs, privacy or pins above it)")
+        raise PartitionError(
+            f"constraints contradict each other at node #{v}: it must be on tier >= {lo[v]} "
+            f"(pins below it) and <= {hi[v]} (inputs, privacy or pins above it)"
+        )
     if k == 1:
         return np.zeros(n, dtype=int)
     m = k - 1
@@ -74,12 +82,13 @@ def min_cost_assignment(preds: list[list[int]], succs: list[list[int]], is_outpu
 
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
-    caps: list[np.ndarray] = []     # float; np.inf marks infinite
+    caps: list[np.ndarray] = []  # float; np.inf marks infinite
     nodes = np.arange(n)
 
     def add(r, c, cap):
         r, c = np.broadcast_arrays(np.asarray(r), np.asarray(c))
-        rows.append(r.ravel()); cols.append(c.ravel())
+        rows.append(r.ravel())
+        cols.append(c.ravel())
         caps.append(np.broadcast_to(np.asarray(cap, dtype=float), r.shape).ravel())
 
     # chains: one cut per node picks its tier
@@ -126,7 +135,7 @@ def min_cost_assignment(preds: list[list[int]], succs: list[list[int]], is_outpu
     keep = (icap > 0) & (r != c)
     graph = sp.csr_array((icap[keep], (r[keep], c[keep])), shape=(next_id, next_id))
     graph.sum_duplicates()
-    graph.data = np.minimum(graph.data, 2 ** 31 - 1).astype(np.int32)
+    graph.data = np.minimum(graph.data, 2**31 - 1).astype(np.int32)
     flow = maximum_flow(graph, S, T)
     residual = (graph - flow.flow).tocsr()
     residual.data = np.where(residual.data > 0, 1, 0).astype(np.int32)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -29,12 +29,12 @@ from .codec_search import coordinate_search, joint_search
 from .constraints import make_request
 from .cost import CostModel
 from .errors import PartitionError
-from .pricing import Problem
 from .explain import next_best
 from .fast import fast_solve, fits
 from .graph import Graph
 from .milp import EXACT_METHOD, exact_solve
 from .plan import Crossing, LinkPlan, Plan, deployment_facts
+from .pricing import Problem
 from .solution import Solution, ranking_key
 from .split import stage_specs
 from .topology import Topology
@@ -55,13 +55,26 @@ def _codec_space(codec: str) -> list[str]:
     return [codec]
 
 
-def partition(graph: Graph, topology: Topology, objective: str = "latency", *, codec: str = "raw",
-              keep_input_on: str | None = None, pins: Mapping[str, str] | None = None,
-              latency_slo_ms: float | None = None, memory: bool = True, accuracy: AccuracyBudget | None = None,
-              calibration: list[tuple] | None = None, cost_model: CostModel | None = None,
-              profiles: Mapping[str, Mapping[str, float]] | None = None, model_name: str = "model",
-              orders: int = 8, solver: str = "auto", time_budget_s: float = 10.0,
-              not_before: Mapping[str, str] | None = None) -> Plan:
+def partition(
+    graph: Graph,
+    topology: Topology,
+    objective: str = "latency",
+    *,
+    codec: str = "raw",
+    keep_input_on: str | None = None,
+    pins: Mapping[str, str] | None = None,
+    latency_slo_ms: float | None = None,
+    memory: bool = True,
+    accuracy: AccuracyBudget | None = None,
+    calibration: list[tuple] | None = None,
+    cost_model: CostModel | None = None,
+    profiles: Mapping[str, Mapping[str, float]] | None = None,
+    model_name: str = "model",
+    orders: int = 8,
+    solver: str = "auto",
+    time_budget_s: float = 10.0,
+    not_before: Mapping[str, str] | None = None,
+) -> Plan:
     """Choose where every node runs and how every link is encoded.
 
     Args:
@@ -113,6 +126,7 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
 
     def accuracy_of(sol: Solution):
         return accuracy_at(sol.assignment, sol.codecs)
+
     budget = accuracy or AccuracyBudget()
     problems: dict[tuple[str, ...], Problem] = {}
 
@@ -124,8 +138,9 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
 
     fast, fast_error = None, None
     try:
-        fast = coordinate_search(lambda vec: fast_solve(problem(vec), req, extra), space, k - 1, objective,
-                                 accuracy_of, budget, search=codec == "auto")
+        fast = coordinate_search(
+            lambda vec: fast_solve(problem(vec), req, extra), space, k - 1, objective, accuracy_of, budget, search=codec == "auto"
+        )
     except PartitionError as e:
         if solver == "fast":
             raise
@@ -136,8 +151,14 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
         incumbent = fast[0] if fast else None
         by_codec = {c: problem([c] * (k - 1)) for c in space}
         exact, notes = joint_search(
-            lambda allowed: exact_solve(problem(incumbent.codecs if incumbent else [space[0]] * (k - 1)), req, by_codec,
-                                        allowed, incumbent, limit), space, k - 1, accuracy_of, budget)
+            lambda allowed: exact_solve(
+                problem(incumbent.codecs if incumbent else [space[0]] * (k - 1)), req, by_codec, allowed, incumbent, limit
+            ),
+            space,
+            k - 1,
+            accuracy_of,
+            budget,
+        )
         if exact is None and fast is None:
             raise fast_error or PartitionError("no plan meets the constraints")
         if exact is not None:
@@ -147,16 +168,19 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
             best = min(candidates, key=lambda c: ranking_key(objective, c[0].cost))
     sol, acc = best
     if codec != "auto" and acc is not None and not acc.within(budget):
-        notes.append(f"codec {codec} exceeds the accuracy budget: max rel error {acc.max_rel_error:.3g}, "
-                     f"top-1 agreement {acc.top1_agreement:.3f}")
+        notes.append(
+            f"codec {codec} exceeds the accuracy budget: max rel error {acc.max_rel_error:.3g}, top-1 agreement {acc.top1_agreement:.3f}"
+        )
+
     # baselines priced like the plan: its codec, or under auto the best codec of the space for their
     # crossings (lossless where a lossy choice breaks the accuracy budget), with the constraints they break
     def acceptable(a, codecs) -> bool:
         acc = accuracy_at(a, codecs)
         return acc is None or acc.within(budget)
 
-    pinned = req if keep_input_on is None else make_request(graph, topology, objective, None, pins, latency_slo_ms,
-                                                            memory, orders, not_before)
+    pinned = (
+        req if keep_input_on is None else make_request(graph, topology, objective, None, pins, latency_slo_ms, memory, orders, not_before)
+    )
     baselines, baseline_vecs, breaks = {}, {}, {}
     for name, a in base_assign.items():
         vec = baseline_codecs(problem, a, k - 1, space, objective, acceptable if codec == "auto" else None)
@@ -173,10 +197,30 @@ def partition(graph: Graph, topology: Topology, objective: str = "latency", *, c
     if objective == "bytes":
         notes.append(f"latency bound {sol.bound_s * 1e3:.1f} ms" if sol.bound_s else "latency bound met by the least-bytes cut")
     method = sol.method + ("" if sol.method == EXACT_METHOD else f" ({orders} orders)" if objective == "throughput" else "")
-    plan = _make_plan(graph, topology, model_name, objective, sol.assignment, list(sol.codecs), sol.cost,
-                      problem(sol.codecs), baselines, acc, sol.optimal, method, notes, time.perf_counter() - start)
-    return dataclasses.replace(plan, tier_scale=tuple(float(x) for x in cm.scale), gap=sol.gap, next_best=alt,
-                               baseline_codecs=baseline_vecs, baseline_breaks=breaks)
+    plan = _make_plan(
+        graph,
+        topology,
+        model_name,
+        objective,
+        sol.assignment,
+        list(sol.codecs),
+        sol.cost,
+        problem(sol.codecs),
+        baselines,
+        acc,
+        sol.optimal,
+        method,
+        notes,
+        time.perf_counter() - start,
+    )
+    return dataclasses.replace(
+        plan,
+        tier_scale=tuple(float(x) for x in cm.scale),
+        gap=sol.gap,
+        next_best=alt,
+        baseline_codecs=baseline_vecs,
+        baseline_breaks=breaks,
+    )
 
 
 def calibrate_codecs(graph: Graph, space: Sequence[str], calibration: list[tuple] | None = None):
@@ -219,13 +263,17 @@ def _example_inputs(graph: Graph) -> tuple:
     out = []
     for name in graph.inputs:
         spec = graph[name].outputs[0]
-        out.append(torch.randn(spec.shape, dtype=getattr(torch, spec.dtype)) if "float" in spec.dtype
-                   else torch.zeros(spec.shape, dtype=getattr(torch, spec.dtype)))
+        out.append(
+            torch.randn(spec.shape, dtype=getattr(torch, spec.dtype))
+            if "float" in spec.dtype
+            else torch.zeros(spec.shape, dtype=getattr(torch, spec.dtype))
+        )
     return tuple(out)
 
 
-def _make_plan(graph, topology, model_name, objective, a, codecs, cost, problem: Problem, baselines, acc, optimal,
-               method, notes, seconds) -> Plan:
+def _make_plan(
+    graph, topology, model_name, objective, a, codecs, cost, problem: Problem, baselines, acc, optimal, method, notes, seconds
+) -> Plan:
     names = [t.name for t in topology.path]
     assign = {node.name: int(t) for node, t in zip(graph.nodes, a)}
     specs = stage_specs(graph, assign, names)
@@ -236,11 +284,29 @@ def _make_plan(graph, topology, model_name, objective, a, codecs, cost, problem:
         for v in np.flatnonzero(cross[:, j]):
             node = graph.nodes[v]
             spec = node.outputs[0] if len(node.outputs) == 1 else None
-            tensors.append(Crossing(node.name, spec.shape if spec else None, spec.dtype if spec else "tuple",
-                                    node.bytes_out, int(problem.link_bytes[v, j])))
+            tensors.append(
+                Crossing(
+                    node.name, spec.shape if spec else None, spec.dtype if spec else "tuple", node.bytes_out, int(problem.link_bytes[v, j])
+                )
+            )
         links.append(LinkPlan(names[j], names[j + 1], codecs[j], tuple(tensors), cost.link_bytes[j], cost.link_s[j]))
     inputs = tuple(graph[i].outputs[0] for i in graph.inputs)
-    return Plan(model=model_name, topology=topology.name, objective=objective, tiers=tuple(names),
-                assignment={n: names[t] for n, t in assign.items()}, stages=tuple(specs), links=tuple(links),
-                codecs=tuple(codecs), inputs=inputs, predicted=cost, baselines=baselines, accuracy=acc,
-                optimal=optimal, method=method, notes=tuple(notes), partition_s=seconds, **deployment_facts(topology))
+    return Plan(
+        model=model_name,
+        topology=topology.name,
+        objective=objective,
+        tiers=tuple(names),
+        assignment={n: names[t] for n, t in assign.items()},
+        stages=tuple(specs),
+        links=tuple(links),
+        codecs=tuple(codecs),
+        inputs=inputs,
+        predicted=cost,
+        baselines=baselines,
+        accuracy=acc,
+        optimal=optimal,
+        method=method,
+        notes=tuple(notes),
+        partition_s=seconds,
+        **deployment_facts(topology),
+    )

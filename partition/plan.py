@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from .calibration import Accuracy
-from .tracer import trace
 from .errors import PlanError, StageError
-from .pricing import Cost
 from .explain import Alternative, Demand, demand_of, plan_tables, stream_demand, summary_lines
 from .graph import TensorSpec
+from .pricing import Cost
 from .split import Stage, StageSpec, make_stage
+from .tracer import trace
 
 __all__ = ["Crossing", "LinkPlan", "Plan", "structure_digest", "deployment_facts"]
 
@@ -33,8 +33,11 @@ def structure_digest(topology) -> str:
     measured figures keeps the digest)."""
     import hashlib
 
-    shape = {"path": [t.name for t in topology.path], "nodes": {t.name: t.node_names() for t in topology.path},
-             "parents": _path_parents(topology)}
+    shape = {
+        "path": [t.name for t in topology.path],
+        "nodes": {t.name: t.node_names() for t in topology.path},
+        "parents": _path_parents(topology),
+    }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -42,10 +45,21 @@ def deployment_facts(topology) -> dict:
     """The ``parents``, ``link_figures``, ``topology_digest`` and the streams' demand (``input_streams``,
     ``tier_load_fps``) a plan made for ``topology`` carries."""
     path = topology.path
-    links = tuple({"src": path[j].name, "dst": path[j + 1].name, "bandwidth_mbps": topology.links[j].bandwidth_mbps,
-                   "latency_ms": topology.links[j].latency_ms} for j in range(len(path) - 1))
-    return {"parents": _path_parents(topology), "link_figures": links, "topology_digest": structure_digest(topology),
-            **stream_demand(topology)}
+    links = tuple(
+        {
+            "src": path[j].name,
+            "dst": path[j + 1].name,
+            "bandwidth_mbps": topology.links[j].bandwidth_mbps,
+            "latency_ms": topology.links[j].latency_ms,
+        }
+        for j in range(len(path) - 1)
+    )
+    return {
+        "parents": _path_parents(topology),
+        "link_figures": links,
+        "topology_digest": structure_digest(topology),
+        **stream_demand(topology),
+    }
 
 
 def _path_parents(topology) -> dict[str, str]:
@@ -96,20 +110,20 @@ class Plan:
     accuracy: Accuracy | None = None
     optimal: bool = True
     method: str = ""
-    gap: float | None = 0.0                   # proven relative gap of the objective; None: not known
+    gap: float | None = 0.0  # proven relative gap of the objective; None: not known
     notes: tuple[str, ...] = ()
     partition_s: float = 0.0
-    tier_scale: tuple[float, ...] = ()        # seconds on each tier per second on the profiling host
+    tier_scale: tuple[float, ...] = ()  # seconds on each tier per second on the profiling host
     # what the runtime needs besides the stages, so a running pipeline can switch to this plan alone:
-    parents: dict[str, str] = field(default_factory=dict)       # node -> the node it sends to
-    link_figures: tuple[dict, ...] = ()       # per link on the path: {src, dst, bandwidth_mbps, latency_ms}
-    topology_digest: str = ""                 # the node structure it was made for (:func:`structure_digest`)
+    parents: dict[str, str] = field(default_factory=dict)  # node -> the node it sends to
+    link_figures: tuple[dict, ...] = ()  # per link on the path: {src, dst, bandwidth_mbps, latency_ms}
+    topology_digest: str = ""  # the node structure it was made for (:func:`structure_digest`)
     # what the plan answers (explain.py): the demand, the plan next to it, baselines priced alike
-    input_streams: tuple[dict, ...] = ()      # per topology source: {name, count, fps}; () when it lists none
-    tier_load_fps: tuple[float, ...] = ()     # per tier: frames/s its busiest node serves at that demand
-    next_best: Alternative | None = None      # the best plan next to this one that differs from it
-    baseline_codecs: dict[str, tuple[str, ...]] = field(default_factory=dict)    # per baseline, per link
-    baseline_breaks: dict[str, tuple[str, ...]] = field(default_factory=dict)    # constraints a baseline breaks
+    input_streams: tuple[dict, ...] = ()  # per topology source: {name, count, fps}; () when it lists none
+    tier_load_fps: tuple[float, ...] = ()  # per tier: frames/s its busiest node serves at that demand
+    next_best: Alternative | None = None  # the best plan next to this one that differs from it
+    baseline_codecs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per baseline, per link
+    baseline_breaks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # constraints a baseline breaks
 
     # ------------------------------------------------------------------ io
     def to_json(self) -> dict:
@@ -118,24 +132,47 @@ class Plan:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Plan":
+    def from_json(cls, d: dict) -> Plan:
         def spec(x):
             return TensorSpec.from_json(x)
 
-        links = tuple(LinkPlan(l["src"], l["dst"], l["codec"],
-                               tuple(Crossing(c["name"], tuple(c["shape"]) if c["shape"] is not None else None, c["dtype"],
-                                              c["raw_bytes"], c["encoded_bytes"]) for c in l["tensors"]),
-                               l["bytes"], l["time_s"]) for l in d["links"])
+        links = tuple(
+            LinkPlan(
+                link["src"],
+                link["dst"],
+                link["codec"],
+                tuple(
+                    Crossing(
+                        c["name"], tuple(c["shape"]) if c["shape"] is not None else None, c["dtype"], c["raw_bytes"], c["encoded_bytes"]
+                    )
+                    for c in link["tensors"]
+                ),
+                link["bytes"],
+                link["time_s"],
+            )
+            for link in d["links"]
+        )
         return cls(
-            model=d["model"], topology=d["topology"], objective=d["objective"], tiers=tuple(d["tiers"]),
-            assignment=dict(d["assignment"]), stages=tuple(StageSpec.from_json(s) for s in d["stages"]),
-            links=links, codecs=tuple(d["codecs"]), inputs=tuple(spec(x) for x in d["inputs"]),
+            model=d["model"],
+            topology=d["topology"],
+            objective=d["objective"],
+            tiers=tuple(d["tiers"]),
+            assignment=dict(d["assignment"]),
+            stages=tuple(StageSpec.from_json(s) for s in d["stages"]),
+            links=links,
+            codecs=tuple(d["codecs"]),
+            inputs=tuple(spec(x) for x in d["inputs"]),
             predicted=Cost.from_json(d["predicted"]),
             baselines={k: (Cost.from_json(v) if v else None) for k, v in d["baselines"].items()},
             accuracy=Accuracy(**d["accuracy"]) if d.get("accuracy") else None,
-            optimal=d["optimal"], method=d["method"], notes=tuple(d["notes"]), partition_s=d["partition_s"],
-            tier_scale=tuple(d.get("tier_scale", ())), gap=d.get("gap", 0.0 if d["optimal"] else None),
-            parents=dict(d.get("parents", {})), link_figures=tuple(d.get("link_figures", ())),
+            optimal=d["optimal"],
+            method=d["method"],
+            notes=tuple(d["notes"]),
+            partition_s=d["partition_s"],
+            tier_scale=tuple(d.get("tier_scale", ())),
+            gap=d.get("gap", 0.0 if d["optimal"] else None),
+            parents=dict(d.get("parents", {})),
+            link_figures=tuple(d.get("link_figures", ())),
             topology_digest=d.get("topology_digest", ""),
             input_streams=tuple(dict(g) for g in d.get("input_streams", ())),
             tier_load_fps=tuple(d.get("tier_load_fps", ())),
@@ -148,7 +185,7 @@ class Plan:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Plan":
+    def load(cls, path: str | Path) -> Plan:
         """Read a plan written by :meth:`save` (``tierpipe partition --out``).
 
         Raises:
@@ -186,8 +223,9 @@ class Plan:
         names = {n.name for n in gm.graph.nodes}
         missing = [n for n in self.assignment if n not in names]
         if missing:
-            raise StageError(f"the model does not match plan {self.model!r}: ops {missing[:5]} are not in its graph; "
-                             "partition this model again")
+            raise StageError(
+                f"the model does not match plan {self.model!r}: ops {missing[:5]} are not in its graph; partition this model again"
+            )
         last = len(self.stages) - 1
         wanted = range(len(self.stages)) if tiers is None else tiers
         return [make_stage(gm, self.stages[t], t == last) for t in wanted]
@@ -195,9 +233,11 @@ class Plan:
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
         sizes = "/".join(str(len(s.nodes)) for s in self.stages)
-        return (f"Plan({self.model} on {self.topology}, {self.objective}: ops {sizes} over {'/'.join(self.tiers)}, "
-                f"codecs {list(self.codecs)}, latency {self.predicted.latency_s * 1e3:.1f} ms, "
-                f"{self.predicted.throughput_fps:.1f} fps, bottleneck {self.predicted.bottleneck})")
+        return (
+            f"Plan({self.model} on {self.topology}, {self.objective}: ops {sizes} over {'/'.join(self.tiers)}, "
+            f"codecs {list(self.codecs)}, latency {self.predicted.latency_s * 1e3:.1f} ms, "
+            f"{self.predicted.throughput_fps:.1f} fps, bottleneck {self.predicted.bottleneck})"
+        )
 
     def optimality(self) -> str:
         """``proven optimal``, ``within 0.8% of optimal (proven)`` or ``optimality not proven``."""

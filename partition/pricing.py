@@ -20,8 +20,9 @@ sustains ``streams / max(F_j x stage_j, F_j x link_j)`` frames per second.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,20 +42,20 @@ class Cost:
     """Predicted figures of one assignment."""
 
     latency_s: float
-    throughput_fps: float                 # all streams together
-    stream_fps: float                     # each stream
-    stage_compute_s: tuple[float, ...]    # per tier, one frame
-    link_bytes: tuple[int, ...]           # per link, one frame, encoded
-    link_s: tuple[float, ...]             # per link, one frame: serialisation + codec + propagation
-    memory_bytes: tuple[int, ...]         # per tier: parameters + every value produced or received (see memory)
+    throughput_fps: float  # all streams together
+    stream_fps: float  # each stream
+    stage_compute_s: tuple[float, ...]  # per tier, one frame
+    link_bytes: tuple[int, ...]  # per link, one frame, encoded
+    link_s: tuple[float, ...]  # per link, one frame: serialisation + codec + propagation
+    memory_bytes: tuple[int, ...]  # per tier: parameters + every value produced or received (see memory)
     bottleneck: str
-    energy_j: float = 0.0                 # device (tier 0) joules per frame: compute + encode time x power + radio
+    energy_j: float = 0.0  # device (tier 0) joules per frame: compute + encode time x power + radio
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "Cost":
+    def from_json(cls, d: dict) -> Cost:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
 
@@ -67,8 +68,14 @@ class Problem:
         ratios: measured compressor ratios ``{(node, codec): compressed/uncompressed}``.
     """
 
-    def __init__(self, graph: Graph, topology: Topology, cost_model: CostModel | None = None,
-                 codecs: Sequence[str] | None = None, ratios: Mapping[tuple[str, str], float] | None = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        topology: Topology,
+        cost_model: CostModel | None = None,
+        codecs: Sequence[str] | None = None,
+        ratios: Mapping[tuple[str, str], float] | None = None,
+    ) -> None:
         self.graph = graph
         self.topology = topology
         self.cost = cost_model or CostModel(graph, topology)
@@ -85,12 +92,12 @@ class Problem:
         self.is_input = np.array([node.op == "input" for node in graph.nodes])
         self.is_output = np.zeros(self.n, dtype=bool)
         self.is_output[[idx[o] for o in graph.outputs]] = True
-        self.compute = self.cost.table                     # [n, k] seconds
+        self.compute = self.cost.table  # [n, k] seconds
         self.params = np.array([node.param_bytes for node in graph.nodes], dtype=float)
         self.raw_bytes = np.array([node.bytes_out for node in graph.nodes], dtype=float)
         self.link_bytes = np.stack([self.encoded(codec) for codec in self.codecs], axis=1) if self.k > 1 else np.zeros((self.n, 0))
         self.codec_s = np.zeros((self.n, max(self.k - 1, 0)))
-        self.encode_s = np.zeros((self.n, max(self.k - 1, 0)))      # the sender's part of codec_s
+        self.encode_s = np.zeros((self.n, max(self.k - 1, 0)))  # the sender's part of codec_s
         for j, codec in enumerate(self.codecs):
             enc, dec = self.cost.codec_s_per_byte(codec)
             self.encode_s[:, j] = self.raw_bytes * enc * self.cost.scale[j]
@@ -105,8 +112,11 @@ class Problem:
         # (encode time x power + bytes x the radio's joules per byte)
         power = topology.path[0].power_w
         self.energy_compute = self.compute[:, 0] * power
-        self.energy_send = (self.encode_s[:, 0] * power + self.link_bytes[:, 0] * topology.links[0].tx_energy_nj_per_byte * 1e-9
-                            if self.k > 1 else np.zeros(self.n))
+        self.energy_send = (
+            self.encode_s[:, 0] * power + self.link_bytes[:, 0] * topology.links[0].tx_energy_nj_per_byte * 1e-9
+            if self.k > 1
+            else np.zeros(self.n)
+        )
 
     def encoded(self, codec: str) -> np.ndarray:
         """Bytes on the wire of every node's output with ``codec``."""
@@ -167,7 +177,7 @@ class Problem:
         out = np.zeros(self.k)
         for t in range(self.k):
             members = np.flatnonzero(a == t)
-            held = (a == t) | ((a < t) & (hi >= t))       # produced here, or received from below
+            held = (a == t) | ((a < t) & (hi >= t))  # produced here, or received from below
             out[t] = self.graph.param_bytes_of([self.graph.nodes[v] for v in members]) + float(self.raw_bytes[held].sum())
         return out
 
@@ -184,14 +194,22 @@ class Problem:
         per_round = [(self.streams[t] * stage[t], f"tier {self.tiers[t].name} compute") for t in range(self.k)]
         per_round += [(self.streams[j] * serial[j], f"link {self.tiers[j].name}->{self.tiers[j + 1].name}") for j in range(self.k - 1)]
         worst, name = max(per_round, key=lambda x: x[0])
-        energy = float(self.energy_compute[a == 0].sum() + (cross[:, 0] * self.energy_send).sum()) if self.k > 1 \
+        energy = (
+            float(self.energy_compute[a == 0].sum() + (cross[:, 0] * self.energy_send).sum())
+            if self.k > 1
             else float(self.energy_compute.sum())
+        )
         stream_fps = 1.0 / worst if worst > 0 else float("inf")
         return Cost(
-            latency_s=float(latency), throughput_fps=float(stream_fps * self.n_streams), stream_fps=float(stream_fps),
-            stage_compute_s=tuple(float(x) for x in stage), link_bytes=tuple(int(x) for x in link_bytes),
+            latency_s=float(latency),
+            throughput_fps=float(stream_fps * self.n_streams),
+            stream_fps=float(stream_fps),
+            stage_compute_s=tuple(float(x) for x in stage),
+            link_bytes=tuple(int(x) for x in link_bytes),
             link_s=tuple(float(s + p) for s, p in zip(serial, self.prop_s)),
-            memory_bytes=tuple(int(x) for x in self.memory(a)), bottleneck=name, energy_j=energy,
+            memory_bytes=tuple(int(x) for x in self.memory(a)),
+            bottleneck=name,
+            energy_j=energy,
         )
 
     def rank_figures(self, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -206,27 +224,32 @@ class Problem:
         """
         rows = np.asarray(rows, dtype=int)
         stage = np.stack([np.where(rows == t, self.compute[None, :, t], 0.0).sum(axis=1) for t in range(self.k)], axis=1)
-        hi = rows.copy()                                    # reach, as in :meth:`reach`, for every row
+        hi = rows.copy()  # reach, as in :meth:`reach`, for every row
         for v in range(self.n):
             for s in self.succs[v]:
                 np.maximum(hi[:, v], rows[:, s], out=hi[:, v])
         hi[:, self.is_output] = self.k - 1
         j = np.arange(self.k - 1)
-        cross = (rows[:, :, None] <= j) & (hi[:, :, None] > j)           # [rows, n, links]
-        serial = (cross * self.link_time[None]).sum(axis=1)                # [rows, links]
+        cross = (rows[:, :, None] <= j) & (hi[:, :, None] > j)  # [rows, n, links]
+        serial = (cross * self.link_time[None]).sum(axis=1)  # [rows, links]
         worst = np.concatenate([self.streams[None, :] * stage, self.streams[None, :-1] * serial], axis=1).max(axis=1)
         with np.errstate(divide="ignore"):
             stream_fps = np.where(worst > 0, 1.0 / worst, np.inf)
         energy = np.where(rows == 0, self.energy_compute[None], 0.0).sum(axis=1)
         if self.k > 1:
             energy = energy + (cross[:, :, 0] * self.energy_send[None]).sum(axis=1)
-        return {"latency_s": stage.sum(axis=1) + serial.sum(axis=1) + self.prop_s.sum(), "stream_fps": stream_fps,
-                "throughput_fps": stream_fps * self.n_streams, "bytes": (cross * self.link_bytes[None]).sum(axis=(1, 2)),
-                "energy_j": energy}
+        return {
+            "latency_s": stage.sum(axis=1) + serial.sum(axis=1) + self.prop_s.sum(),
+            "stream_fps": stream_fps,
+            "throughput_fps": stream_fps * self.n_streams,
+            "bytes": (cross * self.link_bytes[None]).sum(axis=(1, 2)),
+            "energy_j": energy,
+        }
 
 
-def evaluate(graph: Graph, topology: Topology, assignment, codecs: Sequence[str] | None = None,
-             cost_model: CostModel | None = None) -> Cost:
+def evaluate(
+    graph: Graph, topology: Topology, assignment, codecs: Sequence[str] | None = None, cost_model: CostModel | None = None
+) -> Cost:
     """The predicted cost of ``assignment`` (``{node: tier name or index}`` or a list in node order).
 
     Raises:

@@ -11,14 +11,14 @@ switch, so a noisy link cannot make plans flap.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
-from .pricing import Problem
-from .graph import Graph
 from .cost import CostModel
+from .graph import Graph
 from .optimize import calibrate_codecs, partition
 from .plan import Plan
+from .pricing import Problem
 from .solution import objective_value
 from .topology import Topology
 
@@ -30,11 +30,12 @@ class Measured:
     """What the runtime observed, per link on the path and per tier (None: no measurement yet)."""
 
     bandwidth_mbps: tuple[float | None, ...]
-    slowdown: tuple[float | None, ...] = ()       # measured stage time / the plan's predicted time
+    slowdown: tuple[float | None, ...] = ()  # measured stage time / the plan's predicted time
 
     def describe(self, topo: Topology) -> str:
-        parts = [f"{topo.path[j].name}->{topo.path[j + 1].name} {bw:.3g} Mbit/s"
-                 for j, bw in enumerate(self.bandwidth_mbps) if bw is not None]
+        parts = [
+            f"{topo.path[j].name}->{topo.path[j + 1].name} {bw:.3g} Mbit/s" for j, bw in enumerate(self.bandwidth_mbps) if bw is not None
+        ]
         parts += [f"{topo.path[t].name} x{s:.2f} slower" for t, s in enumerate(self.slowdown) if s is not None and s != 1.0]
         return ", ".join(parts) or "as planned"
 
@@ -58,8 +59,8 @@ def measured_topology(topo: Topology, measured: Measured) -> Topology:
 class Proposal:
     plan: Plan
     reason: str
-    predicted_before: float       # the running plan's objective value under the measured figures
-    predicted_after: float        # the new plan's
+    predicted_before: float  # the running plan's objective value under the measured figures
+    predicted_after: float  # the new plan's
     predicted_fps_before: float
     predicted_fps_after: float
 
@@ -76,8 +77,16 @@ class Replanner:
             ``cost_model``, which is bound to one topology's speeds).
     """
 
-    def __init__(self, graph: Graph, topology: Topology, objective: str = "throughput", *, min_gain: float = 0.15,
-                 hold_s: float = 10.0, **partition_kwargs) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        topology: Topology,
+        objective: str = "throughput",
+        *,
+        min_gain: float = 0.15,
+        hold_s: float = 10.0,
+        **partition_kwargs,
+    ) -> None:
         self.graph = graph
         self.topology = topology
         self.objective = objective
@@ -89,8 +98,9 @@ class Replanner:
         self.last_switch_s = float("-inf")
         self._ratios: dict[tuple[str, ...], dict] = {}
 
-    def propose(self, now_s: float, current: Plan, measured: Measured, reason: str = "", *,
-                battery_low: bool = False, hold: bool = True) -> Proposal | None:
+    def propose(
+        self, now_s: float, current: Plan, measured: Measured, reason: str = "", *, battery_low: bool = False, hold: bool = True
+    ) -> Proposal | None:
         """A better plan for the measured figures, or None (not better enough, or too soon).
 
         ``battery_low``: a device runs low, so the device tier is planned for energy and the tiers
@@ -105,7 +115,7 @@ class Replanner:
         kwargs = {"model_name": current.model, **self.partition_kwargs}
         new = self.energy_first(topo, kwargs) if battery_low else partition(self.graph, topo, self.objective, **kwargs)
         codecs = tuple(current.codecs)
-        if codecs not in self._ratios:       # compressors' measured ratios, as the running plan used them
+        if codecs not in self._ratios:  # compressors' measured ratios, as the running plan used them
             self._ratios[codecs] = calibrate_codecs(self.graph, codecs, self.partition_kwargs.get("calibration"))[1]
         cm = CostModel(self.graph, topo, self.partition_kwargs.get("profiles"))
         old = Problem(self.graph, topo, cm, list(codecs), self._ratios[codecs]).evaluate(current.assignment)

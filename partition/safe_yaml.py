@@ -13,9 +13,9 @@ from .errors import TopologyError
 
 __all__ = ["load_yaml", "MAX_FILE_BYTES", "MAX_VALUES", "MAX_DEPTH"]
 
-MAX_FILE_BYTES = 1 << 20          # a topology is a few KB; this bounds the time and memory of loading one
-MAX_VALUES = 200_000              # values after YAML aliases are expanded
-MAX_DEPTH = 64                    # nesting of [ and {
+MAX_FILE_BYTES = 1 << 20  # a topology is a few KB; this bounds the time and memory of loading one
+MAX_VALUES = 200_000  # values after YAML aliases are expanded
+MAX_DEPTH = 64  # nesting of [ and {
 
 
 class _DuplicateKey(Exception):
@@ -24,7 +24,7 @@ class _DuplicateKey(Exception):
         self.key, self.line = key, line
 
 
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)     # libyaml's parser when it is installed
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when it is installed
 
 
 class _UniqueKeyLoader(_BaseLoader):
@@ -36,7 +36,7 @@ class _UniqueKeyLoader(_BaseLoader):
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
-            except TypeError:        # an unhashable key: the constructor reports it
+            except TypeError:  # an unhashable key: the constructor reports it
                 break
             if duplicate:
                 raise _DuplicateKey(key, key_node.start_mark.line + 1)
@@ -68,9 +68,9 @@ def _tree_size(data, limit: int = MAX_VALUES) -> int:
             return 1
         if id(x) in sizes:
             return sizes[id(x)]
-        sizes[id(x)] = limit + 1             # a cycle counts as too big
+        sizes[id(x)] = limit + 1  # a cycle counts as too big
         total = 1
-        for v in (x.values() if isinstance(x, dict) else x):
+        for v in x.values() if isinstance(x, dict) else x:
             total += size(v)
             if total > limit:
                 break
@@ -92,22 +92,26 @@ def load_yaml(text: str, source: str):
     if len(text) > MAX_FILE_BYTES:
         raise TopologyError(f"{source}: {len(text):,} characters is over the {MAX_FILE_BYTES:,} limit for a topology")
     if _bracket_depth(text) > MAX_DEPTH:
-        raise TopologyError(f"{source}: brackets nested over {MAX_DEPTH} deep; a topology is a few levels of "
-                            "mappings and lists: check that this is the right file")
+        raise TopologyError(
+            f"{source}: brackets nested over {MAX_DEPTH} deep; a topology is a few levels of "
+            "mappings and lists: check that this is the right file"
+        )
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)     # noqa: S506 - a safe loader (SafeConstructor)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader (SafeConstructor)
     except _DuplicateKey as exc:
-        raise TopologyError(f"{source}: line {exc.line}: key {exc.key!r} appears twice in the same mapping; "
-                            "keep one (YAML would silently use the last)") from None
+        raise TopologyError(
+            f"{source}: line {exc.line}: key {exc.key!r} appears twice in the same mapping; keep one (YAML would silently use the last)"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)[:300]
         raise TopologyError(f"{source}:{where}: YAML syntax error: {problem}. Fix the YAML at that position.") from None
     except RecursionError:
-        raise TopologyError(f"{source}: nested too deeply to be a topology; a topology is a few levels of "
-                            "mappings and lists") from None
+        raise TopologyError(f"{source}: nested too deeply to be a topology; a topology is a few levels of mappings and lists") from None
     if _tree_size(data) > MAX_VALUES:
-        raise TopologyError(f"{source}: expands to over {MAX_VALUES:,} values (YAML aliases repeat what they name); "
-                            "write the topology out without nested aliases")
+        raise TopologyError(
+            f"{source}: expands to over {MAX_VALUES:,} values (YAML aliases repeat what they name); "
+            "write the topology out without nested aliases"
+        )
     return data

@@ -69,8 +69,14 @@ def cut_profile(problem: Problem, order: np.ndarray) -> tuple[np.ndarray, np.nda
     return pos, prefix, np.cumsum(cross_time, axis=0)[: n + 1], np.cumsum(cross_raw)[: n + 1]
 
 
-def best_contiguous(problem: Problem, order: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                    memory_bytes: np.ndarray | None = None, objective: str = "throughput") -> tuple[np.ndarray | None, float]:
+def best_contiguous(
+    problem: Problem,
+    order: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    memory_bytes: np.ndarray | None = None,
+    objective: str = "throughput",
+) -> tuple[np.ndarray | None, float]:
     """The assignment of contiguous segments of ``order`` with the least bottleneck (seconds per round),
     or with ``objective="latency"`` the least sum of stage and link times (latency less propagation).
 
@@ -126,7 +132,7 @@ def best_contiguous(problem: Problem, order: np.ndarray, lo: np.ndarray, hi: np.
     bounds = [n]
     for arg in reversed(choice):
         bounds.append(int(arg[bounds[-1]]))
-    bounds = bounds[::-1]                                                  # c_0 .. c_{k-1}
+    bounds = bounds[::-1]  # c_0 .. c_{k-1}
     tiers_by_pos = np.searchsorted(np.array(bounds), np.arange(n), side="right")
     a = np.empty(n, dtype=int)
     a[order] = np.minimum(tiers_by_pos, k - 1)

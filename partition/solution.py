@@ -44,17 +44,18 @@ class Solution:
     notes: tuple[str, ...] = ()
     bound_s: float | None = None
     codecs: tuple[str, ...] = ()
-    lower_bound: float | None = None      # proven: no plan's objective value is below it
+    lower_bound: float | None = None  # proven: no plan's objective value is below it
 
-    def proven_by(self, objective: str, lower_bound: float | None, rel_tol: float = 1e-7) -> "Solution":
+    def proven_by(self, objective: str, lower_bound: float | None, rel_tol: float = 1e-7) -> Solution:
         """This solution with its gap against ``lower_bound`` (another solver's proof)."""
         if lower_bound is None:
             return self
         value = objective_value(objective, self.cost)
         gap = max(value - lower_bound, 0.0) / value if value > 0 else 0.0
         optimal = gap <= rel_tol
-        return replace(self, optimal=optimal, gap=0.0 if optimal else min(gap, 1.0), lower_bound=lower_bound,
-                       notes=() if optimal else self.notes)
+        return replace(
+            self, optimal=optimal, gap=0.0 if optimal else min(gap, 1.0), lower_bound=lower_bound, notes=() if optimal else self.notes
+        )
 
 
 def objective_value(objective: str, cost: Cost) -> float:

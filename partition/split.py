@@ -20,8 +20,8 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
 import torch.fx as fx
@@ -41,15 +41,20 @@ class StageSpec:
     tier: int
     tier_name: str
     nodes: tuple[str, ...]
-    inputs: tuple[str, ...]       # values received from the tier below (tier 0: model inputs)
-    outputs: tuple[str, ...]      # values sent to the tier above ((): the last stage returns the model's output)
+    inputs: tuple[str, ...]  # values received from the tier below (tier 0: model inputs)
+    outputs: tuple[str, ...]  # values sent to the tier above ((): the last stage returns the model's output)
 
     def to_json(self) -> dict:
-        return {"tier": self.tier, "tier_name": self.tier_name, "nodes": list(self.nodes),
-                "inputs": list(self.inputs), "outputs": list(self.outputs)}
+        return {
+            "tier": self.tier,
+            "tier_name": self.tier_name,
+            "nodes": list(self.nodes),
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+        }
 
     @classmethod
-    def from_json(cls, d: dict) -> "StageSpec":
+    def from_json(cls, d: dict) -> StageSpec:
         return cls(d["tier"], d["tier_name"], tuple(d["nodes"]), tuple(d["inputs"]), tuple(d["outputs"]))
 
 
@@ -60,7 +65,7 @@ class Stage:
     spec: StageSpec
     module: fx.GraphModule = field(repr=False)
     last: bool = False
-    out_spec: object = field(default=None, repr=False)   # export graphs: the model's output structure (a TreeSpec)
+    out_spec: object = field(default=None, repr=False)  # export graphs: the model's output structure (a TreeSpec)
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -77,11 +82,10 @@ class Stage:
     def __call__(self, values: Mapping[str, object]):
         missing = [n for n in self.spec.inputs if n not in values]
         if missing:
-            raise StageError(f"stage {self.spec.tier_name!r} is missing input value(s) {missing}; "
-                             f"it expects {list(self.spec.inputs)}")
+            raise StageError(f"stage {self.spec.tier_name!r} is missing input value(s) {missing}; it expects {list(self.spec.inputs)}")
         out = self.module(*(values[n] for n in self.spec.inputs))
         if self.last:
-            if self.out_spec is not None:       # an export graph returns leaves: rebuild what the model returns
+            if self.out_spec is not None:  # an export graph returns leaves: rebuild what the model returns
                 return torch.utils._pytree.tree_unflatten(list(out), self.out_spec)
             return out
         return dict(zip(self.spec.outputs, out))
@@ -119,20 +123,24 @@ def _stage_module(gm: fx.GraphModule, spec: StageSpec, last: bool) -> fx.GraphMo
 
     def lookup(n: fx.Node) -> fx.Node:
         if n.name not in env:
-            if n.name in shape_only:          # recomputed here from what this stage holds (shapes.py)
+            if n.name in shape_only:  # recomputed here from what this stage holds (shapes.py)
                 if n.target is SYM_SIZE and n.args[0].name not in env:
                     local = local_size(graph, n, list(env.values()))
                     if local is None:
-                        raise StageError(f"stage {spec.tier_name!r}: no value it holds carries the size {n.name!r} "
-                                         f"reads from {n.args[0].name!r}; place the nodes using it with a tensor of "
-                                         "that batch dimension")
+                        raise StageError(
+                            f"stage {spec.tier_name!r}: no value it holds carries the size {n.name!r} "
+                            f"reads from {n.args[0].name!r}; place the nodes using it with a tensor of "
+                            "that batch dimension"
+                        )
                     env[n.name] = local
                 else:
                     env[n.name] = graph.node_copy(n, lookup)
                 return env[n.name]
             if n.op != "get_attr":
-                raise StageError(f"stage {spec.tier_name!r}: node needs {n.name!r}, which this stage neither "
-                                 "computes nor receives; the assignment sends data down a tier")
+                raise StageError(
+                    f"stage {spec.tier_name!r}: node needs {n.name!r}, which this stage neither "
+                    "computes nor receives; the assignment sends data down a tier"
+                )
             env[n.name] = graph.get_attr(n.target)
         return env[n.name]
 

@@ -32,7 +32,7 @@ __all__ = ["Topology", "TierSpec", "LinkSpec", "SourceSpec", "HostSpec", "shippe
 # the shipped topologies are package data of the `topologies` package: found wherever it is installed
 _SHIPPED = Path(str(importlib.resources.files("topologies")))
 DTYPES = ("float32", "float16", "bfloat16", "float64", "uint8", "int8", "int16", "int32", "int64", "bool")
-MAX_NODES = 100_000               # nodes in one tier
+MAX_NODES = 100_000  # nodes in one tier
 
 
 # written with their units ("20 Mbit/s"; a bare number is an error, see units.py), held in the unit of the field's name
@@ -73,7 +73,8 @@ class LinkSpec(_Strict):
     jitter_ms: Millis = Field(0.0, alias="jitter")
     loss: float = Field(0.0, ge=0.0, lt=1.0)
     tx_energy_nj_per_byte: NanojoulesPerByte = Field(
-        100.0, alias="tx_energy", description="sender's radio energy per byte sent (Wi-Fi: ~100 nJ/B; LTE: ~1000 nJ/B)")
+        100.0, alias="tx_energy", description="sender's radio energy per byte sent (Wi-Fi: ~100 nJ/B; LTE: ~1000 nJ/B)"
+    )
 
     def transfer_s(self, nbytes: float) -> float:
         """Serialisation plus propagation time of ``nbytes`` over this link."""
@@ -121,7 +122,7 @@ class Topology(_Strict):
 
     # ---------------------------------------------------------------- loading
     @classmethod
-    def load(cls, name_or_path: str | Path) -> "Topology":
+    def load(cls, name_or_path: str | Path) -> Topology:
         """Load a topology from a path, or a shipped one by name (``smart_city``).
 
         Raises:
@@ -141,8 +142,10 @@ class Topology(_Strict):
             raise TopologyError(f"{path}: is a directory; give the path of a YAML file in it")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise TopologyError(f"{path}: {size:,} bytes is over the {MAX_FILE_BYTES:,}-byte limit for a topology file; "
-                                "a topology lists tiers, links and hosts and fits in a few KB: check that this is the right file")
+            raise TopologyError(
+                f"{path}: {size:,} bytes is over the {MAX_FILE_BYTES:,}-byte limit for a topology file; "
+                "a topology lists tiers, links and hosts and fits in a few KB: check that this is the right file"
+            )
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -152,7 +155,7 @@ class Topology(_Strict):
         return cls.from_yaml(text, source=str(path))
 
     @classmethod
-    def from_yaml(cls, text: str, source: str = "<string>") -> "Topology":
+    def from_yaml(cls, text: str, source: str = "<string>") -> Topology:
         data = load_yaml(text, source)
         if data is None:
             raise TopologyError(f"{source}: the file is empty. A topology needs at least 'tiers:' (see topologies/three_tier.yaml).")
@@ -161,7 +164,7 @@ class Topology(_Strict):
         return cls.from_dict(data, source=source)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "Topology":
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> Topology:
         try:
             topo = cls.model_validate({**data, "source_file": source})
         except pydantic.ValidationError as exc:
@@ -251,8 +254,10 @@ class Topology(_Strict):
         lines = [f"topology {self.name!r} ({self.source_file}), {len(self.source_nodes())} input streams, sink {self.path[-1].name!r}"]
         for i, tier in enumerate(self.path):
             cap = f"speed {tier.speed:g}x" if tier.speed else f"{tier.gflops:g} GFLOP/s"
-            lines.append(f"  tier {i} {tier.name}: {tier.nodes} node(s), {cap}, {tier.memory_mb:g} MB, {tier.accelerator}, "
-                         f"max {self.max_streams(i)} stream(s) per node")
+            lines.append(
+                f"  tier {i} {tier.name}: {tier.nodes} node(s), {cap}, {tier.memory_mb:g} MB, {tier.accelerator}, "
+                f"max {self.max_streams(i)} stream(s) per node"
+            )
             if i < len(self.path) - 1:
                 link = self.links[i]
                 lines.append(f"    link {link.src} -> {link.dst}: {link.bandwidth_mbps:g} Mbit/s, {link.latency_ms:g} ms")

@@ -70,24 +70,42 @@ def check_semantics(topo: Topology, source: str) -> None:
     for j, link in enumerate(topo.links):
         for end, tname in (("from", link.src), ("to", link.dst)):
             if tname not in names:
-                _fail(source, f"links[{j}].{end}", f"no tier named {tname!r} (missing tier); tiers are {names}. Add the tier or fix the name")
+                _fail(
+                    source, f"links[{j}].{end}", f"no tier named {tname!r} (missing tier); tiers are {names}. Add the tier or fix the name"
+                )
         a, b = names.index(link.src), names.index(link.dst)
         if b <= a:
-            _fail(source, f"links[{j}]", f"link {link.src} -> {link.dst} goes backwards or to itself; links go from a tier to the next one up, "
-                  f"e.g. {names[a]} -> {names[a + 1] if a + 1 < len(names) else '...'}")
+            _fail(
+                source,
+                f"links[{j}]",
+                f"link {link.src} -> {link.dst} goes backwards or to itself; links go from a tier to the next one up, "
+                f"e.g. {names[a]} -> {names[a + 1] if a + 1 < len(names) else '...'}",
+            )
         if b != a + 1:
-            _fail(source, f"links[{j}]", f"link {link.src} -> {link.dst} skips tier(s) {names[a + 1:b]}; add a link for each consecutive pair instead")
+            _fail(
+                source,
+                f"links[{j}]",
+                f"link {link.src} -> {link.dst} skips tier(s) {names[a + 1 : b]}; add a link for each consecutive pair instead",
+            )
     seen_links: dict[tuple[str, str], int] = {}
     for j, link in enumerate(topo.links):
         if (link.src, link.dst) in seen_links:
-            _fail(source, f"links[{j}]", f"link {link.src} -> {link.dst} is already listed as links[{seen_links[(link.src, link.dst)]}]; "
-                  "keep one link per pair of tiers")
+            _fail(
+                source,
+                f"links[{j}]",
+                f"link {link.src} -> {link.dst} is already listed as links[{seen_links[(link.src, link.dst)]}]; "
+                "keep one link per pair of tiers",
+            )
         seen_links[(link.src, link.dst)] = j
-    have = {(l.src, l.dst) for l in topo.links}
+    have = {(lk.src, lk.dst) for lk in topo.links}
     for i in range(sink):
         if (names[i], names[i + 1]) not in have:
-            _fail(source, "links", f"no link from {names[i]!r} to {names[i + 1]!r}; add one with 'from: {names[i]}', 'to: {names[i + 1]}', 'bandwidth:'")
-    order = {(l.src, l.dst): j for j, l in enumerate(topo.links)}
+            _fail(
+                source,
+                "links",
+                f"no link from {names[i]!r} to {names[i + 1]!r}; add one with 'from: {names[i]}', 'to: {names[i + 1]}', 'bandwidth:'",
+            )
+    order = {(lk.src, lk.dst): j for j, lk in enumerate(topo.links)}
     if sorted(order.values()) != [order[(names[i], names[i + 1])] for i in range(len(topo.links))]:
         _fail(source, "links", "list links in tier order, from the source tier up")
     all_nodes = {n: i for i, t in enumerate(topo.tiers) for n in t.node_names()}
@@ -97,7 +115,11 @@ def check_semantics(topo: Topology, source: str) -> None:
             if node not in all_nodes:
                 _fail(source, f"sources[{j}].nodes[{k}]", f"no node named {node!r}; device nodes are {topo.tiers[0].node_names()}")
             if all_nodes[node] != 0:
-                _fail(source, f"sources[{j}].nodes[{k}]", f"{node!r} is on tier {names[all_nodes[node]]!r}; inputs are born on the first tier {names[0]!r}")
+                _fail(
+                    source,
+                    f"sources[{j}].nodes[{k}]",
+                    f"{node!r} is on tier {names[all_nodes[node]]!r}; inputs are born on the first tier {names[0]!r}",
+                )
     for node in topo.hosts:
         if node not in all_nodes:
             _fail(source, f"hosts.{node}", f"no node named {node!r}; nodes are named <tier>-<index>, e.g. {next(iter(all_nodes))}")
@@ -113,49 +135,73 @@ def _check_fan_in(topo: Topology, source: str, all_nodes: dict[str, int]) -> Non
     names = [t.name for t in topo.tiers]
     for upper, lowers in topo.fan_in.items():
         if upper not in all_nodes:
-            _fail(source, f"fan_in.{upper}", f"no node named {upper!r}; the nodes that can have a fan-in are "
-                  f"{_some([n for n, i in all_nodes.items() if i > 0])}")
+            _fail(
+                source,
+                f"fan_in.{upper}",
+                f"no node named {upper!r}; the nodes that can have a fan-in are {_some([n for n, i in all_nodes.items() if i > 0])}",
+            )
         if all_nodes[upper] == 0:
             _fail(source, f"fan_in.{upper}", f"{upper!r} is on the first tier, which has no tier below it to feed it")
         for k, lower in enumerate(lowers):
             if lower not in all_nodes:
-                _fail(source, f"fan_in.{upper}[{k}]", f"no node named {lower!r}; the nodes of tier "
-                      f"{names[all_nodes[upper] - 1]!r} are {_some(topo.tiers[all_nodes[upper] - 1].node_names())}")
+                _fail(
+                    source,
+                    f"fan_in.{upper}[{k}]",
+                    f"no node named {lower!r}; the nodes of tier "
+                    f"{names[all_nodes[upper] - 1]!r} are {_some(topo.tiers[all_nodes[upper] - 1].node_names())}",
+                )
             if all_nodes[lower] != all_nodes[upper] - 1:
-                _fail(source, f"fan_in.{upper}[{k}]", f"{lower!r} is not on tier {names[all_nodes[upper] - 1]!r}, the tier right below {upper!r}")
+                _fail(
+                    source,
+                    f"fan_in.{upper}[{k}]",
+                    f"{lower!r} is not on tier {names[all_nodes[upper] - 1]!r}, the tier right below {upper!r}",
+                )
     for i in range(1, len(topo.tiers)):
         lower, upper = topo.tiers[i - 1], topo.tiers[i]
-        explicit = {u: l for u, l in topo.fan_in.items() if all_nodes[u] == i}
+        explicit = {u: lk for u, lk in topo.fan_in.items() if all_nodes[u] == i}
         if not explicit:
             if lower.nodes % upper.nodes:
-                _fail(source, "fan_in", f"tier {lower.name!r} has {lower.nodes} nodes and {upper.name!r} {upper.nodes}; "
-                      f"{lower.nodes} is not a multiple of {upper.nodes}, so list under 'fan_in:' which {lower.name} nodes feed each {upper.name} node")
+                _fail(
+                    source,
+                    "fan_in",
+                    f"tier {lower.name!r} has {lower.nodes} nodes and {upper.name!r} {upper.nodes}; "
+                    f"{lower.nodes} is not a multiple of {upper.nodes}, so list under 'fan_in:' which {lower.name} nodes "
+                    f"feed each {upper.name} node",
+                )
             continue
         seen: dict[str, str] = {}
         for u, ls in explicit.items():
-            for l in ls:
-                if l in seen:
-                    _fail(source, f"fan_in.{u}", f"{l!r} also feeds {seen[l]!r}; every node feeds exactly one node of the tier above")
-                seen[l] = u
+            for lk in ls:
+                if lk in seen:
+                    _fail(source, f"fan_in.{u}", f"{lk!r} also feeds {seen[lk]!r}; every node feeds exactly one node of the tier above")
+                seen[lk] = u
         missing = [n for n in lower.node_names() if n not in seen]
         if missing:
-            _fail(source, "fan_in", f"fan-in does not add up: {len(seen)} of {lower.nodes} {lower.name} nodes are assigned; "
-                  f"{missing} feed no {upper.name} node. Add them to a fan_in list")
+            _fail(
+                source,
+                "fan_in",
+                f"fan-in does not add up: {len(seen)} of {lower.nodes} {lower.name} nodes are assigned; "
+                f"{missing} feed no {upper.name} node. Add them to a fan_in list",
+            )
         empty = [n for n in upper.node_names() if n not in explicit]
         if empty:
-            _fail(source, "fan_in", f"fan-in does not add up: {empty} have no {lower.name} nodes; give each {upper.name} node a list or lower its count")
+            _fail(
+                source,
+                "fan_in",
+                f"fan-in does not add up: {empty} have no {lower.name} nodes; give each {upper.name} node a list or lower its count",
+            )
 
 
 def fan_in(topo: Topology) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for i in range(1, len(topo.tiers)):
         lower, upper = topo.tiers[i - 1], topo.tiers[i]
-        explicit = {u: l for u, l in topo.fan_in.items() if u.rsplit("-", 1)[0] == upper.name}
+        explicit = {u: lk for u, lk in topo.fan_in.items() if u.rsplit("-", 1)[0] == upper.name}
         if explicit:
-            out.update({u: list(l) for u, l in explicit.items()})
+            out.update({u: list(lk) for u, lk in explicit.items()})
             continue
         per = lower.nodes // upper.nodes
         lows = lower.node_names()
         for k, u in enumerate(upper.node_names()):
-            out[u] = lows[k * per:(k + 1) * per]
+            out[u] = lows[k * per : (k + 1) * per]
     return out

@@ -53,8 +53,7 @@ class _PathTracer(fx.Tracer):
 
 def _user_frame(exc: BaseException) -> str:
     """The innermost frame of the traceback outside torch and tierpipe: the user's construct that failed."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith((_TORCH_DIR, _OWN_DIR))]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith((_TORCH_DIR, _OWN_DIR))]
     if not frames:
         return "an op inside torch"
     f = frames[-1]
@@ -121,11 +120,12 @@ def adapt(model: nn.Module, example_inputs: tuple) -> tuple[nn.Module, list[str]
     dropped = _non_tensor_outputs(model, example_inputs)
     notes = []
     if clash:
-        notes.append(f"submodule(s) {clash} share a name with torch.fx GraphModule attributes: captured under "
-                     "the prefix 'model.'")
+        notes.append(f"submodule(s) {clash} share a name with torch.fx GraphModule attributes: captured under the prefix 'model.'")
     if dropped:
-        notes.append(f"output(s) {', '.join(dropped)} are not tensors and cannot cross a link: dropped from the captured "
-                     "graph (None in their place). To keep the model's own outputs, turn them off (e.g. use_cache=False)")
+        notes.append(
+            f"output(s) {', '.join(dropped)} are not tensors and cannot cross a link: dropped from the captured "
+            "graph (None in their place). To keep the model's own outputs, turn them off (e.g. use_cache=False)"
+        )
     return (_Adapted(model, bool(dropped)) if clash or dropped else model), notes
 
 
@@ -154,9 +154,11 @@ def trace(model: nn.Module, example_inputs: tuple) -> tuple[fx.GraphModule, str]
         gm = _without_guards(exported.module())
         gm.meta["tierpipe_notes"] = notes + [
             "captured by torch.export with a dynamic batch dimension: stages batch frames at fan-in (sizes derived "
-            "from the batch are recomputed in each stage, never sent)" if dynamic else
-            "captured by torch.export with a static batch dimension (export could not keep it dynamic): a stage "
-            "batches frames at fan-in only where its ops do not fix the batch size (each stage checks at start-up)"]
+            "from the batch are recomputed in each stage, never sent)"
+            if dynamic
+            else "captured by torch.export with a static batch dimension (export could not keep it dynamic): a stage "
+            "batches frames at fan-in only where its ops do not fix the batch size (each stage checks at start-up)"
+        ]
         return gm, "export"
     except Exception as ex_exc:
         module = f"module {fx_module!r}" if fx_module else "the top-level forward"
@@ -178,17 +180,15 @@ def _export(model: nn.Module, example_inputs: tuple):
     tensors = [x for x in example_inputs if isinstance(x, torch.Tensor) and x.dim()]
     if tensors and len({x.shape[0] for x in tensors}) == 1:
         batch = torch.export.Dim("batch", min=1, max=65536)
-        doubled = tuple(torch.cat([x, x]) if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == 1 else x
-                        for x in example_inputs)
+        doubled = tuple(torch.cat([x, x]) if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == 1 else x for x in example_inputs)
         shapes = torch.export.ShapesCollection()
         for x in doubled:
             if isinstance(x, torch.Tensor) and x.dim():
                 shapes[x] = {0: batch}
         try:
             return torch.export.export(model, doubled, dynamic_shapes=shapes.dynamic_shapes(model, doubled)), True
-        except Exception as exc:              # the model fixes its batch size somewhere: keep it static
-            log.info("export could not keep the batch dimension dynamic (%s); exporting it static",
-                     str(exc).splitlines()[0][:200])
+        except Exception as exc:  # the model fixes its batch size somewhere: keep it static
+            log.info("export could not keep the batch dimension dynamic (%s); exporting it static", str(exc).splitlines()[0][:200])
     return torch.export.export(model, example_inputs), False
 
 
@@ -301,8 +301,9 @@ def analytic_time_s(flops: int, bytes_touched: int) -> float:
     return ANALYTIC_OP_S + flops / (ANALYTIC_GFLOPS * 1e9) + bytes_touched / ANALYTIC_BYTES_PER_S
 
 
-def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repeats: int = 5, warmup: int = 1,
-            timing: str = "measured") -> Graph:
+def capture(
+    model: nn.Module, example_inputs: tuple | list | torch.Tensor, repeats: int = 5, warmup: int = 1, timing: str = "measured"
+) -> Graph:
     """Capture ``model`` as a DAG of ops and measure each op on this host.
 
     Args:
@@ -340,13 +341,15 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
         except Exception as exc:
             shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__ for x in example_inputs]
             first = (str(exc).strip().splitlines() or [""])[0][:300]
-            raise CaptureError(f"the model fails on its example inputs {shapes} ({type(exc).__name__}: {first}); "
-                               "give inputs it accepts (the CLI's --input-shape)") from None
+            raise CaptureError(
+                f"the model fails on its example inputs {shapes} ({type(exc).__name__}: {first}); "
+                "give inputs it accepts (the CLI's --input-shape)"
+            ) from None
         times = _time_nodes(gm, example_inputs, repeats, warmup) if timing == "measured" else None
 
-    notes = list(gm.meta.get("tierpipe_notes", ()))    # what trace() changed (adapt), found once
-    strip = "model." if notes else ""           # an adapted model sits under the prefix 'model.': report its own paths
-    shape_only = shape_only_nodes(gm)      # recomputed by each stage, not ops of the graph (shapes.py)
+    notes = list(gm.meta.get("tierpipe_notes", ()))  # what trace() changed (adapt), found once
+    strip = "model." if notes else ""  # an adapted model sits under the prefix 'model.': report its own paths
+    shape_only = shape_only_nodes(gm)  # recomputed by each stage, not ops of the graph (shapes.py)
     attrs = {n.name: n for n in gm.graph.nodes if n.op == "get_attr"}
     param_sizes: dict[str, int] = {}
     nodes: list[Node] = []
@@ -357,8 +360,7 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
             inputs.append(n.name)
             nodes.append(Node(n.name, "input", str(n.target), "", (), tuple(prof.specs.get(n.name, ())), 0, 0, 0.0))
         elif n.op == "output":
-            outputs = [a.name for a in torch.utils._pytree.tree_leaves(n.args[0])
-                       if isinstance(a, fx.Node) and a.op != "get_attr"]
+            outputs = [a.name for a in torch.utils._pytree.tree_leaves(n.args[0]) if isinstance(a, fx.Node) and a.op != "get_attr"]
         elif n.op != "get_attr" and n.name not in shape_only:
             deps = [a for a in n.all_input_nodes if a.name not in shape_only]
             tensors = _attr_tensors(gm, n) + [t for a in deps if a.name in attrs for t in _attr_tensors(gm, attrs[a.name])]
@@ -371,15 +373,28 @@ def capture(model: nn.Module, example_inputs: tuple | list | torch.Tensor, repea
             if times is not None:
                 host_s = times.get(n.name, 0.0)
             else:
-                touched = param_bytes + sum(s.nbytes for s in specs) \
+                touched = (
+                    param_bytes
+                    + sum(s.nbytes for s in specs)
                     + sum(s.nbytes for a in deps if a.name not in attrs for s in prof.specs.get(a.name, ()))
+                )
                 host_s = analytic_time_s(flops, touched)
-            nodes.append(Node(
-                name=n.name, op="compute", target=str(target), module=_module_path(n).removeprefix(strip),
-                inputs=tuple(dict.fromkeys(a.name for a in deps if a.name not in attrs)),
-                outputs=specs, flops=flops, param_bytes=param_bytes, host_time_s=host_s, param_keys=keys,
-            ))
-    graph = Graph(nodes, inputs, outputs, gm, method, timing=timing, example_inputs=example_inputs, notes=tuple(notes),
-                  param_sizes=param_sizes)
+            nodes.append(
+                Node(
+                    name=n.name,
+                    op="compute",
+                    target=str(target),
+                    module=_module_path(n).removeprefix(strip),
+                    inputs=tuple(dict.fromkeys(a.name for a in deps if a.name not in attrs)),
+                    outputs=specs,
+                    flops=flops,
+                    param_bytes=param_bytes,
+                    host_time_s=host_s,
+                    param_keys=keys,
+                )
+            )
+    graph = Graph(
+        nodes, inputs, outputs, gm, method, timing=timing, example_inputs=example_inputs, notes=tuple(notes), param_sizes=param_sizes
+    )
     graph.capture_s = time.perf_counter() - start
     return graph

@@ -32,21 +32,34 @@ def _spellings(prefixes: tuple[str, ...], forms: dict[str, str]) -> dict[str, st
 
 _SI = ("", "k", "M", "G", "T")
 _IEC = ("Ki", "Mi", "Gi", "Ti")
-_MICRO = {"us": "us", "µs": "us", "μs": "us"}     # ASCII u, micro sign U+00B5, Greek mu U+03BC
+_MICRO = {"us": "us", "µs": "us", "μs": "us"}  # ASCII u, micro sign U+00B5, Greek mu U+03BC
 
-_BANDWIDTH = {**_spellings(_SI, {"bit/s": "bit/s", "b/s": "bit/s", "bps": "bit/s", "B/s": "B/s"}),
-              **_spellings(_IEC, {"bit/s": "bit/s", "B/s": "B/s"}),
-              "Kbit/s": "kbit/s", "Kb/s": "kbit/s", "Kbps": "kbit/s", "KB/s": "kB/s"}
+_BANDWIDTH = {
+    **_spellings(_SI, {"bit/s": "bit/s", "b/s": "bit/s", "bps": "bit/s", "B/s": "B/s"}),
+    **_spellings(_IEC, {"bit/s": "bit/s", "B/s": "B/s"}),
+    "Kbit/s": "kbit/s",
+    "Kb/s": "kbit/s",
+    "Kbps": "kbit/s",
+    "KB/s": "kB/s",
+}
 _MEMORY = {**_spellings(_SI, {"B": "B"}), **_spellings(_IEC, {"B": "B"}), "KB": "kB"}
 _TIME = {"ns": "ns", **_MICRO, "ms": "ms", "s": "s", "min": "min", "h": "h"}
 _POWER = {"uW": "uW", "µW": "uW", "μW": "uW", "mW": "mW", "W": "W", "kW": "kW"}
-_ENERGY = {f"{e}/{d}": f"{j}/{d}" for e, j in (("pJ", "pJ"), ("nJ", "nJ"), ("uJ", "uJ"), ("µJ", "uJ"), ("μJ", "uJ"),
-                                                ("mJ", "mJ"), ("J", "J")) for d in ("B", "bit")}
+_ENERGY = {
+    f"{e}/{d}": f"{j}/{d}"
+    for e, j in (("pJ", "pJ"), ("nJ", "nJ"), ("uJ", "uJ"), ("µJ", "uJ"), ("μJ", "uJ"), ("mJ", "mJ"), ("J", "J"))
+    for d in ("B", "bit")
+}
 
 # kind -> (base unit, example, what it is, {spelling: pint unit}, the spellings an error lists)
 _KINDS = {
-    "bandwidth_mbps": ("megabit / second", "20 Mbit/s", "a bandwidth", _BANDWIDTH,
-                       "bit/s, kbit/s, Mbit/s, Gbit/s, bps, kbps, Mbps, Gbps, B/s, kB/s, MB/s, GB/s"),
+    "bandwidth_mbps": (
+        "megabit / second",
+        "20 Mbit/s",
+        "a bandwidth",
+        _BANDWIDTH,
+        "bit/s, kbit/s, Mbit/s, Gbit/s, bps, kbps, Mbps, Gbps, B/s, kB/s, MB/s, GB/s",
+    ),
     "memory_mb": ("megabyte", "512 MB", "a memory size", _MEMORY, "B, kB, MB, GB, TB, KiB, MiB, GiB, TiB"),
     "time_ms": ("millisecond", "5 ms", "a time", _TIME, "ns, us, µs, ms, s"),
     "time_s": ("second", "10 s", "a time", _TIME, "ms, s, min, h"),
@@ -55,8 +68,15 @@ _KINDS = {
     "percent": ("percent", "15 %", "a percentage", {"%": "percent", "percent": "percent"}, "%"),
 }
 # the unit a base-unit number is written with when dumped (format_quantity)
-_BASE_SPELLING = {"bandwidth_mbps": "Mbit/s", "memory_mb": "MB", "time_ms": "ms", "time_s": "s", "power_w": "W",
-                  "energy_nj_per_byte": "nJ/B", "percent": "%"}
+_BASE_SPELLING = {
+    "bandwidth_mbps": "Mbit/s",
+    "memory_mb": "MB",
+    "time_ms": "ms",
+    "time_s": "s",
+    "power_w": "W",
+    "energy_nj_per_byte": "nJ/B",
+    "percent": "%",
+}
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d{1,3})?"
 _BARE = re.compile(rf"^\s*{_NUMBER}\s*$")
@@ -104,25 +124,25 @@ def parse_quantity(value: object, kind: str) -> float:
     base, example, what, units, listed = _KINDS[kind]
     accepted = f"(accepted: {listed})"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"expected {what} with its unit, e.g. \"{example}\"; got {value!r} {accepted}")
+        raise ValueError(f'expected {what} with its unit, e.g. "{example}"; got {value!r} {accepted}')
     if isinstance(value, (int, float)) or _BARE.match(value):
         if (float(value) if isinstance(value, str) else value) == 0:
             return 0.0
         shown = value.strip()[:40] if isinstance(value, str) else repr(value)
-        raise ValueError(f"{shown} has no unit; write it with one, e.g. \"{example}\" {accepted}")
+        raise ValueError(f'{shown} has no unit; write it with one, e.g. "{example}" {accepted}')
     match = _QUANTITY.match(value)
     if not match:
-        raise ValueError(f"cannot read {value[:40]!r} as {what}: write a number and a unit, e.g. \"{example}\" {accepted}")
+        raise ValueError(f'cannot read {value[:40]!r} as {what}: write a number and a unit, e.g. "{example}" {accepted}')
     number, unit = float(match.group(1)), "".join(match.group(2).split())
     if unit not in units:
         other = next((w for _, _, w, u, _ in _KINDS.values() if unit in u), None)
         why = f"{unit} is a unit for {other}, not for {what}" if other and other != what else f"unknown unit {unit!r} for {what}"
-        raise ValueError(f"{value!r}: {why}; write it like \"{example}\" {accepted}")
+        raise ValueError(f'{value!r}: {why}; write it like "{example}" {accepted}')
     ureg = _registry()
     try:
         return float(ureg.Quantity(number, ureg.parse_units(units[unit])).to(base).magnitude)
     except Exception as exc:  # pint raises several unrelated types; every listed spelling converts
-        raise ValueError(f"cannot read {value!r} as {what} ({exc.__class__.__name__}); write it like \"{example}\"") from None
+        raise ValueError(f'cannot read {value!r} as {what} ({exc.__class__.__name__}); write it like "{example}"') from None
 
 
 def format_quantity(value: float, kind: str) -> str:
@@ -142,6 +162,7 @@ def quantity_type(kind: str):
     YAML) it is written with its unit (``bandwidth: "20 Mbit/s"``), so that a dump loads back;
     a plain dump keeps the number under the field's name, which carries the unit (``bandwidth_mbps``).
     """
+
     def dump(value: float, info: SerializationInfo) -> float | str:
         return format_quantity(value, kind) if info.by_alias else value
 

@@ -11,7 +11,7 @@ import importlib
 import inspect
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -72,11 +72,10 @@ def _downsample(cin: int, cout: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     def __init__(self, block: type, layers: list[int], num_classes: int = 1000) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                                  nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
         cin, stages = 64, []
         for i, n in enumerate(layers):
-            width = 64 * 2 ** i
+            width = 64 * 2**i
             blocks = []
             for j in range(n):
                 blocks.append(block(cin, width, 2 if (j == 0 and i > 0) else 1))
@@ -99,8 +98,13 @@ class _InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand != 1:
             layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
-        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
-                   nn.ReLU6(inplace=True), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        layers += [
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         self.conv = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
 
@@ -147,8 +151,7 @@ class _EncoderBlock(nn.Module):
 class VisionTransformer(nn.Module):
     """ViT-Tiny-like: 16x16 patches, 192-d, 6 blocks, class token."""
 
-    def __init__(self, image: int = 224, patch: int = 16, dim: int = 192, depth: int = 6, heads: int = 3,
-                 num_classes: int = 1000) -> None:
+    def __init__(self, image: int = 224, patch: int = 16, dim: int = 192, depth: int = 6, heads: int = 3, num_classes: int = 1000) -> None:
         super().__init__()
         self.patch = nn.Conv2d(3, dim, patch, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -158,7 +161,7 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch(x).flatten(2).transpose(1, 2)            # [b, patches, dim]
+        x = self.patch(x).flatten(2).transpose(1, 2)  # [b, patches, dim]
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1) + self.pos
         x = self.norm(self.blocks(x))
@@ -167,8 +170,14 @@ class VisionTransformer(nn.Module):
 
 # ------------------------------------------------------------------ U-Net
 def _double_conv(cin: int, cout: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class UNet(nn.Module):
@@ -197,6 +206,7 @@ def _vision(build: Callable[[], nn.Module], size: int = 224) -> Callable[[], tup
     def make() -> tuple[nn.Module, tuple]:
         torch.manual_seed(0)
         return build().eval(), (torch.randn(1, 3, size, size),)
+
     return make
 
 
@@ -243,22 +253,26 @@ def _load(name: str) -> tuple[nn.Module, tuple]:
         raise CaptureError(f"unknown model {name!r}: zoo models are {model_names()}; or give 'package.module:function'")
     mod_name, _, fn_name = name.partition(":")
     if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())          # as `python -m` does: ./mymodel.py is importable
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: ./mymodel.py is importable
     try:
         module = importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:
         raise CaptureError(f"cannot load model {name!r}: {_missing(exc, mod_name)}") from None
     except Exception as exc:
-        raise CaptureError(f"cannot load model {name!r}: importing {mod_name} failed "
-                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise CaptureError(f"cannot load model {name!r}: importing {mod_name} failed ({type(exc).__name__}: {str(exc)[:200]})") from None
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise CaptureError(f"cannot load model {name!r}: {mod_name} has no function {fn_name!r}")
-    required = [p.name for p in inspect.signature(fn).parameters.values()
-                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    required = [
+        p.name
+        for p in inspect.signature(fn).parameters.values()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
     if required:
-        raise CaptureError(f"{name!r} takes arguments ({', '.join(required)}); give a function that takes none and "
-                           "returns an nn.Module or (model, example_inputs)")
+        raise CaptureError(
+            f"{name!r} takes arguments ({', '.join(required)}); give a function that takes none and "
+            "returns an nn.Module or (model, example_inputs)"
+        )
     try:
         made = fn()
     except ModuleNotFoundError as exc:
@@ -279,8 +293,7 @@ def _missing(exc: ModuleNotFoundError, mod_name: str) -> str:
 
     top = (exc.name or "").split(".")[0]
     if top == mod_name.split(".")[0]:
-        return (f"no module {mod_name!r} (run from the folder that holds it, as with `python -m`, "
-                "or put that folder on PYTHONPATH)")
+        return f"no module {mod_name!r} (run from the folder that holds it, as with `python -m`, or put that folder on PYTHONPATH)"
     extra = next((e for e, mods in EXTRAS.items() if top in mods), None)
     hint = f"pip install 'tierpipe[{extra}]'" if extra else f"pip install {top}"
     return f"it needs {top!r}, which is not installed: {hint}"

@@ -8,15 +8,23 @@ in the package is private. Names are imported on first use, so a stage actor tha
 
 >>> import runtime
 >>> sorted(runtime.__all__)[:3]
-['Adapter', 'ClusterError', 'Pipeline']
+['Adapter', 'ClusterError', 'PendingSwitch']
 """
 
 import importlib
 
 _WHERE = {
-    "Pipeline": "pipeline", "Result": "delivery", "Adapter": "adapt", "PendingSwitch": "switch",
-    "TierpipeError": "errors", "PipelineError": "errors", "ClusterError": "errors", "SwitchError": "errors",
-    "StageError": "errors", "WireError": "errors", "UnknownPlanError": "errors",
+    "Pipeline": "pipeline",
+    "Result": "delivery",
+    "Adapter": "adapt",
+    "PendingSwitch": "switch",
+    "TierpipeError": "errors",
+    "PipelineError": "errors",
+    "ClusterError": "errors",
+    "SwitchError": "errors",
+    "StageError": "errors",
+    "WireError": "errors",
+    "UnknownPlanError": "errors",
 }
 
 __all__ = list(_WHERE)

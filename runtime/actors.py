@@ -20,11 +20,11 @@ import torch
 from partition.split import Stage
 
 from .batching import BatchRunner
-from .stage_config import StageConfig
 from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
 from .errors import StageError, UnknownPlanError
 from .flow import ReorderBuffer
 from .metrics import Series, StageMetrics, percentiles
+from .stage_config import StageConfig
 from .uplink import Uplink
 from .versions import PlanVersions, Version, freeze_heap
 from .wire import ERROR as _ERROR
@@ -32,7 +32,7 @@ from .wire import Frame, pack, unpack
 
 __all__ = ["StageConfig", "StageWorker"]
 
-MAX_LATENCY_S = 3600.0      # an end-to-end time beyond this (or negative) comes from a wrong clock, not the pipeline
+MAX_LATENCY_S = 3600.0  # an end-to-end time beyond this (or negative) comes from a wrong clock, not the pipeline
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ class StageWorker(PlanVersions):
         device = cfg.device if (cfg.device == "cuda" and torch.cuda.is_available()) else "cpu"
         self.device = device
         self.versions: dict[int, Version] = {
-            0: Version(BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch), cfg.expected,
-                       cfg.codec_up, cfg.emulated_compute_s)}
-        self._specs = {0: cfg.expected}       # what each held plan version's frames carry (for unpack)
+            0: Version(
+                BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch), cfg.expected, cfg.codec_up, cfg.emulated_compute_s
+            )
+        }
+        self._specs = {0: cfg.expected}  # what each held plan version's frames carry (for unpack)
         self.registry = registry
         self.parent = parent
         self.uplink: Uplink | None = None
@@ -65,17 +67,18 @@ class StageWorker(PlanVersions):
         self._queue: asyncio.Queue | None = None
         self._ready = asyncio.Event()
         self._worker: asyncio.Task | None = None
-        self._inline = False                 # run the stage on the event loop (set from measured compute)
-        self.compute_timeline = Timeline()   # emulated compute, back to back on a virtual clock
-        self.acked: dict[int, int] = {}      # delivered watermarks the driver announced (via take or the parent)
-        self.clock_t0: float | None = None   # wall time the stream started (conditions count from it)
-        self.now: dict[str, float] = {}      # emulated conditions in force: bandwidth_mbps, speed, battery_pct
+        self._inline = False  # run the stage on the event loop (set from measured compute)
+        self.compute_timeline = Timeline()  # emulated compute, back to back on a virtual clock
+        self.acked: dict[int, int] = {}  # delivered watermarks the driver announced (via take or the parent)
+        self.clock_t0: float | None = None  # wall time the stream started (conditions count from it)
+        self.now: dict[str, float] = {}  # emulated conditions in force: bandwidth_mbps, speed, battery_pct
         self._conditions: asyncio.Task | None = None
-        self.tier_s_total = 0.0              # the tier's time spent on frames (emulated where emulation is on)
-        self.tier_planned_s_total = 0.0      # what the plans' nominal figures predicted for the same frames
+        self.tier_s_total = 0.0  # the tier's time spent on frames (emulated where emulation is on)
+        self.tier_planned_s_total = 0.0  # what the plans' nominal figures predicted for the same frames
         self.frames_by_plan: dict[int, int] = {}
-        log.info("%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8],
-                 self.versions[0].runner.batchable, device)
+        log.info(
+            "%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8], self.versions[0].runner.batchable, device
+        )
         freeze_heap()
 
     def _start(self) -> None:
@@ -108,9 +111,9 @@ class StageWorker(PlanVersions):
                 try:
                     frame = self._decode(data)
                 except UnknownPlanError as exc:
-                    await self._fetch(exc.version)          # a restarted instance catches up with the plan
+                    await self._fetch(exc.version)  # a restarted instance catches up with the plan
                     frame = self._decode(data)
-            except Exception as exc:      # unpack is total (WireError); anything else is counted all the same
+            except Exception as exc:  # unpack is total (WireError); anything else is counted all the same
                 self.metrics.rejected += 1
                 self.metrics.last_reject = str(exc)
                 rejected.append(str(exc))
@@ -120,8 +123,7 @@ class StageWorker(PlanVersions):
             await self._queue.put((frame, time.perf_counter()))
             if sent_at is not None:
                 self.metrics.inbound_s.add(time.time() - sent_at)
-        return {"incarnation": self.incarnation, "accepted": len(frames) - len(rejected), "rejected": rejected,
-                "acked": self._watermarks()}
+        return {"incarnation": self.incarnation, "accepted": len(frames) - len(rejected), "rejected": rejected, "acked": self._watermarks()}
 
     def _watermarks(self) -> dict[int, int]:
         """What the driver has delivered, as this stage knows it: handed down to its senders in push replies,
@@ -180,8 +182,7 @@ class StageWorker(PlanVersions):
         out = self.results.ready()[:max_frames]
         for source, seq, _ in out:
             self.delivered[source] = seq
-        return {"incarnation": self.incarnation, "results": [(s, q, v[0], v[1]) for s, q, v in out],
-                "duplicates": self.results.duplicates}
+        return {"incarnation": self.incarnation, "results": [(s, q, v[0], v[1]) for s, q, v in out], "duplicates": self.results.duplicates}
 
     def _has_ready(self) -> bool:
         return any(self.results.next_seq.get(s, 0) in w for s, w in self.results.pending.items())
@@ -193,8 +194,13 @@ class StageWorker(PlanVersions):
     async def counters(self) -> dict:
         """What live adaptation reads once a second: cumulative counters and conditions only (cheap:
         no percentiles; :meth:`metrics_json` adds those)."""
-        out = {"node": self.cfg.node, "incarnation": self.incarnation, "tier_s_total": self.tier_s_total,
-               "tier_planned_s_total": self.tier_planned_s_total, "conditions_now": dict(self.now)}
+        out = {
+            "node": self.cfg.node,
+            "incarnation": self.incarnation,
+            "tier_s_total": self.tier_s_total,
+            "tier_planned_s_total": self.tier_planned_s_total,
+            "conditions_now": dict(self.now),
+        }
         if self.uplink is not None:
             out["wire_bytes_total"], out["wire_busy_s_total"] = self.uplink.wire_bytes_total, self.uplink.wire_busy_s_total
         emulated = self.now.get("battery_pct") if self.cfg.emulate else None
@@ -233,6 +239,7 @@ class StageWorker(PlanVersions):
 
     async def node_id(self) -> str:
         import ray
+
         return ray.get_runtime_context().get_node_id()
 
     # ------------------------------------------------------------------ work
@@ -248,14 +255,14 @@ class StageWorker(PlanVersions):
                         batch.append(self._queue.get_nowait() if left <= 0 else await asyncio.wait_for(self._queue.get(), left))
                     except (asyncio.QueueEmpty, asyncio.TimeoutError):
                         break
-            for group in _by_plan(batch):            # a batch runs on one plan; order is kept
+            for group in _by_plan(batch):  # a batch runs on one plan; order is kept
                 try:
                     await self._process(group)
                 except Exception:  # never let one batch stop the stage
                     log.exception("%s: unexpected failure on a batch", self.cfg.where)
 
     async def _run(self, runner: BatchRunner, values: list[dict]) -> list:
-        if self._inline:                  # a small stage: a thread hop would cost more than the compute
+        if self._inline:  # a small stage: a thread hop would cost more than the compute
             return runner.run(values)
         return await asyncio.to_thread(runner.run, values)
 
@@ -281,7 +288,7 @@ class StageWorker(PlanVersions):
                 values = [f.values for f in good]
                 outputs = await self._run(plan.runner, values)
             except Exception as exc:
-                if len(good) > 1:         # one bad frame must not fail the good ones batched with it
+                if len(good) > 1:  # one bad frame must not fail the good ones batched with it
                     outputs = [await self._run_one(plan.runner, f) for f in good]
                 else:
                     err = StageError(f"{self.cfg.where} failed on frame {good[0].key}: {type(exc).__name__}: {exc}")
@@ -324,7 +331,7 @@ class StageWorker(PlanVersions):
                 if self.results.add(frame.source, frame.seq, (_result(item), latency)):
                     if 0.0 <= latency < MAX_LATENCY_S:
                         self.e2e.add(latency)
-                    else:                 # a sender's clock (or a forged frame) is off: keep it out of the figures
+                    else:  # a sender's clock (or a forged frame) is off: keep it out of the figures
                         self.metrics.bad_timestamps += 1
                     self._ready.set()
             else:
@@ -351,7 +358,7 @@ def _result(values):
 def _host_battery_pct() -> float | None:
     """This machine's battery charge, where it has one (a camera board, a laptop); None on mains power."""
     try:
-        import psutil          # Ray ships it
+        import psutil  # Ray ships it
 
         battery = psutil.sensors_battery()
     except (ImportError, AttributeError, NotImplementedError, OSError):

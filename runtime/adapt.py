@@ -34,14 +34,14 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from partition.cost import CostModel
-from partition.pricing import Problem
 from partition.graph import Graph
+from partition.pricing import Problem
 from partition.replan import Measured, Replanner
 
 from .monitor import DriftMonitor, LinkMeter
@@ -60,10 +60,10 @@ class _Switch:
     version: int | None = None
     done_s: float | None = None
     error: str | None = None
-    plan_s: float | None = None           # re-planning, from the decision until the new plan was ready
-    nodes: tuple[str, ...] = ()           # the devices whose cameras moved (empty: every camera)
-    steps_ms: dict | None = None          # from the switch's start: stages built, sent to every actor, live
-    loads: dict | None = None             # how the actors came by their stage: probed, told (no probe), reused
+    plan_s: float | None = None  # re-planning, from the decision until the new plan was ready
+    nodes: tuple[str, ...] = ()  # the devices whose cameras moved (empty: every camera)
+    steps_ms: dict | None = None  # from the switch's start: stages built, sent to every actor, live
+    loads: dict | None = None  # how the actors came by their stage: probed, told (no probe), reused
 
 
 class Adapter:
@@ -74,11 +74,22 @@ class Adapter:
         objective, codec, partition settings: how to re-plan (``codec="auto"`` lets it pick int8 on a slow link).
     """
 
-    def __init__(self, graph: Graph, objective: str = "throughput", *, window_s: float = 3.0, threshold: float = 0.3,
-                 min_gain: float = 0.15, hold_s: float = 10.0, battery_low_pct: float = 20.0,
-                 battery_ok_pct: float = 30.0, background: bool = True, **partition_kwargs) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        objective: str = "throughput",
+        *,
+        window_s: float = 3.0,
+        threshold: float = 0.3,
+        min_gain: float = 0.15,
+        hold_s: float = 10.0,
+        battery_low_pct: float = 20.0,
+        battery_ok_pct: float = 30.0,
+        background: bool = True,
+        **partition_kwargs,
+    ) -> None:
         self.graph = graph
-        self.background = background              # re-plan in a thread (False: inline, for tests)
+        self.background = background  # re-plan in a thread (False: inline, for tests)
         self._planning: threading.Thread | None = None
         self._planning_for: tuple = ()
         self.battery_low_pct, self.battery_ok_pct = battery_low_pct, battery_ok_pct
@@ -92,19 +103,18 @@ class Adapter:
         self.replanner: Replanner | None = None
         self.monitor: DriftMonitor | None = None
         self.meters: dict[str, LinkMeter] = {}
-        self.last: dict[str, dict] = {}           # node -> its previous cumulative counters
+        self.last: dict[str, dict] = {}  # node -> its previous cumulative counters
         self.tier_recent: dict[int, list] = {}
-        self.assumed = Measured(())               # the figures the running plan was made for
+        self.assumed = Measured(())  # the figures the running plan was made for
         self.switches: list[_Switch] = []
-        self.replans: deque[dict] = deque(maxlen=200)    # every re-plan, also those that kept the running plan
-        self.step_s = 0.0                          # the driver's time in step(): measuring, deciding
+        self.replans: deque[dict] = deque(maxlen=200)  # every re-plan, also those that kept the running plan
+        self.step_s = 0.0  # the driver's time in step(): measuring, deciding
         self.start_s: float | None = None
 
     # ------------------------------------------------------------------ setup
     def attach(self, pipe, start_s: float | None = None) -> None:
         topo = pipe.topology
-        self.replanner = Replanner(self.graph, topo, self.objective, min_gain=self.min_gain, hold_s=self.hold_s,
-                                   **self.partition_kwargs)
+        self.replanner = Replanner(self.graph, topo, self.objective, min_gain=self.min_gain, hold_s=self.hold_s, **self.partition_kwargs)
         links = [topo.links[j].bandwidth_mbps for j in range(len(topo.path) - 1)]
         self.assumed = Measured(tuple(links), tuple(1.0 for _ in topo.path))
         self.monitor = DriftMonitor(self._expected(self.assumed), self.threshold, self.window_s)
@@ -122,16 +132,17 @@ class Adapter:
         self._finish_switch(pipe, now)
         measured = self._measure(pipe, metrics, now)
         reasons = self.monitor.observe(now, self._expected(measured))
-        if self._planning is not None:            # a re-plan is running in the background
+        if self._planning is not None:  # a re-plan is running in the background
             if not self._planning.is_alive():
                 self._planned(pipe)
             return
-        if pipe._pending is not None:             # a switch is in progress: decide next round
+        if pipe._pending is not None:  # a switch is in progress: decide next round
             return
-        full = Measured(tuple(b if b is not None else a for b, a in zip(measured.bandwidth_mbps, self.assumed.bandwidth_mbps)),
-                        tuple(s if s is not None else a for s, a in zip(measured.slowdown, self.assumed.slowdown)))
-        levels = {m["node"]: m["battery_pct"] for m in metrics
-                  if pipe.tier_of[m["node"]] == 0 and m.get("battery_pct") is not None}
+        full = Measured(
+            tuple(b if b is not None else a for b, a in zip(measured.bandwidth_mbps, self.assumed.bandwidth_mbps)),
+            tuple(s if s is not None else a for s, a in zip(measured.slowdown, self.assumed.slowdown)),
+        )
+        levels = {m["node"]: m["battery_pct"] for m in metrics if pipe.tier_of[m["node"]] == 0 and m.get("battery_pct") is not None}
         self._batteries_back(pipe, levels, now)
         low = sorted(n for n, pct in levels.items() if pct < self.battery_low_pct and n not in self.low)
         if low:
@@ -153,9 +164,12 @@ class Adapter:
 
         def job() -> None:
             try:
-                box["proposal"] = (self.replanner.propose(now, current, full, reason, battery_low=True, hold=False)
-                                   if nodes else self.replanner.propose(now, current, full, reason))
-            except Exception as exc:          # a re-plan that fails leaves the running plan; said in the log
+                box["proposal"] = (
+                    self.replanner.propose(now, current, full, reason, battery_low=True, hold=False)
+                    if nodes
+                    else self.replanner.propose(now, current, full, reason)
+                )
+            except Exception as exc:  # a re-plan that fails leaves the running plan; said in the log
                 box["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
 
         self._planning = threading.Thread(target=job, name="tierpipe-replan", daemon=True)
@@ -167,32 +181,43 @@ class Adapter:
         at, full, box, nodes = self._planning_for
         self._planning = None
         proposal = box.get("proposal")
-        self.replans.append({"at_s": round(at, 3), "plan_s": round(time.perf_counter() - self.start_s - at, 3),
-                             "for": full.describe(pipe.topology), "nodes": list(nodes),
-                             "outcome": box.get("error") or ("proposed" if proposal else "kept the running plan")})
+        self.replans.append(
+            {
+                "at_s": round(at, 3),
+                "plan_s": round(time.perf_counter() - self.start_s - at, 3),
+                "for": full.describe(pipe.topology),
+                "nodes": list(nodes),
+                "outcome": box.get("error") or ("proposed" if proposal else "kept the running plan"),
+            }
+        )
         if "error" in box:
             log.warning("re-planning for %s failed (%s); the running plan stays", full, box["error"])
-        if nodes and proposal is None:                    # no plan spends clearly less: they stay on theirs
+        if nodes and proposal is None:  # no plan spends clearly less: they stay on theirs
             self.low.update({n: None for n in nodes})
             return
         if proposal is None:
-            self.monitor.rebase(self._expected(full))     # the running plan stays best for these figures
+            self.monitor.rebase(self._expected(full))  # the running plan stays best for these figures
             self.assumed = full
             return
         now = time.perf_counter() - self.start_s
         # emulation's compute targets come from the nominal figures: the conditions slow the nodes down themselves
         cm = CostModel(self.graph, pipe.topology, self.partition_kwargs.get("profiles"))
         nominal = Problem(self.graph, pipe.topology, cm).evaluate(proposal.plan.assignment).stage_compute_s
-        record = _Switch(round(at, 3), proposal.reason, proposal.predicted_fps_before, proposal.predicted_fps_after,
-                         plan_s=round(now - at, 3), nodes=nodes)
+        record = _Switch(
+            round(at, 3),
+            proposal.reason,
+            proposal.predicted_fps_before,
+            proposal.predicted_fps_after,
+            plan_s=round(now - at, 3),
+            nodes=nodes,
+        )
         self.switches.append(record)
         try:
-            pipe.switch(proposal.plan, emulated_compute_s=nominal, wait=False,
-                        sources=self._sources(pipe, nodes) if nodes else None)
-        except Exception as exc:          # refused before it started (another in progress, other tiers)
+            pipe.switch(proposal.plan, emulated_compute_s=nominal, wait=False, sources=self._sources(pipe, nodes) if nodes else None)
+        except Exception as exc:  # refused before it started (another in progress, other tiers)
             record.error = str(exc)
             return
-        if nodes:                         # the pipeline's plan, its figures and its hold time are unchanged
+        if nodes:  # the pipeline's plan, its figures and its hold time are unchanged
             self.low.update({n: record for n in nodes})
             return
         self.replanner.switched(now)
@@ -205,15 +230,25 @@ class Adapter:
 
     def _join_energy_plan(self, pipe, nodes: list[str], now: float, why: str) -> bool:
         """Devices newly low on battery join the energy plan other cameras already run, if there is one."""
-        moved = next((r for r in self.low.values() if r is not None and r.version is not None and r.error is None
-                      and r.version in pipe.plans), None)
+        moved = next(
+            (r for r in self.low.values() if r is not None and r.version is not None and r.error is None and r.version in pipe.plans), None
+        )
         if moved is None:
             return False
         pipe.route(self._sources(pipe, nodes), moved.version)
         self.low.update({n: moved for n in nodes})
-        self.switches.append(_Switch(round(now, 3), f"{why} < {self.battery_low_pct:.0f}%: joined the energy plan "
-                                     f"v{moved.version}", moved.predicted_fps_before, moved.predicted_fps_after,
-                                     moved.version, round(now, 3), plan_s=0.0, nodes=tuple(nodes)))
+        self.switches.append(
+            _Switch(
+                round(now, 3),
+                f"{why} < {self.battery_low_pct:.0f}%: joined the energy plan v{moved.version}",
+                moved.predicted_fps_before,
+                moved.predicted_fps_after,
+                moved.version,
+                round(now, 3),
+                plan_s=0.0,
+                nodes=tuple(nodes),
+            )
+        )
         return True
 
     def _batteries_back(self, pipe, levels: dict[str, float], now: float) -> None:
@@ -224,9 +259,18 @@ class Adapter:
             energy = self.low[moved[0]]
             pipe.route(self._sources(pipe, moved), None)
             why = ", ".join(f"{n} battery back to {levels[n]:.0f}%" for n in moved)
-            self.switches.append(_Switch(round(now, 3), f"{why}: planned for {self.objective} again",
-                                         energy.predicted_fps_after, pipe.plan.predicted.throughput_fps,
-                                         pipe.version, round(now, 3), plan_s=0.0, nodes=tuple(moved)))
+            self.switches.append(
+                _Switch(
+                    round(now, 3),
+                    f"{why}: planned for {self.objective} again",
+                    energy.predicted_fps_after,
+                    pipe.plan.predicted.throughput_fps,
+                    pipe.version,
+                    round(now, 3),
+                    plan_s=0.0,
+                    nodes=tuple(moved),
+                )
+            )
         for n in back:
             del self.low[n]
 
@@ -237,8 +281,11 @@ class Adapter:
                 record.error = pipe.switch_error
             elif pipe.switch_done:
                 record.version, record.done_s = pipe.switch_done["version"], round(now, 3)
-                record.steps_ms = {"built": pipe.switch_done.get("build_ms"), "sent": pipe.switch_done.get("shipped_ms"),
-                                   "live": pipe.switch_done.get("prepare_ms")}
+                record.steps_ms = {
+                    "built": pipe.switch_done.get("build_ms"),
+                    "sent": pipe.switch_done.get("shipped_ms"),
+                    "live": pipe.switch_done.get("prepare_ms"),
+                }
                 record.loads = pipe.switch_done.get("loads")
 
     def _measure(self, pipe, metrics: list[dict], now: float) -> Measured:
@@ -252,8 +299,7 @@ class Adapter:
             if "wire_bytes_total" in m and t < k - 1:
                 meter = self.meters.setdefault(node, LinkMeter(self.window_s))
                 if prev and m.get("incarnation") == prev.get("incarnation"):
-                    meter.add(now, m["wire_bytes_total"] - prev["wire_bytes_total"],
-                              m["wire_busy_s_total"] - prev["wire_busy_s_total"])
+                    meter.add(now, m["wire_bytes_total"] - prev["wire_bytes_total"], m["wire_busy_s_total"] - prev["wire_busy_s_total"])
                 bw = meter.mbps(now)
                 if bw is not None:
                     bandwidth[t] = bw if bandwidth[t] is None else min(bandwidth[t], bw)
@@ -264,12 +310,12 @@ class Adapter:
                 recent.append((now, spent, planned))
                 recent[:] = [r for r in recent if r[0] >= now - self.window_s]
                 s_sum, p_sum = sum(r[1] for r in recent), sum(r[2] for r in recent)
-                if p_sum > 1e-3:          # time spent / time the plan's nominal figures predict
+                if p_sum > 1e-3:  # time spent / time the plan's nominal figures predict
                     ratio = s_sum / p_sum
                     slowdown[t] = ratio if slowdown[t] is None else max(slowdown[t], ratio)
         return Measured(tuple(bandwidth), tuple(slowdown))
 
-    def report(self, timeline: "TimelineRecorder | None" = None) -> list[dict]:
+    def report(self, timeline: TimelineRecorder | None = None) -> list[dict]:
         """``plan_switches``: when, why, the predictions, how long loading took, and ``pause_ms``: the
         longest a camera waited between two of its results from the decision to 1 s after the switch
         (``gap_before_ms``: the same over as long a stretch just before it, for comparison)."""
@@ -277,13 +323,24 @@ class Adapter:
         for s in self.switches:
             end = (s.done_s if s.done_s is not None else s.at_s) + 1.0
             span = end - s.at_s
-            out.append({"at_s": s.at_s, "reason": s.reason, "predicted_fps_before": s.predicted_fps_before,
-                        "predicted_fps_after": s.predicted_fps_after, "version": s.version,
-                        "switch_s": (s.done_s - s.at_s) if s.done_s is not None else None, "error": s.error,
-                        "plan_s": s.plan_s, "nodes": list(s.nodes), "steps_ms": s.steps_ms, "loads": s.loads,
-                        "pause_ms": timeline.longest_gap_ms(s.at_s, end) if timeline else None,
-                        # the same figure over as long a stretch just before: what the stream does anyway
-                        "gap_before_ms": timeline.longest_gap_ms(s.at_s - span, s.at_s) if timeline else None})
+            out.append(
+                {
+                    "at_s": s.at_s,
+                    "reason": s.reason,
+                    "predicted_fps_before": s.predicted_fps_before,
+                    "predicted_fps_after": s.predicted_fps_after,
+                    "version": s.version,
+                    "switch_s": (s.done_s - s.at_s) if s.done_s is not None else None,
+                    "error": s.error,
+                    "plan_s": s.plan_s,
+                    "nodes": list(s.nodes),
+                    "steps_ms": s.steps_ms,
+                    "loads": s.loads,
+                    "pause_ms": timeline.longest_gap_ms(s.at_s, end) if timeline else None,
+                    # the same figure over as long a stretch just before: what the stream does anyway
+                    "gap_before_ms": timeline.longest_gap_ms(s.at_s - span, s.at_s) if timeline else None,
+                }
+            )
         return out
 
 
@@ -293,19 +350,24 @@ class TimelineRecorder:
 
     def __init__(self, start_s: float | None = None, keep_s: int = 3600) -> None:
         self.start_s = start_s if start_s is not None else time.perf_counter()
-        self.rows: deque[dict] = deque(maxlen=keep_s)        # the last hour: memory stays flat
+        self.rows: deque[dict] = deque(maxlen=keep_s)  # the last hour: memory stays flat
         self._latencies: list[float] = []
         self._second = 0
-        self._last: dict[int, float] = {}                 # source -> when its last result came
-        self.gaps: deque[tuple[float, float]] = deque(maxlen=100_000)   # (at_s, gap_s) between one source's results
+        self._last: dict[int, float] = {}  # source -> when its last result came
+        self.gaps: deque[tuple[float, float]] = deque(maxlen=100_000)  # (at_s, gap_s) between one source's results
 
     def add(self, results, version: int) -> None:
         now = time.perf_counter() - self.start_s
         while now >= self._second + 1:
             lat = np.asarray(self._latencies)
-            self.rows.append({"t_s": self._second, "fps": float(len(lat)),
-                              "p99_ms": float(np.percentile(lat, 99) * 1e3) if len(lat) else None,
-                              "plan_version": version})
+            self.rows.append(
+                {
+                    "t_s": self._second,
+                    "fps": float(len(lat)),
+                    "p99_ms": float(np.percentile(lat, 99) * 1e3) if len(lat) else None,
+                    "plan_version": version,
+                }
+            )
             self._latencies = []
             self._second += 1
         for r in results:

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 class BatchRunner:
     """Runs a stage on a list of frames (``{name: value}`` each), batched when that is safe."""
 
-    def __init__(self, stage: Stage, expected: dict[str, TensorSpec | None], device: str = "cpu", max_batch: int = 8,
-                 batchable: bool | None = None) -> None:
+    def __init__(
+        self, stage: Stage, expected: dict[str, TensorSpec | None], device: str = "cpu", max_batch: int = 8, batchable: bool | None = None
+    ) -> None:
         """``batchable``: what a probe of the same stage found elsewhere (another instance of its tier):
         no probe here then."""
         self.stage = stage
@@ -61,8 +62,9 @@ class BatchRunner:
             out = {}
             for name, s in self.expected.items():
                 dtype = getattr(torch, s.dtype)
-                out[name] = (torch.randn(s.shape, generator=gen, dtype=dtype) if dtype.is_floating_point
-                             else torch.zeros(s.shape, dtype=dtype))
+                out[name] = (
+                    torch.randn(s.shape, generator=gen, dtype=dtype) if dtype.is_floating_point else torch.zeros(s.shape, dtype=dtype)
+                )
             return out
 
         try:

@@ -36,8 +36,9 @@ def _load_graph(args, topo=None):
         except CaptureError as exc:
             if frames.shape is None:
                 raise
-            raise CaptureError(f"{args.model} cannot take the {list(inputs[0].shape)} {inputs[0].dtype} frames "
-                               f"of {frames.where}: {exc}") from None
+            raise CaptureError(
+                f"{args.model} cannot take the {list(inputs[0].shape)} {inputs[0].dtype} frames of {frames.where}: {exc}"
+            ) from None
     return model, inputs, graph
 
 
@@ -47,8 +48,10 @@ def cmd_profile(args) -> int:
     topo = Topology.load(args.topology) if args.topology else None
     _, _, graph = _load_graph(args, topo)
     cm = CostModel(graph, topo) if topo else None
-    table = Table(title=f"{args.model}: {len(graph.nodes)} ops, {len(graph.inputs)} input(s), {len(graph.outputs)} "
-                        f"output(s), {graph.total_flops / 1e9:.2f} GFLOP, {graph.total_param_bytes / 2**20:.1f} MiB params")
+    table = Table(
+        title=f"{args.model}: {len(graph.nodes)} ops, {len(graph.inputs)} input(s), {len(graph.outputs)} "
+        f"output(s), {graph.total_flops / 1e9:.2f} GFLOP, {graph.total_param_bytes / 2**20:.1f} MiB params"
+    )
     cols = ["op" if not args.depth else "module", "target", "GFLOP", "params KB", "out KB", "host ms"]
     cols += [f"{t.name} ms" for t in (topo.path if topo else [])]
     for c in cols:
@@ -59,14 +62,20 @@ def cmd_profile(args) -> int:
         row = rows.setdefault(key, [node.target if not args.depth else "", 0.0, 0.0, 0.0, 0.0, [0.0] * (cm.table.shape[1] if cm else 0)])
         row[1] += node.flops / 1e9
         row[2] += node.param_bytes / 1e3
-        row[3] = node.bytes_out / 1e3           # the last op's output is what leaves the group
+        row[3] = node.bytes_out / 1e3  # the last op's output is what leaves the group
         row[4] += node.host_time_s * 1e3
         if cm:
             row[5] = [a + b * 1e3 for a, b in zip(row[5], cm.table[i])]
     for key, (op, gf, pk, ok, ms, tiers) in rows.items():
         table.add_row(key, str(op), f"{gf:.3f}", f"{pk:.1f}", f"{ok:.1f}", f"{ms:.3f}", *[f"{t:.2f}" for t in tiers])
-    total = ["total", "", f"{graph.total_flops / 1e9:.3f}", f"{graph.total_param_bytes / 1e3:.1f}", "",
-             f"{graph.host_time_s * 1e3:.2f}"] + ([f"{x * 1e3:.1f}" for x in cm.table.sum(axis=0)] if cm else [])
+    total = [
+        "total",
+        "",
+        f"{graph.total_flops / 1e9:.3f}",
+        f"{graph.total_param_bytes / 1e3:.1f}",
+        "",
+        f"{graph.host_time_s * 1e3:.2f}",
+    ] + ([f"{x * 1e3:.1f}" for x in cm.table.sum(axis=0)] if cm else [])
     table.add_row(*total, style="bold")
     console.print(table)
     console.print(f"captured via {graph.method} in {graph.capture_s:.2f} s")
@@ -84,25 +93,38 @@ def cmd_topology(args) -> int:
 def _partition_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="zoo name (resnet18, resnet50, mobilenet_v2, vit, unet) or package.module:function")
     p.add_argument("--topology", default="local", help="shipped name or YAML path (default: local)")
-    p.add_argument("--input-shape", type=input_shape,
-                   help="e.g. 1,3,224,224 (default: the topology's sources[].shape, else the model's example input)")
-    p.add_argument("--objective", default="latency", choices=["latency", "throughput", "bytes", "energy"],
-                   help="what the plan minimises per frame (throughput: maximises frames/s)")
+    p.add_argument(
+        "--input-shape", type=input_shape, help="e.g. 1,3,224,224 (default: the topology's sources[].shape, else the model's example input)"
+    )
+    p.add_argument(
+        "--objective",
+        default="latency",
+        choices=["latency", "throughput", "bytes", "energy"],
+        help="what the plan minimises per frame (throughput: maximises frames/s)",
+    )
     p.add_argument("--codec", default="raw", help="auto, raw, fp16, int8, int8-channel, optionally +lz4/+zstd")
     p.add_argument("--keep-input-on", help="tier the raw input must never leave (privacy)")
     p.add_argument("--pin", action="append", default=[], metavar="MODULE=TIER", help="force a module path to a tier")
     p.add_argument("--slo-ms", type=positive, help="latency SLO in ms")
     p.add_argument("--no-memory", action="store_true", help="ignore tier memory budgets")
-    p.add_argument("--solver", default="auto", choices=["auto", "exact", "fast"],
-                   help="auto: the exact MILP within --time-budget-s, else its best plan and proven gap (default)")
+    p.add_argument(
+        "--solver",
+        default="auto",
+        choices=["auto", "exact", "fast"],
+        help="auto: the exact MILP within --time-budget-s, else its best plan and proven gap (default)",
+    )
     p.add_argument("--time-budget-s", type=positive, default=10.0, help="the exact solver's time limit under --solver auto")
     _timing_arg(p)
 
 
 def _timing_arg(p: argparse.ArgumentParser, default: str = "analytic") -> None:
-    p.add_argument("--timing", choices=["analytic", "measured"], default=default,
-                   help="op times from FLOPs and bytes (the same plan on every run) or timed on this host "
-                        "(closer to this machine, but noisy: plans may change from run to run)")
+    p.add_argument(
+        "--timing",
+        choices=["analytic", "measured"],
+        default=default,
+        help="op times from FLOPs and bytes (the same plan on every run) or timed on this host "
+        "(closer to this machine, but noisy: plans may change from run to run)",
+    )
 
 
 def make_plan(args, graph, topo):
@@ -115,9 +137,19 @@ def make_plan(args, graph, topo):
         path, tier = item.split("=", 1)
         pins[path] = tier
     with console.status("partitioning..."):
-        plan = partition(graph, topo, args.objective, codec=args.codec, keep_input_on=args.keep_input_on, pins=pins,
-                         latency_slo_ms=args.slo_ms, memory=not args.no_memory, model_name=args.model,
-                         solver=args.solver, time_budget_s=args.time_budget_s)
+        plan = partition(
+            graph,
+            topo,
+            args.objective,
+            codec=args.codec,
+            keep_input_on=args.keep_input_on,
+            pins=pins,
+            latency_slo_ms=args.slo_ms,
+            memory=not args.no_memory,
+            model_name=args.model,
+            solver=args.solver,
+            time_budget_s=args.time_budget_s,
+        )
     return topo, plan
 
 
@@ -129,12 +161,14 @@ def cmd_partition(args) -> int:
     _, plan = make_plan(args, graph, topo)
     for t in plan.tables():
         console.print(t)
-    for line in plan.summary_lines():        # demand vs capacity, energy, the next-best plan, baselines' breaks
+    for line in plan.summary_lines():  # demand vs capacity, energy, the next-best plan, baselines' breaks
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if plan.accuracy:
         a = plan.accuracy
-        console.print(f"lossy codecs on calibration inputs: max abs error {a.max_abs_error:.3g}, "
-                      f"max rel error {a.max_rel_error:.3g}, top-1 agreement {a.top1_agreement:.3f}")
+        console.print(
+            f"lossy codecs on calibration inputs: max abs error {a.max_abs_error:.3g}, "
+            f"max rel error {a.max_rel_error:.3g}, top-1 agreement {a.top1_agreement:.3f}"
+        )
     console.print(f"method: {plan.method}; {plan.optimality()}; partitioned in {plan.partition_s * 1e3:.0f} ms")
     for note in plan.notes:
         console.print(f"note: {note}")
@@ -155,8 +189,7 @@ def versions_line() -> str:
         except PackageNotFoundError:
             return "not installed"
 
-    return (f"tierpipe {ver('tierpipe')} (torch {ver('torch')}, ray {ver('ray')}, "
-            f"Python {sys.version.split()[0]})")
+    return f"tierpipe {ver('tierpipe')} (torch {ver('torch')}, ray {ver('ray')}, Python {sys.version.split()[0]})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_cluster.register(sub)
     try:
         from . import cli_run
+
         cli_run.register(sub, _partition_args)
     except ImportError as exc:  # the runtime needs ray; partitioning does not
         logging.getLogger(__name__).debug("run commands unavailable: %s", exc)

@@ -24,8 +24,9 @@ def register(sub) -> None:
     st.set_defaults(func=cmd_status)
     down = csub.add_parser("down", help="stop Ray on every host (or --local: the cluster `cluster local` started)")
     down.add_argument("topology", nargs="?")
-    down.add_argument("--local", action="store_true",
-                      help="stop only the processes `cluster local` started (all its clusters, or the one on --port)")
+    down.add_argument(
+        "--local", action="store_true", help="stop only the processes `cluster local` started (all its clusters, or the one on --port)"
+    )
     down.add_argument("--port", type=port, default=None)
     down.add_argument("--dry-run", action="store_true")
     down.set_defaults(func=cmd_down)
@@ -69,8 +70,10 @@ def cmd_up(args) -> int:
     for line in execute(steps):
         console.print(line)
     head = args.head or topo.path[-1].node_names()[0]
-    console.print(f"cluster up; head {topo.hosts[head].address}:{args.port}; token {token_path()} "
-                  f"(clients: RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={token_path()})")
+    console.print(
+        f"cluster up; head {topo.hosts[head].address}:{args.port}; token {token_path()} "
+        f"(clients: RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={token_path()})"
+    )
     return 0
 
 
@@ -86,8 +89,10 @@ def _connect(address: str) -> None:
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     except ConnectionError as exc:
-        raise ClusterError(f"cannot reach the cluster at {address}: {exc}. Is it up (`tierpipe cluster up` / "
-                           f"`cluster local`), and does {token_path()} hold its token?") from None
+        raise ClusterError(
+            f"cannot reach the cluster at {address}: {exc}. Is it up (`tierpipe cluster up` / "
+            f"`cluster local`), and does {token_path()} hold its token?"
+        ) from None
 
 
 def cmd_status(args) -> int:
@@ -134,8 +139,10 @@ def cmd_down(args) -> int:
             console.print(line)
         if not lines:
             where = f"on port {args.port}" if args.port is not None else "at all"
-            console.print(f"no cluster started by `tierpipe cluster local` is recorded {where} "
-                          f"(in {token_path().parent}); nothing stopped. `ray stop` stops every Ray on this machine")
+            console.print(
+                f"no cluster started by `tierpipe cluster local` is recorded {where} "
+                f"(in {token_path().parent}); nothing stopped. `ray stop` stops every Ray on this machine"
+            )
         return 0
     if not args.topology:
         raise ClusterError("cluster down needs a TOPOLOGY (or --local for the cluster on this machine)")
@@ -158,7 +165,9 @@ def cmd_local(args) -> int:
     ensure_token()
     for line in execute(plan_local(topo, args.port)):
         console.print(line)
-    console.print(f"local cluster up at 127.0.0.1:{args.port} (token {token_path()}); "
-                  f"run with `tierpipe run MODEL --topology {args.topology} --address auto`; "
-                  "stop with `tierpipe cluster down --local`")
+    console.print(
+        f"local cluster up at 127.0.0.1:{args.port} (token {token_path()}); "
+        f"run with `tierpipe run MODEL --topology {args.topology} --address auto`; "
+        "stop with `tierpipe cluster down --local`"
+    )
     return 0

@@ -18,48 +18,54 @@ def register(sub, partition_args) -> None:
     p.add_argument("--emulate", choices=["on", "off"], help="override the topology's emulate switch")
     p.add_argument("--max-batch", type=positive_int, default=8, help="frames a stage runs at once (default 8)")
     p.add_argument("--report", default="tierpipe-run/report.json", help="where to write the JSON report")
-    p.add_argument("--conditions", metavar="FILE",
-                   help="conditions over time (YAML list: {at, link|node, bandwidth|speed|battery}); replaces the "
-                        "topology's own; emulation only")
-    p.add_argument("--adapt", action="store_true",
-                   help="re-plan and switch live when measured links or speeds drift from the plan's (report.json "
-                        "gets plan_switches and a per-second timeline; a PNG beside it)")
+    p.add_argument(
+        "--conditions",
+        metavar="FILE",
+        help="conditions over time (YAML list: {at, link|node, bandwidth|speed|battery}); replaces the topology's own; emulation only",
+    )
+    p.add_argument(
+        "--adapt",
+        action="store_true",
+        help="re-plan and switch live when measured links or speeds drift from the plan's (report.json "
+        "gets plan_switches and a per-second timeline; a PNG beside it)",
+    )
     p.set_defaults(func=cmd_run)
 
 
-
-def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate: bool | None, max_batch: int,
-            graph=None) -> dict:
+def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate: bool | None, max_batch: int, graph=None) -> dict:
     from .cli import console
     from .pipeline import Pipeline
     from .report import report_tables, save_report, summary_line
 
-    console.print(f"starting {sum(t.nodes for t in topo.path)} stage actors "
-                  f"({'local Ray' if not args.address else args.address})...")
+    console.print(f"starting {sum(t.nodes for t in topo.path)} stage actors ({'local Ray' if not args.address else args.address})...")
     conditions = None
     if getattr(args, "conditions", None):
         from partition.conditions import load_conditions
 
         conditions = load_conditions(args.conditions, topo)
     adapt = bool(getattr(args, "adapt", False))
-    with Pipeline(plan, model, topo, address=args.address, emulate=emulate, max_batch=max_batch,
-                  conditions=conditions, adapt=adapt, graph=graph) as pipe:
+    with Pipeline(
+        plan, model, topo, address=args.address, emulate=emulate, max_batch=max_batch, conditions=conditions, adapt=adapt, graph=graph
+    ) as pipe:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             report = pipe.stream(seconds, fps=fps, on_update=lambda r: live.update(Group(*report_tables(r))))
     for table in report_tables(report):
         console.print(table)
     console.print(summary_line(report))
     for s in report["plan_switches"]:
-        console.print(f"plan switch at {s['at_s']:.1f} s -> v{s['version']}"
-                      + (f" for {', '.join(s['nodes'])}" if s.get("nodes") else "") + f": {s['reason']} (predicted "
-                      f"{s['predicted_fps_before']:.1f} -> {s['predicted_fps_after']:.1f} fps)"
-                      + (f"; failed: {s['error']}" if s["error"] else ""))
+        console.print(
+            f"plan switch at {s['at_s']:.1f} s -> v{s['version']}"
+            + (f" for {', '.join(s['nodes'])}" if s.get("nodes") else "")
+            + f": {s['reason']} (predicted "
+            f"{s['predicted_fps_before']:.1f} -> {s['predicted_fps_after']:.1f} fps)" + (f"; failed: {s['error']}" if s["error"] else "")
+        )
     save_report(report, args.report)
     console.print(f"report written to {args.report}")
     if adapt:
         from pathlib import Path
 
         from partition.extras import MissingDependency
+
         from .timeline_plot import plot_timeline
 
         try:

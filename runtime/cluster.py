@@ -28,8 +28,19 @@ from partition.topology import HostSpec, Topology
 from .errors import ClusterError
 from .sessions import recorded_script, state_path
 
-__all__ = ["Step", "token_path", "ensure_token", "auth_env", "use_token", "plan_up", "plan_down", "plan_local", "execute",
-           "cluster_status", "SshRunner"]
+__all__ = [
+    "Step",
+    "token_path",
+    "ensure_token",
+    "auth_env",
+    "use_token",
+    "plan_up",
+    "plan_down",
+    "plan_local",
+    "execute",
+    "cluster_status",
+    "SshRunner",
+]
 
 log = logging.getLogger(__name__)
 REMOTE_TOKEN = "$HOME/.tierpipe/ray_token"
@@ -41,8 +52,8 @@ class Step:
     """One command on one host. ``stdin`` (the token) is sent but never printed."""
 
     node: str
-    host: HostSpec | None           # None: this machine, no ssh
-    what: str                       # "check", "token", "start", "stop"
+    host: HostSpec | None  # None: this machine, no ssh
+    what: str  # "check", "token", "start", "stop"
     script: str
     stdin: str | None = field(default=None, repr=False)
 
@@ -57,8 +68,7 @@ class Step:
 
 
 def ssh_argv(host: HostSpec, script: str) -> list[str]:
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=accept-new",
-            "-p", str(host.port)]
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=accept-new", "-p", str(host.port)]
     if host.key:
         argv += ["-i", os.path.expanduser(host.key)]
     argv.append(f"{host.user}@{host.address}" if host.user else host.address)
@@ -106,7 +116,7 @@ def reset_token_cache() -> None:
     try:
         from ray._raylet import AuthenticationTokenLoader, Config
 
-        Config.initialize("")                           # re-read RAY_AUTH_MODE, as Ray itself does
+        Config.initialize("")  # re-read RAY_AUTH_MODE, as Ray itself does
         AuthenticationTokenLoader.instance().reset_cache()
     except (ImportError, AttributeError):  # older or newer Ray without the cache: nothing to reset
         pass
@@ -121,22 +131,35 @@ def _check_hosts(topo: Topology) -> None:
     source = topo.source_file or topo.name
     missing = [node for _, node in _nodes(topo) if node not in topo.hosts]
     if missing:
-        raise ClusterError(f"{source}: hosts: no host for {missing}; add under 'hosts:' e.g. "
-                           f"'{missing[0]}: {{address: 192.0.2.10, user: lab}}' for every node (`cluster local` needs none)")
+        raise ClusterError(
+            f"{source}: hosts: no host for {missing}; add under 'hosts:' e.g. "
+            f"'{missing[0]}: {{address: 192.0.2.10, user: lab}}' for every node (`cluster local` needs none)"
+        )
     seen: dict[tuple[str, int], str] = {}
     tiers = dict((node, tier) for tier, node in _nodes(topo))
     for node, host in topo.hosts.items():
         key = (host.address, host.port)
         if key in seen:
             other = seen[key]
-            raise ClusterError(f"{source}: hosts.{node}: host {host.address}:{host.port} is also listed for {other} "
-                               f"(tier {tiers.get(other)!r}) while {node} is tier {tiers.get(node)!r}: one machine runs "
-                               "one Ray node with one set of labels; give each node its own host")
+            raise ClusterError(
+                f"{source}: hosts.{node}: host {host.address}:{host.port} is also listed for {other} "
+                f"(tier {tiers.get(other)!r}) while {node} is tier {tiers.get(node)!r}: one machine runs "
+                "one Ray node with one set of labels; give each node its own host"
+            )
         seen[key] = node
 
 
-def _start_script(tier: str, node: str, head_address: str | None, port: int, cpus: int | None,
-                  memory_mb: float | None, extra: str = "", ray: str = "ray", more_labels: dict | None = None) -> str:
+def _start_script(
+    tier: str,
+    node: str,
+    head_address: str | None,
+    port: int,
+    cpus: int | None,
+    memory_mb: float | None,
+    extra: str = "",
+    ray: str = "ray",
+    more_labels: dict | None = None,
+) -> str:
     labels = ",".join([f"{TIER_LABEL}={tier}", f"{NODE_LABEL}={node}", *(f"{k}={v}" for k, v in (more_labels or {}).items())])
     args = [ray, "start", "--labels", labels, "--disable-usage-stats"]
     args += ["--head", "--port", str(port), "--include-dashboard", "false"] if head_address is None else ["--address", head_address]
@@ -147,8 +170,10 @@ def _start_script(tier: str, node: str, head_address: str | None, port: int, cpu
     start = " ".join(shlex.quote(a) for a in args) + extra
     # "[r]aylet" cannot match this very command line, which holds the same words
     marker = shlex.quote(f'[r]aylet/raylet .*"{NODE_LABEL}": "{node}"')
-    return (f"if ps -ww -eo args | grep -qE {marker}; then echo 'tierpipe: {node} already runs Ray'; "
-            f"else RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={REMOTE_TOKEN} {start}; fi")
+    return (
+        f"if ps -ww -eo args | grep -qE {marker}; then echo 'tierpipe: {node} already runs Ray'; "
+        f"else RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={REMOTE_TOKEN} {start}; fi"
+    )
 
 
 def plan_up(topo: Topology, head: str | None = None, port: int = 6379, token: str = "<token>") -> list[Step]:
@@ -165,18 +190,40 @@ def plan_up(topo: Topology, head: str | None = None, port: int = 6379, token: st
     head_host = topo.hosts[head]
     head_address = f"{head_host.address}:{port}"
     order = [(t, n) for t, n in nodes if n == head] + [(t, n) for t, n in nodes if n != head]
-    steps = [Step(n, topo.hosts[n], "check",
-                  f"command -v {shlex.quote(topo.hosts[n].ray)} >/dev/null || "
-                  f"{{ echo 'ray is not installed (looked for {topo.hosts[n].ray})' >&2; exit 127; }}") for _, n in order]
-    steps += [Step(n, topo.hosts[n], "token",
-                   "umask 077 && mkdir -p \"$HOME/.tierpipe\" && cat > \"$HOME/.tierpipe/ray_token\"", stdin=token)
-              for _, n in order]
+    steps = [
+        Step(
+            n,
+            topo.hosts[n],
+            "check",
+            f"command -v {shlex.quote(topo.hosts[n].ray)} >/dev/null || "
+            f"{{ echo 'ray is not installed (looked for {topo.hosts[n].ray})' >&2; exit 127; }}",
+        )
+        for _, n in order
+    ]
+    steps += [
+        Step(n, topo.hosts[n], "token", 'umask 077 && mkdir -p "$HOME/.tierpipe" && cat > "$HOME/.tierpipe/ray_token"', stdin=token)
+        for _, n in order
+    ]
     tier_labels = {t.name: t.labels for t in topo.path}
     for tier, node in order:
         host = topo.hosts[node]
-        steps.append(Step(node, host, "start", _start_script(tier, node, None if node == head else head_address, port,
-                                                              host.cpus, host.memory_mb, ray=host.ray,
-                                                              more_labels=tier_labels[tier])))
+        steps.append(
+            Step(
+                node,
+                host,
+                "start",
+                _start_script(
+                    tier,
+                    node,
+                    None if node == head else head_address,
+                    port,
+                    host.cpus,
+                    host.memory_mb,
+                    ray=host.ray,
+                    more_labels=tier_labels[tier],
+                ),
+            )
+        )
     return steps
 
 
@@ -199,7 +246,7 @@ def plan_local(topo: Topology, port: int = 6379, per_node_limit: int = 8, object
         extra = f" --object-store-memory {object_store_mb * 1_000_000} --num-cpus 1"
         label_node = node if per_node else f"{tier}-*"
         script = _start_script(tier, label_node, None if node == head else f"127.0.0.1:{port}", port, None, None, extra)
-        if not per_node:   # one raylet for the whole tier: label the tier only
+        if not per_node:  # one raylet for the whole tier: label the tier only
             script = script.replace(f",{NODE_LABEL}={label_node}", "")
         script = script.replace(REMOTE_TOKEN, shlex.quote(str(token_path())))
         steps.append(Step(node, None, "start", recorded_script(script, state_path(token_path().parent, port))))
@@ -215,7 +262,6 @@ class SshRunner:
 
     def __call__(self, step: Step) -> subprocess.CompletedProcess:
         return subprocess.run(step.argv(), input=step.stdin, capture_output=True, text=True, timeout=self.timeout_s)
-
 
 
 def _where(step: Step) -> str:
@@ -241,8 +287,11 @@ def execute(steps: list[Step], runner=None) -> list[str]:
         if result.returncode != 0:
             failures.append(f"{_where(step)}: {_reason(result)}")
     if failures:
-        raise ClusterError("cannot reach every host, so nothing was started:\n  " + "\n  ".join(failures)
-                           + "\nFix ssh access (keys, user, port in the topology's hosts:) and run `tierpipe cluster up` again")
+        raise ClusterError(
+            "cannot reach every host, so nothing was started:\n  "
+            + "\n  ".join(failures)
+            + "\nFix ssh access (keys, user, port in the topology's hosts:) and run `tierpipe cluster up` again"
+        )
     done: list[str] = []
     started: list[str] = []
     for step in steps:
@@ -253,7 +302,8 @@ def execute(steps: list[Step], runner=None) -> list[str]:
             raise ClusterError(
                 f"{step.what} failed on {_where(step)}: {_reason(result)}\n"
                 f"already started: {started or 'nothing'}. Fix it and run `up` again (nodes already up are skipped), "
-                "or `tierpipe cluster down` to stop them")
+                "or `tierpipe cluster down` to stop them"
+            )
         if step.what == "start":
             state = "already running" if "already runs Ray" in result.stdout else "started"
             if state == "started":
@@ -276,7 +326,7 @@ def _run(runner, step: Step) -> subprocess.CompletedProcess:
 
 def _reason(result: subprocess.CompletedProcess) -> str:
     text = (result.stderr or result.stdout or "").strip().splitlines()
-    useful = [l for l in text if l.strip() and "Warning: Permanently added" not in l]
+    useful = [line for line in text if line.strip() and "Warning: Permanently added" not in line]
     return f"exit {result.returncode}: " + (" | ".join(useful[-3:]) if useful else "no output")
 
 
@@ -292,7 +342,7 @@ def cluster_status(topo: Topology, nodes: list[dict]) -> tuple[list[dict], bool]
     for tier, node in _nodes(topo):
         found = by_node.get(node)
         if found is None and by_tier.get(tier) and not any(NODE_LABEL in n.get("Labels", {}) for n in by_tier[tier]):
-            found = by_tier[tier][0]                     # one raylet for the whole tier (`cluster local`, large)
+            found = by_tier[tier][0]  # one raylet for the whole tier (`cluster local`, large)
         if found is None:
             rows.append({"node": node, "tier": tier, "state": "missing", "labels": "", "resources": ""})
             ok = False
@@ -301,8 +351,14 @@ def cluster_status(topo: Topology, nodes: list[dict]) -> tuple[list[dict], bool]
         state = "up" if labels.get(TIER_LABEL) == tier else f"mislabelled (tier={labels.get(TIER_LABEL)!r})"
         ok &= state == "up"
         res = found.get("Resources", {})
-        rows.append({"node": node, "tier": tier, "state": state,
-                     "labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-                     "resources": f"{res.get('CPU', 0):g} CPU, {res.get('memory', 0) / 1e9:.1f} GB"
-                                  + (f", {res['GPU']:g} GPU" if res.get("GPU") else "")})
+        rows.append(
+            {
+                "node": node,
+                "tier": tier,
+                "state": state,
+                "labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+                "resources": f"{res.get('CPU', 0):g} CPU, {res.get('memory', 0) / 1e9:.1f} GB"
+                + (f", {res['GPU']:g} GPU" if res.get("GPU") else ""),
+            }
+        )
     return rows, ok

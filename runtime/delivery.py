@@ -28,15 +28,15 @@ class Result(NamedTuple):
     source: int
     seq: int
     output: object
-    latency_s: float          # from the frame's birth to the sink
+    latency_s: float  # from the frame's birth to the sink
 
 
 class Ledger:
     def __init__(self) -> None:
         self.next_seq: dict[int, int] = {}
-        self.delivered: dict[int, int] = {}          # source -> highest seq delivered in order (-1: none)
-        self.held: OrderedDict[tuple[int, int], tuple[str, object]] = OrderedDict()   # undelivered: (node, packed)
-        self.early: dict[int, set[int]] = {}         # seqs seen ahead of the in-order watermark
+        self.delivered: dict[int, int] = {}  # source -> highest seq delivered in order (-1: none)
+        self.held: OrderedDict[tuple[int, int], tuple[str, object]] = OrderedDict()  # undelivered: (node, packed)
+        self.early: dict[int, set[int]] = {}  # seqs seen ahead of the in-order watermark
         self.sink_incarnations: dict[str, str] = {}
         self.duplicates = 0
         self.total = 0

@@ -65,8 +65,9 @@ class LinkShaper:
     (2.0, 2.01)
     """
 
-    def __init__(self, bandwidth_mbps: float, latency_ms: float, jitter_ms: float = 0.0, loss: float = 0.0,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, bandwidth_mbps: float, latency_ms: float, jitter_ms: float = 0.0, loss: float = 0.0, seed: int | None = None
+    ) -> None:
         self.bytes_per_s = bandwidth_mbps * 1e6 / 8
         self.latency_s = latency_ms / 1e3
         self.jitter_s = jitter_ms / 1e3

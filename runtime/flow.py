@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Generic, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Generic, TypeVar
 
 __all__ = ["SourceQueue", "ReplayBuffer", "ReorderBuffer", "POLICIES"]
 

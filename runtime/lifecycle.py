@@ -45,13 +45,13 @@ class Lifecycle:
         elif not ray.is_initialized():
             from .cluster import token_path, use_token
 
-            if token_path().exists():      # a cluster from `tierpipe cluster up/local`: use its token
+            if token_path().exists():  # a cluster from `tierpipe cluster up/local`: use its token
                 use_token()
             ray.init(address=self.address, logging_level=logging.WARNING)
         try:
             self._start_actors()
         except BaseException:
-            self.close()        # a start that fails part-way leaves no actor behind (and no handle for a later GC)
+            self.close()  # a start that fails part-way leaves no actor behind (and no handle for a later GC)
             raise
         self._started = time.perf_counter()
 
@@ -66,22 +66,41 @@ class Lifecycle:
         last = len(self.plan.tiers) - 1
         for t in reversed(range(last + 1)):
             tier = self.topology.path[t]
-            module_ref = ray.put(stage_modules[t])       # each instance of tier t gets stage t only
-            self._module_refs.append(module_ref)          # kept in scope: a restarted actor needs it again
+            module_ref = ray.put(stage_modules[t])  # each instance of tier t gets stage t only
+            self._module_refs.append(module_ref)  # kept in scope: a restarted actor needs it again
             for node in tier.node_names():
                 link = self.topology.links[t] if t < last else None
                 cfg = StageConfig(
-                    tier=t, tier_name=tier.name, node=node, expected=self._expected(t),
+                    tier=t,
+                    tier_name=tier.name,
+                    node=node,
+                    expected=self._expected(t),
                     codec_up=self.plan.codecs[t] if t < last else "raw",
-                    link={"bandwidth_mbps": link.bandwidth_mbps, "latency_ms": link.latency_ms,
-                          "jitter_ms": link.jitter_ms, "loss": link.loss} if link else None,
-                    emulate=self.emulate, scale=scales[t], emulated_compute_s=self.plan.predicted.stage_compute_s[t], max_batch=self.max_batch, max_wait_s=self.max_wait_s,
-                    credits=self.credits, queue_frames=self.queue_frames, threads=self.threads,
-                    device=tier.accelerator, last=t == last, speed=tier.speed,
-                    conditions=tuple(changes_for(self.conditions, self.topology, node)) if self.emulate else ())
+                    link={
+                        "bandwidth_mbps": link.bandwidth_mbps,
+                        "latency_ms": link.latency_ms,
+                        "jitter_ms": link.jitter_ms,
+                        "loss": link.loss,
+                    }
+                    if link
+                    else None,
+                    emulate=self.emulate,
+                    scale=scales[t],
+                    emulated_compute_s=self.plan.predicted.stage_compute_s[t],
+                    max_batch=self.max_batch,
+                    max_wait_s=self.max_wait_s,
+                    credits=self.credits,
+                    queue_frames=self.queue_frames,
+                    threads=self.threads,
+                    device=tier.accelerator,
+                    last=t == last,
+                    speed=tier.speed,
+                    conditions=tuple(changes_for(self.conditions, self.topology, node)) if self.emulate else (),
+                )
                 parent = self.stages[self.topology.parents[node]] if t < last else None
                 self.stages[node] = worker.options(name=None, **self._placement(node, tier.name, labelled)).remote(
-                    cfg, module_ref, parent, self.registry)
+                    cfg, module_ref, parent, self.registry
+                )
         for node in dict.fromkeys(self.stream_nodes):
             self.sources[node] = self.stages[node]
         self._wait_ready()
@@ -119,12 +138,14 @@ class Lifecycle:
         import ray
 
         pending = {h.hello.remote(): n for n, h in self.stages.items()}
-        pending[self.registry.get.remote(0, 0)] = "the plan registry"     # started now, not at the first switch
+        pending[self.registry.get.remote(0, 0)] = "the plan registry"  # started now, not at the first switch
         ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=self.ready_timeout_s)
         if waiting:
             names = sorted(pending[r] for r in waiting)
-            raise PipelineError(f"actors for {names} did not start within {self.ready_timeout_s:.0f} s: their tier's nodes "
-                                "are missing, full, or cannot import tierpipe. Check `tierpipe cluster status`")
+            raise PipelineError(
+                f"actors for {names} did not start within {self.ready_timeout_s:.0f} s: their tier's nodes "
+                "are missing, full, or cannot import tierpipe. Check `tierpipe cluster status`"
+            )
         ray.get(ready)
 
     def _tier_scales(self) -> list[float]:
@@ -137,5 +158,4 @@ class Lifecycle:
         spec = plan.stages[t]
         if t == 0:
             return dict(zip(spec.inputs, plan.inputs))
-        return {c.name: (TensorSpec(c.shape, c.dtype, c.raw_bytes) if c.shape is not None else None)
-                for c in plan.links[t - 1].tensors}
+        return {c.name: (TensorSpec(c.shape, c.dtype, c.raw_bytes) if c.shape is not None else None) for c in plan.links[t - 1].tensors}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from partition.plan import Plan
 
@@ -22,8 +22,14 @@ log = logging.getLogger("runtime.pipeline")
 class LiveChanges:
     """``switch`` and the per-poll bookkeeping of conditions, switches, timeline and adaptation."""
 
-    def switch(self, plan: Plan, emulated_compute_s: Sequence[float] | None = None, timeout_s: float = 60.0,
-               wait: bool = True, sources: Sequence[int] | None = None) -> dict | None:
+    def switch(
+        self,
+        plan: Plan,
+        emulated_compute_s: Sequence[float] | None = None,
+        timeout_s: float = 60.0,
+        wait: bool = True,
+        sources: Sequence[int] | None = None,
+    ) -> dict | None:
         """Run new frames on ``plan``, with no pause: while every actor loads the new stage, frames go on
         flowing on the old plan (this call keeps feeding and collecting them); frames in flight finish on
         the plan they started with; delivery stays exactly once and in order per source.
@@ -51,12 +57,12 @@ class LiveChanges:
         if sources is not None:
             sources = [int(s) for s in sources]
             for source in sources:
-                self._source(source)                       # exists, or a PipelineError that says which do
+                self._source(source)  # exists, or a PipelineError that says which do
         self._pending = PendingSwitch(self, plan, emulated_compute_s, timeout_s, sources)
         if not wait:
             return None
         while self._pending is not None:
-            arrived = self.poll(0.02)          # (poll replaces the buffer: take its results first)
+            arrived = self.poll(0.02)  # (poll replaces the buffer: take its results first)
             self._results_buffer.extend(arrived)
         if self.switch_error:
             raise SwitchError(self.switch_error)
@@ -96,10 +102,10 @@ class LiveChanges:
         self.timeline.add(new_results, self.version)
         if self.adapter is not None and now - self._adapted_at >= 1.0:
             self._adapted_at = now
-            try:        # counters only: percentiles of 21 actors' samples every second would cost a core
+            try:  # counters only: percentiles of 21 actors' samples every second would cost a core
                 counters = ray.get([h.counters.remote() for h in self.stages.values()], timeout=10)
             except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                counters = None          # an actor is restarting: measure next round (its counters start again)
+                counters = None  # an actor is restarting: measure next round (its counters start again)
             if counters is not None:
                 self.adapter.step(self, counters)
             self.adapter.step_s += time.perf_counter() - now

@@ -12,7 +12,7 @@ __all__ = ["Series", "StageMetrics", "percentiles"]
 def percentiles(values: list[float], qs=(50, 95, 99)) -> dict[str, float]:
     if not values:
         return {f"p{q}": float("nan") for q in qs}
-    found = np.percentile(np.asarray(values), list(qs))       # one sort for all of them
+    found = np.percentile(np.asarray(values), list(qs))  # one sort for all of them
     return {f"p{q}": float(v) for q, v in zip(qs, found)}
 
 
@@ -58,22 +58,32 @@ class StageMetrics:
     batch: Series = field(default_factory=Series)
     link_bytes: Series = field(default_factory=Series)
     link_s: Series = field(default_factory=Series)
-    inbound_s: Series = field(default_factory=Series)     # send start below -> frame accepted here
+    inbound_s: Series = field(default_factory=Series)  # send start below -> frame accepted here
     frames_in: int = 0
     frames_out: int = 0
     rejected: int = 0
     last_reject: str = ""
     replayed: int = 0
     restarts_seen: int = 0
-    bad_timestamps: int = 0          # results whose end-to-end time was absurd (kept out of the latency figures)
+    bad_timestamps: int = 0  # results whose end-to-end time was absurd (kept out of the latency figures)
 
     def to_json(self) -> dict:
         return {
-            "stage": self.stage, "node": self.node, "frames_in": self.frames_in, "frames_out": self.frames_out,
-            "compute_s": self.compute_s.summary(), "emulated_wait_s": self.emulated_wait_s.summary(),
-            "queue_s": self.queue_s.summary(), "batch": self.batch.summary(),
-            "link_bytes": self.link_bytes.summary(), "link_s": self.link_s.summary(), "inbound_s": self.inbound_s.summary(),
-            "link_bytes_total": self.link_bytes.total, "rejected": self.rejected, "last_reject": self.last_reject,
+            "stage": self.stage,
+            "node": self.node,
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "compute_s": self.compute_s.summary(),
+            "emulated_wait_s": self.emulated_wait_s.summary(),
+            "queue_s": self.queue_s.summary(),
+            "batch": self.batch.summary(),
+            "link_bytes": self.link_bytes.summary(),
+            "link_s": self.link_s.summary(),
+            "inbound_s": self.inbound_s.summary(),
+            "link_bytes_total": self.link_bytes.total,
+            "rejected": self.rejected,
+            "last_reject": self.last_reject,
             "bad_timestamps": self.bad_timestamps,
-            "replayed": self.replayed, "restarts_seen": self.restarts_seen,
+            "replayed": self.replayed,
+            "restarts_seen": self.restarts_seen,
         }

@@ -4,13 +4,7 @@ One stage actor per tier node (as the topology's fan-in says) and one source
 actor per device node with input streams. Actors push frames straight to the
 next tier; the driver only hands inputs to the sources and takes results from
 the sink, acknowledging them so every sender can forget what was delivered.
-
->>> from partition import Topology, capture, partition
->>> from partition.zoo import get_model
->>> model, inputs = get_model("resnet18")
->>> plan = partition(capture(model, inputs), Topology.load("local"))
->>> with Pipeline(plan, model, Topology.load("local")) as pipe:   # doctest: +SKIP
-...     outputs = pipe.run([inputs] * 8)
+The README's Python example (run by tests/runtime/test_cli_lean.py) shows the whole API.
 """
 
 from __future__ import annotations
@@ -18,12 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from partition.errors import CaptureError
-from partition.inputs import check_plan_frames, source_frames
+from partition.inputs import check_plan_frames, frame_problem, source_frames
 from partition.plan import Plan, structure_digest
 from partition.topology import Topology
 
@@ -35,6 +29,7 @@ from .lifecycle import Lifecycle
 from .live import LiveChanges
 from .placement import NODE_LABEL, TIER_LABEL
 from .raystart import quiet_ray
+from .report import stage_brief
 from .wire import Frame, pack
 
 __all__ = ["Pipeline", "Result", "quiet_ray", "NODE_LABEL", "TIER_LABEL"]
@@ -64,55 +59,74 @@ class Pipeline(Lifecycle, LiveChanges):
         graph: the captured model the plan was made from (for ``adapt``; default: captured again).
     """
 
-    def __init__(self, plan: Plan, model: torch.nn.Module, topology: Topology, address: str | None = None, *,
-                 emulate: bool | None = None, max_batch: int = 8, max_wait_ms: float = 2.0, credits: int = 4,
-                 queue_frames: int = 64, threads: int = 1, stall_s: float = 3.0, ready_timeout_s: float = 120.0,
-                 window: int = 8, queue_per_source: int = 2, conditions: list | None = None,
-                 adapt: "bool | Adapter" = False, graph=None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        model: torch.nn.Module,
+        topology: Topology,
+        address: str | None = None,
+        *,
+        emulate: bool | None = None,
+        max_batch: int = 8,
+        max_wait_ms: float = 2.0,
+        credits: int = 4,
+        queue_frames: int = 64,
+        threads: int = 1,
+        stall_s: float = 3.0,
+        ready_timeout_s: float = 120.0,
+        window: int = 8,
+        queue_per_source: int = 2,
+        conditions: list | None = None,
+        adapt: bool | Adapter = False,
+        graph=None,
+    ) -> None:
         if list(plan.tiers) != [t.name for t in topology.path]:
-            raise PipelineError(f"plan is for tiers {list(plan.tiers)} but topology {topology.name!r} has "
-                                f"{[t.name for t in topology.path]}; partition for this topology")
+            raise PipelineError(
+                f"plan is for tiers {list(plan.tiers)} but topology {topology.name!r} has "
+                f"{[t.name for t in topology.path]}; partition for this topology"
+            )
         if plan.topology_digest and plan.topology_digest != structure_digest(topology):
-            raise PipelineError(f"plan was made for topology {plan.topology!r} with other nodes or fan-in than "
-                                f"{topology.name!r} has (structure {plan.topology_digest} vs "
-                                f"{structure_digest(topology)}); partition for this topology")
-        try:            # the frames the topology's sources declare are the frames the plan was made for
+            raise PipelineError(
+                f"plan was made for topology {plan.topology!r} with other nodes or fan-in than "
+                f"{topology.name!r} has (structure {plan.topology_digest} vs "
+                f"{structure_digest(topology)}); partition for this topology"
+            )
+        try:  # the frames the topology's sources declare are the frames the plan was made for
             check_plan_frames(plan, source_frames(topology))
         except CaptureError as exc:
             raise PipelineError(str(exc)) from None
         self.plan, self.model, self.topology, self.address = plan, model, topology, address
         self.emulate = topology.emulate if emulate is None else emulate
         self.conditions = list(topology.conditions if conditions is None else conditions)
-        self._clock_t0: float | None = None            # the stream's start (wall clock): conditions count from it
+        self._clock_t0: float | None = None  # the stream's start (wall clock): conditions count from it
         self._clock_sent = 0.0
-        self.version = 0                               # the plan new frames start on (switch())
-        self.routes: dict[int, int] = {}               # source -> another plan for its new frames (route())
+        self.version = 0  # the plan new frames start on (switch())
+        self.routes: dict[int, int] = {}  # source -> another plan for its new frames (route())
         self.plans: dict[int, Plan] = {0: plan}
-        self.registry = None                           # plan versions for restarted actors (registry.py)
-        self._pending = None                           # a switch in progress (switch.py)
+        self.registry = None  # plan versions for restarted actors (registry.py)
+        self._pending = None  # a switch in progress (switch.py)
         self.switch_done: dict | None = None
         self.switch_error: str | None = None
         self.adapter: Adapter | None = adapt if isinstance(adapt, Adapter) else None
         if adapt is True:
             from partition import capture
 
-            self.adapter = Adapter(graph if graph is not None else capture(model, plan.example_inputs(), timing="analytic"),
-                                   codec="auto")
-        self.timeline: TimelineRecorder | None = None    # per-second figures, from the first poll on
+            self.adapter = Adapter(graph if graph is not None else capture(model, plan.example_inputs(), timing="analytic"), codec="auto")
+        self.timeline: TimelineRecorder | None = None  # per-second figures, from the first poll on
         self._adapted_at = 0.0
         self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits
         self.queue_frames, self.threads, self.stall_s, self.ready_timeout_s = queue_frames, threads, stall_s, ready_timeout_s
-        self.stages: dict[str, object] = {}            # node -> actor handle
-        self.sources: dict[str, object] = {}           # device node -> its stage actor, which hosts its cameras
-        self.stream_nodes = topology.source_nodes()    # source id -> device node
+        self.stages: dict[str, object] = {}  # node -> actor handle
+        self.sources: dict[str, object] = {}  # device node -> its stage actor, which hosts its cameras
+        self.stream_nodes = topology.source_nodes()  # source id -> device node
         self.tier_of = {node: i for i, tier in enumerate(topology.path) for node in tier.node_names()}
         self._own_ray = False
         self._module_refs: list = []
         self.window, self.queue_per_source = window, queue_per_source
-        self.ledger = Ledger()                               # numbering, held frames, exactly-once delivery
-        self._waiting: dict[int, SourceQueue] = {}           # submitted frames not yet admitted, per source
-        self._unsent: dict[str, deque] = {}                  # admitted frames not yet fed, per device node
-        self._feeds: dict[str, list] = {}                    # feed calls in flight, per device node
+        self.ledger = Ledger()  # numbering, held frames, exactly-once delivery
+        self._waiting: dict[int, SourceQueue] = {}  # submitted frames not yet admitted, per source
+        self._unsent: dict[str, deque] = {}  # admitted frames not yet fed, per device node
+        self._feeds: dict[str, list] = {}  # feed calls in flight, per device node
         self._results_buffer: list[Result] = []
         self._submitted = 0
         self._started = 0.0
@@ -120,32 +134,26 @@ class Pipeline(Lifecycle, LiveChanges):
         self._wall_s = 0.0
         self._last_ack = self._last_progress = time.perf_counter()
 
-    # ------------------------------------------------------------------ lifecycle
     # ------------------------------------------------------------------ running
     def _check_input(self, i: int, x: tuple) -> None:
-        if len(x) != len(self.plan.inputs):
-            raise PipelineError(f"input {i} has {len(x)} values, the model takes {len(self.plan.inputs)}")
-        for j, (value, spec) in enumerate(zip(x, self.plan.inputs)):
-            if not isinstance(value, torch.Tensor) or tuple(value.shape) != spec.shape \
-                    or str(value.dtype).removeprefix("torch.") != spec.dtype:
-                got = f"{list(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
-                raise PipelineError(f"input {i}, value {j}: got {got}, the plan expects {list(spec.shape)} {spec.dtype}; "
-                                    "partition again for this input shape (--input-shape)")
+        problem = frame_problem(self.plan.inputs, x)
+        if problem:
+            raise PipelineError(f"input {i}{problem}")
 
     def _source(self, source: int) -> str:
         if not isinstance(source, int) or not 0 <= source < len(self.stream_nodes):
-            raise PipelineError(f"source {source!r} does not exist; the topology has {len(self.stream_nodes)} streams "
-                                f"(0..{len(self.stream_nodes) - 1})")
+            raise PipelineError(
+                f"source {source!r} does not exist; the topology has {len(self.stream_nodes)} streams (0..{len(self.stream_nodes) - 1})"
+            )
         return self.stream_nodes[source]
 
     def _admit(self, source: int, x: tuple, born: float) -> int:
         """Number a frame, hold it in the ledger and queue it for its device stage."""
         node = self.stream_nodes[source]
         if not self.ledger.held:
-            self._last_progress = time.perf_counter()        # the stall clock starts with the first frame in flight
+            self._last_progress = time.perf_counter()  # the stall clock starts with the first frame in flight
         seq = self.ledger.next_seq.get(source, 0)
-        packed = pack(Frame(source, seq, [born], dict(zip(self.plan.stages[0].inputs, x)),
-                            self.routes.get(source, self.version)))
+        packed = pack(Frame(source, seq, [born], dict(zip(self.plan.stages[0].inputs, x)), self.routes.get(source, self.version)))
         self.ledger.admit(source, node, packed)
         self._unsent.setdefault(node, deque()).append(packed)
         return seq
@@ -162,7 +170,7 @@ class Pipeline(Lifecycle, LiveChanges):
                 born, x = queue.pop()
                 self._admit(source, x, born)
         blocked = [n for n, unsent in self._unsent.items() if unsent and len(self._feeds.get(n, ())) >= self.credits]
-        if blocked:                                   # reap finished feed calls: one wait for all of them
+        if blocked:  # reap finished feed calls: one wait for all of them
             refs = [r for calls in self._feeds.values() for r in calls]
             done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
             for node, calls in self._feeds.items():
@@ -198,12 +206,13 @@ class Pipeline(Lifecycle, LiveChanges):
         self._submitted += 1
         queue = self._waiting.setdefault(source, SourceQueue(self.topology.policy_of(source), self.queue_per_source))
         deadline = time.perf_counter() + timeout_s
-        while not queue.offer((time.time(), inputs)):                 # block: full until results come back
+        while not queue.offer((time.time(), inputs)):  # block: full until results come back
             arrived = self.poll(0.01)
             self._results_buffer.extend(arrived)
             if time.perf_counter() > deadline:
-                raise PipelineError(f"source {source} could not hand over a frame for {timeout_s:.0f} s: "
-                                    f"per-stage state: {self._brief()}")
+                raise PipelineError(
+                    f"source {source} could not hand over a frame for {timeout_s:.0f} s: per stage: {stage_brief(self.stages)}"
+                )
         self._pump()
 
     @property
@@ -234,19 +243,20 @@ class Pipeline(Lifecycle, LiveChanges):
                 time.sleep(0.2)
                 continue
             if self.ledger.sink_restarted(node, reply["incarnation"]):
-                self.stages[node].advance.remote(self.ledger.watermarks())   # the restarted sink skips what we have
+                self.stages[node].advance.remote(self.ledger.watermarks())  # the restarted sink skips what we have
             for src, seq, value, latency in reply["results"]:
                 if self.ledger.deliver(src, seq):
                     out.append(Result(src, seq, value, latency))
         now = time.perf_counter()
         if len(out) > buffered:
-            self._last_progress = now                # new results, not ones handed back from the buffer
+            self._last_progress = now  # new results, not ones handed back from the buffer
         self._observe(out[buffered:], now)
         if now - self._last_ack > 2.0:
-            self._ack()                  # a safety net: acknowledgements normally ride on take and push replies
+            self._ack()  # a safety net: acknowledgements normally ride on take and push replies
         if self.ledger.held and now - self._last_progress > self.stall_s:
-            log.warning("no result for %.1f s: re-feeding undelivered inputs and asking every stage to replay "
-                        "what is unacknowledged", self.stall_s)
+            log.warning(
+                "no result for %.1f s: re-feeding undelivered inputs and asking every stage to replay what is unacknowledged", self.stall_s
+            )
             self._refeed()
             for h in self.stages.values():
                 h.replay_all.remote()
@@ -264,8 +274,9 @@ class Pipeline(Lifecycle, LiveChanges):
             if got:
                 last = time.perf_counter()
             elif time.perf_counter() - last > timeout_s:
-                raise PipelineError(f"{self.pending()} frames undelivered after {timeout_s:.0f} s without progress; "
-                                    f"per-stage state: {self._brief()}")
+                raise PipelineError(
+                    f"{self.pending()} frames undelivered after {timeout_s:.0f} s without progress; per stage: {stage_brief(self.stages)}"
+                )
             yield from got
 
     def pending(self) -> int:
@@ -308,10 +319,12 @@ class Pipeline(Lifecycle, LiveChanges):
                 if (r.source, r.seq) in wanted:
                     got[(r.source, r.seq)] = r.output
                 else:
-                    self._results_buffer.append(r)            # a submitted frame's: poll hands it out later
+                    self._results_buffer.append(r)  # a submitted frame's: poll hands it out later
             if time.perf_counter() - start > timeout_s:
-                raise PipelineError(f"{len(wanted) - len(got)} of {len(wanted)} frames missing after {timeout_s:.0f} s; "
-                                    f"per-stage state: {self._brief()}")
+                raise PipelineError(
+                    f"{len(wanted) - len(got)} of {len(wanted)} frames missing after {timeout_s:.0f} s; "
+                    f"per stage: {stage_brief(self.stages)}"
+                )
         self._ack()
         outs = [got[k] for k in keys]
         errors = [(i, o) for i, o in enumerate(outs) if isinstance(o, StageError)]
@@ -325,15 +338,21 @@ class Pipeline(Lifecycle, LiveChanges):
 
         for node, frames in self.ledger.refeed().items():
             try:
-                ray.get(self.sources[node].hello.remote(), timeout=30)     # wait for its restart
+                ray.get(self.sources[node].hello.remote(), timeout=30)  # wait for its restart
             except Exception as exc:
                 log.warning("device stage %s not back yet (%s)", node, type(exc).__name__)
                 continue
-            self._unsent[node] = deque(frames)                            # re-sent in admission order
+            self._unsent[node] = deque(frames)  # re-sent in admission order
         self._pump()
 
-    def stream(self, seconds: float, fps: float | None = None, inputs: Sequence | None = None,
-               on_update: Callable[[dict], None] | None = None, drain_s: float = 60.0) -> dict:
+    def stream(
+        self,
+        seconds: float,
+        fps: float | None = None,
+        inputs: Sequence | None = None,
+        on_update: Callable[[dict], None] | None = None,
+        drain_s: float = 60.0,
+    ) -> dict:
         """Live sources: every stream produces a frame every ``1 / fps`` s (the topology's rate by default;
         the streams in turn, spread over the interval) for ``seconds``, through :meth:`submit`, so a stream
         has its source's policy, exactly-once delivery and recovery from any actor's death (frames are held
@@ -358,7 +377,7 @@ class Pipeline(Lifecycle, LiveChanges):
             k += 1
             due = start + k / (fps * n)
             while True:
-                self._results_buffer.clear()                 # counted by the ledger; a stream keeps no outputs
+                self._results_buffer.clear()  # counted by the ledger; a stream keeps no outputs
                 now = time.perf_counter()
                 if on_update and now - last_update > 0.5:
                     last_update = now
@@ -374,15 +393,8 @@ class Pipeline(Lifecycle, LiveChanges):
         return report
 
     # ------------------------------------------------------------------ report
-    def _brief(self) -> dict:
-        import ray
-
-        metrics = ray.get([h.metrics_json.remote() for h in self.stages.values()])
-        return {m["node"]: {"in": m["frames_in"], "out": m["frames_out"], "unacked": m.get("unacked", 0)} for m in metrics}
-
     def report(self) -> dict:
         """Per stage, per link and end-to-end figures, with the plan's predictions beside them."""
         from .report import build_report
 
         return build_report(self)
-

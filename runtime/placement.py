@@ -41,14 +41,16 @@ def actor_options(topology: Topology, address: str | None, node: str, tier: str,
     if gpus:
         opts["num_gpus"] = gpus
     if address is None:
-        return opts                                  # the local default: everything on this machine
-    if any(l.get(NODE_LABEL) == node for l in labelled):
+        return opts  # the local default: everything on this machine
+    if any(lab.get(NODE_LABEL) == node for lab in labelled):
         opts["label_selector"] = {NODE_LABEL: node}
-    elif any(l.get(TIER_LABEL) == tier for l in labelled):
+    elif any(lab.get(TIER_LABEL) == tier for lab in labelled):
         opts["label_selector"] = {TIER_LABEL: tier}
     else:
-        have = sorted({f"{k}={v}" for l in labelled for k, v in l.items() if not k.startswith("ray.io")})
-        raise PipelineError(f"no Ray node of tier {tier!r} for {node}: no alive node has label {NODE_LABEL}={node} "
-                            f"or {TIER_LABEL}={tier} (labels seen: {have or 'none'}). Start that tier's machines "
-                            f"with `tierpipe cluster up` or `ray start --labels {TIER_LABEL}={tier},{NODE_LABEL}={node}`")
+        have = sorted({f"{k}={v}" for lab in labelled for k, v in lab.items() if not k.startswith("ray.io")})
+        raise PipelineError(
+            f"no Ray node of tier {tier!r} for {node}: no alive node has label {NODE_LABEL}={node} "
+            f"or {TIER_LABEL}={tier} (labels seen: {have or 'none'}). Start that tier's machines "
+            f"with `tierpipe cluster up` or `ray start --labels {TIER_LABEL}={tier},{NODE_LABEL}={node}`"
+        )
     return opts

@@ -46,7 +46,12 @@ def start_local_ray(actors: int, chatty: bool = False) -> None:
     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(max(actors, 8)))
     chatty = chatty or os.environ.get("TIERPIPE_DEBUG") == "1"
     if not chatty:
-        quiet_ray()          # a Python user gets the CLI's quiet console too: Ray's C++ notes stay in its logs
-    with _stderr_muted(not chatty):      # Ray's C++ core prints a log-level note while it starts
-        ray.init(address="local", num_cpus=max(os.cpu_count() or 2, 2), include_dashboard=False,
-                 logging_level=logging.WARNING if chatty else logging.ERROR, log_to_driver=chatty)
+        quiet_ray()  # a Python user gets the CLI's quiet console too: Ray's C++ notes stay in its logs
+    with _stderr_muted(not chatty):  # Ray's C++ core prints a log-level note while it starts
+        ray.init(
+            address="local",
+            num_cpus=max(os.cpu_count() or 2, 2),
+            include_dashboard=False,
+            logging_level=logging.WARNING if chatty else logging.ERROR,
+            log_to_driver=chatty,
+        )

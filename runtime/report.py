@@ -7,7 +7,7 @@ import math
 import time
 from pathlib import Path
 
-__all__ = ["build_report", "report_tables", "save_report", "summary_line", "measured_bottleneck", "run_facts"]
+__all__ = ["stage_brief", "build_report", "report_tables", "save_report", "summary_line", "measured_bottleneck", "run_facts"]
 
 
 def _gather(handles: dict, tries: int = 20) -> list[dict]:
@@ -33,6 +33,14 @@ def _gather(handles: dict, tries: int = 20) -> list[dict]:
     return out
 
 
+def stage_brief(stages: dict) -> dict:
+    """Frames in, out and unacknowledged per stage actor (``stages``: node -> handle), for error messages."""
+    import ray
+
+    metrics = ray.get([h.metrics_json.remote() for h in stages.values()])
+    return {m["node"]: {"in": m["frames_in"], "out": m["frames_out"], "unacked": m.get("unacked", 0)} for m in metrics}
+
+
 def build_report(pipe) -> dict:
     stages = _gather(pipe.stages)
     plan = pipe.plan
@@ -41,51 +49,74 @@ def build_report(pipe) -> dict:
         mine = [m for m in stages if pipe.tier_of[m["node"]] == t]
         frames = sum(m["frames_in"] for m in mine)
         batches = sum(m["batch"]["count"] for m in mine)
-        tiers.append({
-            "tier": name, "instances": len(mine), "frames": frames,
-            "compute_ms_mean": _mean(mine, "compute_s") * 1e3, "compute_ms_p95": _max(mine, "compute_s", "p95") * 1e3,
-            "emulated_wait_ms_mean": _mean(mine, "emulated_wait_s") * 1e3,
-            "queue_ms_mean": _mean(mine, "queue_s") * 1e3, "queue_ms_p95": _max(mine, "queue_s", "p95") * 1e3,
-            "batch_mean": (frames / batches) if batches else 0.0,
-            "batchable": all(m.get("batchable") for m in mine),
-            "rejected": sum(m["rejected"] for m in mine), "last_reject": next((m["last_reject"] for m in mine if m["last_reject"]), ""),
-            "replayed": sum(m["replayed"] for m in mine), "restarts_seen": sum(m["restarts_seen"] for m in mine),
-            "predicted_compute_ms": plan.predicted.stage_compute_s[t] * 1e3,
-        })
+        tiers.append(
+            {
+                "tier": name,
+                "instances": len(mine),
+                "frames": frames,
+                "compute_ms_mean": _mean(mine, "compute_s") * 1e3,
+                "compute_ms_p95": _max(mine, "compute_s", "p95") * 1e3,
+                "emulated_wait_ms_mean": _mean(mine, "emulated_wait_s") * 1e3,
+                "queue_ms_mean": _mean(mine, "queue_s") * 1e3,
+                "queue_ms_p95": _max(mine, "queue_s", "p95") * 1e3,
+                "batch_mean": (frames / batches) if batches else 0.0,
+                "batchable": all(m.get("batchable") for m in mine),
+                "rejected": sum(m["rejected"] for m in mine),
+                "last_reject": next((m["last_reject"] for m in mine if m["last_reject"]), ""),
+                "replayed": sum(m["replayed"] for m in mine),
+                "restarts_seen": sum(m["restarts_seen"] for m in mine),
+                "predicted_compute_ms": plan.predicted.stage_compute_s[t] * 1e3,
+            }
+        )
     links = []
     for j in range(len(plan.tiers) - 1):
         mine = [m for m in stages if pipe.tier_of[m["node"]] == j]
         receivers = [m for m in stages if pipe.tier_of[m["node"]] == j + 1]
         sent = sum(m["link_bytes"]["count"] for m in mine)
         total = sum(m["link_bytes_total"] for m in mine)
-        links.append({"link": f"{plan.tiers[j]}->{plan.tiers[j + 1]}", "codec": plan.codecs[j], "frames": sent,
-                      "senders": len(mine),
-                      "bytes_total": total, "bytes_per_frame": total / sent if sent else 0.0,
-                      "transfer_ms_mean": _mean(receivers, "inbound_s") * 1e3,
-                      "transfer_ms_p95": _max(receivers, "inbound_s", "p95") * 1e3,
-                      "push_ms_mean": _mean(mine, "link_s") * 1e3,
-                      "predicted_bytes_per_frame": plan.predicted.link_bytes[j],
-                      "predicted_ms": plan.predicted.link_s[j] * 1e3})
+        links.append(
+            {
+                "link": f"{plan.tiers[j]}->{plan.tiers[j + 1]}",
+                "codec": plan.codecs[j],
+                "frames": sent,
+                "senders": len(mine),
+                "bytes_total": total,
+                "bytes_per_frame": total / sent if sent else 0.0,
+                "transfer_ms_mean": _mean(receivers, "inbound_s") * 1e3,
+                "transfer_ms_p95": _max(receivers, "inbound_s", "p95") * 1e3,
+                "push_ms_mean": _mean(mine, "link_s") * 1e3,
+                "predicted_bytes_per_frame": plan.predicted.link_bytes[j],
+                "predicted_ms": plan.predicted.link_s[j] * 1e3,
+            }
+        )
     wall = pipe._wall_s or 1e-9
     sinks = [m for m in stages if "e2e_latency_s" in m]
     e2e = sinks[0]["e2e_latency_s"] if len(sinks) == 1 else _merge(sinks)
     offered = pipe.admitted + pipe.dropped
     return {
-        "model": plan.model, "topology": pipe.topology.name, "emulated": pipe.emulate,
-        "frames_delivered": pipe.ledger.total, "wall_s": pipe._wall_s,
+        "model": plan.model,
+        "topology": pipe.topology.name,
+        "emulated": pipe.emulate,
+        "frames_delivered": pipe.ledger.total,
+        "wall_s": pipe._wall_s,
         "fps": pipe.ledger.total / wall,
         "latency_ms": {k: v * 1e3 for k, v in e2e.items() if k.startswith("p") or k == "mean"},
         "latency_recent_ms": {k: v * 1e3 for k, v in (sinks[0].get("e2e_recent_s", {}) if len(sinks) == 1 else {}).items()},
-        "drops": pipe.dropped, "sent_by_sources": pipe.admitted,
+        "drops": pipe.dropped,
+        "sent_by_sources": pipe.admitted,
         "drop_share": pipe.dropped / offered if offered else 0.0,
         "measured_bottleneck": measured_bottleneck(tiers, links, wall),
         "run": run_facts(plan),
         "duplicates_dropped": sum(m.get("duplicates_dropped", 0) for m in sinks),
-        "tiers": tiers, "links": links,
-        "predicted": {"latency_ms": plan.predicted.latency_s * 1e3, "fps": plan.predicted.throughput_fps,
-                      "bottleneck": plan.predicted.bottleneck},
+        "tiers": tiers,
+        "links": links,
+        "predicted": {
+            "latency_ms": plan.predicted.latency_s * 1e3,
+            "fps": plan.predicted.throughput_fps,
+            "bottleneck": plan.predicted.bottleneck,
+        },
         "plan_version": pipe.version,
-        "plan_routes": {str(source): version for source, version in sorted(pipe.routes.items())},   # cameras on another plan
+        "plan_routes": {str(source): version for source, version in sorted(pipe.routes.items())},  # cameras on another plan
         "plan_label": pipe.plan_label,
         "plan_switches": pipe.adapter.report(pipe.timeline) if pipe.adapter is not None else [],
         "replans": list(pipe.adapter.replans) if pipe.adapter is not None else [],
@@ -117,8 +148,8 @@ def measured_bottleneck(tiers: list[dict], links: list[dict], wall_s: float) -> 
 
 def run_facts(plan) -> dict:
     """What a report needs to be read later: input shapes, objective, codecs, ops per tier, versions."""
-    from importlib.metadata import PackageNotFoundError, version
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
     def ver(package: str) -> str:
         try:
@@ -131,9 +162,10 @@ def run_facts(plan) -> dict:
         ops.setdefault(tier, []).append(op)
     return {
         "inputs": [{"shape": list(s.shape) if s.shape is not None else None, "dtype": s.dtype} for s in plan.inputs],
-        "objective": plan.objective, "codecs": list(plan.codecs), "assignment": ops,
-        "versions": {"tierpipe": ver("tierpipe"), "ray": ver("ray"), "torch": ver("torch"),
-                     "python": platform.python_version()},
+        "objective": plan.objective,
+        "codecs": list(plan.codecs),
+        "assignment": ops,
+        "versions": {"tierpipe": ver("tierpipe"), "ray": ver("ray"), "torch": ver("torch"), "python": platform.python_version()},
     }
 
 
@@ -157,24 +189,41 @@ def _merge(sinks: list[dict]) -> dict:
 def report_tables(report: dict):
     from rich.table import Table
 
-    head = (f"{report['model']} on {report['topology']}{' (emulated)' if report['emulated'] else ''}, "
-            f"plan {report.get('plan_label', 'v0')}: "
-            f"{report['frames_delivered']} frames, {report['fps']:.1f} fps, latency p50 "
-            f"{report['latency_ms'].get('p50', float('nan')):.1f} / p95 {report['latency_ms'].get('p95', float('nan')):.1f} / "
-            f"p99 {report['latency_ms'].get('p99', float('nan')):.1f} ms, {_drops(report)}")
+    head = (
+        f"{report['model']} on {report['topology']}{' (emulated)' if report['emulated'] else ''}, "
+        f"plan {report.get('plan_label', 'v0')}: "
+        f"{report['frames_delivered']} frames, {report['fps']:.1f} fps, latency p50 "
+        f"{report['latency_ms'].get('p50', float('nan')):.1f} / p95 {report['latency_ms'].get('p95', float('nan')):.1f} / "
+        f"p99 {report['latency_ms'].get('p99', float('nan')):.1f} ms, {_drops(report)}"
+    )
     tiers = Table(title=head)
     for col in ("tier", "inst", "frames", "compute ms", "(predicted)", "queue ms", "batch", "rejected", "replayed"):
         tiers.add_column(col, justify="right" if col != "tier" else "left")
     for t in report["tiers"]:
-        tiers.add_row(t["tier"], str(t["instances"]), str(t["frames"]),
-                      f"{t['compute_ms_mean'] + t['emulated_wait_ms_mean']:.2f}", f"{t['predicted_compute_ms']:.2f}",
-                      f"{t['queue_ms_mean']:.2f}", f"{t['batch_mean']:.2f}", str(t["rejected"]), str(t["replayed"]))
+        tiers.add_row(
+            t["tier"],
+            str(t["instances"]),
+            str(t["frames"]),
+            f"{t['compute_ms_mean'] + t['emulated_wait_ms_mean']:.2f}",
+            f"{t['predicted_compute_ms']:.2f}",
+            f"{t['queue_ms_mean']:.2f}",
+            f"{t['batch_mean']:.2f}",
+            str(t["rejected"]),
+            str(t["replayed"]),
+        )
     links = Table(title="links")
     for col in ("link", "codec", "frames", "bytes/frame", "(predicted)", "ms/frame", "(predicted)"):
         links.add_column(col, justify="right" if col not in ("link", "codec") else "left")
-    for l in report["links"]:
-        links.add_row(l["link"], l["codec"], str(l["frames"]), f"{l['bytes_per_frame']:,.0f}",
-                      f"{l['predicted_bytes_per_frame']:,}", f"{l['transfer_ms_mean']:.2f}", f"{l['predicted_ms']:.2f}")
+    for link in report["links"]:
+        links.add_row(
+            link["link"],
+            link["codec"],
+            str(link["frames"]),
+            f"{link['bytes_per_frame']:,.0f}",
+            f"{link['predicted_bytes_per_frame']:,}",
+            f"{link['transfer_ms_mean']:.2f}",
+            f"{link['predicted_ms']:.2f}",
+        )
     return [tiers, links]
 
 
@@ -191,16 +240,19 @@ def summary_line(report: dict) -> str:
     parts = []
     if offered:
         share = report["fps"] / offered["fps"] if offered["fps"] else float("nan")
-        parts.append(f"offered {offered['fps']:.1f} frames/s ({offered['streams']} streams x "
-                     f"{offered['fps_per_stream']:g} fps), delivered {report['fps']:.1f} ({share:.0%})")
+        parts.append(
+            f"offered {offered['fps']:.1f} frames/s ({offered['streams']} streams x "
+            f"{offered['fps_per_stream']:g} fps), delivered {report['fps']:.1f} ({share:.0%})"
+        )
     else:
         parts.append(f"delivered {report['fps']:.1f} frames/s")
     parts.append(f"{_drops(report)}")
-    parts.append(f"latency p50 {report['latency_ms'].get('p50', float('nan')):.1f} ms "
-                 f"(predicted {p['latency_ms']:.1f} ms)")
+    parts.append(f"latency p50 {report['latency_ms'].get('p50', float('nan')):.1f} ms (predicted {p['latency_ms']:.1f} ms)")
     busy = report.get("measured_bottleneck") or {}
-    parts.append(f"predicted capacity {p['fps']:.1f} frames/s, bottleneck {p['bottleneck']}"
-                 + (f"; measured bottleneck {busy['where']} (busy {busy['busy']:.0%})" if busy.get("where") else ""))
+    parts.append(
+        f"predicted capacity {p['fps']:.1f} frames/s, bottleneck {p['bottleneck']}"
+        + (f"; measured bottleneck {busy['where']} (busy {busy['busy']:.0%})" if busy.get("where") else "")
+    )
     return "; ".join(parts) + (" [emulated]" if report["emulated"] else "")
 
 

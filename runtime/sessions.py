@@ -37,7 +37,7 @@ def _session_of(pid: int) -> int | None:
     except OSError:
         return None
     # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return None if fields[0] in ("Z", "X") else int(fields[3])
 
 
@@ -69,13 +69,15 @@ def stop_recorded(directory: Path, port: int | None = None, grace_s: float = 10.
         killed = session_processes(sessions)
         for pid in killed:
             _signal(pid, signal.SIGKILL)
-        deadline = time.monotonic() + grace_s          # a killed process with large mappings takes a moment to go
+        deadline = time.monotonic() + grace_s  # a killed process with large mappings takes a moment to go
         while session_processes(sessions) and time.monotonic() < deadline:
             time.sleep(0.1)
         state.unlink(missing_ok=True)
         port_of = state.name.removeprefix("local-").removesuffix(".sessions")
-        lines.append(f"local cluster on port {port_of}: stopped {len(pids)} process(es) in {len(sessions)} session(s)"
-                     + (f", {len(killed)} of them killed after {grace_s:.0f} s" if killed else ""))
+        lines.append(
+            f"local cluster on port {port_of}: stopped {len(pids)} process(es) in {len(sessions)} session(s)"
+            + (f", {len(killed)} of them killed after {grace_s:.0f} s" if killed else "")
+        )
     return lines
 
 

@@ -19,9 +19,9 @@ class StageConfig:
     node: str
     expected: dict[str, TensorSpec | None]
     codec_up: str = "raw"
-    link: dict | None = None               # bandwidth_mbps, latency_ms, jitter_ms, loss of the uplink
+    link: dict | None = None  # bandwidth_mbps, latency_ms, jitter_ms, loss of the uplink
     emulate: bool = False
-    scale: float = 1.0                     # seconds on this tier per second on this host
+    scale: float = 1.0  # seconds on this tier per second on this host
     emulated_compute_s: float | None = None  # the tier's predicted time per frame (plan); else real x scale
     max_batch: int = 8
     max_wait_s: float = 0.002
@@ -31,8 +31,8 @@ class StageConfig:
     threads: int = 1
     device: str = "cpu"
     last: bool = False
-    speed: float | None = None             # the tier's nominal speed (a 'speed' condition is relative to it)
-    conditions: tuple = ()                 # emulation: (at_s, field, value) changes of this node (conditions.py)
+    speed: float | None = None  # the tier's nominal speed (a 'speed' condition is relative to it)
+    conditions: tuple = ()  # emulation: (at_s, field, value) changes of this node (conditions.py)
     debug: bool = field(default_factory=lambda: os.environ.get("TIERPIPE_DEBUG") == "1")
 
     @property

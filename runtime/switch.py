@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from partition.plan import Plan
 
@@ -31,31 +31,35 @@ __all__ = ["PendingSwitch"]
 class PendingSwitch:
     """One switch in progress: :meth:`check` from the driver's loop until it returns a result."""
 
-    def __init__(self, pipe, plan: Plan, emulated_compute_s: Sequence[float] | None, timeout_s: float,
-                 sources: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, pipe, plan: Plan, emulated_compute_s: Sequence[float] | None, timeout_s: float, sources: Sequence[int] | None = None
+    ) -> None:
         if list(plan.tiers) != list(pipe.plan.tiers):
-            raise SwitchError(f"the new plan is for tiers {list(plan.tiers)}, the pipeline runs "
-                              f"{list(pipe.plan.tiers)}; partition for the same topology")
+            raise SwitchError(
+                f"the new plan is for tiers {list(plan.tiers)}, the pipeline runs {list(pipe.plan.tiers)}; partition for the same topology"
+            )
         if plan.topology_digest and pipe.plan.topology_digest and plan.topology_digest != pipe.plan.topology_digest:
-            raise SwitchError(f"the new plan was made for another node structure (topology {plan.topology!r}, "
-                              f"{plan.topology_digest} vs the running {pipe.plan.topology_digest}); partition for "
-                              "the running topology (link figures and speeds may differ, nodes and fan-in may not)")
+            raise SwitchError(
+                f"the new plan was made for another node structure (topology {plan.topology!r}, "
+                f"{plan.topology_digest} vs the running {pipe.plan.topology_digest}); partition for "
+                "the running topology (link figures and speeds may differ, nodes and fan-in may not)"
+            )
         if [s.shape for s in plan.inputs] != [s.shape for s in pipe.plan.inputs]:
             raise SwitchError("the new plan takes other inputs than the running one; make it for the same model")
         self.pipe, self.plan, self.timeout_s = pipe, plan, timeout_s
-        self.sources = None if sources is None else list(sources)     # None: the plan of every unrouted source
+        self.sources = None if sources is None else list(sources)  # None: the plan of every unrouted source
         self.version = max(pipe.plans) + 1
-        self.keep = sorted({pipe.version, *pipe.routes.values()})      # versions new frames still start on
+        self.keep = sorted({pipe.version, *pipe.routes.values()})  # versions new frames still start on
         self.emulated = list(emulated_compute_s) if emulated_compute_s is not None else list(plan.predicted.stage_compute_s)
         self.started = time.perf_counter()
-        self.calls: dict = {}             # prepare ref -> node
-        self.loads: dict[str, int] = {}     # how the actors came by the stage: probed, told, reused
-        self._later: dict = {}            # a tier's probing node -> (the tier's other nodes, prepare args)
-        self._queue: list = []            # loads not sent yet: (node, prepare args, keywords)
-        self._hosts: dict = {}            # node -> (its Ray node, how many loads may run there at once)
+        self.calls: dict = {}  # prepare ref -> node
+        self.loads: dict[str, int] = {}  # how the actors came by the stage: probed, told, reused
+        self._later: dict = {}  # a tier's probing node -> (the tier's other nodes, prepare args)
+        self._queue: list = []  # loads not sent yet: (node, prepare args, keywords)
+        self._hosts: dict = {}  # node -> (its Ray node, how many loads may run there at once)
         self.refs: list = []
         self.error: str | None = None
-        self.built_ms = self.shipped_ms = None   # when the stages were built, and when every prepare call was sent
+        self.built_ms = self.shipped_ms = None  # when the stages were built, and when every prepare call was sent
         self._thread = threading.Thread(target=self._launch, name="tierpipe-switch", daemon=True)
         self._thread.start()
 
@@ -93,9 +97,9 @@ class PendingSwitch:
                 same = self._same_stage(t)
                 nodes = tier.node_names()
                 if same is None:
-                    self._queue.insert(0, (nodes[0], args, {}))          # the probes first
+                    self._queue.insert(0, (nodes[0], args, {}))  # the probes first
                     self._later[nodes[0]] = (nodes[1:], args)
-                else:                    # nothing to fetch or run: no need to spread these over time
+                else:  # nothing to fetch or run: no need to spread these over time
                     for node in nodes:
                         self.calls[self.pipe.stages[node].prepare.remote(*args, same_as=same)] = node
             self.shipped_ms = (time.perf_counter() - self.started) * 1e3
@@ -149,12 +153,13 @@ class PendingSwitch:
             ready, waiting = ray.wait(list(self.calls), num_returns=len(self.calls), timeout=0)
             if (waiting or self._queue or self._later) and time.perf_counter() - self.started < self.timeout_s:
                 return None
-            failed = [self.calls[r] for r in waiting] + [f"{node} (not asked: the loads before it did not finish)"
-                                                         for node, _, _ in self._queue]
+            failed = [self.calls[r] for r in waiting] + [
+                f"{node} (not asked: the loads before it did not finish)" for node, _, _ in self._queue
+            ]
             for r in ready:
                 try:
                     reply = ray.get(r)
-                    if reply is not None:            # (the registry's put answers None)
+                    if reply is not None:  # (the registry's put answers None)
                         self.loads[reply["loaded"]] = self.loads.get(reply["loaded"], 0) + 1
                 except Exception as exc:
                     failed.append(f"{self.calls[r]} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
@@ -162,18 +167,23 @@ class PendingSwitch:
                 self.error = f"could not be loaded on {sorted(failed)}"
         if self.error is not None:
             ray.get(self.pipe.registry.drop.remote(self.version))
-            raise SwitchError(f"plan version {self.version} {self.error}; the old plan "
-                              f"(version {self.pipe.version}) runs on")
+            raise SwitchError(f"plan version {self.version} {self.error}; the old plan (version {self.pipe.version}) runs on")
         pipe = self.pipe
-        pipe._module_refs.extend(self.refs)          # kept in scope while frames of this version may exist
+        pipe._module_refs.extend(self.refs)  # kept in scope while frames of this version may exist
         pipe.plans[self.version] = self.plan
         if self.sources is None:
             pipe.version = self.version
             pipe.plan = self.plan
         else:
             pipe.route(self.sources, self.version)
-        return {"version": self.version, "prepare_ms": (time.perf_counter() - self.started) * 1e3,
-                "build_ms": self.built_ms, "shipped_ms": self.shipped_ms, "sources": self.sources, "loads": self.loads}
+        return {
+            "version": self.version,
+            "prepare_ms": (time.perf_counter() - self.started) * 1e3,
+            "build_ms": self.built_ms,
+            "shipped_ms": self.shipped_ms,
+            "sources": self.sources,
+            "loads": self.loads,
+        }
 
 
 def _hosts(stages: dict) -> dict:

@@ -34,8 +34,15 @@ def plot_timeline(report: dict, path: str | Path, title: str | None = None) -> P
             if s.get("switch_s") is not None:
                 ax.axvspan(s["at_s"], s["at_s"] + s["switch_s"], color="grey", alpha=0.15)
         if s.get("version") is not None:
-            ax_fps.annotate(f"plan v{s['version']}", (s["at_s"], ax_fps.get_ylim()[1]), fontsize=8,
-                            va="top", ha="left", xytext=(3, -3), textcoords="offset points")
+            ax_fps.annotate(
+                f"plan v{s['version']}",
+                (s["at_s"], ax_fps.get_ylim()[1]),
+                fontsize=8,
+                va="top",
+                ha="left",
+                xytext=(3, -3),
+                textcoords="offset points",
+            )
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -35,8 +35,9 @@ def _is_actor_failure(exc: BaseException) -> bool:
 
 
 class Uplink:
-    def __init__(self, parent, metrics: StageMetrics, credits: int = 4, shaper: LinkShaper | None = None,
-                 watch_s: float = 0.5, name: str = "uplink") -> None:
+    def __init__(
+        self, parent, metrics: StageMetrics, credits: int = 4, shaper: LinkShaper | None = None, watch_s: float = 0.5, name: str = "uplink"
+    ) -> None:
         self.parent = parent
         self.metrics = metrics
         self.credits = asyncio.Semaphore(credits)
@@ -72,7 +73,7 @@ class Uplink:
     async def _sender(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 16:     # frames already queued travel in one call
+            while not self._queue.empty() and len(batch) < 16:  # frames already queued travel in one call
                 batch.append(self._queue.get_nowait())
             await self.credits.acquire()
             data = [d for _, d in batch]
@@ -83,14 +84,14 @@ class Uplink:
                 free, arrive = self.shaper.schedule(nbytes, started)
                 self.wire_bytes_total += nbytes
                 self.wire_busy_s_total += max(free - max(started, free - nbytes / self.shaper.bytes_per_s), 0.0)
-                arrive = max(arrive, self._last_arrival)          # a link does not reorder
+                arrive = max(arrive, self._last_arrival)  # a link does not reorder
                 self._last_arrival = arrive
-                hold_until = time.time() + (arrive - started)     # the receiver holds the frames until then
+                hold_until = time.time() + (arrive - started)  # the receiver holds the frames until then
             task = asyncio.ensure_future(self._deliver(data, nbytes, hold_until, started))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             if self.shaper is not None:
-                await sleep_until(free)                           # the link is busy serialising these frames
+                await sleep_until(free)  # the link is busy serialising these frames
 
     async def _deliver(self, data: list, nbytes: int, hold_until: float | None, started: float) -> None:
         try:
@@ -104,14 +105,15 @@ class Uplink:
             self.metrics.frames_out += len(data)
             self._last_reply = time.perf_counter()
             if reply.get("acked"):
-                self.replay.ack(reply["acked"])               # acknowledgements ride on push replies
+                self.replay.ack(reply["acked"])  # acknowledgements ride on push replies
             await self._check_incarnation(reply.get("incarnation"))
         except Exception as exc:
             if not _is_actor_failure(exc):
                 log.exception("%s: push failed", self.name)
             else:
-                log.warning("%s: parent unavailable (%s); will replay %d unacknowledged frames",
-                            self.name, type(exc).__name__, len(self.replay))
+                log.warning(
+                    "%s: parent unavailable (%s); will replay %d unacknowledged frames", self.name, type(exc).__name__, len(self.replay)
+                )
                 asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
         finally:
             self.credits.release()
@@ -129,7 +131,7 @@ class Uplink:
     async def _replay_when_back(self, requested_at: float | None = None) -> None:
         async with self._replaying:
             if requested_at is not None and self._replayed_at > requested_at:
-                return                      # a replay that started after this failure already covered it
+                return  # a replay that started after this failure already covered it
             self._replayed_at = time.perf_counter()
             while True:
                 try:
@@ -143,7 +145,7 @@ class Uplink:
             self.parent_incarnation = incarnation
             frames = list(self.replay.pending())
             for i in range(0, len(frames), 16):
-                chunk = frames[i:i + 16]
+                chunk = frames[i : i + 16]
                 try:
                     await self.parent.push.remote(chunk)
                     self.metrics.replayed += len(chunk)
@@ -157,7 +159,7 @@ class Uplink:
         while True:
             await asyncio.sleep(self.watch_s)
             if not len(self.replay) or self._replaying.locked() or time.perf_counter() - self._last_reply < self.watch_s:
-                continue                        # nothing to lose, or push replies show the parent is alive
+                continue  # nothing to lose, or push replies show the parent is alive
             try:
                 incarnation = await asyncio.wait_for(self.parent.hello.remote(), timeout=2.0)
                 await self._check_incarnation(incarnation)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from partition.graph import TensorSpec
 
@@ -38,9 +38,17 @@ class PlanVersions:
     """A part of :class:`runtime.actors.StageWorker`: ``versions``, ``_specs``, ``registry``, ``cfg`` and
     ``device`` are set in its ``__init__``."""
 
-    async def prepare(self, version: int, stage_box: list, expected: dict, codec_up: str,
-                      emulated_compute_s: float | None, keep: Sequence[int] = (), same_as: int | None = None,
-                      batchable: bool | None = None) -> dict:
+    async def prepare(
+        self,
+        version: int,
+        stage_box: list,
+        expected: dict,
+        codec_up: str,
+        emulated_compute_s: float | None,
+        keep: Sequence[int] = (),
+        same_as: int | None = None,
+        batchable: bool | None = None,
+    ) -> dict:
         """Load the stage of plan ``version`` before any of its frames come.
 
         Args:
@@ -60,16 +68,19 @@ class PlanVersions:
             else:
                 how = "probed" if batchable is None else "told"
                 stage = await stage_box[0]
-                runner = await asyncio.to_thread(BatchRunner, stage, expected, self.device, self.cfg.max_batch,
-                                                 batchable)
+                runner = await asyncio.to_thread(BatchRunner, stage, expected, self.device, self.cfg.max_batch, batchable)
                 freeze_heap()
             self.versions[version] = Version(runner, expected, codec_up, emulated_compute_s)
-        for old in sorted(self.versions)[:-3]:          # keep the last three plans: frames of older ones are long done
+        for old in sorted(self.versions)[:-3]:  # keep the last three plans: frames of older ones are long done
             if old != 0 and old not in keep:
                 del self.versions[old]
         self._specs = {v: state.expected for v, state in self.versions.items()}
-        return {"node": self.cfg.node, "versions": sorted(self.versions), "loaded": how,
-                "batchable": self.versions[version].runner.batchable}
+        return {
+            "node": self.cfg.node,
+            "versions": sorted(self.versions),
+            "loaded": how,
+            "batchable": self.versions[version].runner.batchable,
+        }
 
     async def _fetch(self, version: int) -> None:
         if version in self.versions or self.registry is None:

@@ -17,8 +17,8 @@ raises :class:`WireError` naming the stage.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import msgpack
 import numpy as np
@@ -44,7 +44,7 @@ class Frame:
     seq: int
     ts: list[float]
     values: dict[str, object] = field(default_factory=dict)
-    plan: int = 0                  # the plan version the frame started on: it finishes on that plan
+    plan: int = 0  # the plan version the frame started on: it finishes on that plan
 
     @property
     def key(self) -> tuple[int, int]:
@@ -65,8 +65,7 @@ def pack(frame: Frame, codec: str = "raw") -> tuple[bytes, list[np.ndarray]]:
             payloads.append(payload)
         elif isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
             # a tuple output (e.g. (attention, None)): each element travels on its own
-            values[name] = {"__seq__": [None if isinstance(v, torch.Tensor) else v for v in value],
-                            "tuple": isinstance(value, tuple)}
+            values[name] = {"__seq__": [None if isinstance(v, torch.Tensor) else v for v in value], "tuple": isinstance(value, tuple)}
             for i, v in enumerate(value):
                 if isinstance(v, torch.Tensor):
                     header, payload = encode(v, codec)
@@ -75,10 +74,11 @@ def pack(frame: Frame, codec: str = "raw") -> tuple[bytes, list[np.ndarray]]:
         elif _plain(value):
             values[name] = list(value) if isinstance(value, tuple) else value
         else:
-            raise WireError(f"value {name!r} of type {type(value).__name__} cannot cross a link; "
-                            "only tensors, numbers, strings and lists/tuples of them can")
-    envelope = {"v": VERSION, "src": frame.source, "seq": frame.seq, "ts": list(frame.ts),
-                "tensors": tensors, "values": values}
+            raise WireError(
+                f"value {name!r} of type {type(value).__name__} cannot cross a link; "
+                "only tensors, numbers, strings and lists/tuples of them can"
+            )
+    envelope = {"v": VERSION, "src": frame.source, "seq": frame.seq, "ts": list(frame.ts), "tensors": tensors, "values": values}
     if frame.plan:
         envelope["plan"] = frame.plan
     return msgpack.packb(envelope, use_bin_type=True), [np.frombuffer(p, dtype=np.uint8) for p in payloads]
@@ -100,12 +100,19 @@ def _check_spec(name: str, tensor: torch.Tensor, spec: TensorSpec | None, where:
     if spec is None or spec.shape is None:
         return
     if tuple(tensor.shape) != tuple(spec.shape) or str(tensor.dtype).removeprefix("torch.") != spec.dtype:
-        raise WireError(f"{where}: tensor {name!r} is {list(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}, "
-                        f"the plan expects {list(spec.shape)} {spec.dtype}; the sender runs another plan or model")
+        raise WireError(
+            f"{where}: tensor {name!r} is {list(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}, "
+            f"the plan expects {list(spec.shape)} {spec.dtype}; the sender runs another plan or model"
+        )
 
 
-def unpack(data, expected: Mapping[str, TensorSpec | None] | Mapping[int, Mapping[str, TensorSpec | None]], where: str,
-           max_nbytes: int, versions: bool = False) -> Frame:
+def unpack(
+    data,
+    expected: Mapping[str, TensorSpec | None] | Mapping[int, Mapping[str, TensorSpec | None]],
+    where: str,
+    max_nbytes: int,
+    versions: bool = False,
+) -> Frame:
     """Decode and check a frame: total, whatever the bytes (any failure is a :class:`WireError`).
 
     A frame that passes matches the plan exactly: every value the stage expects is there, a tensor
@@ -133,27 +140,40 @@ def unpack(data, expected: Mapping[str, TensorSpec | None] | Mapping[int, Mappin
 def _unpack(data, expected, where: str, max_nbytes: int, versions: bool) -> Frame:
     if isinstance(data, (bytes, bytearray, memoryview)):
         blob, payloads = data, None
-    elif isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (bytes, bytearray, memoryview)) \
-            and isinstance(data[1], (tuple, list)):
+    elif (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and isinstance(data[0], (bytes, bytearray, memoryview))
+        and isinstance(data[1], (tuple, list))
+    ):
         blob, payloads = data
-        if not all(isinstance(p, (bytes, bytearray, memoryview)) or (isinstance(p, np.ndarray) and p.dtype == np.uint8
-                                                                      and p.ndim == 1) for p in payloads):
+        if not all(
+            isinstance(p, (bytes, bytearray, memoryview)) or (isinstance(p, np.ndarray) and p.dtype == np.uint8 and p.ndim == 1)
+            for p in payloads
+        ):
             raise WireError(f"{where}: payloads must be bytes or flat uint8 arrays")
     else:
         raise WireError(f"{where}: a frame must be bytes or (envelope bytes, payloads), got {type(data).__name__}")
-    total = len(blob) + (sum(len(memoryview(p)) if not isinstance(p, np.ndarray) else p.nbytes for p in payloads)
-                         if payloads is not None else 0)
+    total = len(blob) + (
+        sum(len(memoryview(p)) if not isinstance(p, np.ndarray) else p.nbytes for p in payloads) if payloads is not None else 0
+    )
     if total > max_nbytes:
-        raise WireError(f"{where}: frame of {total} bytes is over the limit of {max_nbytes}; "
-                        "raise max_frame_bytes if frames this large are expected")
+        raise WireError(
+            f"{where}: frame of {total} bytes is over the limit of {max_nbytes}; raise max_frame_bytes if frames this large are expected"
+        )
     try:
-        decoded_obj = msgpack.unpackb(blob, raw=False, max_bin_len=max_nbytes, max_str_len=1 << 16,
-                                      max_array_len=1 << 16, max_map_len=1 << 16, strict_map_key=False)
+        decoded_obj = msgpack.unpackb(
+            blob, raw=False, max_bin_len=max_nbytes, max_str_len=1 << 16, max_array_len=1 << 16, max_map_len=1 << 16, strict_map_key=False
+        )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise WireError(f"{where}: frame is not a tierpipe envelope ({type(exc).__name__}: {exc})") from None
     if payloads is None:
-        if not (isinstance(decoded_obj, list) and len(decoded_obj) == 2 and isinstance(decoded_obj[0], dict)
-                and isinstance(decoded_obj[1], list)):
+        if not (
+            isinstance(decoded_obj, list)
+            and len(decoded_obj) == 2
+            and isinstance(decoded_obj[0], dict)
+            and isinstance(decoded_obj[1], list)
+        ):
             raise WireError(f"{where}: frame must be [envelope, payloads], got a {type(decoded_obj).__name__}")
         envelope, payloads = decoded_obj
     elif isinstance(decoded_obj, dict):
@@ -172,8 +192,11 @@ def _unpack(data, expected, where: str, max_nbytes: int, versions: bool) -> Fram
     tensors, plain = envelope.get("tensors"), envelope.get("values")
     if not (_int_in(source, 1 << 31) and _int_in(seq, 1 << 62)):
         raise WireError(f"{where}: src and seq must be integers in range, got {str(source)[:30]!r} and {str(seq)[:30]!r}")
-    if not (isinstance(ts, list) and 0 < len(ts) <= 64 and all(isinstance(t, (int, float)) and not isinstance(t, bool)
-                                                                and math.isfinite(t) for t in ts)):
+    if not (
+        isinstance(ts, list)
+        and 0 < len(ts) <= 64
+        and all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in ts)
+    ):
         raise WireError(f"{where}: ts must be a list of finite times (one per stage passed)")
     if not isinstance(tensors, list) or not isinstance(plain, dict):
         raise WireError(f"{where}: envelope field 'tensors' must be a list and 'values' a map")
@@ -191,8 +214,7 @@ def _unpack(data, expected, where: str, max_nbytes: int, versions: bool) -> Fram
             raise WireError(f"{where}: tensor header without a name")
         if not isinstance(payload, (bytes, bytearray, memoryview, np.ndarray)):
             raise WireError(f"{where}: payload of tensor {header['name']!r} is a {type(payload).__name__}, not bytes")
-        decoded[header["name"]] = decode(header, memoryview(payload), where=f"{where}, tensor {header['name']!r}",
-                                         max_nbytes=max_nbytes)
+        decoded[header["name"]] = decode(header, memoryview(payload), where=f"{where}, tensor {header['name']!r}", max_nbytes=max_nbytes)
     values: dict[str, object] = {}
     for name, value in plain.items():
         if isinstance(value, dict) and "__seq__" in value:
@@ -205,10 +227,11 @@ def _unpack(data, expected, where: str, max_nbytes: int, versions: bool) -> Fram
         values[name] = tensor
     for name, spec in expected.items():
         if spec is not None and spec.shape is not None and name in values and not isinstance(values[name], torch.Tensor):
-            raise WireError(f"{where}: value {name!r} is a {type(values[name]).__name__}, the plan expects a tensor "
-                            f"{list(spec.shape)} {spec.dtype}; the sender runs another plan or model")
+            raise WireError(
+                f"{where}: value {name!r} is a {type(values[name]).__name__}, the plan expects a tensor "
+                f"{list(spec.shape)} {spec.dtype}; the sender runs another plan or model"
+            )
     if set(values) != set(expected):
         missing, extra = sorted(set(expected) - set(values)), sorted(set(values) - set(expected))
-        raise WireError(f"{where}: frame carries the wrong values: missing {missing}, unexpected {extra}; "
-                        "the sender runs another plan")
+        raise WireError(f"{where}: frame carries the wrong values: missing {missing}, unexpected {extra}; the sender runs another plan")
     return Frame(source, seq, ts, values, plan)

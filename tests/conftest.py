@@ -20,7 +20,7 @@ def _seeded():
     yield
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def zoo_graph(name: str):
     """(model, inputs, graph) of a zoo model, captured once per test session.
 
@@ -55,6 +55,6 @@ def ray_local():
         ray.shutdown()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     reset_token_cache()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)   # never a Ray found running
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)  # never a Ray found running
     _LOCAL_RAY["gcs"] = ray.get_runtime_context().gcs_address
     yield ray

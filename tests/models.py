@@ -69,9 +69,11 @@ class MultiIO(nn.Module):
 
 def _seeded(build):
     """A factory whose weights and example inputs are the same on every call."""
+
     def make():
         torch.manual_seed(0)
         return build()
+
     return make
 
 
@@ -95,8 +97,19 @@ def random_graph(rng: np.random.Generator, n: int, chain: bool = False, inputs: 
             count = int(rng.integers(1, min(v, 3) + 1))
             preds = tuple(f"n{p}" for p in sorted(set(rng.choice(v, size=count, replace=False).tolist())))
         nbytes = int(rng.integers(1, 200)) * 1000
-        nodes.append(Node(f"n{v}", "input" if v < inputs else "compute", "op", f"m{v}", preds,
-                          (TensorSpec((nbytes // 4,), "float32", nbytes),), 0, int(rng.integers(0, 100)) * 1000, 0.0))
+        nodes.append(
+            Node(
+                f"n{v}",
+                "input" if v < inputs else "compute",
+                "op",
+                f"m{v}",
+                preds,
+                (TensorSpec((nbytes // 4,), "float32", nbytes),),
+                0,
+                int(rng.integers(0, 100)) * 1000,
+                0.0,
+            )
+        )
     consumed = {p for node in nodes for p in node.inputs}
     outputs = [node.name for node in nodes if node.name not in consumed and node.op != "input"] or [nodes[-1].name]
     return Graph(nodes, [f"n{i}" for i in range(inputs)], outputs, module=None, timing="analytic")
@@ -107,10 +120,10 @@ class CamNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU(),
-                                  nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU())
-        self.head = nn.Sequential(nn.Conv2d(16, 32, 3, 1, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(32, 8))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU()
+        )
+        self.head = nn.Sequential(nn.Conv2d(16, 32, 3, 1, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 8))
 
     def forward(self, x):
         return self.head(self.stem(x))

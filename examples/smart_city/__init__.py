@@ -8,4 +8,4 @@ from pathlib import Path
 
 # the package's folder wherever it is installed (a checkout, site-packages): data/ and scenarios/ beside the code
 HERE = Path(str(files(__name__)))
-DEFAULT_SCENARIO = "midtown"           # the shipped scenario `tierpipe demo` runs without --scenario
+DEFAULT_SCENARIO = "midtown"  # the shipped scenario `tierpipe demo` runs without --scenario

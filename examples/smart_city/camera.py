@@ -32,9 +32,22 @@ M_PER_PX = 0.8
 VIEW_M = H * M_PER_PX
 MAX_LANES = 5
 EXPOSURE_S = 0.2
-RIGHT_KERB_PX = 28                   # first column right of lane 0
-_PALETTE = np.array([[200, 200, 205], [30, 30, 35], [160, 20, 25], [20, 60, 150], [230, 230, 235],
-                     [90, 95, 100], [200, 160, 30], [40, 110, 60], [120, 60, 30], [140, 170, 200]], dtype=np.float32)
+RIGHT_KERB_PX = 28  # first column right of lane 0
+_PALETTE = np.array(
+    [
+        [200, 200, 205],
+        [30, 30, 35],
+        [160, 20, 25],
+        [20, 60, 150],
+        [230, 230, 235],
+        [90, 95, 100],
+        [200, 160, 30],
+        [40, 110, 60],
+        [120, 60, 30],
+        [140, 170, 200],
+    ],
+    dtype=np.float32,
+)
 
 # (lane slot 0..4 on this approach, distance of the front from the stop line in m, length m, speed m/s, id)
 Vehicle = tuple[int, float, float, float, str]
@@ -60,15 +73,15 @@ def road(widths_m: tuple[float, ...]) -> np.ndarray:
         return _ROADS[key]
     cols = lane_columns(key)
     img = np.empty((H, W, 3), dtype=np.float32)
-    img[:] = (88, 112, 74)                                     # verge
+    img[:] = (88, 112, 74)  # verge
     left = cols[-1][0]
-    img[:, left:RIGHT_KERB_PX] = (62, 62, 66)                     # asphalt
-    img[:, RIGHT_KERB_PX:RIGHT_KERB_PX + 2] = (150, 150, 145)        # kerb
-    img[:, max(left - 2, 0):left] = (200, 170, 40)             # the solid line towards oncoming traffic
-    dashes = (np.arange(H) // 4) % 2 == 0                      # 3.2 m dashes between lanes
+    img[:, left:RIGHT_KERB_PX] = (62, 62, 66)  # asphalt
+    img[:, RIGHT_KERB_PX : RIGHT_KERB_PX + 2] = (150, 150, 145)  # kerb
+    img[:, max(left - 2, 0) : left] = (200, 170, 40)  # the solid line towards oncoming traffic
+    dashes = (np.arange(H) // 4) % 2 == 0  # 3.2 m dashes between lanes
     for first, _ in cols[:-1]:
         img[dashes, first] = (190, 190, 185)
-    img[0:2, left:RIGHT_KERB_PX] = (235, 235, 230)                # stop line
+    img[0:2, left:RIGHT_KERB_PX] = (235, 235, 230)  # stop line
     _ROADS[key] = img
     return img
 
@@ -93,20 +106,20 @@ def render(vehicles: list[Vehicle], widths_m: tuple[float, ...], brightness: flo
             continue
         blur_m = speed * EXPOSURE_S
         first, end = cols[lane]
-        body = 3 if end - first >= 4 else 2                   # a car is about 1.8-2.5 m wide
-        col = first + (zlib.crc32(vid.encode()) >> 8) % (end - first - body + 1)   # where in its lane it drives
-        top, bottom = front_m, front_m + length_m + blur_m     # front nearest the stop line, the blur behind
+        body = 3 if end - first >= 4 else 2  # a car is about 1.8-2.5 m wide
+        col = first + (zlib.crc32(vid.encode()) >> 8) % (end - first - body + 1)  # where in its lane it drives
+        top, bottom = front_m, front_m + length_m + blur_m  # front nearest the stop line, the blur behind
         r0, r1 = int(max(top, 0.0) / M_PER_PX), int(min(bottom, VIEW_M) / M_PER_PX + 0.5)
         if r1 <= r0:
             continue
-        weight = length_m / (length_m + blur_m)               # a streak is fainter than a parked car
-        patch = img[r0:r1, col:col + body]
+        weight = length_m / (length_m + blur_m)  # a streak is fainter than a parked car
+        patch = img[r0:r1, col : col + body]
         patch *= 1.0 - weight
         patch += weight * _colour(vid)
-        if speed < 0.1:                                       # halted: brake lights at the rear
+        if speed < 0.1:  # halted: brake lights at the rear
             rear = min(int((front_m + length_m) / M_PER_PX), H - 1)
             if rear >= r0:
-                img[rear, col:col + body:body - 1] = (255, 30, 20)
+                img[rear, col : col + body : body - 1] = (255, 30, 20)
     noise = rng.normal(0.0, 3.0 + 8.0 * (1.0 - brightness), size=img.shape).astype(np.float32)
     img = img * brightness + noise
     return np.clip(img, 0, 255).astype(np.uint8).transpose(2, 0, 1)

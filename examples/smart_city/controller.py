@@ -20,8 +20,8 @@ green; links green in both phases stay green throughout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 __all__ = ["SignalProgram", "PhaseController", "MaxPressure", "Greedy", "CONTROLLERS", "is_green"]
 
@@ -53,8 +53,7 @@ class SignalProgram:
             raise ValueError(f"traffic light {self.tls}: its program has no green phase to choose from")
         bad = [g for g in self.greens if len(g) != len(self.links)]
         if bad:
-            raise ValueError(f"traffic light {self.tls}: phase {bad[0]!r} has {len(bad[0])} links, "
-                             f"the light controls {len(self.links)}")
+            raise ValueError(f"traffic light {self.tls}: phase {bad[0]!r} has {len(bad[0])} links, the light controls {len(self.links)}")
 
     @property
     def incoming(self) -> tuple[str, ...]:
@@ -107,15 +106,20 @@ class PhaseController:
         """
         held = t - self.since
         p = self.program
-        if decide and self.stage == "green" and len(p.greens) > 1 and held >= self.min_green_s - 1e-9 \
-                and t - self._last_decision >= self.control_step_s - 1e-9:
+        if (
+            decide
+            and self.stage == "green"
+            and len(p.greens) > 1
+            and held >= self.min_green_s - 1e-9
+            and t - self._last_decision >= self.control_step_s - 1e-9
+        ):
             self._last_decision = t
             if held >= self.max_green_s - 1e-9:
                 target, s = self.best(queues, exclude=self.phase)
                 target = target if s > 0 else self.phase
             else:
                 target, s = self.best(queues)
-                if s <= self.score(self.phase, queues):          # a tie keeps the current green
+                if s <= self.score(self.phase, queues):  # a tie keeps the current green
                     target = self.phase
             if target != self.phase:
                 self.next_phase, self.stage, self.since, held = target, "yellow", t, 0.0
@@ -140,8 +144,7 @@ class MaxPressure(PhaseController):
 
     def score(self, phase: int, queues: Mapping[str, float]) -> float:
         state = self.program.greens[phase]
-        return sum(queues.get(i, 0.0) - queues.get(o, 0.0)
-                   for (i, o), c in zip(self.program.links, state) if is_green(c))
+        return sum(queues.get(i, 0.0) - queues.get(o, 0.0) for (i, o), c in zip(self.program.links, state) if is_green(c))
 
 
 @dataclass

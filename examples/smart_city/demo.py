@@ -27,7 +27,6 @@ from pathlib import Path
 
 from runtime.argtypes import non_negative, non_negative_int, positive
 
-
 __all__ = ["register", "main", "FULL", "QUICK"]
 
 # the no-argument demo: 3 seeds of 20 simulated minutes with one frame per camera per 5 s decision, what the
@@ -42,35 +41,47 @@ def register(sub) -> None:
     from . import DEFAULT_SCENARIO
 
     d = sub.add_parser("demo", help="the smart-city traffic demo: SUMO cameras, a split model, closed-loop lights")
-    d.add_argument("--scenario", metavar="FILE|NAME",
-                   help=f"a SUMO .sumocfg, or a shipped scenario's name (default {DEFAULT_SCENARIO}: "
-                        f"{FULL['end_s']:.0f} simulated s of it)")
+    d.add_argument(
+        "--scenario",
+        metavar="FILE|NAME",
+        help=f"a SUMO .sumocfg, or a shipped scenario's name (default {DEFAULT_SCENARIO}: {FULL['end_s']:.0f} simulated s of it)",
+    )
     d.add_argument("--net", metavar="FILE.net.xml", help="a SUMO network (with --routes) instead of --scenario")
     d.add_argument("--routes", metavar="FILE.rou.xml", nargs="+", help="route files for --net")
     d.add_argument("--begin", type=float, help="simulated start, s (default: the file's own window)")
     d.add_argument("--end", type=float, help="simulated end, s (default: the file's own window)")
     d.add_argument("--tls", nargs="+", metavar="ID", help="traffic lights to control (default: every one)")
-    d.add_argument("--quick", action="store_true", help=f"one seed, {QUICK['end_s']:.0f} simulated s at 1 frame per camera per s (about 1.5 minutes)")
+    d.add_argument(
+        "--quick", action="store_true", help=f"one seed, {QUICK['end_s']:.0f} simulated s at 1 frame per camera per s (about 1.5 minutes)"
+    )
     d.add_argument("--seeds", type=non_negative_int, nargs="+", help=f"SUMO seeds (default {list(FULL['seeds'])})")
-    d.add_argument("--camera-fps", type=positive,
-                   help=f"frames per camera per simulated second (default {CAMERA_FPS:g}; "
-                        f"{FULL['camera_fps']:g} for the no-argument demo)")
+    d.add_argument(
+        "--camera-fps",
+        type=positive,
+        help=f"frames per camera per simulated second (default {CAMERA_FPS:g}; {FULL['camera_fps']:g} for the no-argument demo)",
+    )
     d.add_argument("--control-step", type=positive, default=5.0, help="simulated s between control decisions (default 5)")
     d.add_argument("--min-green", type=positive, default=5.0, help="simulated s a green lasts at least (default 5)")
-    d.add_argument("--max-green", type=positive, default=60.0,
-                   help="simulated s after which a green gives way to anyone waiting (default 60)")
-    d.add_argument("--lag", type=non_negative, default=1.0,
-                   help="simulated s between a frame and the decision it feeds (default 1)")
-    d.add_argument("--controller", choices=("max_pressure", "greedy"),
-                   help="the camera-driven controller (default: the better one on exact queues)")
-    d.add_argument("--realtime", action="store_true",
-                   help="pace simulated time to the wall clock (a live deployment): nothing waits for frames")
+    d.add_argument(
+        "--max-green", type=positive, default=60.0, help="simulated s after which a green gives way to anyone waiting (default 60)"
+    )
+    d.add_argument("--lag", type=non_negative, default=1.0, help="simulated s between a frame and the decision it feeds (default 1)")
+    d.add_argument(
+        "--controller", choices=("max_pressure", "greedy"), help="the camera-driven controller (default: the better one on exact queues)"
+    )
+    d.add_argument(
+        "--realtime", action="store_true", help="pace simulated time to the wall clock (a live deployment): nothing waits for frames"
+    )
     d.add_argument("--out", default="tierpipe-demo", help="report directory (default tierpipe-demo/)")
-    d.add_argument("--conditions", metavar="FILE",
-                   help="emulated conditions over time (YAML list: {at, link|node, bandwidth|speed|battery})")
-    d.add_argument("--adapt", action="store_true",
-                   help="re-plan and switch live when the measured links drift (with a Wi-Fi drop on the first "
-                        "junction's cameras unless --conditions names a file)")
+    d.add_argument(
+        "--conditions", metavar="FILE", help="emulated conditions over time (YAML list: {at, link|node, bandwidth|speed|battery})"
+    )
+    d.add_argument(
+        "--adapt",
+        action="store_true",
+        help="re-plan and switch live when the measured links drift (with a Wi-Fi drop on the first "
+        "junction's cameras unless --conditions names a file)",
+    )
     d.set_defaults(func=main)
 
 
@@ -78,9 +89,9 @@ def main(args) -> int:
     from partition.extras import require
 
     require("demo", "tierpipe demo")
+    from . import DEFAULT_SCENARIO
     from .demo_run import DemoConfig, run_demo
     from .loop import check_rates
-    from . import DEFAULT_SCENARIO
     from .scenario import Scenario
 
     preset = QUICK if args.quick else FULL
@@ -88,15 +99,29 @@ def main(args) -> int:
     # the no-argument demo (and --quick) runs the preset's window; a user's scenario its own window
     # (--quick: the first QUICK seconds of it); --begin/--end always win
     end = args.end if args.end is not None else (preset["end_s"] if default else None)
-    scenario = Scenario.load(args.scenario or (DEFAULT_SCENARIO if default else None), net=args.net, routes=args.routes,
-                             tls=args.tls, begin_s=args.begin, end_s=end)
+    scenario = Scenario.load(
+        args.scenario or (DEFAULT_SCENARIO if default else None),
+        net=args.net,
+        routes=args.routes,
+        tls=args.tls,
+        begin_s=args.begin,
+        end_s=end,
+    )
     if args.quick and args.end is None and not default:
         scenario = replace(scenario, end_s=min(scenario.end_s, scenario.begin_s + QUICK["end_s"]))
     fps = args.camera_fps or (preset["camera_fps"] if default else CAMERA_FPS)
     check_rates(fps, args.control_step, args.lag)
-    config = DemoConfig(seeds=tuple(args.seeds or preset["seeds"]), camera_fps=fps,
-                        control_step_s=args.control_step, lag_s=args.lag, controller=args.controller,
-                        min_green_s=args.min_green, max_green_s=args.max_green,
-                        realtime=args.realtime, conditions=args.conditions, adapt=args.adapt)
+    config = DemoConfig(
+        seeds=tuple(args.seeds or preset["seeds"]),
+        camera_fps=fps,
+        control_step_s=args.control_step,
+        lag_s=args.lag,
+        controller=args.controller,
+        min_green_s=args.min_green,
+        max_green_s=args.max_green,
+        realtime=args.realtime,
+        conditions=args.conditions,
+        adapt=args.adapt,
+    )
     run_demo(Path(args.out), scenario, config)
     return 0

@@ -20,7 +20,8 @@ from .model import SAMPLE_FRAMES, load_model
 from .plots import write_plots
 from .report import build_report, summary_table
 from .scenario import Scenario
-from .sim import BASELINES, SimOptions, run_in_process, simulate
+from .sim import BASELINES, SimOptions, simulate
+from .simproc import run_in_process
 
 __all__ = ["DemoConfig", "run_demo", "wifi_drop", "SAMPLE_FRAMES"]
 
@@ -35,7 +36,7 @@ class DemoConfig:
     lag_s: float = 1.0
     min_green_s: float = 5.0
     max_green_s: float = 60.0
-    controller: str | None = None          # None: the better of max-pressure and greedy on exact queues
+    controller: str | None = None  # None: the better of max-pressure and greedy on exact queues
     realtime: bool = False
     conditions: str | Path | None = None
     adapt: bool = False
@@ -50,14 +51,16 @@ def wifi_drop(topology: dict, path: Path) -> Path:
     link = topology["links"][0]
     rows = [{"at": "10 s", "node": c, "bandwidth": "50 kbit/s"} for c in cams]
     rows.append({"at": "40 s", "link": f"{link['from']}->{link['to']}", "bandwidth": link["bandwidth"]})
-    path.write_text("# the cameras of the first junction lose their street Wi-Fi (a bus parks in front of the access "
-                    "point) 10 s into the stream and get it back at 40 s\n" + yaml.safe_dump({"conditions": rows}))
+    path.write_text(
+        "# the cameras of the first junction lose their street Wi-Fi (a bus parks in front of the access "
+        "point) 10 s into the stream and get it back at 40 s\n" + yaml.safe_dump({"conditions": rows})
+    )
     return path
 
 
 def calibration_frames(sample: torch.Tensor) -> list[tuple]:
     """Four of the shipped frames: what lossy codecs are checked on (at the start and when re-planning)."""
-    return [(sample[i:i + 1],) for i in range(0, len(sample), max(len(sample) // 4, 1))][:4]
+    return [(sample[i : i + 1],) for i in range(0, len(sample), max(len(sample) // 4, 1))][:4]
 
 
 def _plan(topo, console: Console):
@@ -68,8 +71,7 @@ def _plan(topo, console: Console):
     with console.status(f"capturing and partitioning QueueNet onto {topo.name}..."):
         # analytic per-op costs: the same plan on every machine and every run
         graph = capture(model, (sample[:1],), timing="analytic")
-        plan = partition(graph, topo, "throughput", codec="auto", model_name="queuenet",
-                         calibration=calibration_frames(sample))
+        plan = partition(graph, topo, "throughput", codec="auto", model_name="queuenet", calibration=calibration_frames(sample))
     return model, plan, graph, sample
 
 
@@ -77,8 +79,8 @@ def _baselines(scenario: Scenario, config: DemoConfig, progress: Progress) -> di
     jobs = [(seed, mode) for seed in config.seeds for mode in BASELINES]
     task = progress.add_task(f"SUMO without cameras ({', '.join(BASELINES)})", total=len(jobs))
     out: dict[str, list[dict]] = {m: [] for m in BASELINES}
-    for i in range(0, len(jobs), 2):                       # libsumo: one simulation per process; two at a time
-        pending = [(m, run_in_process(simulate, scenario, seed, m, config.options())) for seed, m in jobs[i:i + 2]]
+    for i in range(0, len(jobs), 2):  # libsumo: one simulation per process; two at a time
+        pending = [(m, run_in_process(simulate, scenario, seed, m, config.options())) for seed, m in jobs[i : i + 2]]
         for m, p in pending:
             out[m].append(p.get())
             progress.advance(task)
@@ -87,13 +89,23 @@ def _baselines(scenario: Scenario, config: DemoConfig, progress: Progress) -> di
 
 def _live_table(stats: LoopStats, sim_t: float, scenario: Scenario, plan: str) -> Table:
     lat = np.asarray(stats.latencies_ms[-2000:]) if stats.latencies_ms else np.zeros(1)
-    table = Table(title=f"{scenario.name}, camera-driven control, seed {stats.seed}: "
-                        f"simulated {sim_t - scenario.begin_s:.0f} / {scenario.end_s - scenario.begin_s:.0f} s")
+    table = Table(
+        title=f"{scenario.name}, camera-driven control, seed {stats.seed}: "
+        f"simulated {sim_t - scenario.begin_s:.0f} / {scenario.end_s - scenario.begin_s:.0f} s"
+    )
     for col in ("cameras", "frames sent", "delivered", "fps (last s)", "p50 ms", "p99 ms", "live MAE / lane", "in order", "plan"):
         table.add_column(col, justify="right")
-    table.add_row(str(stats.cameras), str(stats.frames_sent), str(stats.frames_delivered),
-                  str(stats.per_second[-1] if stats.per_second else 0), f"{np.percentile(lat, 50):.0f}",
-                  f"{np.percentile(lat, 99):.0f}", f"{stats.mae:.3f}", "yes" if stats.order_ok else "NO", plan)
+    table.add_row(
+        str(stats.cameras),
+        str(stats.frames_sent),
+        str(stats.frames_delivered),
+        str(stats.per_second[-1] if stats.per_second else 0),
+        f"{np.percentile(lat, 50):.0f}",
+        f"{np.percentile(lat, 99):.0f}",
+        f"{stats.mae:.3f}",
+        "yes" if stats.order_ok else "NO",
+        plan,
+    )
     return table
 
 
@@ -110,14 +122,17 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
     out.mkdir(parents=True, exist_ok=True)
     topo_dict = scenario.topology(fps=config.camera_fps)
     topo_path = out / "topology.yaml"
-    topo_path.write_text(f"# generated by tierpipe demo from {scenario.config or scenario.net}\n"
-                         + yaml.safe_dump(topo_dict, sort_keys=False))
+    topo_path.write_text(
+        f"# generated by tierpipe demo from {scenario.config or scenario.net}\n" + yaml.safe_dump(topo_dict, sort_keys=False)
+    )
     topo = Topology.load(topo_path)
     conditions = config.conditions or (wifi_drop(topo_dict, out / "wifi_drop.yaml") if config.adapt else None)
-    timeline = load_conditions(conditions, topo) if conditions else None       # a bad file fails before SUMO runs
-    console.print(f"scenario {scenario.name}: {len(scenario.junctions)} signalised junctions, {len(scenario.cameras)} "
-                  f"cameras (lanes per camera {scenario.lanes_per_camera}), simulated {scenario.begin_s:g}-{scenario.end_s:g} s, "
-                  f"seeds {list(config.seeds)}; topology written to {topo_path}")
+    timeline = load_conditions(conditions, topo) if conditions else None  # a bad file fails before SUMO runs
+    console.print(
+        f"scenario {scenario.name}: {len(scenario.junctions)} signalised junctions, {len(scenario.cameras)} "
+        f"cameras (lanes per camera {scenario.lanes_per_camera}), simulated {scenario.begin_s:g}-{scenario.end_s:g} s, "
+        f"seeds {list(config.seeds)}; topology written to {topo_path}"
+    )
     model, plan, graph, sample = _plan(topo, console)
     for table in plan.tables():
         console.print(table)
@@ -125,8 +140,11 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
         traffic = _baselines(scenario, config, progress)
     delay = {m: float(np.mean([r["mean_delay_s"] for r in traffic[m]])) for m in BASELINES}
     controller = config.controller or min(("max_pressure", "greedy"), key=lambda c: delay[f"{c}_truth"])
-    console.print("SUMO baselines, mean delay per vehicle: " + ", ".join(f"{m} {d:.1f} s" for m, d in delay.items())
-                  + f"; the cameras drive {controller}")
+    console.print(
+        "SUMO baselines, mean delay per vehicle: "
+        + ", ".join(f"{m} {d:.1f} s" for m, d in delay.items())
+        + f"; the cameras drive {controller}"
+    )
     quiet_ray()
     with console.status(f"starting {sum(t.nodes for t in topo.path)} stage actors (emulated tiers and links)..."):
         t0 = time.perf_counter()
@@ -139,9 +157,15 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
     try:
         for seed in config.seeds:
             with Live(console=console, refresh_per_second=4, transient=True) as live:
-                stats = run_camera_loop(pipe, scenario, seed, config.options(controller), config.camera_fps,
-                                        realtime=config.realtime,
-                                        on_tick=lambda s, t: live.update(_live_table(s, t, scenario, pipe.plan_label)))
+                stats = run_camera_loop(
+                    pipe,
+                    scenario,
+                    seed,
+                    config.options(controller),
+                    config.camera_fps,
+                    realtime=config.realtime,
+                    on_tick=lambda s, t: live.update(_live_table(s, t, scenario, pipe.plan_label)),
+                )
             console.print(_live_table(stats, scenario.end_s, scenario, pipe.plan_label))
             runs.append(stats)
         pipe_report = pipe.report()
@@ -167,13 +191,22 @@ def _adaptation(pipe_report: dict, conditions, adapt: bool, out: Path, console: 
 
     switches = pipe_report["plan_switches"]
     for s in switches:
-        console.print(f"plan switch at {s['at_s']:.1f} s -> v{s['version']}"
-                      + (f" for {', '.join(s['nodes'])}" if s.get("nodes") else "") + f": {s['reason']} (predicted "
-                      f"{s['predicted_fps_before']:.0f} -> {s['predicted_fps_after']:.0f} fps, loaded in "
-                      f"{s['switch_s'] or float('nan'):.1f} s)" + (f"; failed: {s['error']}" if s["error"] else ""))
+        console.print(
+            f"plan switch at {s['at_s']:.1f} s -> v{s['version']}"
+            + (f" for {', '.join(s['nodes'])}" if s.get("nodes") else "")
+            + f": {s['reason']} (predicted "
+            f"{s['predicted_fps_before']:.0f} -> {s['predicted_fps_after']:.0f} fps, loaded in "
+            f"{s['switch_s'] or float('nan'):.1f} s)" + (f"; failed: {s['error']}" if s["error"] else "")
+        )
     if adapt and not switches:
         console.print("no plan switch: the measured links and speeds stayed close to the plan's")
     title = f"QueueNet, {'adaptive' if adapt else 'fixed plan'} ({Path(conditions).name if conditions else ''})"
     png = plot_timeline(pipe_report, out / "adaptation.png", title=title)
-    return {"adapt": adapt, "conditions": str(conditions) if conditions else None, "plan_version": pipe_report["plan_version"],
-            "plan_switches": switches, "timeline": pipe_report["timeline"], "plot": png.name}
+    return {
+        "adapt": adapt,
+        "conditions": str(conditions) if conditions else None,
+        "plan_version": pipe_report["plan_version"],
+        "plan_switches": switches,
+        "timeline": pipe_report["timeline"],
+        "plot": png.name,
+    }

@@ -33,12 +33,13 @@ from runtime.errors import PipelineError
 
 from .camera import MAX_LANES
 from .scenario import Scenario
-from .sim import SimOptions, SimProcess, decision_times
+from .sim import SimOptions, decision_times
+from .simproc import SimProcess
 
 __all__ = ["LoopStats", "FrameBook", "run_camera_loop", "frame_times", "needed_frame", "check_rates"]
 
 _EPS = 1e-6
-STALL_S = 120.0                       # no result for this long while a decision waits: the pipeline is stuck
+STALL_S = 120.0  # no result for this long while a decision waits: the pipeline is stuck
 
 
 @dataclass
@@ -50,16 +51,16 @@ class LoopStats:
     frames_sent: int = 0
     frames_delivered: int = 0
     latencies_ms: list[float] = field(default_factory=list)
-    per_second: list[int] = field(default_factory=list)      # frames delivered in each wall-clock second
-    err_sum: float = 0.0                                      # |estimate - visible truth| over present lanes
+    per_second: list[int] = field(default_factory=list)  # frames delivered in each wall-clock second
+    err_sum: float = 0.0  # |estimate - visible truth| over present lanes
     err_lanes: int = 0
     order_ok: bool = True
-    per_camera: list[int] = field(default_factory=list)       # results delivered per camera
+    per_camera: list[int] = field(default_factory=list)  # results delivered per camera
     sim_s: float = 0.0
     wall_s: float = 0.0
-    waited_s: float = 0.0                                     # wall time SUMO waited for results a decision needed
-    montage: dict = field(default_factory=dict)               # the busiest frame set: frames, truth, estimates
-    trace: list[tuple[float, float, float, float]] = field(default_factory=list)   # junction 0: t, estimated, visible, whole
+    waited_s: float = 0.0  # wall time SUMO waited for results a decision needed
+    montage: dict = field(default_factory=dict)  # the busiest frame set: frames, truth, estimates
+    trace: list[tuple[float, float, float, float]] = field(default_factory=list)  # junction 0: t, estimated, visible, whole
     traffic: dict = field(default_factory=dict)
 
     @property
@@ -74,12 +75,13 @@ def check_rates(camera_fps: float, control_step_s: float, lag_s: float) -> None:
         raise TierpipeError(f"--lag {lag_s:g}: a decision cannot use a frame from its future; give 0 or more seconds")
     if per < 1 - _EPS or abs(per - round(per)) > 1e-6:
         ok = ", ".join(f"{k / control_step_s:g}" for k in (1, 2, 3, 5))
-        raise TierpipeError(f"--camera-fps {camera_fps:g} with --control-step {control_step_s:g} gives {per:g} frames per "
-                         f"decision; give a rate with a whole number, at least 1 (e.g. {ok})")
+        raise TierpipeError(
+            f"--camera-fps {camera_fps:g} with --control-step {control_step_s:g} gives {per:g} frames per "
+            f"decision; give a rate with a whole number, at least 1 (e.g. {ok})"
+        )
 
 
-def frame_times(begin_s: float, end_s: float, camera_fps: float, control_step_s: float, lag_s: float,
-                step_s: float = 1.0) -> np.ndarray:
+def frame_times(begin_s: float, end_s: float, camera_fps: float, control_step_s: float, lag_s: float, step_s: float = 1.0) -> np.ndarray:
     """When the cameras take their frames: every ``1 / camera_fps`` s, the last of each decision's ``lag_s``
     before it, moved to SUMO's next step where they fall between steps."""
     check_rates(camera_fps, control_step_s, lag_s)
@@ -114,29 +116,36 @@ class FrameBook:
     def __init__(self, cameras: int, lanes: list[int], base_seq: dict[int, int], trace_cameras: list[int] = ()) -> None:
         self.cameras = cameras
         self.lanes = np.asarray(lanes)
-        self.present = np.arange(MAX_LANES)[None, :] < self.lanes[:, None]          # [C, 5]
+        self.present = np.arange(MAX_LANES)[None, :] < self.lanes[:, None]  # [C, 5]
         self.base = dict(base_seq)
-        self.expected = dict(base_seq)          # next seq each camera must deliver
+        self.expected = dict(base_seq)  # next seq each camera must deliver
         self.delivered = [0] * cameras
         self.order_ok = True
         self.err_sum, self.err_lanes = 0.0, 0
         self.trace_cameras = list(trace_cameras)
-        self.stamps: list[float] = []           # frame index -> simulated time it was taken
-        self._pending: dict[int, dict] = {}     # frame index -> frames, truth, estimates, results seen
-        self.complete: list[dict] = []          # frame sets whose results are all in (taken by the caller)
+        self.stamps: list[float] = []  # frame index -> simulated time it was taken
+        self._pending: dict[int, dict] = {}  # frame index -> frames, truth, estimates, results seen
+        self.complete: list[dict] = []  # frame sets whose results are all in (taken by the caller)
 
     def sent(self, k: int, stamp_s: float, frames, visible: np.ndarray, whole: np.ndarray) -> None:
         """Frame set ``k`` (one frame per camera) was taken at ``stamp_s`` and submitted."""
         assert k == len(self.stamps), "frame sets are sent in order"
         self.stamps.append(stamp_s)
-        self._pending[k] = {"frames": frames, "visible": visible, "whole": whole, "seen": 0,
-                            "estimate": np.zeros((self.cameras, MAX_LANES), dtype=np.float32)}
+        self._pending[k] = {
+            "frames": frames,
+            "visible": visible,
+            "whole": whole,
+            "seen": 0,
+            "estimate": np.zeros((self.cameras, MAX_LANES), dtype=np.float32),
+        }
 
     def take(self, camera: int, seq: int, output) -> tuple[int, np.ndarray]:
         """One result: returns its frame index and the estimate per lane (absent lanes 0)."""
         if not isinstance(output, torch.Tensor) or output.numel() < MAX_LANES:
-            raise PipelineError(f"camera {camera}, frame {seq}: the model returned {type(output).__name__} "
-                                f"{tuple(getattr(output, 'shape', ()))}, expected a tensor of {MAX_LANES} queue estimates")
+            raise PipelineError(
+                f"camera {camera}, frame {seq}: the model returned {type(output).__name__} "
+                f"{tuple(getattr(output, 'shape', ()))}, expected a tensor of {MAX_LANES} queue estimates"
+            )
         if seq != self.expected[camera]:
             self.order_ok = False
         self.expected[camera] = seq + 1
@@ -162,16 +171,23 @@ class FrameBook:
         return [(c, self.expected[c]) for c in range(self.cameras) if self.expected[c] <= self.base[c] + k]
 
 
-def run_camera_loop(pipe, scenario: Scenario, seed: int, options: SimOptions, camera_fps: float = 1.0,
-                    realtime: bool = False, on_tick=None, first_source: int = 0) -> LoopStats:
+def run_camera_loop(
+    pipe,
+    scenario: Scenario,
+    seed: int,
+    options: SimOptions,
+    camera_fps: float = 1.0,
+    realtime: bool = False,
+    on_tick=None,
+    first_source: int = 0,
+) -> LoopStats:
     """Drive one simulation with its controllers fed by the pipeline's estimates; returns its stats."""
     cams = len(scenario.cameras)
     stats = LoopStats(seed, cams)
     sim = SimProcess(scenario, seed, dataclasses.replace(options, lag_s=0.0) if realtime else options)
     times = frame_times(scenario.begin_s, scenario.end_s, camera_fps, options.control_step_s, options.lag_s, sim.dt)
     trace = [i for i, a in enumerate(scenario.cameras) if a.junction == scenario.junctions[0].id]
-    book = FrameBook(cams, scenario.lanes_per_camera, {c: pipe.ledger.next_seq.get(first_source + c, 0) for c in range(cams)},
-                     trace)
+    book = FrameBook(cams, scenario.lanes_per_camera, {c: pipe.ledger.next_seq.get(first_source + c, 0) for c in range(cams)}, trace)
     updates: list[tuple[int, float, np.ndarray]] = []
     start = second_start = time.perf_counter()
     delivered_this_second = 0
@@ -189,11 +205,16 @@ def run_camera_loop(pipe, scenario: Scenario, seed: int, options: SimOptions, ca
             delivered_this_second += 1
         for done in book.complete:
             visible, est = done["visible"], done["estimate"]
-            stats.trace.append((done["t_s"], float(est[trace].sum()), float(visible[trace].sum()),
-                                float(done["whole"][trace].sum())))
+            stats.trace.append((done["t_s"], float(est[trace].sum()), float(visible[trace].sum()), float(done["whole"][trace].sum())))
             if visible.sum() >= stats.montage.get("queued", -1):
-                stats.montage = {"queued": float(visible.sum()), "t_s": done["t_s"], "frames": done["frames"],
-                                 "truth": visible, "estimate": est, "lanes": book.lanes.tolist()}
+                stats.montage = {
+                    "queued": float(visible.sum()),
+                    "t_s": done["t_s"],
+                    "frames": done["frames"],
+                    "truth": visible,
+                    "estimate": est,
+                    "lanes": book.lanes.tolist(),
+                }
         book.complete.clear()
 
     def wait_for(need: int) -> None:
@@ -205,8 +226,10 @@ def run_camera_loop(pipe, scenario: Scenario, seed: int, options: SimOptions, ca
             if stats.frames_delivered > before:
                 last = now
             elif now - last > STALL_S:
-                raise PipelineError(f"{scenario.name}, seed {seed}: no result for {STALL_S:.0f} s while a decision "
-                                    f"waits for (camera, frame) {book.missing(need)}; per-stage state: {pipe.report()['tiers']}")
+                raise PipelineError(
+                    f"{scenario.name}, seed {seed}: no result for {STALL_S:.0f} s while a decision "
+                    f"waits for (camera, frame) {book.missing(need)}; per-stage state: {pipe.report()['tiers']}"
+                )
         stats.waited_s += time.perf_counter() - waited
 
     def tick() -> None:
@@ -229,7 +252,7 @@ def run_camera_loop(pipe, scenario: Scenario, seed: int, options: SimOptions, ca
         updates = []
         book.sent(k, t, frames, visible, whole)
         for cam in range(cams):
-            pipe.submit(first_source + cam, torch.from_numpy(frames[cam:cam + 1]))
+            pipe.submit(first_source + cam, torch.from_numpy(frames[cam : cam + 1]))
         stats.frames_sent += cams
         tick()
     for r in pipe.results():

@@ -27,7 +27,7 @@ from .camera import MAX_LANES as LANES
 __all__ = ["QueueNet", "WEIGHTS", "SAMPLE_FRAMES", "LANES", "load_model", "example_input"]
 
 WEIGHTS = HERE / "data" / "queuenet.pt"
-SAMPLE_FRAMES = WEIGHTS.with_name("sample_frames.npy")      # 16 busy frames of midtown (written by train.py)
+SAMPLE_FRAMES = WEIGHTS.with_name("sample_frames.npy")  # 16 busy frames of midtown (written by train.py)
 
 
 class QueueNet(nn.Module):
@@ -46,6 +46,7 @@ class QueueNet(nn.Module):
 
 def example_input(batch: int = 1) -> tuple[torch.Tensor]:
     from .camera import H, W
+
     return (torch.zeros(batch, 3, H, W, dtype=torch.uint8),)
 
 

@@ -47,7 +47,7 @@ VTYPES = [
     '    <vType id="suv" length="5.4" minGap="2.5" maxSpeed="13.9" probability="0.18"/>',
     '    <vType id="van" length="7.0" minGap="2.5" maxSpeed="12.5" vClass="delivery" probability="0.08"/>',
     '    <vType id="truck" length="11.0" minGap="3.0" maxSpeed="11.0" vClass="truck" probability="0.04"/>',
-    '  </vTypeDistribution>',
+    "  </vTypeDistribution>",
 ]
 
 
@@ -73,12 +73,36 @@ def _deterministic(path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------- grid2x2
 
+
 def grid2x2_net(work: Path, out: str) -> None:
     """The original demo grid: 2x2 junctions, 120 m blocks, 100 m attached fringe roads, 2 lanes everywhere."""
-    _run([_tool("netgenerate"), "--grid", "--grid.number", "2", "--grid.length", "120",
-          "--grid.attach-length", "100", "--default.lanenumber", "2", "-j", "priority",
-          "--tls.set", "A0,A1,B0,B1", "--tls.default-type", "static", "--no-turnarounds", "true",
-          "--seed", "42", "-o", out], work)
+    _run(
+        [
+            _tool("netgenerate"),
+            "--grid",
+            "--grid.number",
+            "2",
+            "--grid.length",
+            "120",
+            "--grid.attach-length",
+            "100",
+            "--default.lanenumber",
+            "2",
+            "-j",
+            "priority",
+            "--tls.set",
+            "A0,A1,B0,B1",
+            "--tls.default-type",
+            "static",
+            "--no-turnarounds",
+            "true",
+            "--seed",
+            "42",
+            "-o",
+            out,
+        ],
+        work,
+    )
 
 
 def grid2x2_demand(duration_s: float = DURATION_S) -> list[Flow]:
@@ -121,10 +145,35 @@ def _road(edge: ET.Element) -> str:
 
 def midtown_net(work: Path, out: str) -> None:
     """A 2x2 grid from netgenerate (plain output), then lanes, lights and left-turn bays set per road (netconvert)."""
-    _run([_tool("netgenerate"), "--grid", "--grid.x-number", "2", "--grid.y-number", "2",
-          "--grid.x-length", "160", "--grid.y-length", "130", "--grid.attach-length", "120",
-          "--default.lanenumber", "1", "-j", "priority", "--no-turnarounds", "true", "--seed", "42",
-          "--plain-output-prefix", "grid", "-o", "grid.net.xml"], work)
+    _run(
+        [
+            _tool("netgenerate"),
+            "--grid",
+            "--grid.x-number",
+            "2",
+            "--grid.y-number",
+            "2",
+            "--grid.x-length",
+            "160",
+            "--grid.y-length",
+            "130",
+            "--grid.attach-length",
+            "120",
+            "--default.lanenumber",
+            "1",
+            "-j",
+            "priority",
+            "--no-turnarounds",
+            "true",
+            "--seed",
+            "42",
+            "--plain-output-prefix",
+            "grid",
+            "-o",
+            "grid.net.xml",
+        ],
+        work,
+    )
 
     edges = ET.parse(work / "grid.edg.xml")
     for edge in edges.getroot().iter("edge"):
@@ -147,15 +196,31 @@ def midtown_net(work: Path, out: str) -> None:
     conns = ["<connections>"]
     for approach, (right, straight, left) in MIDTOWN_LEFT_BAY.items():
         conns.append(f'  <connection from="{approach}" to="{right}" fromLane="0" toLane="0"/>')
-        conns += [f'  <connection from="{approach}" to="{straight}" fromLane="{i}" toLane="{i}"/>'
-                  for i in range(through)]
-        conns.append(f'  <connection from="{approach}" to="{left}" fromLane="{through}" '
-                     f'toLane="{MIDTOWN_LANES["colB"] - 1}"/>')
+        conns += [f'  <connection from="{approach}" to="{straight}" fromLane="{i}" toLane="{i}"/>' for i in range(through)]
+        conns.append(f'  <connection from="{approach}" to="{left}" fromLane="{through}" toLane="{MIDTOWN_LANES["colB"] - 1}"/>')
     conns.append("</connections>")
     (work / "midtown.con.xml").write_text("\n".join(conns) + "\n")
 
-    _run([_tool("netconvert"), "-n", "midtown.nod.xml", "-e", "midtown.edg.xml", "-x", "midtown.con.xml",
-          "--tls.default-type", "static", "--no-turnarounds", "true", "--seed", "42", "-o", out], work)
+    _run(
+        [
+            _tool("netconvert"),
+            "-n",
+            "midtown.nod.xml",
+            "-e",
+            "midtown.edg.xml",
+            "-x",
+            "midtown.con.xml",
+            "--tls.default-type",
+            "static",
+            "--no-turnarounds",
+            "true",
+            "--seed",
+            "42",
+            "-o",
+            out,
+        ],
+        work,
+    )
 
 
 def midtown_demand(duration_s: float = DURATION_S) -> list[Flow]:
@@ -169,22 +234,24 @@ def midtown_demand(duration_s: float = DURATION_S) -> list[Flow]:
     """
     main = [("left0A0", "B0right0"), ("right0B0", "A0left0")]
     street = [("left1A1", "B1right1"), ("right1B1", "A1left1")]
-    cross = {"A": [("bottom0A0", "A1top0"), ("top0A1", "A0bottom0")],
-             "B": [("bottom1B0", "B1top1"), ("top1B1", "B0bottom1")]}
+    cross = {"A": [("bottom0A0", "A1top0"), ("top0A1", "A0bottom0")], "B": [("bottom1B0", "B1top1"), ("top1B1", "B0bottom1")]}
     # turning flows all hour: (from, to, via, vehicles/h); ``via`` pins the path where the grid offers two
     # equally short ones, so each junction's turning volumes are as designed
     turns = [
-        ("left0A0", "B1top1", "B0B1", 70), ("right0B0", "B0bottom1", None, 70),     # lefts at B0 (turn bay)
-        ("left0A0", "A0bottom0", None, 50), ("right0B0", "B1top1", None, 40),       # rights off Main St
-        ("bottom1B0", "B0right0", None, 70), ("top1B1", "A1left1", None, 70),       # rights onto the rows
-        ("bottom1B0", "A1top0", "B0A0", 50), ("left1A1", "A0bottom0", None, 50),    # onto column A inside
-        ("bottom1B0", "A0left0", None, 30),                                          # left onto Main St at B0
+        ("left0A0", "B1top1", "B0B1", 70),
+        ("right0B0", "B0bottom1", None, 70),  # lefts at B0 (turn bay)
+        ("left0A0", "A0bottom0", None, 50),
+        ("right0B0", "B1top1", None, 40),  # rights off Main St
+        ("bottom1B0", "B0right0", None, 70),
+        ("top1B1", "A1left1", None, 70),  # rights onto the rows
+        ("bottom1B0", "A1top0", "B0A0", 50),
+        ("left1A1", "A0bottom0", None, 50),  # onto column A inside
+        ("bottom1B0", "A0left0", None, 30),  # left onto Main St at B0
     ]
     half = duration_s / 2
     flows: list[Flow] = []
     # vehicles/h per direction: (begin, end, Main St, street, cross A, cross B)
-    for begin, end, v_main, v_street, v_a, v_b in ((0.0, half, 580.0, 360.0, 320.0, 240.0),
-                                                   (half, duration_s, 320.0, 260.0, 460.0, 250.0)):
+    for begin, end, v_main, v_street, v_a, v_b in ((0.0, half, 580.0, 360.0, 320.0, 240.0), (half, duration_s, 320.0, 260.0, 460.0, 250.0)):
         flows += [(begin, end, a, b, v_main, None) for a, b in main]
         flows += [(begin, end, a, b, v_street, None) for a, b in street]
         flows += [(begin, end, a, b, v_a, None) for a, b in cross["A"]]
@@ -195,30 +262,35 @@ def midtown_demand(duration_s: float = DURATION_S) -> list[Flow]:
 
 # --------------------------------------------------------------------------------------------- files
 
+
 def routes_xml(flows: list[Flow]) -> str:
     """A SUMO routes file: vehicle types of varied length, and Poisson flows (SUMO's ``--seed`` draws them)."""
     lines = ["<routes>", *VTYPES]
     for i, (begin, end, src, dst, vph, via) in enumerate(sorted(flows, key=lambda f: f[:5])):
         pin = f" via={quoteattr(via)}" if via else ""
-        lines.append(f'  <flow id="f{i}" type="mix" begin="{begin:.0f}" end="{end:.0f}" from={quoteattr(src)} '
-                     f'to={quoteattr(dst)}{pin} period="exp({vph / 3600:.5f})" departLane="best" departSpeed="max"/>')
+        lines.append(
+            f'  <flow id="f{i}" type="mix" begin="{begin:.0f}" end="{end:.0f}" from={quoteattr(src)} '
+            f'to={quoteattr(dst)}{pin} period="exp({vph / 3600:.5f})" departLane="best" departSpeed="max"/>'
+        )
     lines.append("</routes>")
     return "\n".join(lines) + "\n"
 
 
 def sumocfg_xml(name: str, duration_s: float = DURATION_S) -> str:
     """A standard SUMO configuration naming the net and routes by relative path."""
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<configuration>\n'
-            f'    <input>\n'
-            f'        <net-file value="{name}.net.xml"/>\n'
-            f'        <route-files value="{name}.rou.xml"/>\n'
-            f'    </input>\n'
-            f'    <time>\n'
-            f'        <begin value="0"/>\n'
-            f'        <end value="{duration_s:.0f}"/>\n'
-            f'    </time>\n'
-            f'</configuration>\n')
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<configuration>\n"
+        f"    <input>\n"
+        f'        <net-file value="{name}.net.xml"/>\n'
+        f'        <route-files value="{name}.rou.xml"/>\n'
+        f"    </input>\n"
+        f"    <time>\n"
+        f'        <begin value="0"/>\n'
+        f'        <end value="{duration_s:.0f}"/>\n'
+        f"    </time>\n"
+        f"</configuration>\n"
+    )
 
 
 SCENARIO_BUILDERS: dict[str, tuple[Callable[[Path, str], None], Callable[[], list[Flow]]]] = {
@@ -284,8 +356,7 @@ def check(cfg: Path, seed: int = 1) -> dict:
     """Simulate a scenario for its whole window in a fresh process (libsumo runs one simulation per process)."""
     import json
 
-    res = subprocess.run([sys.executable, "-c", _CHECK, str(cfg), str(seed)], check=True, capture_output=True,
-                         text=True)
+    res = subprocess.run([sys.executable, "-c", _CHECK, str(cfg), str(seed)], check=True, capture_output=True, text=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

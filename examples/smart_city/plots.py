@@ -40,8 +40,8 @@ def _fps(per_second: list[int], path: Path) -> None:
 
 def _bytes(links: list[dict], raw_bytes: float, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    names = ["raw frame upload"] + [f"{l['link']}\n({l['codec']})" for l in links]
-    values = [raw_bytes] + [l["bytes_per_frame"] for l in links]
+    names = ["raw frame upload"] + [f"{link['link']}\n({link['codec']})" for link in links]
+    values = [raw_bytes] + [link["bytes_per_frame"] for link in links]
     ax.bar(names, values, color=["grey"] + ["tab:blue"] * len(links))
     for i, v in enumerate(values):
         ax.text(i, v, f"{v:,.0f} B", ha="center", va="bottom")
@@ -58,15 +58,18 @@ def _delay(traffic: dict, controller: str, title: str, path: Path) -> None:
     means = [traffic["mean_delay_s"][k] for k in names]
     stds = [traffic["mean_delay_s_std"][k] for k in names]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    colours = {"fixed_time": "grey", "actuated": "tab:orange", "max_pressure_truth": "tab:green",
-               "greedy_truth": "tab:olive", "camera": "tab:blue"}
-    labels = ["\n".join(textwrap.wrap(LABELS[k], 16)) + (f"\n({controller.replace('_', '-')})" if k == "camera" else "")
-              for k in names]
+    colours = {
+        "fixed_time": "grey",
+        "actuated": "tab:orange",
+        "max_pressure_truth": "tab:green",
+        "greedy_truth": "tab:olive",
+        "camera": "tab:blue",
+    }
+    labels = ["\n".join(textwrap.wrap(LABELS[k], 16)) + (f"\n({controller.replace('_', '-')})" if k == "camera" else "") for k in names]
     ax.bar(labels, means, yerr=stds, capsize=4, color=[colours[k] for k in names])
     for i, k in enumerate(names):
         ax.scatter([i + 0.12] * len(runs[k]), [r["mean_delay_s"] for r in runs[k]], color="black", s=10, zorder=3)
-        ax.text(i, means[i] + stds[i] + 0.01 * max(means), f"{means[i]:.1f} ± {stds[i]:.1f} s", ha="center", va="bottom",
-                fontsize=8)
+        ax.text(i, means[i] + stds[i] + 0.01 * max(means), f"{means[i]:.1f} ± {stds[i]:.1f} s", ha="center", va="bottom", fontsize=8)
     ax.set(ylabel="mean delay per vehicle (s, SUMO timeLoss)", title=title)
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
@@ -81,8 +84,9 @@ def _queues(trace: list[tuple[float, float, float, float]], junction: str, path:
         ax.plot(t, whole, color="lightgrey", lw=1, label="true: whole lanes (SUMO)")
         ax.plot(t, vis, color="black", lw=1, label="true: what the cameras see (last 102 m)")
         ax.plot(t, est, color="tab:blue", lw=1, alpha=0.8, label="estimated by the split pipeline")
-    ax.set(xlabel="simulated time (s)", ylabel="halting vehicles, all approaches",
-           title=f"Queues at junction {junction}: estimated vs true")
+    ax.set(
+        xlabel="simulated time (s)", ylabel="halting vehicles, all approaches", title=f"Queues at junction {junction}: estimated vs true"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -109,11 +113,17 @@ def _montage(montage: dict, names: list[str], junctions: list[str], path: Path) 
         ax = axes[r][c]
         ax.imshow(frames[i].transpose(1, 2, 0), interpolation="nearest")
         k = lanes[i]
-        order = range(k - 1, -1, -1)                            # left to right on screen: the leftmost lane first
-        ax.set_title(f"{junctions[i]}: {names[i][:14]}\ntrue {'|'.join(f'{truth[i, j]:.0f}' for j in order)}\n"
-                     f"est {'|'.join(f'{est[i, j]:.1f}' for j in order)}", fontsize=6)
-    fig.suptitle(f"The {n} cameras at {montage['t_s']:.0f} s, the busiest frame set (stop line at the top); "
-                 "halting vehicles per lane, left to right: true vs estimated", fontsize=9)
+        order = range(k - 1, -1, -1)  # left to right on screen: the leftmost lane first
+        ax.set_title(
+            f"{junctions[i]}: {names[i][:14]}\ntrue {'|'.join(f'{truth[i, j]:.0f}' for j in order)}\n"
+            f"est {'|'.join(f'{est[i, j]:.1f}' for j in order)}",
+            fontsize=6,
+        )
+    fig.suptitle(
+        f"The {n} cameras at {montage['t_s']:.0f} s, the busiest frame set (stop line at the top); "
+        "halting vehicles per lane, left to right: true vs estimated",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -126,14 +136,15 @@ def write_plots(out: Path, report: dict, runs, scenario) -> list[str]:
     busiest = max(runs, key=lambda s: s.montage.get("queued", -1)).montage
     names = [a.edge for a in scenario.cameras]
     sc = report["scenario"]
-    title = (f"{sc['name']}: mean delay per controller over seeds {report['seeds']} "
-             f"({sc['end_s'] - sc['begin_s']:.0f} simulated s each)")
-    files = {"delay.png": lambda p: _delay(report["traffic"], report["camera_controller"], title, p),
-             "queues.png": lambda p: _queues(runs[0].trace, scenario.junctions[0].id, p),
-             "cameras.png": lambda p: _montage(busiest, names, [a.junction for a in scenario.cameras], p),
-             "latency_cdf.png": lambda p: _latency_cdf(lat, p),
-             "fps.png": lambda p: _fps(per_second, p),
-             "bytes_per_link.png": lambda p: _bytes(report["pipeline"]["links"], report["pipeline"]["raw_bytes_per_frame"], p)}
+    title = f"{sc['name']}: mean delay per controller over seeds {report['seeds']} ({sc['end_s'] - sc['begin_s']:.0f} simulated s each)"
+    files = {
+        "delay.png": lambda p: _delay(report["traffic"], report["camera_controller"], title, p),
+        "queues.png": lambda p: _queues(runs[0].trace, scenario.junctions[0].id, p),
+        "cameras.png": lambda p: _montage(busiest, names, [a.junction for a in scenario.cameras], p),
+        "latency_cdf.png": lambda p: _latency_cdf(lat, p),
+        "fps.png": lambda p: _fps(per_second, p),
+        "bytes_per_link.png": lambda p: _bytes(report["pipeline"]["links"], report["pipeline"]["raw_bytes_per_frame"], p),
+    }
     written = []
     for name, draw in files.items():
         if name == "cameras.png" and "frames" not in busiest:

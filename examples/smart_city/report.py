@@ -17,14 +17,35 @@ from .model import WEIGHTS
 
 __all__ = ["build_report", "summary_table", "traffic_summary", "verdict", "METRICS", "LABELS"]
 
-METRICS = ("mean_delay_s", "mean_waiting_s", "mean_trip_s", "mean_total_delay_s", "arrived", "unfinished",
-           "never_inserted", "teleports", "phase_switches")
-_TABLE = ("mean_delay_s", "mean_total_delay_s", "mean_waiting_s", "mean_trip_s", "arrived", "unfinished", "never_inserted",
-          "phase_switches")
-TIE = 0.005                      # a difference under 0.5% is a tie
-LABELS = {"fixed_time": "fixed time (the network's program)", "actuated": "actuated (SUMO)",
-          "max_pressure_truth": "max-pressure, exact queues", "greedy_truth": "greedy, exact queues",
-          "camera": "cameras + split pipeline"}
+METRICS = (
+    "mean_delay_s",
+    "mean_waiting_s",
+    "mean_trip_s",
+    "mean_total_delay_s",
+    "arrived",
+    "unfinished",
+    "never_inserted",
+    "teleports",
+    "phase_switches",
+)
+_TABLE = (
+    "mean_delay_s",
+    "mean_total_delay_s",
+    "mean_waiting_s",
+    "mean_trip_s",
+    "arrived",
+    "unfinished",
+    "never_inserted",
+    "phase_switches",
+)
+TIE = 0.005  # a difference under 0.5% is a tie
+LABELS = {
+    "fixed_time": "fixed time (the network's program)",
+    "actuated": "actuated (SUMO)",
+    "max_pressure_truth": "max-pressure, exact queues",
+    "greedy_truth": "greedy, exact queues",
+    "camera": "cameras + split pipeline",
+}
 
 
 def traffic_summary(runs: dict[str, list[dict]]) -> dict:
@@ -50,9 +71,11 @@ def verdict(traffic: dict, controller: str) -> list[str]:
     gap = cam / truth - 1 if truth else 0.0
     name = controller.replace("_", "-")
     spread = f"spread {s['camera']:.1f} s over {seeds} seeds" if seeds > 1 else "one seed: no spread"
-    lines = [f"Camera-driven {name}: mean delay {cam:.1f} s per vehicle ({spread}), "
-             f"{abs(gap):.1%} {'above' if gap >= 0 else 'below'} {name} on exact queues ({truth:.1f} s): "
-             + ("within the 10% target." if gap <= 0.10 else "misses the 10% target.")]
+    lines = [
+        f"Camera-driven {name}: mean delay {cam:.1f} s per vehicle ({spread}), "
+        f"{abs(gap):.1%} {'above' if gap >= 0 else 'below'} {name} on exact queues ({truth:.1f} s): "
+        + ("within the 10% target." if gap <= 0.10 else "misses the 10% target.")
+    ]
     for base in ("fixed_time", "actuated"):
         ref = d[base]
         rel = cam / ref - 1 if ref else 0.0
@@ -72,18 +95,26 @@ def _pipeline(runs, plan, pipe_report: dict) -> dict:
     sent = sum(s.frames_sent for s in runs)
     delivered = sum(s.frames_delivered for s in runs)
     wall = sum(s.wall_s for s in runs)
-    raw = int(np.prod(plan.inputs[0].shape))                 # uint8 frame, 1 byte per value
+    raw = int(np.prod(plan.inputs[0].shape))  # uint8 frame, 1 byte per value
     uplink = pipe_report["links"][0]["bytes_per_frame"]
     cams = runs[0].cameras if runs else 0
-    return {"fps": round(delivered / wall, 1) if wall else 0.0,
-            "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1),
-                           "mean": round(float(lat.mean()), 1)},
-            "frames_sent": sent, "frames_delivered": delivered,
-            "delivered_exactly_once_in_order": bool(sent == delivered and all(s.order_ok for s in runs)),
-            "delivered_per_camera": [sum(s.per_camera[c] for s in runs) for c in range(cams)],
-            "uplink_bytes_per_frame": uplink, "raw_bytes_per_frame": raw,
-            "uplink_saving_vs_raw": round(1 - uplink / raw, 3),
-            "links": pipe_report["links"], "tiers": pipe_report["tiers"]}
+    return {
+        "fps": round(delivered / wall, 1) if wall else 0.0,
+        "latency_ms": {
+            "p50": round(float(np.percentile(lat, 50)), 1),
+            "p99": round(float(np.percentile(lat, 99)), 1),
+            "mean": round(float(lat.mean()), 1),
+        },
+        "frames_sent": sent,
+        "frames_delivered": delivered,
+        "delivered_exactly_once_in_order": bool(sent == delivered and all(s.order_ok for s in runs)),
+        "delivered_per_camera": [sum(s.per_camera[c] for s in runs) for c in range(cams)],
+        "uplink_bytes_per_frame": uplink,
+        "raw_bytes_per_frame": raw,
+        "uplink_saving_vs_raw": round(1 - uplink / raw, 3),
+        "links": pipe_report["links"],
+        "tiers": pipe_report["tiers"],
+    }
 
 
 def build_report(scenario, config, controller: str, plan, traffic: dict, runs, pipe_report: dict, startup_s: float) -> dict:
@@ -95,8 +126,11 @@ def build_report(scenario, config, controller: str, plan, traffic: dict, runs, p
     pipeline = _pipeline(runs, plan, pipe_report)
 
     def plan_row(cost, measured_bytes=None):
-        return {"latency_ms": round(cost.latency_s * 1e3, 2), "uplink_bytes_per_frame": cost.link_bytes[0],
-                **({"uplink_bytes_measured": round(measured_bytes, 1)} if measured_bytes is not None else {})}
+        return {
+            "latency_ms": round(cost.latency_s * 1e3, 2),
+            "uplink_bytes_per_frame": cost.link_bytes[0],
+            **({"uplink_bytes_measured": round(measured_bytes, 1)} if measured_bytes is not None else {}),
+        }
 
     summary = traffic_summary(traffic)
     err = sum(s.err_sum for s in runs)
@@ -107,25 +141,41 @@ def build_report(scenario, config, controller: str, plan, traffic: dict, runs, p
         "camera_controller": controller,
         "traffic": summary,
         "verdict": verdict(summary, controller),
-        "time": {"camera_fps": config.camera_fps, "control_step_s": config.control_step_s, "lag_s": config.lag_s,
-                 "min_green_s": config.min_green_s, "max_green_s": config.max_green_s, "realtime": config.realtime,
-                 "frames_per_simulated_s": len(scenario.cameras) * config.camera_fps,
-                 "simulated_s": round(sim_s, 1), "wall_s": round(wall, 1),
-                 "simulated_s_per_wall_s": round(sim_s / wall, 2) if wall else None,
-                 "waited_for_frames_s": round(sum(s.waited_s for s in runs), 1),
-                 "pipeline_startup_s": round(startup_s, 1)},
+        "time": {
+            "camera_fps": config.camera_fps,
+            "control_step_s": config.control_step_s,
+            "lag_s": config.lag_s,
+            "min_green_s": config.min_green_s,
+            "max_green_s": config.max_green_s,
+            "realtime": config.realtime,
+            "frames_per_simulated_s": len(scenario.cameras) * config.camera_fps,
+            "simulated_s": round(sim_s, 1),
+            "wall_s": round(wall, 1),
+            "simulated_s_per_wall_s": round(sim_s / wall, 2) if wall else None,
+            "waited_for_frames_s": round(sum(s.waited_s for s in runs), 1),
+            "pipeline_startup_s": round(startup_s, 1),
+        },
         "pipeline": pipeline,
-        "model": {"name": "QueueNet", "unit": held_out.get("unit", "halting vehicles per lane"),
-                  "mae_heldout": held_out["held_out"]["mae_per_lane"],
-                  "mae_heldout_by_lane_count": held_out["held_out"]["mae_per_lane_by_lane_count"],
-                  "mae_live": round(err / lanes, 4) if lanes else None,
-                  "mae_live_per_seed": {str(s.seed): round(s.mae, 4) for s in runs}},
-        "plan": {"objective": plan.objective, "codecs": list(plan.codecs), "tiers": list(plan.tiers),
-                 "stages": {s.tier_name: list(s.nodes) for s in plan.stages},
-                 "predicted": plan.predicted.to_json(),
-                 "compare": {"split (ours)": plan_row(plan.predicted, pipeline["uplink_bytes_per_frame"]),
-                             **({"all on camera": plan_row(base["all on device"])} if "all on device" in base else {}),
-                             **({"all on edge (raw upload)": plan_row(base["all on edge"])} if "all on edge" in base else {})}},
+        "model": {
+            "name": "QueueNet",
+            "unit": held_out.get("unit", "halting vehicles per lane"),
+            "mae_heldout": held_out["held_out"]["mae_per_lane"],
+            "mae_heldout_by_lane_count": held_out["held_out"]["mae_per_lane_by_lane_count"],
+            "mae_live": round(err / lanes, 4) if lanes else None,
+            "mae_live_per_seed": {str(s.seed): round(s.mae, 4) for s in runs},
+        },
+        "plan": {
+            "objective": plan.objective,
+            "codecs": list(plan.codecs),
+            "tiers": list(plan.tiers),
+            "stages": {s.tier_name: list(s.nodes) for s in plan.stages},
+            "predicted": plan.predicted.to_json(),
+            "compare": {
+                "split (ours)": plan_row(plan.predicted, pipeline["uplink_bytes_per_frame"]),
+                **({"all on camera": plan_row(base["all on device"])} if "all on device" in base else {}),
+                **({"all on edge (raw upload)": plan_row(base["all on edge"])} if "all on edge" in base else {}),
+            },
+        },
     }
     report["targets"] = _targets(report, controller)
     return report
@@ -134,16 +184,22 @@ def build_report(scenario, config, controller: str, plan, traffic: dict, runs, p
 def _targets(r: dict, controller: str) -> list[dict]:
     p, t = r["pipeline"], r["traffic"]["mean_delay_s"]
     gap = t["camera"] / t[f"{controller}_truth"] - 1 if t[f"{controller}_truth"] else 0.0
-    rows = [("end-to-end p99 ms (emulated)", p["latency_ms"]["p99"], "<=", 100.0),
-            ("uplink saving vs raw upload", p["uplink_saving_vs_raw"], ">=", 0.70),
-            ("mean delay vs the same control on exact queues", gap, "<=", 0.10)]
-    out = [{"target": name, "value": round(float(v), 3), "goal": f"{op} {goal}",
-            "met": bool(v >= goal if op == ">=" else v <= goal)} for name, v, op, goal in rows]
-    why = {"end-to-end p99 ms (emulated)": "the stage actors, the driver and SUMO share this machine's cores; frames "
-                                           "queue behind each other when the cameras' frames of a step arrive together",
-           "uplink saving vs raw upload": "the plan's cut and codec decide the bytes on the uplink",
-           "mean delay vs the same control on exact queues": "estimation errors (and queues beyond the cameras' "
-                                                             "102 m view) change the controller's decisions"}
+    rows = [
+        ("end-to-end p99 ms (emulated)", p["latency_ms"]["p99"], "<=", 100.0),
+        ("uplink saving vs raw upload", p["uplink_saving_vs_raw"], ">=", 0.70),
+        ("mean delay vs the same control on exact queues", gap, "<=", 0.10),
+    ]
+    out = [
+        {"target": name, "value": round(float(v), 3), "goal": f"{op} {goal}", "met": bool(v >= goal if op == ">=" else v <= goal)}
+        for name, v, op, goal in rows
+    ]
+    why = {
+        "end-to-end p99 ms (emulated)": "the stage actors, the driver and SUMO share this machine's cores; frames "
+        "queue behind each other when the cameras' frames of a step arrive together",
+        "uplink saving vs raw upload": "the plan's cut and codec decide the bytes on the uplink",
+        "mean delay vs the same control on exact queues": "estimation errors (and queues beyond the cameras' "
+        "102 m view) change the controller's decisions",
+    }
     for row in out:
         if not row["met"]:
             row["why"] = why[row["target"]]
@@ -152,10 +208,11 @@ def _targets(r: dict, controller: str) -> list[dict]:
 
 def summary_table(r: dict) -> Table:
     sc = r["scenario"]
-    table = Table(title=f"{sc['name']}: {sc['junctions']} junctions, {sc['cameras']} cameras, seeds {r['seeds']}, "
-                        f"simulated {sc['begin_s']:g}-{sc['end_s']:g} s")
-    for col in ("controller", "delay s", "with entry wait s", "waiting s", "trip s", "arrived", "unfinished",
-                "never entered", "switches"):
+    table = Table(
+        title=f"{sc['name']}: {sc['junctions']} junctions, {sc['cameras']} cameras, seeds {r['seeds']}, "
+        f"simulated {sc['begin_s']:g}-{sc['end_s']:g} s"
+    )
+    for col in ("controller", "delay s", "with entry wait s", "waiting s", "trip s", "arrived", "unfinished", "never entered", "switches"):
         table.add_column(col, justify="left" if col == "controller" else "right")
     t = r["traffic"]
     for c in t["mean_delay_s"]:

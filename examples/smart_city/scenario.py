@@ -25,26 +25,32 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import DEFAULT_SCENARIO, HERE  # DEFAULT_SCENARIO lives in the package: the CLI reads it without numpy
-from partition.errors import TierpipeError
-
+# DEFAULT_SCENARIO lives in the package, so the CLI reads it without numpy
+from . import DEFAULT_SCENARIO, HERE
 from .camera import MAX_LANES
 from .controller import SignalProgram, is_green
+from .sumocfg import ScenarioError, read_config, routes_end_s
 
-__all__ = ["Scenario", "Junction", "Approach", "Lane", "Phase", "ScenarioError", "SCENARIOS", "DEFAULT_SCENARIO",
-           "MAX_LANES", "shipped_scenarios"]
+__all__ = [
+    "Scenario",
+    "Junction",
+    "Approach",
+    "Lane",
+    "Phase",
+    "ScenarioError",
+    "SCENARIOS",
+    "DEFAULT_SCENARIO",
+    "MAX_LANES",
+    "shipped_scenarios",
+]
 
 SCENARIOS = HERE / "scenarios"
-
-
-class ScenarioError(TierpipeError):
-    """A SUMO scenario that cannot be used: names the file and what to change."""
 
 
 @dataclass(frozen=True)
 class Lane:
     id: str
-    index: int                   # SUMO's lane index on its edge (0 = rightmost)
+    index: int  # SUMO's lane index on its edge (0 = rightmost)
     width_m: float
     length_m: float
 
@@ -55,8 +61,8 @@ class Approach:
 
     junction: str
     edge: str
-    lanes: tuple[Lane, ...]      # the controlled lanes, rightmost first (at most MAX_LANES)
-    angle_deg: float             # direction of travel at the stop line (0 = north, clockwise)
+    lanes: tuple[Lane, ...]  # the controlled lanes, rightmost first (at most MAX_LANES)
+    angle_deg: float  # direction of travel at the stop line (0 = north, clockwise)
     length_m: float
 
 
@@ -72,7 +78,7 @@ class Phase:
 
 @dataclass(frozen=True)
 class Junction:
-    id: str                      # the traffic light's id
+    id: str  # the traffic light's id
     approaches: tuple[Approach, ...]
     program: SignalProgram
     phases: tuple[Phase, ...] = ()
@@ -100,17 +106,31 @@ class Scenario:
         return [len(a.lanes) for a in self.cameras]
 
     def summary(self) -> dict:
-        return {"name": self.name, "net": str(self.net), "junctions": [j.id for j in self.junctions],
-                "cameras": len(self.cameras), "camera_edges": [a.edge for a in self.cameras],
-                "lanes_per_camera": self.lanes_per_camera,
-                "green_phases": {j.id: len(j.program.greens) for j in self.junctions},
-                "begin_s": self.begin_s, "end_s": self.end_s, "notes": list(self.notes)}
+        return {
+            "name": self.name,
+            "net": str(self.net),
+            "junctions": [j.id for j in self.junctions],
+            "cameras": len(self.cameras),
+            "camera_edges": [a.edge for a in self.cameras],
+            "lanes_per_camera": self.lanes_per_camera,
+            "green_phases": {j.id: len(j.program.greens) for j in self.junctions},
+            "begin_s": self.begin_s,
+            "end_s": self.end_s,
+            "notes": list(self.notes),
+        }
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, config: str | Path | None = None, *, net: str | Path | None = None,
-             routes: list[str | Path] | None = None, tls: list[str] | None = None,
-             begin_s: float | None = None, end_s: float | None = None) -> "Scenario":
+    def load(
+        cls,
+        config: str | Path | None = None,
+        *,
+        net: str | Path | None = None,
+        routes: list[str | Path] | None = None,
+        tls: list[str] | None = None,
+        begin_s: float | None = None,
+        end_s: float | None = None,
+    ) -> Scenario:
         """Read a scenario from a ``.sumocfg`` (or a shipped scenario's name), or from ``net`` and ``routes``.
 
         Raises:
@@ -120,20 +140,20 @@ class Scenario:
         additional: list[Path] = []
         file_begin, file_end = 0.0, 3600.0
         if config is not None and (net is not None or routes):
-            raise ScenarioError(f"{config}: give a scenario (.sumocfg) or a network and routes (--net, --routes), "
-                                "not both")
+            raise ScenarioError(f"{config}: give a scenario (.sumocfg) or a network and routes (--net, --routes), not both")
         if config is not None:
             path = _resolve_config(config)
-            net_p, route_ps, additional, file_begin, file_end = _read_config(path)
+            net_p, route_ps, additional, file_begin, file_end = read_config(path)
             name = path.name.removesuffix(".sumocfg")
         else:
             if net is None or not routes:
-                raise ScenarioError("a scenario needs a .sumocfg (--scenario FILE) or a network and routes "
-                                    "(--net FILE.net.xml --routes FILE.rou.xml)")
+                raise ScenarioError(
+                    "a scenario needs a .sumocfg (--scenario FILE) or a network and routes (--net FILE.net.xml --routes FILE.rou.xml)"
+                )
             path = None
             net_p, route_ps = Path(net), [Path(r) for r in routes]
             name = net_p.name.removesuffix(".net.xml").removesuffix(".xml")
-            file_end = _routes_end_s(route_ps) or file_end
+            file_end = routes_end_s(route_ps) or file_end
         for p, what in [(net_p, "network")] + [(r, "routes") for r in route_ps]:
             if not p.exists():
                 raise ScenarioError(f"{p}: no such {what} file" + (f" (named in {path})" if path else ""))
@@ -164,13 +184,16 @@ class Scenario:
         for g, j in enumerate(self.junctions):
             fan_in[f"{tiers[1]['name']}-{g}"] = [f"{tiers[0]['name']}-{k + i}" for i in range(len(j.approaches))]
             k += len(j.approaches)
-        return {"name": f"{ref.name}-{self.name}",
-                "description": f"{len(cams)} cameras on the approaches of {len(self.junctions)} signalised junctions "
-                               f"of {self.name} -> one gateway per junction -> {ref.tiers[-1].name}",
-                "tiers": tiers, "links": [_with_units(link.model_dump(by_alias=True, exclude_none=True)) for link in ref.links],
-                "fan_in": fan_in,
-                "sources": [{"name": "traffic-camera", "count": len(cams), "fps": fps, "policy": "block"}],
-                "sink": ref.sink or ref.tiers[-1].name}
+        return {
+            "name": f"{ref.name}-{self.name}",
+            "description": f"{len(cams)} cameras on the approaches of {len(self.junctions)} signalised junctions "
+            f"of {self.name} -> one gateway per junction -> {ref.tiers[-1].name}",
+            "tiers": tiers,
+            "links": [_with_units(link.model_dump(by_alias=True, exclude_none=True)) for link in ref.links],
+            "fan_in": fan_in,
+            "sources": [{"name": "traffic-camera", "count": len(cams), "fps": fps, "policy": "block"}],
+            "sink": ref.sink or ref.tiers[-1].name,
+        }
 
 
 def shipped_scenarios() -> list[str]:
@@ -196,64 +219,7 @@ def _resolve_config(config: str | Path) -> Path:
     shipped = SCENARIOS / str(config) / f"{config}.sumocfg"
     if shipped.exists():
         return shipped
-    raise ScenarioError(f"{config}: no such .sumocfg and no shipped scenario of that name; shipped: "
-                        f"{', '.join(shipped_scenarios())}")
-
-
-def _read_config(path: Path) -> tuple[Path, list[Path], list[Path], float, float]:
-    """net, routes, additional files, begin and end from a SUMO configuration file."""
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
-        raise ScenarioError(f"{path}: not a SUMO configuration ({exc}); expected <configuration> with "
-                            "<input><net-file value=.../>") from None
-
-    def value(tag: str) -> str | None:
-        el = root.find(f".//{tag}")
-        return None if el is None else el.get("value")
-
-    net = value("net-file")
-    if not net:
-        raise ScenarioError(f"{path}: no <net-file value=...> in <input>; name the network there")
-    routes = [p for p in (value("route-files") or "").replace(",", " ").split() if p]
-    if not routes:
-        raise ScenarioError(f"{path}: no <route-files value=...> in <input>; tierpipe needs the demand to simulate")
-    extra = [p for p in (value("additional-files") or "").replace(",", " ").split() if p]
-    base = path.parent
-    begin = _seconds(value("begin") or "0", path, "begin")
-    end_v = value("end")
-    routes_p = [base / r for r in routes]
-    end = _seconds(end_v, path, "end") if end_v is not None else -1.0
-    end = end if end > 0 else (_routes_end_s(routes_p) or 3600.0)
-    return base / net, routes_p, [base / a for a in extra], begin, end
-
-
-def _seconds(text: str, path: Path, field: str) -> float:
-    """SUMO's time values: seconds (``3600``, ``3600.5``) or ``h:m:s`` / ``d:h:m:s``."""
-    try:
-        parts = [float(p) for p in text.split(":")]
-    except ValueError:
-        raise ScenarioError(f"{path}: <{field} value={text!r}> is not a time; write seconds (3600) or h:m:s (1:00:00)") from None
-    units = (86400.0, 3600.0, 60.0, 1.0)[-len(parts):] if len(parts) <= 4 else ()
-    if not units:
-        raise ScenarioError(f"{path}: <{field} value={text!r}> has too many parts; write seconds or d:h:m:s")
-    return sum(p * u for p, u in zip(parts, units))
-
-
-def _routes_end_s(routes: list[Path]) -> float | None:
-    """The latest ``end`` of a flow or ``depart`` of a vehicle/trip in the route files (their window)."""
-    last = None
-    for path in routes:
-        if not path.exists():
-            continue
-        for _, el in ET.iterparse(path):
-            t = el.get("end") if el.tag == "flow" else el.get("depart") if el.tag in ("vehicle", "trip") else None
-            try:
-                last = max(last or 0.0, float(t)) if t is not None else last
-            except ValueError:
-                pass
-            el.clear()
-    return last
+    raise ScenarioError(f"{config}: no such .sumocfg and no shipped scenario of that name; shipped: {', '.join(shipped_scenarios())}")
 
 
 def _natural(name: str) -> list:
@@ -279,10 +245,15 @@ def _extra_programs(additional: list[Path]) -> dict[str, list[Phase]]:
             raise ScenarioError(f"{path}: no such additional file (named in the scenario's <additional-files>)")
         for _, el in ET.iterparse(path):
             if el.tag == "tlLogic":
-                out[el.get("id")] = [Phase(float(p.get("duration")), p.get("state"),
-                                           float(p.get("minDur")) if p.get("minDur") else None,
-                                           float(p.get("maxDur")) if p.get("maxDur") else None)
-                                     for p in el.findall("phase")]
+                out[el.get("id")] = [
+                    Phase(
+                        float(p.get("duration")),
+                        p.get("state"),
+                        float(p.get("minDur")) if p.get("minDur") else None,
+                        float(p.get("maxDur")) if p.get("maxDur") else None,
+                    )
+                    for p in el.findall("phase")
+                ]
     return out
 
 
@@ -292,17 +263,19 @@ def _junctions(net_path: Path, wanted: list[str] | None, additional: list[Path] 
     try:
         net = sumolib.net.readNet(str(net_path), withPrograms=True, withPedestrianConnections=False)
     except Exception as exc:  # sumolib raises whatever its SAX parser raises
-        raise ScenarioError(f"{net_path}: sumolib cannot read this network ({type(exc).__name__}: {exc}); "
-                            "give a SUMO .net.xml (netconvert writes one from OpenStreetMap)") from None
+        raise ScenarioError(
+            f"{net_path}: sumolib cannot read this network ({type(exc).__name__}: {exc}); "
+            "give a SUMO .net.xml (netconvert writes one from OpenStreetMap)"
+        ) from None
     lights = {t.getID(): t for t in net.getTrafficLights()}
     if not lights:
-        raise ScenarioError(f"{net_path}: the network has no traffic lights; build them with netconvert "
-                            "(--tls.guess, or --tls.set ID,...)")
+        raise ScenarioError(f"{net_path}: the network has no traffic lights; build them with netconvert (--tls.guess, or --tls.set ID,...)")
     if wanted:
         unknown = [t for t in wanted if t not in lights]
         if unknown:
-            raise ScenarioError(f"{net_path}: no traffic light {', '.join(map(repr, unknown))}; "
-                                f"the network has {', '.join(sorted(lights))}")
+            raise ScenarioError(
+                f"{net_path}: no traffic light {', '.join(map(repr, unknown))}; the network has {', '.join(sorted(lights))}"
+            )
     ids = list(wanted) if wanted else sorted(lights, key=_natural)
     extra = _extra_programs(list(additional))
     junctions, notes = [], []
@@ -324,15 +297,21 @@ def _junctions(net_path: Path, wanted: list[str] | None, additional: list[Path] 
             edges.setdefault(in_lane.getEdge().getID(), set()).add(in_lane)
         program = _program(phases, tid, tuple(links), net_path)
         approaches = []
-        for edge_id in sorted(edges, key=_natural):                      # sorted: the same camera order on every run
+        for edge_id in sorted(edges, key=_natural):  # sorted: the same camera order on every run
             lanes = sorted(edges[edge_id], key=lambda lane: lane.getIndex())
             if len(lanes) > MAX_LANES:
                 notes.append(f"{edge_id}: {len(lanes)} controlled lanes; its camera sees the {MAX_LANES} rightmost")
                 lanes = lanes[:MAX_LANES]
             edge = lanes[0].getEdge()
-            approaches.append(Approach(tid, edge_id, tuple(Lane(ln.getID(), ln.getIndex(), ln.getWidth(), ln.getLength())
-                                                           for ln in lanes),
-                                       _angle(lanes[0].getShape()), edge.getLength()))
+            approaches.append(
+                Approach(
+                    tid,
+                    edge_id,
+                    tuple(Lane(ln.getID(), ln.getIndex(), ln.getWidth(), ln.getLength()) for ln in lanes),
+                    _angle(lanes[0].getShape()),
+                    edge.getLength(),
+                )
+            )
         junctions.append(Junction(tid, tuple(approaches), program, tuple(phases)))
     return junctions, notes
 
@@ -347,8 +326,7 @@ def _num(value) -> float | None:
 def _program(phases: list[Phase], tid: str, links: tuple[tuple[str, str], ...], net_path: Path) -> SignalProgram:
     """The green phases, yellow and all-red of the program SUMO runs for the light."""
     if not phases or not links:
-        raise ScenarioError(f"{net_path}: traffic light {tid} has no program or no controlled link; "
-                            "rebuild the network with netconvert")
+        raise ScenarioError(f"{net_path}: traffic light {tid} has no program or no controlled link; rebuild the network with netconvert")
     greens, yellow_s, all_red_s = [], None, None
     for i, ph in enumerate(phases):
         state = ph.state

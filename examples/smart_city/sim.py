@@ -1,8 +1,8 @@
 """The traffic simulation: any :class:`~.scenario.Scenario` in SUMO through libsumo, one simulation per process.
 
 :class:`TrafficSim` runs in the process that creates it (libsumo allows one simulation per
-process); :func:`run_in_process` runs a whole simulation in a child process and
-:class:`SimProcess` drives one from another process (the camera loop's driver).
+process); :mod:`.simproc` runs simulations in child processes (:func:`~.simproc.run_in_process`,
+:class:`~.simproc.SimProcess`).
 
 Signal control, by ``mode``:
 
@@ -18,7 +18,6 @@ program's yellow and all-red at every simulation step in between.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -33,8 +32,17 @@ from . import camera
 from .controller import CONTROLLERS
 from .scenario import Scenario
 
-__all__ = ["TrafficSim", "SimOptions", "SimProcess", "SimulationError", "run_in_process", "simulate", "tripinfo_metrics",
-           "decision_times", "decision_due", "BASELINES", "MODES"]
+__all__ = [
+    "TrafficSim",
+    "SimOptions",
+    "SimulationError",
+    "simulate",
+    "tripinfo_metrics",
+    "decision_times",
+    "decision_due",
+    "BASELINES",
+    "MODES",
+]
 
 BASELINES = ("fixed_time", "actuated", "max_pressure_truth", "greedy_truth")
 MODES = BASELINES + ("camera",)
@@ -69,8 +77,8 @@ class SimOptions:
     control_step_s: float = 5.0
     min_green_s: float = 5.0
     max_green_s: float = 60.0
-    lag_s: float = 1.0                 # camera mode: a decision at t uses frames taken at or before t - lag_s
-    controller: str = "max_pressure"   # camera mode's controller
+    lag_s: float = 1.0  # camera mode: a decision at t uses frames taken at or before t - lag_s
+    controller: str = "max_pressure"  # camera mode's controller
 
 
 class _Halting(Mapping):
@@ -115,12 +123,29 @@ class TrafficSim:
         extra = [str(a) for a in scenario.additional]
         if mode == "actuated":
             extra.append(str(_write_actuated(scenario, work / "actuated.add.xml")))
-        cmd = ["sumo"] + (["-c", str(scenario.config)] if scenario.config else
-                          ["-n", str(scenario.net), "-r", ",".join(map(str, scenario.routes))])
-        cmd += ["--begin", f"{scenario.begin_s:g}", "--end", f"{scenario.end_s:g}", "--seed", str(seed),
-                "--no-step-log", "true", "--no-warnings", "true", "--duration-log.disable", "true",
-                "--tripinfo-output", str(self.tripinfo), "--tripinfo-output.write-unfinished", "true",
-                "--tripinfo-output.write-undeparted", "true"]
+        cmd = ["sumo"] + (
+            ["-c", str(scenario.config)] if scenario.config else ["-n", str(scenario.net), "-r", ",".join(map(str, scenario.routes))]
+        )
+        cmd += [
+            "--begin",
+            f"{scenario.begin_s:g}",
+            "--end",
+            f"{scenario.end_s:g}",
+            "--seed",
+            str(seed),
+            "--no-step-log",
+            "true",
+            "--no-warnings",
+            "true",
+            "--duration-log.disable",
+            "true",
+            "--tripinfo-output",
+            str(self.tripinfo),
+            "--tripinfo-output.write-unfinished",
+            "true",
+            "--tripinfo-output.write-undeparted",
+            "true",
+        ]
         if extra:
             cmd += ["-a", ",".join(extra)]
         libsumo.start(cmd)
@@ -133,9 +158,10 @@ class TrafficSim:
         self.controllers = {}
         if mode not in ("fixed_time", "actuated"):
             name = options.controller if mode == "camera" else mode.removesuffix("_truth")
-            self.controllers = {j.id: CONTROLLERS[name](j.program, options.min_green_s, options.max_green_s,
-                                                        options.control_step_s, since=self.t)
-                                for j in scenario.junctions}
+            self.controllers = {
+                j.id: CONTROLLERS[name](j.program, options.min_green_s, options.max_green_s, options.control_step_s, since=self.t)
+                for j in scenario.junctions
+            }
         self._state: dict[str, str] = {}
         self._estimates: list[list[tuple[float, np.ndarray]]] = [[] for _ in self.cams]
         self._lane_slot = [{ln.id: k for k, ln in enumerate(a.lanes)} for a in self.cams]
@@ -200,7 +226,7 @@ class TrafficSim:
             if not usable:
                 continue
             frame_t, values = max(usable, key=lambda e: e[0])
-            self._estimates[cam] = [e for e in history if e[0] >= frame_t]          # older ones are never needed again
+            self._estimates[cam] = [e for e in history if e[0] >= frame_t]  # older ones are never needed again
             for ln, k in self._lane_slot[cam].items():
                 out[ln] = max(float(values[k]), 0.0)
         return out
@@ -230,9 +256,15 @@ class TrafficSim:
     def finish(self) -> dict:
         """Close SUMO; the standard per-vehicle figures from its tripinfo output."""
         self.sumo.close()
-        out = {"mode": self.mode, "seed": self.seed, "begin_s": self.scenario.begin_s, "end_s": self.scenario.end_s,
-               **tripinfo_metrics(self.tripinfo), "teleports": self.teleports,
-               "phase_switches": sum(c.switches for c in self.controllers.values()) if self.controllers else self.switches}
+        out = {
+            "mode": self.mode,
+            "seed": self.seed,
+            "begin_s": self.scenario.begin_s,
+            "end_s": self.scenario.end_s,
+            **tripinfo_metrics(self.tripinfo),
+            "teleports": self.teleports,
+            "phase_switches": sum(c.switches for c in self.controllers.values()) if self.controllers else self.switches,
+        }
         self._tmp.cleanup()
         return out
 
@@ -256,13 +288,17 @@ def tripinfo_metrics(path: Path) -> dict:
         values = list(values)
         return float(np.mean(values)) if values else 0.0
 
-    return {"vehicles": len(entered), "arrived": len(arrived), "unfinished": len(entered) - len(arrived),
-            "never_inserted": len(rows) - len(entered),
-            "mean_delay_s": mean(float(r.get("timeLoss")) for r in entered),
-            "mean_waiting_s": mean(float(r.get("waitingTime")) for r in entered),
-            "mean_trip_s": mean(float(r.get("duration")) for r in arrived),
-            "mean_depart_delay_s": mean(float(r.get("departDelay", 0)) for r in rows),
-            "mean_total_delay_s": mean(float(r.get("timeLoss")) + float(r.get("departDelay", 0)) for r in rows)}
+    return {
+        "vehicles": len(entered),
+        "arrived": len(arrived),
+        "unfinished": len(entered) - len(arrived),
+        "never_inserted": len(rows) - len(entered),
+        "mean_delay_s": mean(float(r.get("timeLoss")) for r in entered),
+        "mean_waiting_s": mean(float(r.get("waitingTime")) for r in entered),
+        "mean_trip_s": mean(float(r.get("duration")) for r in arrived),
+        "mean_depart_delay_s": mean(float(r.get("departDelay", 0)) for r in rows),
+        "mean_total_delay_s": mean(float(r.get("timeLoss")) + float(r.get("departDelay", 0)) for r in rows),
+    }
 
 
 _ACTUATED = "tierpipe-actuated"
@@ -292,97 +328,3 @@ def simulate(scenario: Scenario, seed: int, mode: str, options: SimOptions = Sim
     while not sim.done:
         sim.step()
     return sim.finish()
-
-
-def _call(fn, args, conn) -> None:
-    try:
-        conn.send(("ok", fn(*args)))
-    except BaseException as exc:  # report any failure to the parent, which raises it
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
-def _describe(args) -> str:
-    """``(scenario midtown, seed 1, mode actuated)`` for an error message."""
-    parts = [f"scenario {a.name}" if isinstance(a, Scenario) else repr(a) for a in args if not isinstance(a, SimOptions)]
-    return f"({', '.join(parts)})"
-
-
-def run_in_process(fn, *args):
-    """Start ``fn(*args)`` in a fresh process (libsumo: one simulation per process); ``.get()`` its result."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_call, args=(fn, args, child), daemon=True)
-    proc.start()
-
-    class _Result:
-        def get(self):
-            try:
-                status, value = parent.recv()
-            except EOFError:
-                proc.join()
-                status, value = "error", f"the process exited with code {proc.exitcode} before answering"
-            proc.join()
-            if status != "ok":
-                raise SimulationError(f"{getattr(fn, '__name__', fn)}{_describe(args)} failed: {value}")
-            return value
-    return _Result()
-
-
-def _serve(conn, scenario: Scenario, seed: int, options: SimOptions) -> None:
-    try:
-        sim = TrafficSim(scenario, seed, "camera", options)
-        conn.send(("ok", (sim.t, sim.dt)))
-    except BaseException as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    while True:
-        cmd, arg = conn.recv()
-        if cmd == "advance":              # arg: (until_s, estimates); reply: time, frames, truth, done
-            until_s, estimates = arg
-            sim.set_estimates(estimates)
-            sim.advance(until_s)
-            frames, visible, whole = sim.observe()
-            conn.send((sim.t, frames, visible, whole, sim.done))
-        elif cmd == "finish":
-            sim.set_estimates(arg or [])
-            while not sim.done:
-                sim.step()
-            conn.send(sim.finish())
-            return
-
-
-class SimProcess:
-    """A camera-mode :class:`TrafficSim` in a child process, advanced from this one."""
-
-    def __init__(self, scenario: Scenario, seed: int, options: SimOptions = SimOptions()) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, scenario, seed, options), daemon=True)
-        self._proc.start()
-        self._name = f"scenario {scenario.name}, seed {seed}"
-        status, value = self._recv("starting")
-        if status != "ok":
-            raise SimulationError(f"SUMO did not start for scenario {scenario.name}, seed {seed}: {value}")
-        self.t, self.dt = value
-
-    def advance(self, until_s: float, estimates: list) -> tuple:
-        """Hand over new camera results, simulate up to ``until_s``; returns
-        ``(t, frames, visible, whole, done)`` at that time."""
-        self._conn.send(("advance", (until_s, estimates)))
-        out = self._recv(f"simulating up to {until_s:g} s")
-        self.t = out[0]
-        return out
-
-    def finish(self, estimates: list | None = None) -> dict:
-        self._conn.send(("finish", estimates))
-        out = self._recv("finishing the run")
-        self._proc.join(timeout=10)
-        return out
-
-    def _recv(self, doing: str):
-        try:
-            return self._conn.recv()
-        except EOFError:
-            self._proc.join(timeout=5)
-            raise SimulationError(f"SUMO ({self._name}) exited with code {self._proc.exitcode} while {doing}; "
-                                  "run the same scenario and seed with `sumo -c ...` to see SUMO's own message") from None

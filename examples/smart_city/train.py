@@ -35,7 +35,8 @@ from .camera import MAX_LANES
 from .model import SAMPLE_FRAMES, WEIGHTS, QueueNet
 from .network import VTYPES
 from .scenario import Scenario
-from .sim import SimOptions, TrafficSim, run_in_process
+from .sim import SimOptions, TrafficSim
+from .simproc import run_in_process
 
 
 @dataclass(frozen=True)
@@ -50,34 +51,84 @@ class NetSpec:
 
 def _grid(lanes: int, seed: int, length: int, period: float, shape: tuple[int, int] = (3, 3)) -> NetSpec:
     x, y = shape
-    return NetSpec(f"grid{x}x{y}-{lanes}l-{length}m", ("--grid", "--grid.x-number", str(x), "--grid.y-number", str(y),
-                                                       "--grid.length", str(length), "--grid.attach-length", "100",
-                                                       "--default.lanenumber", str(lanes)), period, seed)
+    return NetSpec(
+        f"grid{x}x{y}-{lanes}l-{length}m",
+        (
+            "--grid",
+            "--grid.x-number",
+            str(x),
+            "--grid.y-number",
+            str(y),
+            "--grid.length",
+            str(length),
+            "--grid.attach-length",
+            "100",
+            "--default.lanenumber",
+            str(lanes),
+        ),
+        period,
+        seed,
+    )
 
 
 def _spider(arms: int, lanes: int, seed: int, period: float) -> NetSpec:
-    return NetSpec(f"spider{arms}a{lanes}l-s{seed}", ("--spider", "--spider.arm-number", str(arms), "--spider.circle-number", "3",
-                                                      "--spider.space-radius", "110", "--default.lanenumber", str(lanes)),
-                   period, seed)
+    return NetSpec(
+        f"spider{arms}a{lanes}l-s{seed}",
+        (
+            "--spider",
+            "--spider.arm-number",
+            str(arms),
+            "--spider.circle-number",
+            "3",
+            "--spider.space-radius",
+            "110",
+            "--default.lanenumber",
+            str(lanes),
+        ),
+        period,
+        seed,
+    )
 
 
 def _random(seed: int, period: float) -> NetSpec:
-    return NetSpec(f"random-s{seed}", ("--rand", "--rand.iterations", "60", "--rand.random-lanenumber", "true",
-                                       "--default.lanenumber", "5", "--rand.min-distance", "80",
-                                       "--rand.max-distance", "220"), period, seed)
+    return NetSpec(
+        f"random-s{seed}",
+        (
+            "--rand",
+            "--rand.iterations",
+            "60",
+            "--rand.random-lanenumber",
+            "true",
+            "--default.lanenumber",
+            "5",
+            "--rand.min-distance",
+            "80",
+            "--rand.max-distance",
+            "220",
+        ),
+        period,
+        seed,
+    )
 
 
-TRAIN = ([_grid(n, 10 + n, 120 + 10 * n, 1.6 / n ** 0.5) for n in range(1, 6)]
-         + [_grid(n, 20 + n, 150, 1.1 / n ** 0.5) for n in (2, 3, 4, 5)]
-         + [_spider(4, 2, 31, 1.0), _spider(6, 1, 32, 1.4), _spider(5, 3, 33, 0.7)]
-         + [_random(41, 0.9), _random(42, 0.7), _random(43, 1.2)]
-         # saturated: queues that fill the whole view, lane after lane
-         + [_grid(2, 51, 140, 0.35, (2, 2)), _grid(4, 52, 160, 0.3, (2, 2)), _spider(4, 2, 53, 0.4), _random(54, 0.35)])
+TRAIN = (
+    [_grid(n, 10 + n, 120 + 10 * n, 1.6 / n**0.5) for n in range(1, 6)]
+    + [_grid(n, 20 + n, 150, 1.1 / n**0.5) for n in (2, 3, 4, 5)]
+    + [_spider(4, 2, 31, 1.0), _spider(6, 1, 32, 1.4), _spider(5, 3, 33, 0.7)]
+    + [_random(41, 0.9), _random(42, 0.7), _random(43, 1.2)]
+    # saturated: queues that fill the whole view, lane after lane
+    + [_grid(2, 51, 140, 0.35, (2, 2)), _grid(4, 52, 160, 0.3, (2, 2)), _spider(4, 2, 53, 0.4), _random(54, 0.35)]
+)
 # held out: other shapes and block lengths than any training grid, another spider, another random network;
 # and (below) the shipped midtown and the sumo-rl networks in tests/data, none of them made by these generators
-HELD_OUT = [_grid(1, 91, 90, 1.5, (4, 2)), _grid(3, 93, 210, 0.9, (2, 4)), _grid(5, 95, 75, 0.7, (4, 2)),
-            _spider(5, 2, 94, 1.0), _random(99, 0.8)]
-TRAIN_SHIPPED = ("grid2x2",)                 # the shipped grid is in training; midtown (the demo's default) is not
+HELD_OUT = [
+    _grid(1, 91, 90, 1.5, (4, 2)),
+    _grid(3, 93, 210, 0.9, (2, 4)),
+    _grid(5, 95, 75, 0.7, (4, 2)),
+    _spider(5, 2, 94, 1.0),
+    _random(99, 0.8),
+]
+TRAIN_SHIPPED = ("grid2x2",)  # the shipped grid is in training; midtown (the demo's default) is not
 HELD_OUT_SHIPPED = ("midtown",)
 EXTERNAL = Path(__file__).resolve().parents[2] / "tests" / "data" / "sumo_rl"
 
@@ -88,13 +139,48 @@ def generate(spec: NetSpec, work: Path, duration_s: float) -> Scenario:
 
     net, trips, routes = work / f"{spec.name}.net.xml", work / f"{spec.name}.trips.xml", work / f"{spec.name}.rou.xml"
     tools = Path(sumo.SUMO_HOME)
-    subprocess.run([str(tools / "bin" / "netgenerate"), *spec.args, "-j", "traffic_light", "--no-turnarounds", "true",
-                    "--seed", str(spec.seed), "-o", str(net)], check=True, capture_output=True)
-    subprocess.run([sys.executable, str(tools / "tools" / "randomTrips.py"), "-n", str(net), "-o", str(trips),
-                    "-r", str(work / f"{spec.name}.checked.rou.xml"),
-                    "-e", f"{duration_s:g}", "-p", f"{spec.period_s:g}", "--fringe-factor", "5", "--min-distance", "150",
-                    "--seed", str(spec.seed), "--trip-attributes", 'type="mix" departLane="best" departSpeed="max"'],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(tools / "bin" / "netgenerate"),
+            *spec.args,
+            "-j",
+            "traffic_light",
+            "--no-turnarounds",
+            "true",
+            "--seed",
+            str(spec.seed),
+            "-o",
+            str(net),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            str(tools / "tools" / "randomTrips.py"),
+            "-n",
+            str(net),
+            "-o",
+            str(trips),
+            "-r",
+            str(work / f"{spec.name}.checked.rou.xml"),
+            "-e",
+            f"{duration_s:g}",
+            "-p",
+            f"{spec.period_s:g}",
+            "--fringe-factor",
+            "5",
+            "--min-distance",
+            "150",
+            "--seed",
+            str(spec.seed),
+            "--trip-attributes",
+            'type="mix" departLane="best" departSpeed="max"',
+        ],
+        check=True,
+        capture_output=True,
+    )
     body = trips.read_text().split("<routes", 1)[1].split(">", 1)[1]
     routes.write_text("\n".join(["<routes>", *VTYPES]) + "\n" + body)
     return Scenario.load(net=net, routes=[routes], begin_s=0.0, end_s=duration_s)
@@ -111,7 +197,7 @@ def render_run(scenario: Scenario, seed: int, mode: str, every_s: float) -> tupl
         sim.advance(next_t)
         next_t += every_s
         f, visible, _ = sim.observe()
-        keep = (visible.sum(1) > 0) | (rng.random(len(f)) < 0.25)      # most empty frames are alike
+        keep = (visible.sum(1) > 0) | (rng.random(len(f)) < 0.25)  # most empty frames are alike
         frames.append(f[keep])
         labels.append(visible[keep])
         counts.append(lanes[keep])
@@ -122,8 +208,8 @@ def render_run(scenario: Scenario, seed: int, mode: str, every_s: float) -> tupl
 def render_all(jobs: list[tuple[Scenario, int, str]], every_s: float, progress: Progress, what: str):
     task = progress.add_task(f"rendering SUMO runs ({what})", total=len(jobs))
     out = []
-    for i in range(0, len(jobs), 2):                 # two simulations at a time: one per core
-        pending = [run_in_process(render_run, sc, seed, mode, every_s) for sc, seed, mode in jobs[i:i + 2]]
+    for i in range(0, len(jobs), 2):  # two simulations at a time: one per core
+        pending = [run_in_process(render_run, sc, seed, mode, every_s) for sc, seed, mode in jobs[i : i + 2]]
         for p in pending:
             out.append(p.get())
             progress.advance(task)
@@ -138,15 +224,19 @@ def evaluate(model: QueueNet, frames: np.ndarray, labels: np.ndarray, counts: np
     """MAE per present lane, overall and by the approach's lane count (1..5)."""
     model.eval()
     with torch.inference_mode():
-        pred = torch.cat([model(torch.from_numpy(frames[i:i + 512])) for i in range(0, len(frames), 512)]).numpy()
+        pred = torch.cat([model(torch.from_numpy(frames[i : i + 512])) for i in range(0, len(frames), 512)]).numpy()
     mask = _mask(counts).astype(bool)
     err = np.abs(pred - labels)
     by = {str(n): round(float(err[counts == n][:, :n].mean()), 4) for n in range(1, MAX_LANES + 1) if (counts == n).any()}
     busy = mask & (labels > 0)
-    return {"mae_per_lane": round(float(err[mask].mean()), 4), "mae_per_lane_by_lane_count": by,
-            "mae_busy_lanes": round(float(err[busy].mean()), 4) if busy.any() else 0.0,
-            "frames": int(len(frames)), "frames_by_lane_count": {str(n): int((counts == n).sum()) for n in range(1, 6)},
-            "mean_queue_per_lane": round(float(labels[mask].mean()), 3)}
+    return {
+        "mae_per_lane": round(float(err[mask].mean()), 4),
+        "mae_per_lane_by_lane_count": by,
+        "mae_busy_lanes": round(float(err[busy].mean()), 4) if busy.any() else 0.0,
+        "frames": int(len(frames)),
+        "frames_by_lane_count": {str(n): int((counts == n).sum()) for n in range(1, 6)},
+        "mean_queue_per_lane": round(float(labels[mask].mean()), 3),
+    }
 
 
 def sample_frames(frames: np.ndarray, labels: np.ndarray, counts: np.ndarray, n: int = 16) -> np.ndarray:
@@ -184,8 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
         held_sc += [(cfg.parent.name, Scenario.load(cfg, end_s=args.duration)) for cfg in sorted(EXTERNAL.glob("*/*.sumocfg"))]
         jobs = [(sc, 100 + i, "fixed_time" if i % 2 == 0 else "max_pressure_truth") for i, (_, sc) in enumerate(train_sc)]
         x, y, n = render_all(jobs, args.every, progress, "training networks")
-        held = {name: render_all([(sc, 900 + i, "fixed_time")], args.every, progress, name)
-                for i, (name, sc) in enumerate(held_sc)}
+        held = {name: render_all([(sc, 900 + i, "fixed_time")], args.every, progress, name) for i, (name, sc) in enumerate(held_sc)}
         model = QueueNet()
         opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
         steps = args.epochs * (len(x) // 128)
@@ -197,22 +286,28 @@ def main(argv: list[str] | None = None) -> dict:
             model.train()
             order = torch.randperm(len(x), generator=g).numpy()
             for i in range(0, len(order) - 127, 128):
-                idx = np.sort(order[i:i + 128])
+                idx = np.sort(order[i : i + 128])
                 mask = mask_all[idx]
-                loss = (torch.nn.functional.huber_loss(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]),
-                                                       reduction="none") * mask).sum() / mask.sum()
+                loss = (
+                    torch.nn.functional.huber_loss(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]), reduction="none") * mask
+                ).sum() / mask.sum()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 sched.step()
                 progress.update(task, advance=1, description=f"training on {len(x)} frames, loss {loss.item():.3f}")
     hx, hy, hn = (np.concatenate(parts) for parts in zip(*held.values()))
-    result = {"held_out": evaluate(model, hx, hy, hn),
-              "held_out_networks": {name: evaluate(model, *parts)["mae_per_lane"] for name, parts in held.items()},
-              "train": {"networks": [s.name for s in TRAIN] + list(TRAIN_SHIPPED), "frames": int(len(x)),
-                        "frames_by_lane_count": {str(k): int((n == k).sum()) for k in range(1, 6)}},
-              "unit": "halting vehicles per lane a camera sees (last 102 m)",
-              "seconds": round(time.perf_counter() - start, 1)}
+    result = {
+        "held_out": evaluate(model, hx, hy, hn),
+        "held_out_networks": {name: evaluate(model, *parts)["mae_per_lane"] for name, parts in held.items()},
+        "train": {
+            "networks": [s.name for s in TRAIN] + list(TRAIN_SHIPPED),
+            "frames": int(len(x)),
+            "frames_by_lane_count": {str(k): int((n == k).sum()) for k in range(1, 6)},
+        },
+        "unit": "halting vehicles per lane a camera sees (last 102 m)",
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     torch.save(model.state_dict(), args.out)
     if "midtown" in held:
         np.save(SAMPLE_FRAMES, sample_frames(*held["midtown"]))

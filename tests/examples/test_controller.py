@@ -9,9 +9,13 @@ from examples.smart_city.controller import Greedy, MaxPressure, SignalProgram
 #   phase 0 "GGrrr": north straight (n_0 -> s_0) and north right (n_0 -> w_0)
 #   phase 1 "rrGGr": east straight (e_0 -> w_0) and east left (e_1 -> s_0)
 #   phase 2 "rrrrG": the side road (x_0 -> s_0)
-PROGRAM = SignalProgram("J", greens=("GGrrr", "rrGGr", "rrrrG"),
-                        links=(("n_0", "s_0"), ("n_0", "w_0"), ("e_0", "w_0"), ("e_1", "s_0"), ("x_0", "s_0")),
-                        yellow_s=3.0, all_red_s=2.0)
+PROGRAM = SignalProgram(
+    "J",
+    greens=("GGrrr", "rrGGr", "rrrrG"),
+    links=(("n_0", "s_0"), ("n_0", "w_0"), ("e_0", "w_0"), ("e_1", "s_0"), ("x_0", "s_0")),
+    yellow_s=3.0,
+    all_red_s=2.0,
+)
 
 
 def run(controller, queues, until_s, step_s=1.0):
@@ -30,8 +34,7 @@ def test_green_is_held_for_min_green_then_yellow_then_all_red_then_the_new_green
 
 
 def test_links_green_in_both_phases_stay_green_through_the_change():
-    p = SignalProgram("K", greens=("GGr", "GrG"), links=(("a_0", "o_0"), ("a_1", "o_1"), ("b_0", "o_0")),
-                      yellow_s=2.0, all_red_s=1.0)
+    p = SignalProgram("K", greens=("GGr", "GrG"), links=(("a_0", "o_0"), ("a_1", "o_1"), ("b_0", "o_0")), yellow_s=2.0, all_red_s=1.0)
     assert p.yellow(0, 1) == "Gyr" and p.all_red(0, 1) == "Grr"
     c = Greedy(p, min_green_s=0, control_step_s=1)
     assert [c.update(t, {"b_0": 3.0}) for t in (0.0, 2.0, 3.0)] == ["Gyr", "Grr", "GrG"]
@@ -56,18 +59,18 @@ def test_a_tie_with_the_current_green_keeps_it():
 
 def test_max_green_hands_over_to_the_best_other_phase_with_anyone_waiting():
     c = MaxPressure(PROGRAM, min_green_s=5, max_green_s=20, control_step_s=5)
-    heavy_here = {"n_0": 30, "e_1": 1}                       # phase 0 keeps winning on pressure
+    heavy_here = {"n_0": 30, "e_1": 1}  # phase 0 keeps winning on pressure
     assert all(c.update(float(t), heavy_here) == "GGrrr" for t in range(0, 20))
-    assert c.update(20.0, heavy_here) == "yyrrr" and c.next_phase == 1      # e_1 waits: phase 1 at max green
+    assert c.update(20.0, heavy_here) == "yyrrr" and c.next_phase == 1  # e_1 waits: phase 1 at max green
     c2 = MaxPressure(PROGRAM, min_green_s=5, max_green_s=20, control_step_s=5)
-    alone = {"n_0": 30}                                       # nobody else waits: green stays
+    alone = {"n_0": 30}  # nobody else waits: green stays
     assert all(c2.update(float(t), alone) == "GGrrr" for t in range(0, 40))
 
 
 def test_no_decision_between_control_steps_or_when_told_not_to():
     c = MaxPressure(PROGRAM, min_green_s=0, control_step_s=5)
-    assert c.update(0.0, {}) == "GGrrr"                       # decided at 0: nothing waits
-    assert c.update(3.0, {"x_0": 9}) == "GGrrr"               # 3 s after the last decision: too early
+    assert c.update(0.0, {}) == "GGrrr"  # decided at 0: nothing waits
+    assert c.update(3.0, {"x_0": 9}) == "GGrrr"  # 3 s after the last decision: too early
     assert c.update(5.0, {"x_0": 9}, decide=False) == "GGrrr"
     assert c.update(6.0, {"x_0": 9}) == "yyrrr"
 

@@ -20,12 +20,12 @@ def test_frames_come_lag_before_each_decision_on_the_step_grid():
 
 
 def test_simulated_time_waits_only_for_the_frames_a_decision_needs():
-    t = frame_times(0.0, 15.0, 0.4, 5.0, 1.0)            # [2, 4, 7, 9, 12, 14]
+    t = frame_times(0.0, 15.0, 0.4, 5.0, 1.0)  # [2, 4, 7, 9, 12, 14]
     opts = SimOptions(control_step_s=5.0, lag_s=1.0)
-    assert needed_frame(t, 2.0, 0.0, opts) == -1            # only the decision at 0 s: no frame before it
-    assert needed_frame(t, 7.0, 0.0, opts) == 1             # passing 5 s needs the frame at 4 s (index 1)
-    assert needed_frame(t, 9.0, 0.0, opts) == 1             # nothing new between 7 and 9 s
-    assert needed_frame(t, 12.0, 0.0, opts) == 3            # passing 10 s needs the frame at 9 s
+    assert needed_frame(t, 2.0, 0.0, opts) == -1  # only the decision at 0 s: no frame before it
+    assert needed_frame(t, 7.0, 0.0, opts) == 1  # passing 5 s needs the frame at 4 s (index 1)
+    assert needed_frame(t, 9.0, 0.0, opts) == 1  # nothing new between 7 and 9 s
+    assert needed_frame(t, 12.0, 0.0, opts) == 3  # passing 10 s needs the frame at 9 s
 
 
 def test_rates_that_do_not_fit_the_decisions_are_refused_naming_the_flags():
@@ -39,15 +39,14 @@ def test_rates_that_do_not_fit_the_decisions_are_refused_naming_the_flags():
 
 
 def test_decisions_fall_on_the_first_step_at_or_after_each_grid_time_whatever_the_step_length():
-    for step_s, expected in ((1.0, [0, 5, 10, 15]), (0.3, [0.0, 5.1, 10.2, 15.0]), (2.0, [0, 6, 10, 16]),
-                             (7.0, [0, 7, 14])):
+    for step_s, expected in ((1.0, [0, 5, 10, 15]), (0.3, [0.0, 5.1, 10.2, 15.0]), (2.0, [0, 6, 10, 16]), (7.0, [0, 7, 14])):
         nxt, taken, t = 0.0, [], 0.0
         while t < 17:
             grid, nxt = decision_due(nxt, t, 5.0)
             if grid is not None:
                 taken.append(round(t, 1))
             t = round(t + step_s, 6)
-        assert taken == expected, step_s                    # a 7 s step skips the grid times it jumps over
+        assert taken == expected, step_s  # a 7 s step skips the grid times it jumps over
     assert decision_times(0.0, 12.0, 5.0).tolist() == [0, 5, 10]
 
 
@@ -62,13 +61,13 @@ def test_the_book_numbers_results_masks_absent_lanes_and_completes_frame_sets():
     book.sent(1, 9.0, frames="f1", visible=visible, whole=visible)
     assert book.take(0, 7, result([2.5, 9, 9, 9, 9])) == (0, pytest.approx(np.array([2.5, 0, 0, 0, 0])))
     assert not book.through(0) and book.missing(1) == [(0, 8), (1, 0)]
-    k, est = book.take(1, 0, result([1.0, -1.0, 4, 4, 4]))           # negative estimates clip to 0
+    k, est = book.take(1, 0, result([1.0, -1.0, 4, 4, 4]))  # negative estimates clip to 0
     assert k == 0 and est.tolist() == [1, 0, 0, 0, 0] and book.through(0)
     assert [c["k"] for c in book.complete] == [0] and book.complete[0]["t_s"] == 4.0
     # |2.5 - 2| on camera 0's one lane, |1 - 1| + |0 - 3| on camera 1's two: 3.5 over 3 lanes
     assert book.err_sum == pytest.approx(3.5) and book.err_lanes == 3 and book.order_ok
     book.sent(2, 14.0, frames="f2", visible=visible, whole=visible)
-    book.take(1, 2, result([0, 0, 0, 0, 0]))                         # seq 1 skipped: out of order
+    book.take(1, 2, result([0, 0, 0, 0, 0]))  # seq 1 skipped: out of order
     assert not book.order_ok and book.delivered == [1, 2]
 
 

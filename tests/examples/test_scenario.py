@@ -8,13 +8,12 @@ import pytest
 import yaml
 
 from examples.smart_city.scenario import Scenario, ScenarioError, shipped_scenarios
-from examples.smart_city.sim import run_in_process
+from examples.smart_city.simproc import run_in_process
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 NETS = DATA / "nets"
 SUMO_RL = DATA / "sumo_rl"
-EXTERNAL = [SUMO_RL / "2way-single-intersection" / "2way-single-intersection.sumocfg",
-            SUMO_RL / "4x4-Lucas" / "4x4-Lucas.sumocfg"]
+EXTERNAL = [SUMO_RL / "2way-single-intersection" / "2way-single-intersection.sumocfg", SUMO_RL / "4x4-Lucas" / "4x4-Lucas.sumocfg"]
 
 
 def sumo_view(net: str) -> dict:
@@ -37,8 +36,9 @@ def sumo_view(net: str) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name, approaches, lanes, greens", [("t3_l1", 3, 1, 3), ("t4_l5", 4, 5, 4),
-                                                             ("t5_l2", 5, 2, 5), ("t6_l3", 6, 3, 6)])
+@pytest.mark.parametrize(
+    "name, approaches, lanes, greens", [("t3_l1", 3, 1, 3), ("t4_l5", 4, 5, 4), ("t5_l2", 5, 2, 5), ("t6_l3", 6, 3, 6)]
+)
 def test_approaches_lanes_and_phases_match_sumo_on_1_to_5_lanes_and_3_to_6_phases(name, approaches, lanes, greens, tmp_path):
     net = str(NETS / f"{name}.net.xml")
     (tmp_path / "empty.rou.xml").write_text("<routes/>\n")
@@ -54,11 +54,10 @@ def test_approaches_lanes_and_phases_match_sumo_on_1_to_5_lanes_and_3_to_6_phase
     assert len(j.program.greens) == view["A1"]["greens"]
     assert all([ln.index for ln in a.lanes] == sorted(ln.index for ln in a.lanes) for a in j.approaches)
     assert all(40 < a.length_m < 130 and 2.5 < a.lanes[0].width_m < 4.0 for a in j.approaches)
-    assert len({round(a.angle_deg) for a in j.approaches}) == approaches       # each arm comes from its own direction
+    assert len({round(a.angle_deg) for a in j.approaches}) == approaches  # each arm comes from its own direction
 
 
-@pytest.mark.parametrize("cfg", EXTERNAL + [f"shipped:{n}" for n in ("grid2x2", "midtown")],
-                         ids=lambda c: Path(str(c)).stem)
+@pytest.mark.parametrize("cfg", EXTERNAL + [f"shipped:{n}" for n in ("grid2x2", "midtown")], ids=lambda c: Path(str(c)).stem)
 def test_networks_not_made_here_and_the_shipped_ones_read_as_sumo_sees_them(cfg):
     sc = Scenario.load(str(cfg).removeprefix("shipped:"))
     view = run_in_process(sumo_view, str(sc.net)).get()
@@ -72,20 +71,20 @@ def test_networks_not_made_here_and_the_shipped_ones_read_as_sumo_sees_them(cfg)
 def test_midtown_has_four_junctions_with_differing_lane_counts():
     sc = Scenario.load("midtown")
     assert len(sc.junctions) >= 4 and len(set(sc.lanes_per_camera)) >= 3
-    assert len({len(j.program.greens) for j in sc.junctions}) >= 2        # not every junction runs the same program
+    assert len({len(j.program.greens) for j in sc.junctions}) >= 2  # not every junction runs the same program
     assert set(shipped_scenarios()) >= {"grid2x2", "midtown"}
 
 
 def test_the_topology_has_a_camera_per_approach_and_a_gateway_per_junction_by_explicit_fan_in(tmp_path):
     from partition import Topology
 
-    sc = Scenario.load(EXTERNAL[1], tls=["0", "5", "10"])                  # 3 lights of the 4x4 grid, 2 approaches each
+    sc = Scenario.load(EXTERNAL[1], tls=["0", "5", "10"])  # 3 lights of the 4x4 grid, 2 approaches each
     data = sc.topology(fps=2.0)
     path = tmp_path / "topology.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     topo = Topology.load(path)
     assert [t.nodes for t in topo.path] == [6, 3, 1]
-    assert topo.children["gateway-1"] == ["device-2", "device-3"]             # light "5"'s two cameras
+    assert topo.children["gateway-1"] == ["device-2", "device-3"]  # light "5"'s two cameras
     assert topo.parents["device-5"] == "gateway-2" and topo.sources[0].fps == 2.0
     assert [a.junction for a in sc.cameras] == ["0", "0", "5", "5", "10", "10"]
 
@@ -119,8 +118,10 @@ def test_a_sumocfg_is_read_as_sumo_reads_it(tmp_path):
     (tmp_path / "sub" / "a.rou.xml").write_text('<routes><flow id="f" begin="0" end="1800" from="B1A1" to="A1B2" number="5"/></routes>')
     (tmp_path / "sub" / "b.rou.xml").write_text('<routes><vehicle id="v" depart="2400" route="r"/></routes>')
     cfg = tmp_path / "sub" / "x.sumocfg"
-    cfg.write_text('<configuration><input><net-file value="net.net.xml"/><route-files value="a.rou.xml, b.rou.xml"/>'
-                   '</input><time><begin value="0:05:00"/></time></configuration>')
+    cfg.write_text(
+        '<configuration><input><net-file value="net.net.xml"/><route-files value="a.rou.xml, b.rou.xml"/>'
+        '</input><time><begin value="0:05:00"/></time></configuration>'
+    )
     sc = Scenario.load(cfg)
     # relative to the config's folder; routes split on commas; begin in h:m:s; no end: the routes' last departure
     assert sc.net == tmp_path / "sub" / "net.net.xml" and [r.name for r in sc.routes] == ["a.rou.xml", "b.rou.xml"]

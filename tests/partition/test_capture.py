@@ -44,7 +44,7 @@ def test_multi_input_multi_output():
     assert graph.inputs == ["image", "meta"]
     assert len(graph.outputs) == 2
     out = {n.name: n for n in graph.nodes}
-    assert out[graph.outputs[1]].outputs[0].shape == (2, 4, 8, 8)     # the feature map
+    assert out[graph.outputs[1]].outputs[0].shape == (2, 4, 8, 8)  # the feature map
 
 
 @pytest.mark.parametrize("name", ["skip", "concat"])
@@ -81,7 +81,7 @@ class DataDependent(nn.Module):
 
 class Gate(nn.Module):
     def forward(self, x):
-        if x.sum() > 0:          # data-dependent: neither fx nor export can capture this
+        if x.sum() > 0:  # data-dependent: neither fx nor export can capture this
             return x + 1
         return x - 1
 
@@ -111,12 +111,12 @@ def test_measured_tier_profiles_override_the_prediction(zoo, tmp_path):
     from partition import CostModel, PartitionError, Topology
 
     _, _, graph = zoo("resnet18")
-    topo = Topology.load("three_tier")                      # device speed 0.1: 10x this host's time
+    topo = Topology.load("three_tier")  # device speed 0.1: 10x this host's time
     predicted = CostModel(graph, topo)
     node = graph.nodes[5].name
     assert predicted.compute_s(node, 0) == pytest.approx(graph[node].host_time_s / 0.1)
     measured = CostModel(graph, topo, profiles={"device": {node: 0.5}})
-    assert measured.compute_s(node, 0) == 0.5                            # measured on the device itself
+    assert measured.compute_s(node, 0) == 0.5  # measured on the device itself
     assert measured.compute_s(graph.nodes[6].name, 0) == predicted.compute_s(graph.nodes[6].name, 0)
     path = tmp_path / "profiles.json"
     measured.save_profiles(path)

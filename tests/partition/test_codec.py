@@ -37,14 +37,17 @@ def test_non_float_tensors_pass_raw_through_lossy_codecs():
     assert torch.equal(decode(*encode(x, "int8-channel+zstd")), x)
 
 
-@pytest.mark.parametrize("mutate,words", [
-    (lambda h, p: ({**h, "shape": [2, 9, 4, 4]}, p), "needs"),
-    (lambda h, p: ({**h, "dtype": "float99"}, p), "unknown dtype"),
-    (lambda h, p: ({k: v for k, v in h.items() if k != "shape"}, p), "lacks field"),
-    (lambda h, p: (h, bytes(p)[:-3]), "payload has"),
-    (lambda h, p: ({**h, "comp": "zstd"}, p), "does not decompress"),
-    (lambda h, p: ({**h, "shape": [-1, 8]}, p), "bad shape"),
-])
+@pytest.mark.parametrize(
+    "mutate,words",
+    [
+        (lambda h, p: ({**h, "shape": [2, 9, 4, 4]}, p), "needs"),
+        (lambda h, p: ({**h, "dtype": "float99"}, p), "unknown dtype"),
+        (lambda h, p: ({k: v for k, v in h.items() if k != "shape"}, p), "lacks field"),
+        (lambda h, p: (h, bytes(p)[:-3]), "payload has"),
+        (lambda h, p: ({**h, "comp": "zstd"}, p), "does not decompress"),
+        (lambda h, p: ({**h, "shape": [-1, 8]}, p), "bad shape"),
+    ],
+)
 def test_malformed_frames_are_rejected_with_wire_error(mutate, words):
     header, payload = encode(torch.randn(2, 8, 4, 4), "raw")
     with pytest.raises(WireError, match=words) as err:

@@ -20,10 +20,16 @@ conditions:
 def test_the_issue_example_gives_each_node_its_own_timeline():
     topo = Topology.from_yaml(TOPO)
     # a link entry reaches every device's uplink; a node entry only its node; later entries win
-    assert changes_for(topo.conditions, topo, "device-3") == [(10.0, "bandwidth_mbps", 2.0), (10.0, "bandwidth_mbps", 1.0),
-                                                              (40.0, "bandwidth_mbps", 20.0)]
-    assert changes_for(topo.conditions, topo, "device-0") == [(10.0, "bandwidth_mbps", 2.0), (30.0, "battery_pct", 15.0),
-                                                              (40.0, "bandwidth_mbps", 20.0)]
+    assert changes_for(topo.conditions, topo, "device-3") == [
+        (10.0, "bandwidth_mbps", 2.0),
+        (10.0, "bandwidth_mbps", 1.0),
+        (40.0, "bandwidth_mbps", 20.0),
+    ]
+    assert changes_for(topo.conditions, topo, "device-0") == [
+        (10.0, "bandwidth_mbps", 2.0),
+        (30.0, "battery_pct", 15.0),
+        (40.0, "bandwidth_mbps", 20.0),
+    ]
     assert changes_for(topo.conditions, topo, "gateway-1") == [(20.0, "speed", 0.2)]
     assert changes_for(topo.conditions, topo, "gateway-0") == [] == changes_for(topo.conditions, topo, "edge-0")
 

@@ -56,7 +56,7 @@ def test_keep_input_on_keeps_the_raw_input_on_its_tier(chain):
     slow_device = topology(speeds=(0.01, 1, 10), bandwidth_mbps=(1000, 1000))
     assert "x" in [c.name for c in partition(chain, slow_device).links[0].tensors]
     plan = partition(chain, slow_device, keep_input_on="device")
-    assert plan.assignment["layers_0_0"] == "device"                    # x's only consumer
+    assert plan.assignment["layers_0_0"] == "device"  # x's only consumer
     assert all(c.name != "x" for link in plan.links for c in link.tensors)
 
 
@@ -70,7 +70,7 @@ def test_keep_input_on_a_middle_tier(chain):
 def test_pins_force_a_module_to_a_tier(chain):
     plan = partition(chain, topology(), pins={"layers.2": "gateway"})
     assert tiers_of(plan, "layers_2_0", "layers_2_1") == ["gateway", "gateway"]
-    assert plan.assignment["layers_3_0"] in ("gateway", "edge")          # data only moves up
+    assert plan.assignment["layers_3_0"] in ("gateway", "edge")  # data only moves up
 
 
 def test_memory_that_nothing_fits_says_which_tier_and_by_how_much(chain):

@@ -4,7 +4,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from partition import CostModel, partition
 from partition.bruteforce import brute_force
@@ -36,9 +37,15 @@ def tied(rng, graph):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 8), tiers=st.sampled_from([3, 4]),
-       objective=st.sampled_from(["latency", "throughput", "bytes", "energy"]), memory=st.booleans(),
-       pin=st.booleans(), slo=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 8),
+    tiers=st.sampled_from([3, 4]),
+    objective=st.sampled_from(["latency", "throughput", "bytes", "energy"]),
+    memory=st.booleans(),
+    pin=st.booleans(),
+    slo=st.booleans(),
+)
 def test_exact_solver_equals_brute_force(seed, n, tiers, objective, memory, pin, slo):
     rng = np.random.default_rng(seed)
     graph = tied(rng, random_graph(rng, n, inputs=int(rng.integers(1, 3)) if n > 2 else 1))
@@ -103,7 +110,7 @@ def test_exact_beats_the_dp_where_the_dp_misses_and_says_so():
         assert exact.predicted.throughput_fps == pytest.approx(oracle.throughput_fps, rel=1e-6)
         assert exact.optimal and not fast.optimal and fast.gap is None
         misses += fast.predicted.throughput_fps < oracle.throughput_fps * (1 - 1e-6)
-    assert misses >= 1          # the case this solver exists for happened
+    assert misses >= 1  # the case this solver exists for happened
 
 
 def test_auto_solver_under_a_tiny_time_budget_falls_back_and_reports_a_gap():
@@ -113,8 +120,7 @@ def test_auto_solver_under_a_tiny_time_budget_falls_back_and_reports_a_gap():
     table = rng.uniform(0, 0.05, (300, 3))
     table[0] = 0
     topo = topology(**SHAPES[3])
-    plan = partition(graph, topo, "throughput", cost_model=CostModel.with_table(graph, topo, table),
-                     solver="auto", time_budget_s=0.001)
+    plan = partition(graph, topo, "throughput", cost_model=CostModel.with_table(graph, topo, table), solver="auto", time_budget_s=0.001)
     assert not plan.optimal
     assert plan.gap is None or 0 < plan.gap <= 1
     assert plan.optimality().startswith(("within", "optimality not proven"))
@@ -128,14 +134,14 @@ def test_exact_picks_codecs_jointly_within_the_accuracy_budget():
     import torch
 
     from partition import capture
+    from partition.bruteforce import valid_assignments
     from partition.calibration import AccuracyBudget, calibration_inputs, compression_ratios, measure_accuracy
     from partition.optimize import AUTO_CODECS
-    from partition.bruteforce import valid_assignments
     from tests.models import Chain
 
     torch.manual_seed(0)
     graph = capture(Chain(64, 3).eval(), (torch.randn(8, 64),), timing="analytic")
-    topo = topology(speeds=(0.5, 1.0, 4.0), bandwidth_mbps=(0.2, 2), latency_ms=(5, 5))   # scarce links
+    topo = topology(speeds=(0.5, 1.0, 4.0), bandwidth_mbps=(0.2, 2), latency_ms=(5, 5))  # scarce links
     cm = CostModel(graph, topo)
     plan = partition(graph, topo, "latency", codec="auto", cost_model=cm, solver="exact")
     calib = calibration_inputs(tuple(graph.example_inputs), count=4)
@@ -152,8 +158,7 @@ def test_exact_picks_codecs_jointly_within_the_accuracy_budget():
             lossy = [j for j, c in enumerate(vec) if "int8" in c or "fp16" in c]
             used = [j for j in lossy if p.crossing(a)[:, j].any()]
             if used:
-                acc = measure_accuracy(graph, {n.name: int(t) for n, t in zip(graph.nodes, a)}, 3, list(vec), calib,
-                                       reference)
+                acc = measure_accuracy(graph, {n.name: int(t) for n, t in zip(graph.nodes, a)}, 3, list(vec), calib, reference)
                 if not acc.within(AccuracyBudget()):
                     continue
             best = cost.latency_s
@@ -171,9 +176,12 @@ def test_fast_energy_cut_equals_brute_force(seed, n, tiers):
     table[0] = 0
     # a 3 W device on a 500 nJ/B uplink: sending and computing both cost
     topo = topology(**SHAPES[tiers], memory_mb=(1e3,) * tiers)
-    topo = topo.model_copy(update={"tiers": [topo.tiers[0].model_copy(update={"power_w": 3.0}), *topo.tiers[1:]],
-                                   "links": [topo.links[0].model_copy(update={"tx_energy_nj_per_byte": 500.0}),
-                                             *topo.links[1:]]})
+    topo = topo.model_copy(
+        update={
+            "tiers": [topo.tiers[0].model_copy(update={"power_w": 3.0}), *topo.tiers[1:]],
+            "links": [topo.links[0].model_copy(update={"tx_energy_nj_per_byte": 500.0}), *topo.links[1:]],
+        }
+    )
     cm = CostModel.with_table(graph, topo, table)
     plan = partition(graph, topo, "energy", cost_model=cm, solver="fast")
     _, oracle = brute_force(Problem(graph, topo, cm), key=lambda c: c.energy_j)
@@ -187,16 +195,14 @@ def test_energy_arithmetic_on_a_two_op_chain():
     from partition.graph import Graph, Node, TensorSpec
 
     def node(name, inputs, nbytes):
-        return Node(name, "compute" if inputs else "input", "op", name, inputs, (TensorSpec((nbytes // 4,), "float32", nbytes),),
-                    0, 0, 0.0)
+        return Node(name, "compute" if inputs else "input", "op", name, inputs, (TensorSpec((nbytes // 4,), "float32", nbytes),), 0, 0, 0.0)
 
-    graph = Graph([node("x", (), 4000), node("a", ("x",), 1000), node("b", ("a",), 40)], ["x"], ["b"], module=None,
-                  timing="analytic")
+    graph = Graph([node("x", (), 4000), node("a", ("x",), 1000), node("b", ("a",), 40)], ["x"], ["b"], module=None, timing="analytic")
     topo = topology(bandwidth_mbps=(10, 100))
     table = np.array([[0, 0, 0], [0.010, 0.001, 0.0005], [0.010, 0.001, 0.0005]])
     p = Problem(graph, topo, CostModel.with_table(graph, topo, table))
     assert p.evaluate([0, 0, 1]).energy_j == pytest.approx(0.010 * 2 + 1000 * 100e-9)
-    assert p.evaluate([0, 1, 1]).energy_j == pytest.approx(4000 * 100e-9)        # only x is sent
+    assert p.evaluate([0, 1, 1]).energy_j == pytest.approx(4000 * 100e-9)  # only x is sent
     # the energy plan sends the smaller input rather than compute 20 mJ: x (0.4 mJ) < a (20.1 mJ)
     plan = partition(graph, topo, "energy", cost_model=CostModel.with_table(graph, topo, table))
     assert plan.assignment["a"] != "device" and plan.predicted.energy_j == pytest.approx(4e-4)

@@ -28,14 +28,17 @@ def _chain():
 
 
 def _two_tiers(devices=3, sources=None, power_w=2.0, tx_nj=100.0) -> Topology:
-    return Topology.from_dict({
-        "name": "two_tier",
-        "tiers": [{"name": "device", "nodes": devices, "speed": 1.0, "power": f"{power_w} W"},
-                  {"name": "edge", "nodes": 1, "speed": 1.0}],
-        "links": [{"from": "device", "to": "edge", "bandwidth": "1000 Mbit/s", "latency": "0 ms",
-                   "tx_energy": f"{tx_nj} nJ/B"}],
-        "sources": sources or [],
-    })
+    return Topology.from_dict(
+        {
+            "name": "two_tier",
+            "tiers": [
+                {"name": "device", "nodes": devices, "speed": 1.0, "power": f"{power_w} W"},
+                {"name": "edge", "nodes": 1, "speed": 1.0},
+            ],
+            "links": [{"from": "device", "to": "edge", "bandwidth": "1000 Mbit/s", "latency": "0 ms", "tx_energy": f"{tx_nj} nJ/B"}],
+            "sources": sources or [],
+        }
+    )
 
 
 def _table(graph, device_s: float, edge_s: float) -> np.ndarray:
@@ -69,20 +72,28 @@ def test_demand_against_capacity(fps, met):
     assert d.demand_fps == 3 * fps and d.met is met and d.bottleneck == "tier edge compute"
     if met:
         # 3 streams x 10 fps = 30 frames/s against 50: met, 50 / 30 = 1.67x
-        assert d.line() == ("demand 30.0 frames/s (3 streams x 10 fps); predicted capacity 50.0 frames/s: met, "
-                            "1.67x headroom (bottleneck: tier edge compute)")
+        assert d.line() == (
+            "demand 30.0 frames/s (3 streams x 10 fps); predicted capacity 50.0 frames/s: met, "
+            "1.67x headroom (bottleneck: tier edge compute)"
+        )
     else:
         # 3 streams x 25 fps = 75 frames/s against 50: 50 / 75 = 67%
-        assert d.line() == ("demand 75.0 frames/s (3 streams x 25 fps); predicted capacity 50.0 frames/s: not met: "
-                            "capacity is 67% of demand; bottleneck: tier edge compute")
+        assert d.line() == (
+            "demand 75.0 frames/s (3 streams x 25 fps); predicted capacity 50.0 frames/s: not met: "
+            "capacity is 67% of demand; bottleneck: tier edge compute"
+        )
     assert plan.summary_lines()[0] == d.line()
     assert ("1.67x" if met else "0.67x (not met)") in _render(plan)
 
 
 def test_demand_of_several_sources_and_of_a_plan_saved_before_plans_carried_it():
     graph = _chain()
-    topo = _two_tiers(sources=[{"name": "camera", "count": 2, "fps": 10, "nodes": ["device-0", "device-1"]},
-                               {"name": "lidar", "count": 1, "fps": 40, "nodes": ["device-2"]}])
+    topo = _two_tiers(
+        sources=[
+            {"name": "camera", "count": 2, "fps": 10, "nodes": ["device-0", "device-1"]},
+            {"name": "lidar", "count": 1, "fps": 40, "nodes": ["device-2"]},
+        ]
+    )
     plan = partition(graph, topo, cost_model=CostModel.with_table(graph, topo, _table(graph, 1.0, 0.005)))
     # the edge serves 2 x 10 + 40 = 60 frames/s x 20 ms = 1.2 s of work per second -> 60 / 1.2 = 50 frames/s
     d = plan.demand()
@@ -150,7 +161,7 @@ def test_baselines_under_auto_take_the_best_codec_of_the_same_set(zoo):
         codecs = plan.baseline_codecs[name]
         assert len(codecs) == 2 and set(codecs) <= set(AUTO_CODECS)
         raw = evaluate(graph, topo, {**plan.assignment, **_assignment_of(plan, name, graph, topo)}, ["raw", "raw"])
-        assert cost.latency_s <= raw.latency_s + 1e-12          # raw is in the set: never priced worse than raw
+        assert cost.latency_s <= raw.latency_s + 1e-12  # raw is in the set: never priced worse than raw
     assert any(c != "raw" for codecs in plan.baseline_codecs.values() for c in codecs)
 
 
@@ -201,7 +212,7 @@ def test_rank_figures_match_evaluate():
         rows = []
         for _ in range(8):
             a = np.zeros(p.n, dtype=int)
-            for v in range(p.n):               # in topological order: no lower than what it reads
+            for v in range(p.n):  # in topological order: no lower than what it reads
                 low = max((a[u] for u in p.preds[v]), default=0)
                 a[v] = 0 if p.is_input[v] else rng.integers(low, p.k)
             rows.append(a)

@@ -17,7 +17,7 @@ from examples import hf_models  # noqa: E402
 MODELS = ["bert", "gpt2", "vit", "wav2vec2"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def captured(name):
     model, inputs = getattr(hf_models, name)()
     return model, inputs, capture(model, inputs, timing="analytic")
@@ -78,7 +78,7 @@ def test_a_submodule_named_like_a_graphmodule_attribute_is_captured():
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.meta = nn.Linear(6, 4)             # fx's GraphModule has an attribute named meta
+            self.meta = nn.Linear(6, 4)  # fx's GraphModule has an attribute named meta
             self.cls = nn.Linear(8, 3)
 
         def forward(self, image, meta):
@@ -87,7 +87,7 @@ def test_a_submodule_named_like_a_graphmodule_attribute_is_captured():
 
     model, x = ImageAndMeta().eval(), (torch.randn(2, 3, 8, 8), torch.randn(2, 6))
     graph = capture(model, x, timing="analytic")
-    assert "meta" in {n.module for n in graph.nodes}          # reported under the model's own path
+    assert "meta" in {n.module for n in graph.nodes}  # reported under the model's own path
     plan = partition(graph, Topology.load("three_tier"), pins={"meta": "device", "cls": "edge"})
     with torch.inference_mode():
         torch.testing.assert_close(run_stages(plan.build_stages(model), x), model(*x), rtol=0, atol=0)
@@ -96,8 +96,8 @@ def test_a_submodule_named_like_a_graphmodule_attribute_is_captured():
 def test_tied_weights_are_counted_once_per_tier_that_holds_them():
     model, _, graph = captured("gpt2")
     real = sum(t.numel() * t.element_size() for t in {p.data_ptr(): p for p in [*model.parameters(), *model.buffers()]}.values())
-    assert graph.total_param_bytes == real                      # wte is read by the embedding and by lm_head
-    assert sum(n.param_bytes for n in graph.nodes) > real        # per op, the tied weight counts twice
+    assert graph.total_param_bytes == real  # wte is read by the embedding and by lm_head
+    assert sum(n.param_bytes for n in graph.nodes) > real  # per op, the tied weight counts twice
     plan = partition(graph, Topology.load("three_tier"), "throughput")
     held = [graph.param_bytes_of([graph[n] for n in s.nodes]) for s in plan.stages]
-    assert sum(held) >= real                                     # a tied weight on two tiers is stored on both
+    assert sum(held) >= real  # a tied weight on two tiers is stored on both

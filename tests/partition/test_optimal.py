@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from partition.bruteforce import brute_force, valid_assignments
 from partition.mincut import min_cost_assignment
@@ -12,8 +13,7 @@ from tests.partition.helpers import random_problem, topology
 
 TOPOLOGIES = {
     3: topology(),
-    4: topology(speeds=(0.1, 0.5, 2.0, 8.0), nodes=(8, 4, 2, 1), bandwidth_mbps=(10, 50, 500), memory_mb=(1e3,) * 4,
-                latency_ms=(5, 5, 20)),
+    4: topology(speeds=(0.1, 0.5, 2.0, 8.0), nodes=(8, 4, 2, 1), bandwidth_mbps=(10, 50, 500), memory_mb=(1e3,) * 4, latency_ms=(5, 5, 20)),
 }
 
 
@@ -24,8 +24,7 @@ def latency_cut(p):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 10), tiers=st.sampled_from([3, 4]), chain=st.booleans(),
-       inputs=st.integers(1, 2))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 10), tiers=st.sampled_from([3, 4]), chain=st.booleans(), inputs=st.integers(1, 2))
 def test_latency_min_cut_equals_brute_force(seed, n, tiers, chain, inputs):
     rng = np.random.default_rng(seed)
     p = random_problem(rng, random_graph(rng, max(n, inputs + 1), chain=chain, inputs=inputs), TOPOLOGIES[tiers])
@@ -50,7 +49,7 @@ def best_throughput(p, orders=8):
     for order in topological_orders(p, orders):
         a, bottleneck = best_contiguous(p, order, lo, hi)
         cost = p.evaluate(a)
-        assert 1 / cost.stream_fps == pytest.approx(bottleneck)      # the DP's value is the evaluated one
+        assert 1 / cost.stream_fps == pytest.approx(bottleneck)  # the DP's value is the evaluated one
         if best is None or cost.throughput_fps > best.throughput_fps:
             best = cost
     return best
@@ -72,11 +71,13 @@ def test_throughput_gap_on_dags_is_small_and_reported(capsys):
         p = random_problem(rng, random_graph(rng, int(rng.integers(4, 10))), TOPOLOGIES[3])
         _, oracle = brute_force(p, key=lambda c: -c.throughput_fps)
         ours = best_throughput(p)
-        assert ours.throughput_fps <= oracle.throughput_fps * (1 + 1e-9)        # never better than optimal
+        assert ours.throughput_fps <= oracle.throughput_fps * (1 + 1e-9)  # never better than optimal
         gaps.append(1 - ours.throughput_fps / oracle.throughput_fps)
     with capsys.disabled():
-        print(f"\nthroughput gap to brute force on 60 random DAGs: mean {np.mean(gaps):.4f}, max {np.max(gaps):.4f}, "
-              f"zero in {np.mean(np.array(gaps) < 1e-9):.0%}")
+        print(
+            f"\nthroughput gap to brute force on 60 random DAGs: mean {np.mean(gaps):.4f}, max {np.max(gaps):.4f}, "
+            f"zero in {np.mean(np.array(gaps) < 1e-9):.0%}"
+        )
     assert np.mean(gaps) < 0.05
 
 

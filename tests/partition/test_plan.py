@@ -50,8 +50,7 @@ def test_multi_output_model_splits_into_the_models_structure():
 def test_lossy_codec_stays_within_documented_tolerance(zoo):
     model, inputs, graph = zoo("resnet18")
     # force a cut in the middle so that activations, not the input, cross the link
-    plan = partition(graph, Topology.load("three_tier"), codec="int8-channel",
-                     pins={"layer2": "device", "layer3": "gateway"})
+    plan = partition(graph, Topology.load("three_tier"), codec="int8-channel", pins={"layer2": "device", "layer3": "gateway"})
     assert plan.accuracy is not None
     stages = plan.build_stages(model)
     with torch.inference_mode():
@@ -91,10 +90,15 @@ def test_a_plan_carries_parents_link_figures_and_the_structure_it_was_made_for()
     graph = capture(Chain(16, 3).eval(), (torch.randn(1, 16),), timing="analytic")
     topo = topology(nodes=(4, 2, 1))
     plan = partition(graph, topo, "latency")
-    assert plan.parents == {"device-0": "gateway-0", "device-1": "gateway-0", "device-2": "gateway-1",
-                            "device-3": "gateway-1", "gateway-0": "edge-0", "gateway-1": "edge-0"}
-    assert [(f["src"], f["dst"], f["bandwidth_mbps"]) for f in plan.link_figures] == [("device", "gateway", 20),
-                                                                                     ("gateway", "edge", 200)]
+    assert plan.parents == {
+        "device-0": "gateway-0",
+        "device-1": "gateway-0",
+        "device-2": "gateway-1",
+        "device-3": "gateway-1",
+        "gateway-0": "edge-0",
+        "gateway-1": "edge-0",
+    }
+    assert [(f["src"], f["dst"], f["bandwidth_mbps"]) for f in plan.link_figures] == [("device", "gateway", 20), ("gateway", "edge", 200)]
     assert Plan.from_json(json.loads(json.dumps(plan.to_json()))).topology_digest == plan.topology_digest
     # link figures and speeds do not change the structure; nodes do
     assert structure_digest(topology(nodes=(4, 2, 1), bandwidth_mbps=(2, 20), speeds=(1, 1, 1))) == plan.topology_digest

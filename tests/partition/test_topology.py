@@ -78,22 +78,37 @@ BAD = [
     ("zero bandwidth", ("bandwidth: 20 Mbit/s", "bandwidth: 0 Mbit/s"), ["topo.yaml", "links[0].bandwidth", "greater than 0"]),
     ("link skips a tier", ("{from: gateway, to: edge", "{from: device, to: edge"), ["topo.yaml", "links[1]", "skips"]),
     ("link goes backwards", ("{from: gateway, to: edge", "{from: edge, to: gateway"), ["topo.yaml", "links[1]", "backwards"]),
-    ("fan-in does not add up", ("nodes: 2, speed: 1", "nodes: 3, speed: 1"), ["topo.yaml", "fan_in", "not a multiple", "list under 'fan_in:'"]),
+    (
+        "fan-in does not add up",
+        ("nodes: 2, speed: 1", "nodes: 3, speed: 1"),
+        ["topo.yaml", "fan_in", "not a multiple", "list under 'fan_in:'"],
+    ),
     ("source on a missing node", ("{count: 4,", "{nodes: [device-9], count: 4,"), ["topo.yaml", "sources[0].nodes[0]", "device-9"]),
     ("unparseable unit", ("latency: 5 ms}", "latency: 5 parsecs}"), ["topo.yaml", "links[0].latency", "5 parsecs", "5 ms"]),
     ("wrong dimension", ("memory: 512 MB", "memory: 512 ms"), ["topo.yaml", "tiers[0].memory", "512 MB"]),
     # a bare number is never read in some base unit: 20000000 (bit/s meant) was once 2e7 Mbit/s
-    ("bare bandwidth", ("bandwidth: 20 Mbit/s", "bandwidth: 20000000"),
-     ['topo.yaml: links[0].bandwidth: 20000000 has no unit; write it with one, e.g. "20 Mbit/s" (accepted: bit/s, '
-      'kbit/s, Mbit/s, Gbit/s, bps, kbps, Mbps, Gbps, B/s, kB/s, MB/s, GB/s)']),
+    (
+        "bare bandwidth",
+        ("bandwidth: 20 Mbit/s", "bandwidth: 20000000"),
+        [
+            'topo.yaml: links[0].bandwidth: 20000000 has no unit; write it with one, e.g. "20 Mbit/s" (accepted: bit/s, '
+            "kbit/s, Mbit/s, Gbit/s, bps, kbps, Mbps, Gbps, B/s, kB/s, MB/s, GB/s)"
+        ],
+    ),
     ("bare latency", ("latency: 5 ms", "latency: 4"), ["topo.yaml: links[0].latency: 4 has no unit", "accepted: ns, us, µs, ms, s"]),
     ("bare memory", ("memory: 512 MB", "memory: 1024"), ["topo.yaml: tiers[0].memory: 1024 has no unit", "accepted: B, kB, MB"]),
     ("quoted bare number", ("bandwidth: 20 Mbit/s", "bandwidth: '20'"), ["topo.yaml: links[0].bandwidth: 20 has no unit"]),
     ("bare power", ("speed: 0.1,", "speed: 0.1, power: 2,"), ["topo.yaml: tiers[0].power: 2 has no unit", "accepted: uW, mW, W, kW"]),
-    ("bare condition time", ("sources:", "conditions: [{at: 10, link: device->gateway, bandwidth: 2 Mbit/s}]\nsources:"),
-     ["topo.yaml: conditions[0].at: 10 has no unit", "accepted: ms, s"]),
-    ("bare battery", ("sources:", "conditions: [{at: 10 s, node: device-0, battery: 15}]\nsources:"),
-     ['topo.yaml: conditions[0].battery: 15 has no unit; write it with one, e.g. "15 %"']),
+    (
+        "bare condition time",
+        ("sources:", "conditions: [{at: 10, link: device->gateway, bandwidth: 2 Mbit/s}]\nsources:"),
+        ["topo.yaml: conditions[0].at: 10 has no unit", "accepted: ms, s"],
+    ),
+    (
+        "bare battery",
+        ("sources:", "conditions: [{at: 10 s, node: device-0, battery: 15}]\nsources:"),
+        ['topo.yaml: conditions[0].battery: 15 has no unit; write it with one, e.g. "15 %"'],
+    ),
 ]
 
 
@@ -138,14 +153,14 @@ def test_unknown_name_lists_shipped():
 MALFORMED = sorted((pathlib.Path(__file__).parent / "malformed").glob("*.yaml"))
 
 
-@pytest.mark.timeout(10)       # a guard against hangs, not a speed claim: each takes milliseconds
+@pytest.mark.timeout(10)  # a guard against hangs, not a speed claim: each takes milliseconds
 @pytest.mark.parametrize("path", MALFORMED, ids=[p.stem for p in MALFORMED])
 def test_every_malformed_topology_is_a_named_error(path):
     with pytest.raises(TopologyError) as err:
         Topology.load(path)
     msg = str(err.value)
-    assert str(path) in msg                        # names the file
-    assert len(msg) < 2000                         # no expanded alias or whole file echoed back
+    assert str(path) in msg  # names the file
+    assert len(msg) < 2000  # no expanded alias or whole file echoed back
 
 
 def test_the_corpus_has_a_mistake_per_file():
@@ -168,16 +183,44 @@ def test_any_text_loads_or_is_a_topology_error(text):
         assert str(exc).startswith("fuzz.yaml")
 
 
-VALID = {"name": "lab", "tiers": [{"name": "device", "nodes": 2, "speed": 0.1}, {"name": "edge", "nodes": 1, "speed": 2}],
-         "links": [{"from": "device", "to": "edge", "bandwidth": "20 Mbit/s"}]}
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
-                   st.text(max_size=20), st.lists(st.integers(-3, 3), max_size=4), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+VALID = {
+    "name": "lab",
+    "tiers": [{"name": "device", "nodes": 2, "speed": 0.1}, {"name": "edge", "nodes": 1, "speed": 2}],
+    "links": [{"from": "device", "to": "edge", "bandwidth": "20 Mbit/s"}],
+}
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.lists(st.integers(-3, 3), max_size=4),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["name", "tiers.0.nodes", "tiers.0.speed", "tiers.0.memory", "tiers.1.name", "links.0.bandwidth",
-                        "links.0.latency", "links.0.loss", "links.0.from", "sources", "fan_in", "sink", "emulate", "hosts"]),
-       VALUES)
+@given(
+    st.sampled_from(
+        [
+            "name",
+            "tiers.0.nodes",
+            "tiers.0.speed",
+            "tiers.0.memory",
+            "tiers.1.name",
+            "links.0.bandwidth",
+            "links.0.latency",
+            "links.0.loss",
+            "links.0.from",
+            "sources",
+            "fan_in",
+            "sink",
+            "emulate",
+            "hosts",
+        ]
+    ),
+    VALUES,
+)
 def test_any_wrong_value_in_a_valid_file_is_a_topology_error_naming_the_field(field, value):
     import copy
 
@@ -198,11 +241,13 @@ def test_energy_fields_read_units_and_name_bad_values():
 tiers: [{name: device, speed: 0.1, power: 500 mW}, {name: edge, speed: 4}]
 links: [{from: device, to: edge, bandwidth: 20 Mbit/s, tx_energy: 12.5 nJ/bit}]
 """)
-    assert topo.tiers[0].power_w == pytest.approx(0.5) and topo.tiers[1].power_w == 2.0      # default 2 W
+    assert topo.tiers[0].power_w == pytest.approx(0.5) and topo.tiers[1].power_w == 2.0  # default 2 W
     assert topo.links[0].tx_energy_nj_per_byte == pytest.approx(100.0)
     with pytest.raises(TopologyError, match=r"tiers\[0\]\.power.*W"):
-        Topology.from_yaml("tiers: [{name: device, speed: 1, power: 3 Mbit/s}, {name: edge, speed: 1}]\n"
-                           "links: [{from: device, to: edge, bandwidth: 20 Mbit/s}]")
+        Topology.from_yaml(
+            "tiers: [{name: device, speed: 1, power: 3 Mbit/s}, {name: edge, speed: 1}]\n"
+            "links: [{from: device, to: edge, bandwidth: 20 Mbit/s}]"
+        )
 
 
 def test_zero_needs_no_unit_and_common_spellings_load(tmp_path):
@@ -216,7 +261,7 @@ def test_summary_says_when_nodes_was_not_given(tmp_path):
     text = GOOD.replace("{name: edge, nodes: 1, gflops", "{name: edge, gflops")
     summary = Topology.load(write(tmp_path, text)).summary()
     assert "  tier edge: nodes not given, 1 assumed" in summary.splitlines()
-    assert "nodes not given" not in Topology.load(write(tmp_path, GOOD)).summary()     # nodes: 1 written out: nothing assumed
+    assert "nodes not given" not in Topology.load(write(tmp_path, GOOD)).summary()  # nodes: 1 written out: nothing assumed
 
 
 def test_a_dump_with_the_file_keys_keeps_units_and_loads_back(tmp_path):
@@ -226,4 +271,4 @@ def test_a_dump_with_the_file_keys_keeps_units_and_loads_back(tmp_path):
     assert data["conditions"][0]["at"] == "10 s" and data["conditions"][0]["battery"] == "15 %"
     again = Topology.from_dict(data, source=topo.source_file)
     assert again == topo
-    assert topo.model_dump()["links"][0]["bandwidth_mbps"] == 20.0      # under the field's name: the number, unit in the name
+    assert topo.model_dump()["links"][0]["bandwidth_mbps"] == 20.0  # under the field's name: the number, unit in the name

@@ -35,10 +35,19 @@ def _probe(*argv: str) -> tuple[dict, str]:
     return json.loads(last), "\n".join(text)
 
 
-@pytest.mark.parametrize("argv", [
-    ["--help"], ["--version"], ["partition", "--help"], ["run", "--help"], ["profile", "--help"],
-    ["demo", "--help"], ["cluster", "up", "--help"], ["topology", "check", "smart_city"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        ["partition", "--help"],
+        ["run", "--help"],
+        ["profile", "--help"],
+        ["demo", "--help"],
+        ["cluster", "up", "--help"],
+        ["topology", "check", "smart_city"],
+    ],
+)
 def test_answers_without_torch_ray_or_matplotlib(argv):
     result, text = _probe(*argv)
     assert result["code"] == 0, text
@@ -46,7 +55,7 @@ def test_answers_without_torch_ray_or_matplotlib(argv):
 
 
 def test_help_shows_defaults_and_version_names_the_stack(capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "250")                # argparse wraps at the terminal's width
+    monkeypatch.setenv("COLUMNS", "250")  # argparse wraps at the terminal's width
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -62,14 +71,22 @@ def test_help_shows_defaults_and_version_names_the_stack(capsys, monkeypatch):
 
 
 def test_a_model_is_found_from_the_working_directory_as_python_m_does(tmp_path):
-    (tmp_path / "mymodel.py").write_text(textwrap.dedent("""
+    (tmp_path / "mymodel.py").write_text(
+        textwrap.dedent("""
         import torch
         def build():
             return torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()), (torch.randn(1, 8),)
-    """))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-m", "runtime.cli", "partition", "mymodel:build", "--topology", "three_tier"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "partition", "mymodel:build", "--topology", "three_tier"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "what crosses each link" in done.stdout
 
@@ -84,7 +101,7 @@ def test_a_missing_dependency_is_named_with_its_extra(tmp_path, monkeypatch, cap
     # a model whose module needs transformers: the hf extra, not "it must take no arguments"
     (tmp_path / "needs_hf.py").write_text("def build():\n    import transformers\n    return transformers.AutoModel\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(sys.modules, "transformers", None)           # import transformers -> ModuleNotFoundError
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ModuleNotFoundError
     assert main(["partition", "needs_hf:build", "--topology", "three_tier"]) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert "it needs 'transformers', which is not installed: pip install 'tierpipe[hf]'" in out
@@ -107,7 +124,8 @@ def test_the_highs_banner_stays_off_stdout(capfd):
 
 def _topology(tmp_path, *sources: str) -> Path:
     path = tmp_path / "cams.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         name: cams
         tiers:
           - {name: device, nodes: 1, speed: 0.1, memory: 1 GB}
@@ -115,7 +133,9 @@ def _topology(tmp_path, *sources: str) -> Path:
         links:
           - {from: device, to: edge, bandwidth: 50 Mbit/s, latency: 2 ms}
         sources:
-    """) + "".join(f"  - {source}\n" for source in sources))
+    """)
+        + "".join(f"  - {source}\n" for source in sources)
+    )
     return path
 
 
@@ -140,13 +160,14 @@ def test_sources_shape_is_what_is_planned_and_streamed(tmp_path, capsys):
     assert "the plan was made for [1, 3, 224, 224] float32 input" in text and "sources[0] streams [1, 3, 64, 48]" in text
 
 
-@pytest.mark.parametrize("source, extra, says", [
-    ("{name: camera, shape: [1, 3, 64, 64], dtype: uint8}", [],
-     "sources[0].dtype is uint8, but the model takes float32 input"),
-    ("{name: camera, shape: [1, 3, 64]}", [], "resnet18 cannot take the [1, 3, 64] torch.float32 frames of"),
-    ("{name: camera, shape: [1, 3, 64, 64]}", ["--input-shape", "1,3,32,32"],
-     "--input-shape 1,3,32,32 contradicts"),
-])
+@pytest.mark.parametrize(
+    "source, extra, says",
+    [
+        ("{name: camera, shape: [1, 3, 64, 64], dtype: uint8}", [], "sources[0].dtype is uint8, but the model takes float32 input"),
+        ("{name: camera, shape: [1, 3, 64]}", [], "resnet18 cannot take the [1, 3, 64] torch.float32 frames of"),
+        ("{name: camera, shape: [1, 3, 64, 64]}", ["--input-shape", "1,3,32,32"], "--input-shape 1,3,32,32 contradicts"),
+    ],
+)
 def test_sources_that_disagree_with_the_model_are_clear_errors(tmp_path, capsys, source, extra, says):
     topo = _topology(tmp_path, source)
     assert main(["partition", "resnet18", "--topology", str(topo), *extra]) == 2

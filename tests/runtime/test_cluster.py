@@ -22,7 +22,7 @@ def cluster():
 
     if ray.is_initialized():
         ray.shutdown()
-    reset_token_cache()             # no auth settings a test before this one left in the process
+    reset_token_cache()  # no auth settings a test before this one left in the process
     topo = fan_in_topology(devices=2, gateways=1)
     nodes = [(tier.name, node) for tier in topo.path for node in tier.node_names()]
     tier, node = nodes[-1]
@@ -45,7 +45,7 @@ def test_each_stage_runs_on_a_node_of_its_tier(cluster):
     with Pipeline(plan, model, topo, address=c.address, max_batch=1) as pipe:
         placed = {node: ray.get(h.node_id.remote()) for node, h in pipe.stages.items()}
         outputs = pipe.run(inputs)
-    assert len(set(placed.values())) == 4                       # four raylets, one stage instance each
+    assert len(set(placed.values())) == 4  # four raylets, one stage instance each
     for node, node_id in placed.items():
         assert labels[node_id][NODE_LABEL] == node
         assert labels[node_id][TIER_LABEL] == node.rsplit("-", 1)[0]

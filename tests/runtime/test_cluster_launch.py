@@ -18,10 +18,9 @@ import pytest
 
 from partition import Topology
 from runtime.cli_cluster import plan_lines
-from runtime.sessions import session_processes
-from runtime.cluster import (cluster_status, ensure_token, execute, plan_down, plan_local, plan_up, reset_token_cache,
-                             use_token)
+from runtime.cluster import cluster_status, ensure_token, execute, plan_down, plan_local, plan_up, reset_token_cache, use_token
 from runtime.errors import ClusterError
+from runtime.sessions import session_processes
 
 pytestmark = pytest.mark.ray_cluster
 GOLDEN = Path(__file__).parent / "golden" / "smart_city_up.txt"
@@ -29,24 +28,28 @@ RAY = str(Path(sys.executable).parent / "ray")
 
 
 def test_dry_run_for_smart_city_line_by_line(monkeypatch):
-    monkeypatch.setenv("HOME", "/home/operator")           # keys under ~ expand the same everywhere
+    monkeypatch.setenv("HOME", "/home/operator")  # keys under ~ expand the same everywhere
     lines = plan_lines(plan_up(Topology.load("smart_city")))
     expected = GOLDEN.read_text().splitlines()
-    assert len(lines) == len(expected) == 21 * 4                # a header and 3 commands per host
+    assert len(lines) == len(expected) == 21 * 4  # a header and 3 commands per host
     for got, want in zip(lines, expected):
         assert got == want
     # the head is the edge server, every worker joins it, the token never appears on a command line
     assert lines[0] == "# edge-0 @ 203.0.113.10" and "--head --port 6379" in lines[3]
-    assert all("--address 203.0.113.10:6379" in l for l in lines[4:] if "ray start" in l)
-    assert all(l.endswith("< token") for l in lines if "ray_token\"'" in l)
+    assert all("--address 203.0.113.10:6379" in line for line in lines[4:] if "ray start" in line)
+    assert all(line.endswith("< token") for line in lines if "ray_token\"'" in line)
 
 
 def topo_with_hosts(hosts: dict, tiers=("device", "gateway", "edge")) -> Topology:
-    return Topology.from_dict({
-        "name": "lab", "tiers": [{"name": t, "speed": 1} for t in tiers],
-        "links": [{"from": a, "to": b, "bandwidth": "100 Mbit/s"} for a, b in zip(tiers, tiers[1:])],
-        "hosts": hosts,
-    }, source="lab.yaml")
+    return Topology.from_dict(
+        {
+            "name": "lab",
+            "tiers": [{"name": t, "speed": 1} for t in tiers],
+            "links": [{"from": a, "to": b, "bandwidth": "100 Mbit/s"} for a, b in zip(tiers, tiers[1:])],
+            "hosts": hosts,
+        },
+        source="lab.yaml",
+    )
 
 
 def test_hosts_missing_names_the_nodes():
@@ -68,8 +71,11 @@ def test_unknown_head():
 
 def test_unreachable_host_starts_nothing():
     # nothing listens on port 1: ssh fails at once with "Connection refused"
-    hosts = {"device-0": {"address": "127.0.0.1", "port": 1}, "gateway-0": {"address": "127.0.0.2", "port": 1},
-             "edge-0": {"address": "127.0.0.3", "port": 1}}
+    hosts = {
+        "device-0": {"address": "127.0.0.1", "port": 1},
+        "gateway-0": {"address": "127.0.0.2", "port": 1},
+        "edge-0": {"address": "127.0.0.3", "port": 1},
+    }
     ran = []
 
     def runner(step):
@@ -96,7 +102,7 @@ def sshd_server(tmp_path_factory):
     if not os.path.exists(binary):
         pytest.skip("sshd is not installed here (apt-get install openssh-server); .ci/run installs it for CI")
     d = tmp_path_factory.mktemp("sshd")
-    home = d / "home"                       # the 'remote' home: the token lands here, not in the real ~
+    home = d / "home"  # the 'remote' home: the token lands here, not in the real ~
     home.mkdir()
     for name in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
@@ -104,19 +110,39 @@ def sshd_server(tmp_path_factory):
     os.makedirs("/run/sshd", exist_ok=True)
     port = _free_port()
     cfg = d / "sshd_config"
-    cfg.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", "ListenAddress 127.0.0.2", "ListenAddress 127.0.0.3",
-        f"HostKey {d / 'host_key'}", f"AuthorizedKeysFile {d / 'authorized_keys'}", "StrictModes no",
-        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
-        "UsePAM no", f"PidFile {d / 'sshd.pid'}", f"SetEnv HOME={home}", ""]))
+    cfg.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                "ListenAddress 127.0.0.2",
+                "ListenAddress 127.0.0.3",
+                f"HostKey {d / 'host_key'}",
+                f"AuthorizedKeysFile {d / 'authorized_keys'}",
+                "StrictModes no",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin prohibit-password",
+                "UsePAM no",
+                f"PidFile {d / 'sshd.pid'}",
+                f"SetEnv HOME={home}",
+                "",
+            ]
+        )
+    )
     proc = subprocess.Popen([binary, "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE)
     for _ in range(100):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.05)
-    yield {"port": port, "key": str(d / "client_key"), "user": os.environ.get("USER", "root"), "home": home,
-           "known_hosts": d / "known_hosts"}
+    yield {
+        "port": port,
+        "key": str(d / "client_key"),
+        "user": os.environ.get("USER", "root"),
+        "home": home,
+        "known_hosts": d / "known_hosts",
+    }
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -152,9 +178,10 @@ def token(tmp_path):
 
 
 def ssh_topology(sshd, port_ray: int) -> Topology:
-    hosts = {node: {"address": f"127.0.0.{i + 1}", "port": sshd["port"], "user": sshd["user"], "key": sshd["key"],
-                    "ray": RAY, "cpus": 1}
-             for i, node in enumerate(["device-0", "gateway-0", "edge-0"])}
+    hosts = {
+        node: {"address": f"127.0.0.{i + 1}", "port": sshd["port"], "user": sshd["user"], "key": sshd["key"], "ray": RAY, "cpus": 1}
+        for i, node in enumerate(["device-0", "gateway-0", "edge-0"])
+    }
     return topo_with_hosts(hosts)
 
 
@@ -175,8 +202,8 @@ def test_up_status_down_over_real_ssh(sshd, token, monkeypatch):
     try:
         done = execute(plan_up(topo, port=port, token=token))
         assert done == ["edge-0: started", "device-0: started", "gateway-0: started"]
-        assert (sshd["home"] / ".tierpipe" / "ray_token").read_text() == token        # copied over ssh's stdin
-        again = execute(plan_up(topo, port=port, token=token))                        # idempotent
+        assert (sshd["home"] / ".tierpipe" / "ray_token").read_text() == token  # copied over ssh's stdin
+        again = execute(plan_up(topo, port=port, token=token))  # idempotent
         assert again == ["edge-0: already running", "device-0: already running", "gateway-0: already running"]
         ray = connect(f"127.0.0.1:{port}", os.environ["TIERPIPE_TOKEN_PATH"])
         rows, ok = cluster_status(topo, ray.nodes())
@@ -197,15 +224,31 @@ def test_a_head_that_refuses_a_worker(sshd, token, tmp_path, monkeypatch):
     other = tmp_path / "other_token"
     other.write_text("a-different-cluster-token")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(other)}
-    subprocess.run([RAY, "start", "--head", "--port", str(port), "--labels", "tier=edge,tier-node=edge-0",
-                    "--num-cpus", "1", "--disable-usage-stats", "--include-dashboard", "false"],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            RAY,
+            "start",
+            "--head",
+            "--port",
+            str(port),
+            "--labels",
+            "tier=edge,tier-node=edge-0",
+            "--num-cpus",
+            "1",
+            "--disable-usage-stats",
+            "--include-dashboard",
+            "false",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     try:
         with pytest.raises(ClusterError) as err:
             execute(plan_up(topo, port=port, token=token))
         msg = str(err.value)
         assert "start failed on device-0 (" in msg and "InvalidAuthToken" in msg
-        assert "already started: nothing" in msg           # the head was already running; nothing new started
+        assert "already started: nothing" in msg  # the head was already running; nothing new started
     finally:
         execute(plan_down(topo))
 
@@ -228,7 +271,7 @@ def test_cluster_local_places_actors_reports_missing_and_refuses_strangers(token
     topo = fan_in_topology(devices=2, gateways=1)
     path = tmp_path / "dev.yaml"
     path.write_text(yaml.safe_dump(topo.model_dump(by_alias=True, exclude={"source_file"})))
-    assert len(plan_local(topo, port=port)) == 4            # one raylet per node: 2 devices, 1 gateway, 1 edge
+    assert len(plan_local(topo, port=port)) == 4  # one raylet per node: 2 devices, 1 gateway, 1 edge
     try:
         assert main(["cluster", "local", str(path), "--port", str(port)]) == 0
         ray = connect(address, os.environ["TIERPIPE_TOKEN_PATH"])
@@ -245,7 +288,7 @@ def test_cluster_local_places_actors_reports_missing_and_refuses_strangers(token
         assert main(["cluster", "status", str(path), "--address", address]) == 0
         # remove the gateway's raylet mid-test: status must call it missing and exit 1
         ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
-        pid = next(int(l.split()[0]) for l in ps.splitlines() if "raylet/raylet" in l and '"tier-node": "gateway-0"' in l)
+        pid = next(int(line.split()[0]) for line in ps.splitlines() if "raylet/raylet" in line and '"tier-node": "gateway-0"' in line)
         os.kill(pid, 9)
         for _ in range(30):
             connect(address, os.environ["TIERPIPE_TOKEN_PATH"])
@@ -259,27 +302,41 @@ def test_cluster_local_places_actors_reports_missing_and_refuses_strangers(token
         # a client with the wrong token is refused
         stranger = subprocess.run(
             [sys.executable, "-c", f"import ray; ray.init(address='{address}')"],
-            env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-token",
-                 "RAY_gcs_server_port_wait_time_s": "2"},     # 2 refused tries, not Ray's default 20 (1 s each)
-            capture_output=True, text=True, timeout=120)
+            env={
+                **os.environ,
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": "not-the-token",
+                "RAY_gcs_server_port_wait_time_s": "2",
+            },  # 2 refused tries, not Ray's default 20 (1 s each)
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert stranger.returncode != 0 and "InvalidAuthToken" in stranger.stderr
     finally:
         import ray as _ray
+
         if _ray.is_initialized():
             _ray.shutdown()
         # a Ray that `cluster local` did not start, on another port: `down --local` must leave it running
         other = _free_port()
-        starter = subprocess.Popen(["ray", "start", "--head", "--port", str(other), "--num-cpus", "0",
-                                    "--include-dashboard", "false", "--disable-usage-stats"], start_new_session=True,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")})
+        starter = subprocess.Popen(
+            ["ray", "start", "--head", "--port", str(other), "--num-cpus", "0", "--include-dashboard", "false", "--disable-usage-stats"],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")},
+        )
         assert starter.wait(timeout=120) == 0
         try:
             assert main(["cluster", "down", "--local"]) == 0
-            raylets = [l for l in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
-                       .splitlines() if "raylet/raylet" in l]
-            assert not [l for l in raylets if f":{port} " in l + " " or "tier-node" in l], "the local cluster still runs"
-            assert [l for l in raylets if f":{other} " in l + " "], "down --local stopped a Ray it did not start"
+            raylets = [
+                line
+                for line in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+                if "raylet/raylet" in line
+            ]
+            assert not [line for line in raylets if f":{port} " in line + " " or "tier-node" in line], "the local cluster still runs"
+            assert [line for line in raylets if f":{other} " in line + " "], "down --local stopped a Ray it did not start"
         finally:
             for pid in session_processes({starter.pid}):
                 os.kill(pid, 9)

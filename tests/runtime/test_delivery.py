@@ -11,7 +11,7 @@ def test_numbers_each_source_from_zero_and_holds_until_delivered():
     assert [led.admit(0, "device-0", b"a"), led.admit(1, "device-1", b"b"), led.admit(0, "device-0", b"c")] == [0, 0, 1]
     assert led.in_flight(0) == 2 and led.in_flight(1) == 1
     assert led.deliver(0, 0) and led.in_flight(0) == 1
-    assert led.refeed() == {"device-0": [b"c"], "device-1": [b"b"]}      # what a dead device may have lost
+    assert led.refeed() == {"device-0": [b"c"], "device-1": [b"b"]}  # what a dead device may have lost
 
 
 def test_duplicates_are_refused_and_counted():
@@ -27,7 +27,7 @@ def test_a_result_ahead_of_the_watermark_is_kept_once_and_the_watermark_waits():
     for seq in range(3):
         led.admit(0, "device-0", seq)
     assert led.deliver(0, 2) and not led.deliver(0, 2)
-    assert led.watermarks() == {0: -1}                 # 0 and 1 are still missing
+    assert led.watermarks() == {0: -1}  # 0 and 1 are still missing
     assert led.deliver(0, 0) and led.deliver(0, 1)
     assert led.watermarks() == {0: 2} and led.in_flight(0) == 0
 
@@ -62,5 +62,5 @@ def test_any_arrival_order_delivers_each_frame_exactly_once(arrivals):
     for src in range(3):
         got = {q for s, q in accepted if s == src}
         mark = led.watermarks().get(src, -1)
-        assert set(range(mark + 1)) <= got and (mark + 1) not in got     # the watermark is the gap-free prefix
+        assert set(range(mark + 1)) <= got and (mark + 1) not in got  # the watermark is the gap-free prefix
         assert led.in_flight(src) == 10 - len(got)

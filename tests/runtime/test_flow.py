@@ -5,7 +5,8 @@ import time
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from partition import Topology, WireError, capture, partition
 from partition.graph import TensorSpec
@@ -39,7 +40,7 @@ def test_reorder_buffer_releases_each_frame_once_in_order(arrivals, rnd):
 def test_reorder_buffer_advance_after_restart():
     buf = ReorderBuffer()
     buf.add(0, 5, "late")
-    buf.advance({0: 4})                 # the driver already has 0..4
+    buf.advance({0: 4})  # the driver already has 0..4
     assert buf.ready() == [(0, 5, "late")]
     assert not buf.add(0, 3, "old")
 
@@ -60,15 +61,15 @@ def test_replay_buffer_forgets_acknowledged_frames():
             r.add((src, seq), (src, seq))
     r.ack({0: 2, 1: 0})
     assert list(r.pending()) == [(0, 3), (1, 1), (1, 2), (1, 3)]
-    r.add((0, 1), "late duplicate")          # already acknowledged: not kept
+    r.add((0, 1), "late duplicate")  # already acknowledged: not kept
     assert len(r) == 4
 
 
 def test_link_shaper_queues_frames_and_adds_latency():
-    link = LinkShaper(bandwidth_mbps=80, latency_ms=5)       # 10 MB/s
+    link = LinkShaper(bandwidth_mbps=80, latency_ms=5)  # 10 MB/s
     assert link.schedule(100_000, 0.0) == pytest.approx((0.01, 0.015))
-    assert link.schedule(100_000, 0.0) == pytest.approx((0.02, 0.025))    # waits for the first
-    assert link.schedule(100_000, 1.0) == pytest.approx((1.01, 1.015))    # idle link
+    assert link.schedule(100_000, 0.0) == pytest.approx((0.02, 0.025))  # waits for the first
+    assert link.schedule(100_000, 1.0) == pytest.approx((1.01, 1.015))  # idle link
 
 
 def test_wire_round_trip_with_plain_values_and_tuples():
@@ -82,13 +83,17 @@ def test_wire_round_trip_with_plain_values_and_tuples():
     assert torch.equal(got.values["pair"][0], x[:, :2]) and got.values["pair"][1] is None
 
 
-@pytest.mark.parametrize("data,words", [
-    (b"\x00garbage", "not a tierpipe envelope"),
-    (b"\x93\x01\x02\x03", "must be \\[envelope, payloads\\]"),
-    (pack(Frame(0, 0, [0.0], {"y": torch.zeros(2)})), "missing \\['x'\\], unexpected \\['y'\\]"),
-    (pack(Frame(0, 0, [0.0], {"x": torch.zeros(2, 2)})), "the plan expects \\[1, 4\\] float32"),
-    (b"\x00" * (2 << 20), "over the limit"),
-], ids=["garbage", "not-a-pair", "wrong-name", "wrong-shape", "over-the-limit"])
+@pytest.mark.parametrize(
+    "data,words",
+    [
+        (b"\x00garbage", "not a tierpipe envelope"),
+        (b"\x93\x01\x02\x03", "must be \\[envelope, payloads\\]"),
+        (pack(Frame(0, 0, [0.0], {"y": torch.zeros(2)})), "missing \\['x'\\], unexpected \\['y'\\]"),
+        (pack(Frame(0, 0, [0.0], {"x": torch.zeros(2, 2)})), "the plan expects \\[1, 4\\] float32"),
+        (b"\x00" * (2 << 20), "over the limit"),
+    ],
+    ids=["garbage", "not-a-pair", "wrong-name", "wrong-shape", "over-the-limit"],
+)
 def test_malformed_frames_name_the_stage(data, words):
     expected = {"x": TensorSpec((1, 4), "float32", 16)}
     with pytest.raises(WireError, match=words) as err:
@@ -137,7 +142,9 @@ class FakeParent:
                         raise ConnectionError("down")
                     parent.received += frames
                     return {"incarnation": parent.incarnation}
+
                 return call()
+
         return _Push
 
     @property
@@ -149,7 +156,9 @@ class FakeParent:
             def remote():
                 async def call():
                     return parent.incarnation
+
                 return call()
+
         return _Hello
 
 
@@ -162,9 +171,9 @@ def test_uplink_replays_unacknowledged_frames_to_a_restarted_parent():
             await up.send((0, seq), f"f{seq}".encode())
         await asyncio.sleep(0.1)
         assert parent.received == [b"f0", b"f1", b"f2", b"f3", b"f4"]
-        up.ack({0: 1})                                  # the sink has delivered 0 and 1
+        up.ack({0: 1})  # the sink has delivered 0 and 1
         parent.received, parent.incarnation = [], "two"  # restarted, lost 2..4
-        await asyncio.sleep(0.3)                         # the watchdog notices
+        await asyncio.sleep(0.3)  # the watchdog notices
         return parent.received, up.metrics.replayed
 
     received, replayed = asyncio.run(scenario())
@@ -177,13 +186,13 @@ def test_cuda_tiers_ask_ray_for_their_gpu(monkeypatch):
 
     from runtime.pipeline import Pipeline
 
-    pipe = Pipeline.__new__(Pipeline)            # placement only: no plan, no Ray started
+    pipe = Pipeline.__new__(Pipeline)  # placement only: no plan, no Ray started
     pipe.topology, pipe.address = Topology.load("smart_city"), None
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
     assert pipe._placement("edge-0", "edge", []) == {"num_cpus": 0, "num_gpus": 1.0}
     assert pipe._placement("device-3", "device", []) == {"num_cpus": 0}
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    assert pipe._placement("edge-0", "edge", []) == {"num_cpus": 0}       # no GPU: the stage runs on the CPU
+    assert pipe._placement("edge-0", "edge", []) == {"num_cpus": 0}  # no GPU: the stage runs on the CPU
 
 
 def test_raw_payloads_leave_as_views_of_the_tensor_and_one_blob_is_still_accepted():
@@ -192,7 +201,7 @@ def test_raw_payloads_leave_as_views_of_the_tensor_and_one_blob_is_still_accepte
 
     x = torch.randn(1, 4)
     envelope, payloads = pack(Frame(0, 5, [0.0], {"x": x}))
-    assert isinstance(envelope, bytes) and np.shares_memory(payloads[0], x.numpy())    # no copy on the way out
+    assert isinstance(envelope, bytes) and np.shares_memory(payloads[0], x.numpy())  # no copy on the way out
     expected = {"x": TensorSpec((1, 4), "float32", 16)}
     got = unpack((envelope, [p.copy() for p in payloads]), expected, "stage 'edge'", 1 << 20)
     assert torch.equal(got.values["x"], x)
@@ -216,11 +225,13 @@ def test_a_frame_with_an_absurd_timestamp_cannot_spoil_the_latency_figures():
     async def scenario():
         sink = StageWorker(cfg, stage)
         now = time.time()
-        frames = [pack(Frame(0, i, [ts], {n: torch.zeros(s.shape) for n, s in expected.items()}))
-                  for i, ts in enumerate([now - 0.01, 0.0, now - 0.02])]
+        frames = [
+            pack(Frame(0, i, [ts], {n: torch.zeros(s.shape) for n, s in expected.items()}))
+            for i, ts in enumerate([now - 0.01, 0.0, now - 0.02])
+        ]
         reply = await sink.push(frames)
         for _ in range(100):
-            got = await sink.take(16, 0.05)
+            await sink.take(16, 0.05)
             if len(sink.results.next_seq) and sink.results.next_seq[0] == 3:
                 break
         return reply, await sink.metrics_json()

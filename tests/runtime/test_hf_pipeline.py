@@ -34,8 +34,10 @@ def test_hf_model_runs_on_the_ray_pipeline_equal_to_eager(ray_local, name):
 
 def _inputs_like(inputs, seed):
     gen = torch.Generator().manual_seed(seed)
-    return tuple(torch.randint(0, 500, x.shape, generator=gen) if not x.dtype.is_floating_point
-                 else torch.randn(x.shape, generator=gen) for x in inputs)
+    return tuple(
+        torch.randint(0, 500, x.shape, generator=gen) if not x.dtype.is_floating_point else torch.randn(x.shape, generator=gen)
+        for x in inputs
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)

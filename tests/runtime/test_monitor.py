@@ -8,21 +8,21 @@ from runtime.monitor import DriftMonitor, LinkMeter
 def test_a_flapping_link_never_drifts_and_a_steady_drop_drifts_once_per_window():
     mon = DriftMonitor({"device->gateway Mbit/s": 20.0}, threshold=0.3, window_s=3.0)
     # flapping 20 <-> 2 every second for a minute: never off for a whole window
-    for t in range(61):                                               # ends on 20 at t = 60
+    for t in range(61):  # ends on 20 at t = 60
         assert mon.observe(float(t), {"device->gateway Mbit/s": 2.0 if t % 2 else 20.0}) == []
     # a steady drop: reported after 3 s, not before
     reports = [mon.observe(61.0 + t * 0.5, {"device->gateway Mbit/s": 2.0}) for t in range(8)]
     assert [bool(r) for r in reports] == [False] * 6 + [True] * 2
-    mon.rebase({"device->gateway Mbit/s": 2.0})                       # the new plan expects 2 Mbit/s
+    mon.rebase({"device->gateway Mbit/s": 2.0})  # the new plan expects 2 Mbit/s
     assert mon.observe(71.0, {"device->gateway Mbit/s": 2.2}) == []
 
 
 def test_link_meter_window():
     m = LinkMeter(window_s=1.0)
     for i in range(10):
-        m.add(i * 0.1, 125_000, 0.05)                                 # 1 Mbit in 50 ms: 20 Mbit/s
+        m.add(i * 0.1, 125_000, 0.05)  # 1 Mbit in 50 ms: 20 Mbit/s
     assert m.mbps(0.9) == pytest.approx(20.0)
-    m.add(2.5, 12_500, 0.05)                                          # the old samples left the window: 2 Mbit/s
+    m.add(2.5, 12_500, 0.05)  # the old samples left the window: 2 Mbit/s
     assert m.mbps(2.5) == pytest.approx(2.0)
 
 
@@ -44,8 +44,7 @@ def test_a_low_battery_moves_only_that_cameras_frames_to_an_energy_plan_and_back
     graph = capture(Funnel().eval(), (torch.randn(16, 64),), timing="analytic")
     graph.nodes = [dataclasses.replace(n, host_time_s=1e-3 if n.op == "compute" else 0.0) for n in graph.nodes]
     base = topology(speeds=(1.0, 0.5, 4.0), nodes=(2, 2, 1), bandwidth_mbps=(20, 50))
-    topo = base.model_copy(update={"links": [base.links[0].model_copy(update={"tx_energy_nj_per_byte": 10_000.0}),
-                                             base.links[1]]})
+    topo = base.model_copy(update={"links": [base.links[0].model_copy(update={"tx_energy_nj_per_byte": 10_000.0}), base.links[1]]})
 
     class Pipe:
         def __init__(self):
@@ -78,31 +77,33 @@ def test_a_low_battery_moves_only_that_cameras_frames_to_an_energy_plan_and_back
     throughput_energy = pipe.plan.predicted.energy_j
 
     def step(at_s: float, levels: dict) -> None:
-        metrics = [{"node": n, "battery_pct": levels.get(n), "incarnation": "i", "tier_s_total": at_s,
-                    "tier_planned_s_total": at_s} for n in pipe.tier_of]           # computing as planned
-        adapter.start_s = -at_s + __import__("time").perf_counter()       # the adapter's clock reads at_s
+        metrics = [
+            {"node": n, "battery_pct": levels.get(n), "incarnation": "i", "tier_s_total": at_s, "tier_planned_s_total": at_s}
+            for n in pipe.tier_of
+        ]  # computing as planned
+        adapter.start_s = -at_s + __import__("time").perf_counter()  # the adapter's clock reads at_s
         adapter.step(pipe, metrics)
 
     full = {"device-0": 80.0, "device-1": 90.0}
     step(1.0, full)
     assert pipe.switched == []
-    step(2.0, {**full, "device-0": 15.0})                               # one camera runs low
-    assert [sources for _, sources in pipe.switched] == [[0]]          # only its frames move
+    step(2.0, {**full, "device-0": 15.0})  # one camera runs low
+    assert [sources for _, sources in pipe.switched] == [[0]]  # only its frames move
     energy_plan = pipe.switched[0][0]
     assert pipe.routes == {0: 1} and pipe.version == 0 and pipe.plan is pipe.plans[0]
     assert energy_plan.predicted.energy_j < throughput_energy / 1.2
     assert "device-0 battery 15%" in adapter.switches[-1].reason and adapter.switches[-1].nodes == ("device-0",)
     for t in range(3, 20):
-        step(float(t), {**full, "device-0": 12.0})                      # stays low: no more switches
+        step(float(t), {**full, "device-0": 12.0})  # stays low: no more switches
     assert len(pipe.switched) == 1
-    step(20.0, {**full, "device-0": 12.0, "device-1": 10.0})            # a second camera: joins v1, nothing to load
+    step(20.0, {**full, "device-0": 12.0, "device-1": 10.0})  # a second camera: joins v1, nothing to load
     assert len(pipe.switched) == 1 and pipe.routes == {0: 1, 1: 1}
     assert adapter.switches[-1].nodes == ("device-1",) and adapter.switches[-1].version == 1
-    step(40.0, {**full, "device-0": 25.0, "device-1": 10.0})            # between 20% and 30%: hysteresis
+    step(40.0, {**full, "device-0": 25.0, "device-1": 10.0})  # between 20% and 30%: hysteresis
     assert pipe.routes == {0: 1, 1: 1}
-    step(41.0, {**full, "device-0": 35.0, "device-1": 10.0})            # charged again: back to the pipeline's plan
+    step(41.0, {**full, "device-0": 35.0, "device-1": 10.0})  # charged again: back to the pipeline's plan
     assert pipe.routes == {1: 1} and len(pipe.switched) == 1
     assert adapter.switches[-1].nodes == ("device-0",) and "back to 35%" in adapter.switches[-1].reason
     assert adapter.switches[-1].predicted_fps_after > adapter.switches[-1].predicted_fps_before
-    step(42.0, {**full, "device-0": 15.0, "device-1": 10.0})            # low again: back on the energy plan at once
+    step(42.0, {**full, "device-0": 15.0, "device-1": 10.0})  # low again: back on the energy plan at once
     assert pipe.routes == {0: 1, 1: 1} and len(pipe.switched) == 1

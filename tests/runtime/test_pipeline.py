@@ -16,20 +16,28 @@ pytestmark = pytest.mark.ray_local
 
 
 def eager(model, inputs):
-    torch.set_num_threads(1)          # the actors run one thread each: same kernels, same bits
+    torch.set_num_threads(1)  # the actors run one thread each: same kernels, same bits
     with torch.inference_mode():
         return [model(*x) for x in inputs]
 
 
 def fan_in_topology(devices=6, gateways=2, emulate=False, policy="block", fps=20):
-    return Topology.from_dict({
-        "name": "fan_in", "emulate": emulate,
-        "tiers": [{"name": "device", "nodes": devices, "speed": 0.5}, {"name": "gateway", "nodes": gateways, "speed": 1},
-                  {"name": "edge", "nodes": 1, "speed": 2}],
-        "links": [{"from": "device", "to": "gateway", "bandwidth": "100 Mbit/s", "latency": "1 ms"},
-                  {"from": "gateway", "to": "edge", "bandwidth": "1 Gbit/s", "latency": "1 ms"}],
-        "sources": [{"count": devices, "fps": fps, "policy": policy}],
-    })
+    return Topology.from_dict(
+        {
+            "name": "fan_in",
+            "emulate": emulate,
+            "tiers": [
+                {"name": "device", "nodes": devices, "speed": 0.5},
+                {"name": "gateway", "nodes": gateways, "speed": 1},
+                {"name": "edge", "nodes": 1, "speed": 2},
+            ],
+            "links": [
+                {"from": "device", "to": "gateway", "bandwidth": "100 Mbit/s", "latency": "1 ms"},
+                {"from": "gateway", "to": "edge", "bandwidth": "1 Gbit/s", "latency": "1 ms"},
+            ],
+            "sources": [{"count": devices, "fps": fps, "policy": policy}],
+        }
+    )
 
 
 def slowed(plan, seconds_per_tier):
@@ -61,7 +69,7 @@ def small(topo_name):
         return topo
     data = topo.model_dump(by_alias=True, exclude={"source_file"})
     data["tiers"][0]["nodes"], data["tiers"][1]["nodes"], data["sources"][0]["count"] = 4, 2, 4
-    data.pop("hosts", None)                 # lab addresses: a local run does not use them
+    data.pop("hosts", None)  # lab addresses: a local run does not use them
     return Topology.from_dict(data)
 
 
@@ -94,7 +102,7 @@ def test_lossy_codec_is_within_documented_tolerance(ray_local):
         outputs = pipe.run(inputs)
         report = pipe.report()
     for got, want in zip(outputs, eager(model, inputs)):
-        assert (got - want).abs().max() <= 0.05 * want.abs().max()     # documented: 5% of the output range
+        assert (got - want).abs().max() <= 0.05 * want.abs().max()  # documented: 5% of the output range
     # int8 activations on the wire: a quarter of fp32 plus the envelope
     crossing = sum(c.raw_bytes for c in plan.links[0].tensors)
     assert report["links"][0]["bytes_per_frame"] <= 0.26 * crossing + 512
@@ -109,10 +117,10 @@ def test_order_per_source_with_many_sources_and_fan_in_batching(ray_local):
         outputs = pipe.run(inputs)
         report = pipe.report()
     for got, want in zip(outputs, eager(model, inputs)):
-        torch.testing.assert_close(got, want)       # batched kernels: equal up to float reassociation
+        torch.testing.assert_close(got, want)  # batched kernels: equal up to float reassociation
     gateway, edge = report["tiers"][1], report["tiers"][2]
     assert gateway["batchable"] and edge["batchable"]
-    assert edge["batch_mean"] > 1.0                  # fan-in really batched frames of several sources
+    assert edge["batch_mean"] > 1.0  # fan-in really batched frames of several sources
     assert report["frames_delivered"] == 180
 
 
@@ -128,7 +136,7 @@ def test_malformed_and_oversized_frames_are_rejected_and_the_stage_keeps_running
         assert reply["accepted"] == 0 and len(reply["rejected"]) == 2
         assert "stage 'gateway' (gateway-0)" in reply["rejected"][0] and "not a tierpipe envelope" in reply["rejected"][0]
         assert "over the limit" in reply["rejected"][1]
-        outputs = pipe.run(inputs)                   # still serving
+        outputs = pipe.run(inputs)  # still serving
         report = pipe.report()
     for got, want in zip(outputs, eager(model, inputs)):
         assert torch.equal(got, want)
@@ -179,11 +187,13 @@ def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, v
     assert 20 <= seen["frames_in"] < passing
     want = eager(model, inputs)
     assert len(outputs) == len(inputs)
-    for got, ref in zip(outputs, want):                # every frame exactly once, in order
+    for got, ref in zip(outputs, want):  # every frame exactly once, in order
         assert torch.equal(got, ref)
     assert report["frames_delivered"] == len(inputs)
-    print(f"\n{victim} killed after {seen['frames_in']} frames: run took {time.perf_counter() - start:.1f} s, "
-          f"replayed {sum(t['replayed'] for t in report['tiers'])}, duplicates dropped {report['duplicates_dropped']}")
+    print(
+        f"\n{victim} killed after {seen['frames_in']} frames: run took {time.perf_counter() - start:.1f} s, "
+        f"replayed {sum(t['replayed'] for t in report['tiers'])}, duplicates dropped {report['duplicates_dropped']}"
+    )
 
 
 @pytest.mark.parametrize("victim", ["device-0", "gateway-0", "edge-0"])
@@ -198,7 +208,7 @@ def test_killing_a_stage_during_stream_loses_and_duplicates_nothing(ray_local, v
         killer, seen = kill_when_busy(ray, handle, after_frames=20)
         report = pipe.stream(seconds=3.0)
         killer.join(timeout=10)
-        assert ray.get(handle.pid.remote()) != pid_before           # it died while the cameras streamed
+        assert ray.get(handle.pid.remote()) != pid_before  # it died while the cameras streamed
         assert seen["frames_in"] >= 20
         delivered = dict(pipe.ledger.delivered)
     # every frame the cameras produced arrived, each once and in order (the ledger's watermark is gap-free);
@@ -239,9 +249,12 @@ def test_wrong_input_shape_is_a_clear_error(ray_local):
 def test_plan_for_another_topology_is_refused():
     topo = fan_in_topology()
     model, plan = chain_plan(topo)
-    four = Topology.from_dict({**topo.model_dump(by_alias=True, exclude={"source_file"}),
-                               "tiers": [*[t.model_dump(by_alias=True) for t in topo.tiers], {"name": "cloud", "speed": 8}],
-                               "links": [*[l.model_dump(by_alias=True) for l in topo.links],
-                                         {"from": "edge", "to": "cloud", "bandwidth": "100 Mbit/s"}]})
+    four = Topology.from_dict(
+        {
+            **topo.model_dump(by_alias=True, exclude={"source_file"}),
+            "tiers": [*[t.model_dump(by_alias=True) for t in topo.tiers], {"name": "cloud", "speed": 8}],
+            "links": [*[link.model_dump(by_alias=True) for link in topo.links], {"from": "edge", "to": "cloud", "bandwidth": "100 Mbit/s"}],
+        }
+    )
     with pytest.raises(PipelineError, match="partition for this topology"):
         Pipeline(plan, model, four)

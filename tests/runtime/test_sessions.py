@@ -23,4 +23,4 @@ def test_stop_recorded_stops_its_sessions_children_included_and_nothing_else(tmp
     assert not state.exists()
     assert stranger.poll() is None, "a process outside the recorded sessions was stopped"
     stranger.kill()
-    assert stop_recorded(tmp_path) == []          # nothing recorded: nothing done
+    assert stop_recorded(tmp_path) == []  # nothing recorded: nothing done

@@ -24,7 +24,7 @@ def test_submitted_frames_come_back_once_in_order_and_equal_eager(ray_local):
     model, plan = chain_plan(topo)
     frames = {s: [torch.randn(1, 16) for _ in range(25)] for s in range(4)}
     with Pipeline(plan, model, topo, max_batch=1) as pipe:
-        for i in range(25):                       # interleaved, as live cameras would
+        for i in range(25):  # interleaved, as live cameras would
             for s in range(4):
                 pipe.submit(s, frames[s][i])
         results = list(pipe.results())
@@ -32,7 +32,7 @@ def test_submitted_frames_come_back_once_in_order_and_equal_eager(ray_local):
     got = by_source(results)
     assert sorted(got) == [0, 1, 2, 3]
     for s, rs in got.items():
-        assert [r.seq for r in rs] == list(range(25))                  # in order, gap-free, once each
+        assert [r.seq for r in rs] == list(range(25))  # in order, gap-free, once each
         for r, want in zip(rs, eager(model, [(x,) for x in frames[s]])):
             assert torch.equal(r.output, want)
             assert r.latency_s > 0
@@ -65,9 +65,9 @@ def test_drop_oldest_sources_drop_stale_frames_and_deliver_the_rest_gap_free(ray
         report = pipe.report()
     got = by_source(results)
     assert dropped > 0 and report["drops"] >= dropped
-    assert len(results) + dropped == 40                                 # every frame delivered or dropped, none lost
+    assert len(results) + dropped == 40  # every frame delivered or dropped, none lost
     for s, rs in got.items():
-        assert [r.seq for r in rs] == list(range(len(rs)))              # dropped frames were never numbered
+        assert [r.seq for r in rs] == list(range(len(rs)))  # dropped frames were never numbered
         # the survivors are a subsequence of what was submitted, in submission order, ending with the newest
         want = [eager(model, [(x,)])[0] for x in sent[s]]
         idx = [next(i for i, w in enumerate(want) if torch.equal(w, r.output)) for r in rs]
@@ -79,8 +79,7 @@ def test_a_stage_killed_while_frames_stream_in_loses_and_duplicates_nothing(ray_
     topo = fan_in_topology(devices=2, gateways=1, emulate=True, policy="block")
     model, plan = chain_plan(topo)
     xs = [torch.randn(1, 16) for _ in range(200)]
-    with Pipeline(slowed(plan, (0.005, 0.005, 0.005)), model, topo, max_batch=1, credits=2, stall_s=2.0,
-                  window=16) as pipe:
+    with Pipeline(slowed(plan, (0.005, 0.005, 0.005)), model, topo, max_batch=1, credits=2, stall_s=2.0, window=16) as pipe:
         handle = pipe.stages[victim]
         pid_before = ray.get(handle.pid.remote())
         killer, seen = kill_when_busy(ray, handle, after_frames=20)
@@ -90,7 +89,7 @@ def test_a_stage_killed_while_frames_stream_in_loses_and_duplicates_nothing(ray_
             results += pipe.poll(0.0)
         results += list(pipe.results(timeout_s=60))
         killer.join(timeout=10)
-        assert ray.get(handle.pid.remote()) != pid_before                # it really died, mid-stream
+        assert ray.get(handle.pid.remote()) != pid_before  # it really died, mid-stream
         assert seen["frames_in"] < 100
     got = by_source(results)
     for s in (0, 1):

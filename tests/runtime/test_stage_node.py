@@ -13,10 +13,26 @@ from tests.runtime.test_pipeline import fan_in_topology
 pytestmark = pytest.mark.ray_local
 
 # tierpipe's own modules a stage actor may load: the per-frame path, nothing of planning, topology files or the demo
-STAGE_MODULES = {"partition", "partition.codec", "partition.errors", "partition.graph", "partition.shapes",
-                 "partition.split", "runtime", "runtime.actors", "runtime.batching", "runtime.emulation",
-                 "runtime.errors", "runtime.flow", "runtime.metrics", "runtime.registry", "runtime.stage_config",
-                 "runtime.uplink", "runtime.versions", "runtime.wire"}
+STAGE_MODULES = {
+    "partition",
+    "partition.codec",
+    "partition.errors",
+    "partition.graph",
+    "partition.shapes",
+    "partition.split",
+    "runtime",
+    "runtime.actors",
+    "runtime.batching",
+    "runtime.emulation",
+    "runtime.errors",
+    "runtime.flow",
+    "runtime.metrics",
+    "runtime.registry",
+    "runtime.stage_config",
+    "runtime.uplink",
+    "runtime.versions",
+    "runtime.wire",
+}
 # (yaml and pydantic are not here: Ray's own worker imports them)
 NEVER = ("matplotlib", "libsumo", "sumolib", "scipy", "highspy", "pint", "rich", "examples", "transformers")
 
@@ -30,8 +46,7 @@ def test_a_stage_actor_loads_only_the_per_frame_path_and_a_stream_reports_what_i
     plan = partition(capture(model, example, timing="analytic"), topo, "throughput", pins={"layers.0": "device"})
     with Pipeline(plan, model, topo, emulate=False) as pipe:
         report = pipe.stream(1.0)
-        loaded = {node: set(ray.get(h.__ray_call__.remote(lambda self: list(sys.modules))))
-                  for node, h in pipe.stages.items()}
+        loaded = {node: set(ray.get(h.__ray_call__.remote(lambda self: list(sys.modules)))) for node, h in pipe.stages.items()}
     for node, modules in loaded.items():
         own = {m for m in modules if m.split(".")[0] in ("partition", "runtime", "examples")}
         assert own <= STAGE_MODULES, f"{node} loaded {sorted(own - STAGE_MODULES)}"

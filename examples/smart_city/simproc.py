@@ -1,0 +1,114 @@
+"""SUMO in child processes: libsumo allows one simulation per process.
+
+:func:`run_in_process` runs any function (a whole :func:`.sim.simulate` run, a scenario probe) in a
+fresh process and ``.get()`` returns its result; :class:`SimProcess` drives a camera-mode
+:class:`.sim.TrafficSim` in a child process, advanced step by step from the camera loop's driver.
+Failures come back as :class:`.sim.SimulationError` naming the scenario, seed and what was running.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+from .scenario import Scenario
+from .sim import SimOptions, SimulationError, TrafficSim
+
+__all__ = ["SimProcess", "run_in_process"]
+
+
+def _call(fn, args, conn) -> None:
+    try:
+        conn.send(("ok", fn(*args)))
+    except BaseException as exc:  # report any failure to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _describe(args) -> str:
+    """``(scenario midtown, seed 1, mode actuated)`` for an error message."""
+    parts = [f"scenario {a.name}" if isinstance(a, Scenario) else repr(a) for a in args if not isinstance(a, SimOptions)]
+    return f"({', '.join(parts)})"
+
+
+def run_in_process(fn, *args):
+    """Start ``fn(*args)`` in a fresh process (libsumo: one simulation per process); ``.get()`` its result."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_call, args=(fn, args, child), daemon=True)
+    proc.start()
+
+    class _Result:
+        def get(self):
+            try:
+                status, value = parent.recv()
+            except EOFError:
+                proc.join()
+                status, value = "error", f"the process exited with code {proc.exitcode} before answering"
+            proc.join()
+            if status != "ok":
+                raise SimulationError(f"{getattr(fn, '__name__', fn)}{_describe(args)} failed: {value}")
+            return value
+
+    return _Result()
+
+
+def _serve(conn, scenario: Scenario, seed: int, options: SimOptions) -> None:
+    try:
+        sim = TrafficSim(scenario, seed, "camera", options)
+        conn.send(("ok", (sim.t, sim.dt)))
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        cmd, arg = conn.recv()
+        if cmd == "advance":  # arg: (until_s, estimates); reply: time, frames, truth, done
+            until_s, estimates = arg
+            sim.set_estimates(estimates)
+            sim.advance(until_s)
+            frames, visible, whole = sim.observe()
+            conn.send((sim.t, frames, visible, whole, sim.done))
+        elif cmd == "finish":
+            sim.set_estimates(arg or [])
+            while not sim.done:
+                sim.step()
+            conn.send(sim.finish())
+            return
+
+
+class SimProcess:
+    """A camera-mode :class:`TrafficSim` in a child process, advanced from this one."""
+
+    def __init__(self, scenario: Scenario, seed: int, options: SimOptions | None = None) -> None:
+        options = options if options is not None else SimOptions()
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, scenario, seed, options), daemon=True)
+        self._proc.start()
+        self._name = f"scenario {scenario.name}, seed {seed}"
+        status, value = self._recv("starting")
+        if status != "ok":
+            raise SimulationError(f"SUMO did not start for scenario {scenario.name}, seed {seed}: {value}")
+        self.t, self.dt = value
+
+    def advance(self, until_s: float, estimates: list) -> tuple:
+        """Hand over new camera results, simulate up to ``until_s``; returns
+        ``(t, frames, visible, whole, done)`` at that time."""
+        self._conn.send(("advance", (until_s, estimates)))
+        out = self._recv(f"simulating up to {until_s:g} s")
+        self.t = out[0]
+        return out
+
+    def finish(self, estimates: list | None = None) -> dict:
+        self._conn.send(("finish", estimates))
+        out = self._recv("finishing the run")
+        self._proc.join(timeout=10)
+        return out
+
+    def _recv(self, doing: str):
+        try:
+            return self._conn.recv()
+        except EOFError:
+            self._proc.join(timeout=5)
+            raise SimulationError(
+                f"SUMO ({self._name}) exited with code {self._proc.exitcode} while {doing}; "
+                "run the same scenario and seed with `sumo -c ...` to see SUMO's own message"
+            ) from None
