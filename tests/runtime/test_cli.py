@@ -5,6 +5,7 @@ import json
 import pytest
 
 from partition import Plan
+from partition.errors import PlanError
 from runtime.cli import main
 
 
@@ -85,7 +86,7 @@ def test_bad_codec_and_bad_plan_file_are_one_line_errors(capsys, tmp_path):
     bad.write_text("not json")
     assert main(["run", "resnet18", "--plan", str(bad)]) == 2
     assert "cannot be read" in capsys.readouterr().out
-    with pytest.raises(json.JSONDecodeError):
+    with pytest.raises(PlanError):
         main(["--debug", "run", "resnet18", "--plan", str(bad)])  # --debug: the traceback
 
 
