@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-__all__ = ["Parser", "input_shape", "positive", "non_negative", "positive_int", "non_negative_int", "port"]
+__all__ = ["add_view_args", "Parser", "input_shape", "positive", "non_negative", "positive_int", "non_negative_int", "port"]
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -30,6 +30,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")
         sys.exit(2)
+
+
+def add_view_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--view``, ``--view-port``, ``--view-host``: the live web page, on loopback unless told otherwise."""
+    p.add_argument("--view", action="store_true", help=f"serve a live web page of {what}; it stays up at the end until Ctrl-C")
+    p.add_argument("--view-port", type=lambda t: _int(t, 0, 65535), default=8765, help="the page's port (0: any free port)")
+    p.add_argument(
+        "--view-host", default="127.0.0.1", help="where the page listens; anything but loopback exposes it to the network, unauthenticated"
+    )
 
 
 def input_shape(text: str) -> list[int]:

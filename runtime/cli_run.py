@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.live import Live
 
-from .argtypes import positive, positive_int
+from .argtypes import add_view_args, positive, positive_int
 
 
 def register(sub, partition_args) -> None:
@@ -29,13 +29,14 @@ def register(sub, partition_args) -> None:
         help="re-plan and switch live when measured links or speeds drift from the plan's (report.json "
         "gets plan_switches and a per-second timeline; a PNG beside it)",
     )
+    add_view_args(p, "the tiers, the plan and the figures over time")
     p.set_defaults(func=cmd_run)
 
 
 def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate: bool | None, max_batch: int, graph=None) -> dict:
     from .cli import console
     from .pipeline import Pipeline
-    from .report import report_tables, save_report, summary_line
+    from .report import report_tables, summary_line
 
     console.print(f"starting {sum(t.nodes for t in topo.path)} stage actors ({'local Ray' if not args.address else args.address})...")
     conditions = None
@@ -44,14 +45,44 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
 
         conditions = load_conditions(args.conditions, topo)
     adapt = bool(getattr(args, "adapt", False))
-    with Pipeline(
-        plan, model, topo, address=args.address, emulate=emulate, max_batch=max_batch, conditions=conditions, adapt=adapt, graph=graph
-    ) as pipe:
-        with Live(console=console, refresh_per_second=4, transient=True) as live:
-            report = pipe.stream(seconds, fps=fps, on_update=lambda r: live.update(Group(*report_tables(r))))
-    for table in report_tables(report):
-        console.print(table)
-    console.print(summary_line(report))
+    view = None
+    if getattr(args, "view", False):
+        from .view.run import RunView
+
+        view = RunView(plan, f"tierpipe run: {plan.model} on {topo.name}", args.view_host, args.view_port)
+        view.start(console)
+    try:
+        with Pipeline(
+            plan, model, topo, address=args.address, emulate=emulate, max_batch=max_batch, conditions=conditions, adapt=adapt, graph=graph
+        ) as pipe:
+            if view is not None:
+                view.attach(pipe)
+
+            def on_update(r):
+                live.update(Group(*report_tables(r)))
+                if view is not None:
+                    view.update(f"{r['frames_delivered']} frames delivered")
+
+            with Live(console=console, refresh_per_second=4, transient=True) as live:
+                report = pipe.stream(seconds, fps=fps, on_update=on_update)
+            if view is not None:
+                view.update(f"{report['frames_delivered']} frames delivered", force=True)  # the final figures
+        for table in report_tables(report):
+            console.print(table)
+        console.print(summary_line(report))
+        _finish(args, report, adapt, console)
+        if view is not None:
+            view.finish([summary_line(report)])
+            view.hold(console)
+    finally:
+        if view is not None:
+            view.close()
+    return report
+
+
+def _finish(args, report: dict, adapt: bool, console) -> None:
+    from .report import save_report
+
     for s in report["plan_switches"]:
         console.print(
             f"plan switch at {s['at_s']:.1f} s -> v{s['version']}"
@@ -73,7 +104,6 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
             console.print(f"timeline plot written to {png}")
         except MissingDependency as exc:  # the report has the timeline; only the picture needs matplotlib
             console.print(f"no timeline plot: {exc}")
-    return report
 
 
 def cmd_run(args) -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from runtime.argtypes import non_negative, non_negative_int, positive
+from runtime.argtypes import add_view_args, non_negative, non_negative_int, positive
 
 __all__ = ["register", "main", "FULL", "QUICK"]
 
@@ -82,6 +82,7 @@ def register(sub) -> None:
         help="re-plan and switch live when the measured links drift (with a Wi-Fi drop on the first "
         "junction's cameras unless --conditions names a file)",
     )
+    add_view_args(d, "the city, cameras, tiers and figures")
     d.set_defaults(func=main)
 
 
@@ -122,6 +123,9 @@ def main(args) -> int:
         realtime=args.realtime,
         conditions=args.conditions,
         adapt=args.adapt,
+        view=args.view,
+        view_host=args.view_host,
+        view_port=args.view_port,
     )
     run_demo(Path(args.out), scenario, config)
     return 0

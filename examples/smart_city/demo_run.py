@@ -40,6 +40,9 @@ class DemoConfig:
     realtime: bool = False
     conditions: str | Path | None = None
     adapt: bool = False
+    view: bool = False  # serve the live page (view.py) and keep it up at the end until Ctrl-C
+    view_host: str = "127.0.0.1"
+    view_port: int = 8765
 
     def options(self, controller: str = "max_pressure") -> SimOptions:
         return SimOptions(self.control_step_s, self.min_green_s, self.max_green_s, self.lag_s, controller)
@@ -75,8 +78,10 @@ def _plan(topo, console: Console):
     return model, plan, graph, sample
 
 
-def _baselines(scenario: Scenario, config: DemoConfig, progress: Progress) -> dict[str, list[dict]]:
+def _baselines(scenario: Scenario, config: DemoConfig, progress: Progress, view=None) -> dict[str, list[dict]]:
     jobs = [(seed, mode) for seed in config.seeds for mode in BASELINES]
+    if view is not None:
+        view.phase("baselines", f"SUMO without cameras: 0 of {len(jobs)} runs")
     task = progress.add_task(f"SUMO without cameras ({', '.join(BASELINES)})", total=len(jobs))
     out: dict[str, list[dict]] = {m: [] for m in BASELINES}
     for i in range(0, len(jobs), 2):  # libsumo: one simulation per process; two at a time
@@ -84,6 +89,9 @@ def _baselines(scenario: Scenario, config: DemoConfig, progress: Progress) -> di
         for m, p in pending:
             out[m].append(p.get())
             progress.advance(task)
+            if view is not None:
+                done = sum(len(v) for v in out.values())
+                view.phase("baselines", f"SUMO without cameras: {done} of {len(jobs)} runs")
     return out
 
 
@@ -113,9 +121,6 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
     """Run the whole demo on ``scenario``; writes ``out/report.json``, ``out/topology.yaml`` and the plots."""
     from partition import Topology
     from partition.conditions import load_conditions
-    from runtime import Pipeline
-    from runtime.adapt import Adapter
-    from runtime.raystart import quiet_ray
 
     console = console or Console()
     started = time.perf_counter()
@@ -133,11 +138,46 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
         f"cameras (lanes per camera {scenario.lanes_per_camera}), simulated {scenario.begin_s:g}-{scenario.end_s:g} s, "
         f"seeds {list(config.seeds)}; topology written to {topo_path}"
     )
+    view = _start_view(scenario, config, console)
+    try:
+        return _run(out, scenario, config, console, started, topo_dict, topo, conditions, timeline, view)
+    finally:
+        if view is not None:
+            view.close()
+
+
+def _start_view(scenario: Scenario, config: DemoConfig, console: Console):
+    if not config.view:
+        return None
+    from runtime.view.server import is_loopback
+
+    from .view import DemoView
+
+    view = DemoView(scenario, config.view_host, config.view_port)
+    url = view.start()
+    console.print(f"live view at {url}")
+    if not is_loopback(config.view_host):
+        console.print(
+            f"[yellow]warning:[/yellow] the view listens on {config.view_host}: anyone who can reach that address sees "
+            "the city, the cameras and the pipeline (there is no login)"
+        )
+    return view
+
+
+def _run(out, scenario, config, console, started, topo_dict, topo, conditions, timeline, view) -> dict:
+    from runtime import Pipeline
+    from runtime.adapt import Adapter
+    from runtime.raystart import quiet_ray
+
+    if view is not None:
+        view.phase("starting", "capturing and partitioning QueueNet")
     model, plan, graph, sample = _plan(topo, console)
+    if view is not None:
+        view.planned(plan)
     for table in plan.tables():
         console.print(table)
     with Progress(console=console, transient=True) as progress:
-        traffic = _baselines(scenario, config, progress)
+        traffic = _baselines(scenario, config, progress, view)
     delay = {m: float(np.mean([r["mean_delay_s"] for r in traffic[m]])) for m in BASELINES}
     controller = config.controller or min(("max_pressure", "greedy"), key=lambda c: delay[f"{c}_truth"])
     console.print(
@@ -146,6 +186,8 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
         + f"; the cameras drive {controller}"
     )
     quiet_ray()
+    if view is not None:
+        view.phase("starting", f"starting {sum(t.nodes for t in topo.path)} stage actors")
     with console.status(f"starting {sum(t.nodes for t in topo.path)} stage actors (emulated tiers and links)..."):
         t0 = time.perf_counter()
         adapter = Adapter(graph, "throughput", codec="auto", calibration=calibration_frames(sample)) if config.adapt else False
@@ -154,8 +196,12 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
         startup_s = time.perf_counter() - t0
     console.print(f"pipeline up in {startup_s:.1f} s")
     runs: list[LoopStats] = []
+    if view is not None:
+        view.attach(pipe)
     try:
-        for seed in config.seeds:
+        for i, seed in enumerate(config.seeds):
+            if view is not None:
+                view.baselines(traffic, i)
             with Live(console=console, refresh_per_second=4, transient=True) as live:
                 stats = run_camera_loop(
                     pipe,
@@ -165,6 +211,7 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
                     config.camera_fps,
                     realtime=config.realtime,
                     on_tick=lambda s, t: live.update(_live_table(s, t, scenario, pipe.plan_label)),
+                    on_view=None if view is None else lambda s, sim, latest, seed=seed: view.tick(s, sim, latest, seed),
                 )
             console.print(_live_table(stats, scenario.end_s, scenario, pipe.plan_label))
             runs.append(stats)
@@ -182,6 +229,9 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
     for line in report["verdict"]:
         console.print(line)
     console.print(f"report, topology and plots written to {out}/")
+    if view is not None:
+        view.finish(report, runs)
+        view.hold(console)
     return report
 
 

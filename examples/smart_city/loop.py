@@ -180,8 +180,14 @@ def run_camera_loop(
     realtime: bool = False,
     on_tick=None,
     first_source: int = 0,
+    on_view=None,
 ) -> LoopStats:
-    """Drive one simulation with its controllers fed by the pipeline's estimates; returns its stats."""
+    """Drive one simulation with its controllers fed by the pipeline's estimates; returns its stats.
+
+    ``on_tick(stats, sim_t)`` is called once a wall-clock second (the live table); ``on_view(stats, sim,
+    latest)`` as often as the loop turns (the live page, which sends at its own rate), with the
+    simulation (:class:`~.simproc.SimProcess`, for :meth:`~.simproc.SimProcess.snapshot`) and the latest
+    complete frame set (frames, what the cameras saw, their estimates)."""
     cams = len(scenario.cameras)
     stats = LoopStats(seed, cams)
     sim = SimProcess(scenario, seed, dataclasses.replace(options, lag_s=0.0) if realtime else options)
@@ -192,8 +198,10 @@ def run_camera_loop(
     start = second_start = time.perf_counter()
     delivered_this_second = 0
 
+    latest: dict | None = None  # the newest frame set every camera has delivered (for on_view)
+
     def take(results) -> None:
-        nonlocal delivered_this_second
+        nonlocal delivered_this_second, latest
         for r in results:
             cam = r.source - first_source
             k, est = book.take(cam, r.seq, r.output)
@@ -204,6 +212,7 @@ def run_camera_loop(
             stats.frames_delivered += 1
             delivered_this_second += 1
         for done in book.complete:
+            latest = done
             visible, est = done["visible"], done["estimate"]
             stats.trace.append((done["t_s"], float(est[trace].sum()), float(visible[trace].sum()), float(done["whole"][trace].sum())))
             if visible.sum() >= stats.montage.get("queued", -1):
@@ -222,6 +231,8 @@ def run_camera_loop(
         while need >= 0 and not book.through(need):
             before = stats.frames_delivered
             take(pipe.poll(0.02))
+            if on_view:
+                on_view(stats, sim, latest)
             now = time.perf_counter()
             if stats.frames_delivered > before:
                 last = now
@@ -249,6 +260,8 @@ def run_camera_loop(
             wait_for(needed_frame(times, float(t_frame), scenario.begin_s, options))
         take(pipe.poll(0.0))
         t, frames, visible, whole, _ = sim.advance(float(t_frame), updates)
+        if on_view:
+            on_view(stats, sim, latest)
         updates = []
         book.sent(k, t, frames, visible, whole)
         for cam in range(cams):

@@ -38,6 +38,7 @@ __all__ = [
     "SimulationError",
     "simulate",
     "tripinfo_metrics",
+    "delay_curve",
     "decision_times",
     "decision_due",
     "BASELINES",
@@ -169,6 +170,8 @@ class TrafficSim:
         self.gain = np.random.default_rng(seed + 1000).uniform(0.85, 1.1, len(self.cams))
         self.switches = 0
         self.teleports = 0
+        self._seen_loss: dict[str, float] = {}  # live view: each vehicle's time loss when last seen
+        self._arrived_loss: list[float] = []  # ... and of those gone since (arrived)
         self._next_decision_s = scenario.begin_s
 
     # ------------------------------------------------------------------ stepping
@@ -252,6 +255,23 @@ class TrafficSim:
             frames[i] = camera.render(seen, tuple(ln.width_m for ln in a.lanes), float(light[i]), self.rng)
         return frames, visible, whole
 
+    def snapshot(self) -> dict:
+        """For the live view: every vehicle ``[x, y, halted]`` (network coordinates), each controlled light's
+        state, and the mean delay (time loss) of the vehicles that left the network so far, each with the
+        time loss it had when last seen here (sampled at every snapshot; :meth:`finish` has SUMO's exact figures)."""
+        v = self.sumo.vehicle
+        vehicles, present = [], set()
+        for vid in v.getIDList():
+            x, y = v.getPosition(vid)
+            vehicles.append([round(x, 1), round(y, 1), int(v.getSpeed(vid) < 0.1)])
+            self._seen_loss[vid] = v.getTimeLoss(vid)
+            present.add(vid)
+        for vid in [x for x in self._seen_loss if x not in present]:
+            self._arrived_loss.append(self._seen_loss.pop(vid))
+        signals = {j.id: self.sumo.trafficlight.getRedYellowGreenState(j.id) for j in self.scenario.junctions}
+        mean = float(np.mean(self._arrived_loss)) if self._arrived_loss else 0.0
+        return {"t": self.t, "vehicles": vehicles, "signals": signals, "mean_delay_s": round(mean, 2)}
+
     # ------------------------------------------------------------------ results
     def finish(self) -> dict:
         """Close SUMO; the standard per-vehicle figures from its tripinfo output."""
@@ -262,11 +282,26 @@ class TrafficSim:
             "begin_s": self.scenario.begin_s,
             "end_s": self.scenario.end_s,
             **tripinfo_metrics(self.tripinfo),
+            "delay_curve": delay_curve(self.tripinfo, self.scenario.begin_s, self.scenario.end_s),
             "teleports": self.teleports,
             "phase_switches": sum(c.switches for c in self.controllers.values()) if self.controllers else self.switches,
         }
         self._tmp.cleanup()
         return out
+
+
+def delay_curve(path: Path, begin_s: float, end_s: float, points: int = 60) -> list[list[float]]:
+    """``[[t, mean delay s], ...]``: the mean time loss of the vehicles arrived by ``t``, at ``points`` times
+    over the window (0 before the first arrival); the live view's curve per controller."""
+    rows = [(float(r.get("arrival")), float(r.get("timeLoss"))) for r in ET.parse(path).getroot().findall("tripinfo")]
+    done = sorted((a, loss) for a, loss in rows if a >= 0)
+    arrivals = np.array([a for a, _ in done])
+    cumulative = np.cumsum([loss for _, loss in done]) if done else np.zeros(0)
+    out = []
+    for t in np.linspace(begin_s, end_s, points):
+        n = int(np.searchsorted(arrivals, t, side="right"))
+        out.append([round(float(t), 1), round(float(cumulative[n - 1] / n), 2) if n else 0.0])
+    return out
 
 
 def tripinfo_metrics(path: Path) -> dict:

@@ -66,6 +66,8 @@ def _serve(conn, scenario: Scenario, seed: int, options: SimOptions) -> None:
             sim.advance(until_s)
             frames, visible, whole = sim.observe()
             conn.send((sim.t, frames, visible, whole, sim.done))
+        elif cmd == "snapshot":  # the live view: vehicles, lights, delay so far
+            conn.send(sim.snapshot())
         elif cmd == "finish":
             sim.set_estimates(arg or [])
             while not sim.done:
@@ -96,6 +98,11 @@ class SimProcess:
         out = self._recv(f"simulating up to {until_s:g} s")
         self.t = out[0]
         return out
+
+    def snapshot(self) -> dict:
+        """:meth:`TrafficSim.snapshot` of the simulation in the child process (for the live view)."""
+        self._conn.send(("snapshot", None))
+        return self._recv("taking a snapshot for the view")
 
     def finish(self, estimates: list | None = None) -> dict:
         self._conn.send(("finish", estimates))

@@ -1,0 +1,132 @@
+"""A running pipeline as the live view's figures: tiers, per-node compute and queues, per-link
+bytes/s against capacity, the plan and its switches, fps and latency over time.
+
+It reads what :meth:`runtime.Pipeline.report` reads (each stage actor's metrics, one Ray call per
+actor), at most as often as it is asked: :meth:`PipelineProbe.update` every half second costs
+the pipeline one small call per actor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+__all__ = ["PipelineProbe", "tiers_static", "Series"]
+
+
+def tiers_static(plan) -> dict:
+    """The tiers graph from the plan alone: nodes with their parents, links with their capacity.
+
+    >>> class P:
+    ...     tiers = ("device", "edge")
+    ...     parents = {"device-0": "edge-0"}
+    ...     link_figures = ({"src": "device", "dst": "edge", "bandwidth_mbps": 8.0, "latency_ms": 1.0},)
+    >>> tiers_static(P())["links"]
+    [{'name': 'device->edge', 'capacity_bytes_s': 1000000.0}]
+    """
+    nodes = sorted(set(plan.parents) | set(plan.parents.values()), key=_node_order(plan.tiers))
+    return {
+        "names": list(plan.tiers),
+        "nodes": [{"id": n, "tier": n.rsplit("-", 1)[0], "parent": plan.parents.get(n)} for n in nodes],
+        "links": [{"name": f"{f['src']}->{f['dst']}", "capacity_bytes_s": f["bandwidth_mbps"] * 1e6 / 8} for f in plan.link_figures],
+    }
+
+
+def _node_order(tiers):
+    rank = {t: i for i, t in enumerate(tiers)}
+
+    def key(node: str):
+        tier, _, index = node.rpartition("-")
+        return (rank.get(tier, len(rank)), int(index) if index.isdigit() else 0, node)
+
+    return key
+
+
+class Series:
+    """Per-second figures for the charts, the last ``keep`` points."""
+
+    def __init__(self, keep: int = 600) -> None:
+        self.t: deque = deque(maxlen=keep)
+        self.fps: deque = deque(maxlen=keep)
+        self.p50_ms: deque = deque(maxlen=keep)
+        self.p99_ms: deque = deque(maxlen=keep)
+
+    def add(self, t: float, fps: float, p50_ms: float | None, p99_ms: float | None) -> None:
+        self.t.append(round(t, 2))
+        self.fps.append(round(fps, 2))
+        self.p50_ms.append(None if p50_ms is None else round(p50_ms, 2))
+        self.p99_ms.append(None if p99_ms is None else round(p99_ms, 2))
+
+    def to_json(self) -> dict:
+        return {"t": list(self.t), "fps": list(self.fps), "p50_ms": list(self.p50_ms), "p99_ms": list(self.p99_ms)}
+
+
+class PipelineProbe:
+    """Reads a started :class:`runtime.Pipeline` into the view's ``pipeline`` and ``series`` figures."""
+
+    def __init__(self, pipe, every_s: float = 1.0) -> None:
+        self.pipe = pipe
+        self.every_s = every_s
+        self.series = Series()
+        self._t0 = time.perf_counter()
+        self._last_t = self._t0
+        self._last_delivered = 0
+        self._last_bytes: dict[str, float] = {}
+        self._figures: dict | None = None
+
+    def static(self) -> dict:
+        return tiers_static(self.pipe.plan)
+
+    def update(self, force: bool = False) -> dict | None:
+        """The pipeline's figures, read again when ``every_s`` has passed since the last read (or ``force``)."""
+        now = time.perf_counter()
+        if not force and self._figures is not None and now - self._last_t < self.every_s:
+            return self._figures
+        from runtime.report import _gather
+
+        metrics = _gather(self.pipe.stages)
+        dt = max(now - self._last_t, 1e-6)
+        delivered = self.pipe.ledger.total
+        fps = (delivered - self._last_delivered) / dt
+        sink = next((m for m in metrics if "e2e_recent_s" in m), {})
+        recent = sink.get("e2e_recent_s") or {}
+        p50 = recent.get("p50") * 1e3 if recent.get("p50") is not None else None
+        p99 = recent.get("p99") * 1e3 if recent.get("p99") is not None else None
+        capacity = {f["src"]: f["bandwidth_mbps"] * 1e6 / 8 for f in self.pipe.plan.link_figures}
+        nodes, links = {}, {}
+        for m in metrics:
+            node = m["node"]
+            compute = m["compute_s"]["mean"] if m["compute_s"]["count"] else 0.0
+            wait = m["emulated_wait_s"]["mean"] if m["emulated_wait_s"]["count"] else 0.0
+            queue = m["queue_s"]["mean"] if m["queue_s"]["count"] else 0.0
+            nodes[node] = {
+                "compute_ms": round((compute + wait) * 1e3, 2),
+                "queue_ms": round(queue * 1e3, 2),
+                "queue_depth": max(m["frames_in"] - m["frames_out"], 0),
+                "frames": m["frames_in"],
+            }
+            if node in self.pipe.plan.parents:
+                total = float(m["link_bytes_total"])
+                rate = max(total - self._last_bytes.get(node, total), 0.0) / dt
+                self._last_bytes[node] = total
+                links[node] = {"bytes_s": round(rate, 1), "capacity_bytes_s": capacity.get(node.rsplit("-", 1)[0])}
+        plan = self.pipe.plans[self.pipe.version]
+        ops: dict[str, int] = {t: 0 for t in plan.tiers}
+        for tier in plan.assignment.values():
+            ops[tier] = ops.get(tier, 0) + 1
+        switches = self.pipe.adapter.report(self.pipe.timeline) if self.pipe.adapter is not None else []
+        self._last_t, self._last_delivered = now, delivered
+        self.series.add(now - self._t0, fps, p50, p99)
+        self._figures = {
+            "fps": round(fps, 2),
+            "p50_ms": None if p50 is None else round(p50, 1),
+            "p99_ms": None if p99 is None else round(p99, 1),
+            "delivered": delivered,
+            "sent": self.pipe.admitted,
+            "dropped": self.pipe.dropped,
+            "plan": {"version": self.pipe.version, "label": self.pipe.plan_label, "ops": ops, "codecs": list(plan.codecs)},
+            "nodes": nodes,
+            "links": links,
+            "switches": [{"at_s": s.get("at_s"), "version": s.get("version"), "reason": s.get("reason", "")} for s in switches],
+        }
+        return self._figures

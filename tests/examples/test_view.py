@@ -1,0 +1,112 @@
+"""The live view in a real headless browser against `tierpipe demo --quick --view`, as a user runs it.
+
+Needs Chromium and its driver from the system's package manager (`apt-get install chromium
+chromium-driver`, which `.ci/run` does) and selenium (the test extra); skips, saying so, without them.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SINGLE = ROOT / "tests" / "data" / "sumo_rl" / "2way-single-intersection" / "2way-single-intersection.sumocfg"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+DRIVER = shutil.which("chromedriver")
+# where the screenshot goes besides the test's own folder (CI keeps it; the README's is a copy of one)
+SHOTS = Path(os.environ.get("TIERPIPE_SCREENSHOTS", ROOT / "benchmarks" / "results"))
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER), reason="no Chromium/chromedriver: `apt-get install chromium chromium-driver` (.ci/run installs them)"
+)
+
+
+def _browser():
+    selenium = pytest.importorskip("selenium", reason="selenium comes with the test extra")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+        opts.add_argument(flag)
+    opts.binary_location = CHROMIUM
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    assert selenium
+    return webdriver.Chrome(options=opts, service=Service(DRIVER))
+
+
+def _until(what, check, timeout_s: float, proc):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        assert proc.poll() is None, f"the demo exited ({proc.returncode}) while waiting for {what}"
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def test_the_live_view_of_the_demo_in_a_real_browser(tmp_path):
+    out = tmp_path / "demo"
+    env = {**os.environ, "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "runtime.cli", "demo", "--quick", "--view", "--view-port", "0", "--scenario", str(SINGLE)]
+    proc = subprocess.Popen(
+        [*cmd, "--end", "90", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env
+    )
+    lines: list[str] = []
+    driver = None
+    try:
+        while True:  # the URL is printed before anything slow starts
+            line = proc.stdout.readline()
+            assert line, "the demo ended before printing the view's URL:\n" + "".join(lines)
+            lines.append(line)
+            found = re.search(r"live view at (http://127\.0\.0\.1:\d+/)", line)
+            if found:
+                url = found.group(1)
+                break
+        os.set_blocking(proc.stdout.fileno(), False)  # the rest of its output is read at the end
+        driver = _browser()
+        driver.get(url)
+        text = lambda css: driver.find_element("css selector", css).text  # noqa: E731
+        phase = lambda: driver.find_element("css selector", "body").get_attribute("data-phase")  # noqa: E731
+        # one camera tile per approach, one label per signalised junction: 4 and 1 on this network
+        _until("the page's static part", lambda: text("#camera-count") == "4", 60, proc)
+        assert len(driver.find_elements("css selector", ".camera-tile")) == 4
+        assert text("#junction-count") == "1" and len(driver.find_elements("css selector", ".junction-label")) == 1
+        _until("the camera-driven run", lambda: phase() == "camera", 180, proc)
+        first = (text("#sim-time"), text("#delivered"), text("#fps"))
+        time.sleep(1.2)
+        second = (text("#sim-time"), text("#delivered"), text("#fps"))
+        assert first[0] != second[0] and first[1] != second[1], (first, second)  # live: simulated time and frames move on
+        _until("the end of the run", lambda: phase() == "done", 240, proc)
+        time.sleep(0.6)  # the page draws the final figures
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        shot = tmp_path / "view.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 0
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, SHOTS / "view.png")
+        # the run is over and the page stays up with the final figures until Ctrl-C
+        state = json.loads(urllib.request.urlopen(url + "state", timeout=10).read())
+        assert state["update"]["phase"] == "done" and state["update"]["final"]["lines"]
+        assert proc.poll() is None
+    finally:
+        if driver is not None:
+            driver.quit()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+        code = proc.wait(timeout=60)
+    rest = proc.stdout.read() or ""
+    assert code == 0, "".join(lines) + rest
+    assert "view stopped" in rest
+    report = json.loads((out / "report.json").read_text())
+    assert report["pipeline"]["delivered_exactly_once_in_order"]
