@@ -212,6 +212,7 @@ class StageWorker(PlanVersions):
         out["batchable"] = self.versions[max(self.versions)].runner.batchable
         out["plan_versions"] = sorted(self.versions)
         out["frames_by_plan"] = dict(self.frames_by_plan)
+        out["queued"] = self._queue.qsize()  # frames waiting for the stage now
         if self.cfg.last:
             out["e2e_latency_s"] = self.e2e.summary()
             out["e2e_recent_s"] = percentiles(self.e2e.recent(1000))

@@ -75,8 +75,10 @@ def cameras_static(scenario: Scenario) -> list[dict]:
 
 
 def _frame(frame: np.ndarray) -> dict:
-    """A camera frame ``[3, H, W]`` uint8 as the page's grey image."""
-    grey = frame.mean(axis=0).astype(np.uint8) if frame.ndim == 3 else frame.astype(np.uint8)
+    """A camera frame ``[3, H, W]`` uint8 (a lane's view, stop line at the top) as the page's grey image,
+    turned a quarter left to fit a tile: the stop line on the left."""
+    grey = frame.mean(axis=0) if frame.ndim == 3 else frame
+    grey = np.ascontiguousarray(np.rot90(grey)).astype(np.uint8)
     return {"w": int(grey.shape[1]), "h": int(grey.shape[0]), "data": base64.b64encode(grey.tobytes()).decode("ascii")}
 
 

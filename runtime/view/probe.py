@@ -8,6 +8,7 @@ the pipeline one small call per actor.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 
@@ -90,8 +91,7 @@ class PipelineProbe:
         fps = (delivered - self._last_delivered) / dt
         sink = next((m for m in metrics if "e2e_recent_s" in m), {})
         recent = sink.get("e2e_recent_s") or {}
-        p50 = recent.get("p50") * 1e3 if recent.get("p50") is not None else None
-        p99 = recent.get("p99") * 1e3 if recent.get("p99") is not None else None
+        p50, p99 = (recent[q] * 1e3 if math.isfinite(recent.get(q, math.nan)) else None for q in ("p50", "p99"))
         capacity = {f["src"]: f["bandwidth_mbps"] * 1e6 / 8 for f in self.pipe.plan.link_figures}
         nodes, links = {}, {}
         for m in metrics:
@@ -102,7 +102,7 @@ class PipelineProbe:
             nodes[node] = {
                 "compute_ms": round((compute + wait) * 1e3, 2),
                 "queue_ms": round(queue * 1e3, 2),
-                "queue_depth": max(m["frames_in"] - m["frames_out"], 0),
+                "queue_depth": m.get("queued", 0),
                 "frames": m["frames_in"],
             }
             if node in self.pipe.plan.parents:

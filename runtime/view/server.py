@@ -19,13 +19,14 @@ import asyncio
 import ipaddress
 import json
 import logging
+import math
 import threading
 from importlib.resources import files
 from pathlib import Path
 
 from partition.errors import TierpipeError
 
-__all__ = ["ViewServer", "ViewError", "STATIC", "is_loopback"]
+__all__ = ["ViewServer", "ViewError", "STATIC", "is_loopback", "to_json"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,28 @@ STATIC = Path(str(files("runtime.view") / "static"))  # the page: package data, 
 
 class ViewError(TierpipeError):
     """The view could not start: names the host and port and what to change."""
+
+
+def to_json(value) -> str:
+    """JSON a browser can parse: NaN and infinities (an empty percentile, a rate over no time) become null.
+
+    >>> to_json({"p99": float("nan"), "fps": [1.0, float("inf")]})
+    '{"p99": null, "fps": [1.0, null]}'
+    """
+    try:
+        return json.dumps(value, allow_nan=False, default=float)
+    except ValueError:  # rare: clean the whole document once
+        return json.dumps(_finite(value), default=float)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -64,13 +87,14 @@ class ViewServer:
         self._static: dict = {}
         self._latest: dict | None = None  # the newest update, as handed over (serialised on the server thread)
         self._version = 0  # bumps with every publish()
+        self._static_version = 0  # bumps with every set_static()
         self._clients: set = set()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self.sent = 0  # updates sent to pages (all pages together)
+        self.sent = 0  # updates broadcast to the connected pages
 
     @property
     def url(self) -> str:
@@ -79,8 +103,10 @@ class ViewServer:
 
     # ------------------------------------------------------------------ producer side
     def set_static(self, static: dict) -> None:
-        """What does not change during the run; sent to every page when it connects."""
+        """What does not change during the run (or rarely: the tiers once the plan is made); sent to every
+        page when it connects, and again to every connected page when it is set again."""
         self._static = static
+        self._static_version += 1
 
     def publish(self, update: dict) -> None:
         """The newest update (a fresh dict each time: the server thread reads it later)."""
@@ -167,7 +193,9 @@ class ViewServer:
         """The static part and the latest update as one JSON document (for scripts and tests)."""
         from aiohttp import web
 
-        return web.json_response({"static": self._static, "update": self._latest, "sent": self.sent})
+        return web.Response(
+            text=to_json({"static": self._static, "update": self._latest, "sent": self.sent}), content_type="application/json"
+        )
 
     async def _socket(self, request):
         from aiohttp import WSMsgType, web
@@ -175,9 +203,9 @@ class ViewServer:
         ws = web.WebSocketResponse(heartbeat=10.0)
         await ws.prepare(request)
         try:
-            await ws.send_str(json.dumps({"type": "static", **self._static}))
+            await ws.send_str(to_json({"type": "static", **self._static}))
             if self._latest is not None:
-                await ws.send_str(json.dumps({"type": "update", **self._latest}))
+                await ws.send_str(to_json({"type": "update", **self._latest}))
             self._clients.add(ws)
             async for msg in ws:  # pages send nothing; this waits for the close
                 if msg.type == WSMsgType.ERROR:
@@ -189,20 +217,25 @@ class ViewServer:
         return ws
 
     async def _broadcast(self) -> None:
-        sent_version = 0
+        sent_version, static_version = 0, self._static_version
         while not self._stop.is_set():
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.interval_s)
             except asyncio.TimeoutError:
                 pass
+            if self._static_version != static_version and self._clients:
+                static_version, sent_version = self._static_version, 0  # the new static part, then the latest update
+                await self._send(to_json({"type": "static", **self._static}))
             version, latest = self._version, self._latest
             if latest is None or version == sent_version or not self._clients:
                 continue
-            text = json.dumps({"type": "update", **latest}, default=float)
             sent_version = version
-            for ws in list(self._clients):
-                try:
-                    await ws.send_str(text)
-                    self.sent += 1
-                except (ConnectionResetError, RuntimeError):  # a page that went away mid-send
-                    self._clients.discard(ws)
+            await self._send(to_json({"type": "update", **latest}))
+            self.sent += 1
+
+    async def _send(self, text: str) -> None:
+        for ws in list(self._clients):
+            try:
+                await ws.send_str(text)
+            except (ConnectionResetError, RuntimeError):  # a page that went away mid-send
+                self._clients.discard(ws)
