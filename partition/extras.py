@@ -14,7 +14,7 @@ import importlib.util
 
 from partition.errors import TierpipeError
 
-__all__ = ["EXTRAS", "MissingDependency", "missing", "require"]
+__all__ = ["EXTRAS", "MissingDependency", "missing", "require", "package_versions"]
 
 # extra -> the importable modules it brings (pyproject.toml's [project.optional-dependencies])
 EXTRAS = {
@@ -45,3 +45,20 @@ def require(extra: str, what: str) -> None:
             f"{what} needs {', '.join(absent)}, which the {extra!r} extra installs: "
             f"pip install 'tierpipe[{extra}]' (from a checkout: pip install -e '.[{extra}]')"
         )
+
+
+def package_versions(packages=("tierpipe", "torch", "ray")) -> dict[str, str]:
+    """Installed versions from the packages' metadata (nothing is imported); "not installed" where absent.
+
+    >>> package_versions(("no-such-package-here",))
+    {'no-such-package-here': 'not installed'}
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in packages:
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out

@@ -124,8 +124,8 @@ def frame_problem(specs, values: tuple) -> str:
     """What is wrong with one frame's values against the plan's input specs ("" when nothing is).
 
     >>> from partition.graph import TensorSpec
-    >>> frame_problem((TensorSpec((1, 3), "float32", 12),), (torch.zeros(1, 4),))
-    ', value 0: got [1, 4] torch.float32, the plan expects [1, 3] float32; partition again for this input shape (--input-shape)'
+    >>> frame_problem((TensorSpec((1, 3), "float32", 12),), (torch.zeros(1, 4),))  # doctest: +ELLIPSIS
+    ", value 0: got [1, 4] torch.float32, the plan expects [1, 3] float32; send frames of that shape and dtype, or ..."
     """
     if len(values) != len(specs):
         return f" has {len(values)} values, the model takes {len(specs)}"
@@ -133,8 +133,8 @@ def frame_problem(specs, values: tuple) -> str:
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != spec.shape or str(value.dtype).removeprefix("torch.") != spec.dtype:
             got = f"{list(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
             return (
-                f", value {j}: got {got}, the plan expects {list(spec.shape)} {spec.dtype}; "
-                "partition again for this input shape (--input-shape)"
+                f", value {j}: got {got}, the plan expects {list(spec.shape)} {spec.dtype}; send frames of that shape and "
+                "dtype, or partition again for these (--input-shape, or the topology's sources[].shape/dtype)"
             )
     return ""
 

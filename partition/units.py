@@ -22,7 +22,7 @@ from typing import Annotated
 import pint
 from pydantic import BeforeValidator, PlainSerializer, SerializationInfo
 
-__all__ = ["parse_quantity", "format_quantity", "quantity_type", "accepted_units"]
+__all__ = ["parse_quantity", "format_quantity", "quantity_type", "accepted_units", "bytes_per_s"]
 
 
 def _spellings(prefixes: tuple[str, ...], forms: dict[str, str]) -> dict[str, str]:
@@ -167,3 +167,12 @@ def quantity_type(kind: str):
         return format_quantity(value, kind) if info.by_alias else value
 
     return Annotated[float, BeforeValidator(functools.partial(parse_quantity, kind=kind)), PlainSerializer(dump)]
+
+
+def bytes_per_s(mbps: float) -> float:
+    """A link's rate in bytes per second from Mbit/s (the unit topologies are converted to).
+
+    >>> bytes_per_s(8.0)
+    1000000.0
+    """
+    return mbps * 1e6 / 8

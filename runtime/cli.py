@@ -181,15 +181,10 @@ def cmd_partition(args) -> int:
 def versions_line() -> str:
     """``tierpipe 0.1.0 (torch 2.13.0, ray 2.60.0, Python 3.11.7)``, read from the installed packages'
     metadata: nothing is imported."""
-    from importlib.metadata import PackageNotFoundError, version
+    from partition.extras import package_versions
 
-    def ver(package: str) -> str:
-        try:
-            return version(package)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return f"tierpipe {ver('tierpipe')} (torch {ver('torch')}, ray {ver('ray')}, Python {sys.version.split()[0]})"
+    v = package_versions()
+    return f"tierpipe {v['tierpipe']} (torch {v['torch']}, ray {v['ray']}, Python {sys.version.split()[0]})"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,7 +66,7 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
             with Live(console=console, refresh_per_second=4, transient=True) as live:
                 report = pipe.stream(seconds, fps=fps, on_update=on_update)
             if view is not None:
-                view.update(f"{report['frames_delivered']} frames delivered", force=True)  # the final figures
+                view.update(f"{report['frames_delivered']} frames delivered")  # the final figures
         for table in report_tables(report):
             console.print(table)
         console.print(summary_line(report))

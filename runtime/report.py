@@ -149,13 +149,8 @@ def measured_bottleneck(tiers: list[dict], links: list[dict], wall_s: float) -> 
 def run_facts(plan) -> dict:
     """What a report needs to be read later: input shapes, objective, codecs, ops per tier, versions."""
     import platform
-    from importlib.metadata import PackageNotFoundError, version
 
-    def ver(package: str) -> str:
-        try:
-            return version(package)
-        except PackageNotFoundError:
-            return "not installed"
+    from partition.extras import package_versions
 
     ops: dict[str, list[str]] = {tier: [] for tier in plan.tiers}
     for op, tier in plan.assignment.items():
@@ -165,7 +160,7 @@ def run_facts(plan) -> dict:
         "objective": plan.objective,
         "codecs": list(plan.codecs),
         "assignment": ops,
-        "versions": {"tierpipe": ver("tierpipe"), "ray": ver("ray"), "torch": ver("torch"), "python": platform.python_version()},
+        "versions": {**package_versions(), "python": platform.python_version()},
     }
 
 

@@ -149,18 +149,13 @@ def run_demo(out: Path, scenario: Scenario, config: DemoConfig = DemoConfig(), c
 def _start_view(scenario: Scenario, config: DemoConfig, console: Console):
     if not config.view:
         return None
-    from runtime.view.server import is_loopback
+    from runtime.view.page import announce
 
     from .view import DemoView
 
     view = DemoView(scenario, config.view_host, config.view_port)
-    url = view.start()
-    console.print(f"live view at {url}")
-    if not is_loopback(config.view_host):
-        console.print(
-            f"[yellow]warning:[/yellow] the view listens on {config.view_host}: anyone who can reach that address sees "
-            "the city, the cameras and the pipeline (there is no login)"
-        )
+    view.start()
+    announce(view.server, console, "the city, the cameras and the pipeline")
     return view
 
 

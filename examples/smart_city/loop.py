@@ -191,89 +191,92 @@ def run_camera_loop(
     cams = len(scenario.cameras)
     stats = LoopStats(seed, cams)
     sim = SimProcess(scenario, seed, dataclasses.replace(options, lag_s=0.0) if realtime else options)
-    times = frame_times(scenario.begin_s, scenario.end_s, camera_fps, options.control_step_s, options.lag_s, sim.dt)
-    trace = [i for i, a in enumerate(scenario.cameras) if a.junction == scenario.junctions[0].id]
-    book = FrameBook(cams, scenario.lanes_per_camera, {c: pipe.ledger.next_seq.get(first_source + c, 0) for c in range(cams)}, trace)
-    updates: list[tuple[int, float, np.ndarray]] = []
-    start = second_start = time.perf_counter()
-    delivered_this_second = 0
+    try:
+        times = frame_times(scenario.begin_s, scenario.end_s, camera_fps, options.control_step_s, options.lag_s, sim.dt)
+        trace = [i for i, a in enumerate(scenario.cameras) if a.junction == scenario.junctions[0].id]
+        book = FrameBook(cams, scenario.lanes_per_camera, {c: pipe.ledger.next_seq.get(first_source + c, 0) for c in range(cams)}, trace)
+        updates: list[tuple[int, float, np.ndarray]] = []
+        start = second_start = time.perf_counter()
+        delivered_this_second = 0
 
-    latest: dict | None = None  # the newest frame set every camera has delivered (for on_view)
+        latest: dict | None = None  # the newest frame set every camera has delivered (for on_view)
 
-    def take(results) -> None:
-        nonlocal delivered_this_second, latest
-        for r in results:
-            cam = r.source - first_source
-            k, est = book.take(cam, r.seq, r.output)
-            # what the simulation may use it from: the frame's time, or (realtime) the simulated time it arrived
-            stamp = scenario.begin_s + (time.perf_counter() - start) if realtime else book.stamps[k]
-            updates.append((cam, stamp, est))
-            stats.latencies_ms.append(r.latency_s * 1e3)
-            stats.frames_delivered += 1
-            delivered_this_second += 1
-        for done in book.complete:
-            latest = done
-            visible, est = done["visible"], done["estimate"]
-            stats.trace.append((done["t_s"], float(est[trace].sum()), float(visible[trace].sum()), float(done["whole"][trace].sum())))
-            if visible.sum() >= stats.montage.get("queued", -1):
-                stats.montage = {
-                    "queued": float(visible.sum()),
-                    "t_s": done["t_s"],
-                    "frames": done["frames"],
-                    "truth": visible,
-                    "estimate": est,
-                    "lanes": book.lanes.tolist(),
-                }
-        book.complete.clear()
+        def take(results) -> None:
+            nonlocal delivered_this_second, latest
+            for r in results:
+                cam = r.source - first_source
+                k, est = book.take(cam, r.seq, r.output)
+                # what the simulation may use it from: the frame's time, or (realtime) the simulated time it arrived
+                stamp = scenario.begin_s + (time.perf_counter() - start) if realtime else book.stamps[k]
+                updates.append((cam, stamp, est))
+                stats.latencies_ms.append(r.latency_s * 1e3)
+                stats.frames_delivered += 1
+                delivered_this_second += 1
+            for done in book.complete:
+                latest = done
+                visible, est = done["visible"], done["estimate"]
+                stats.trace.append((done["t_s"], float(est[trace].sum()), float(visible[trace].sum()), float(done["whole"][trace].sum())))
+                if visible.sum() >= stats.montage.get("queued", -1):
+                    stats.montage = {
+                        "queued": float(visible.sum()),
+                        "t_s": done["t_s"],
+                        "frames": done["frames"],
+                        "truth": visible,
+                        "estimate": est,
+                        "lanes": book.lanes.tolist(),
+                    }
+            book.complete.clear()
 
-    def wait_for(need: int) -> None:
-        waited = last = time.perf_counter()
-        while need >= 0 and not book.through(need):
-            before = stats.frames_delivered
-            take(pipe.poll(0.02))
+        def wait_for(need: int) -> None:
+            waited = last = time.perf_counter()
+            while need >= 0 and not book.through(need):
+                before = stats.frames_delivered
+                take(pipe.poll(0.02))
+                if on_view:
+                    on_view(stats, sim, latest)
+                now = time.perf_counter()
+                if stats.frames_delivered > before:
+                    last = now
+                elif now - last > STALL_S:
+                    raise PipelineError(
+                        f"{scenario.name}, seed {seed}: no result for {STALL_S:.0f} s while a decision "
+                        f"waits for (camera, frame) {book.missing(need)}; per-stage state: {pipe.report()['tiers']}"
+                    )
+            stats.waited_s += time.perf_counter() - waited
+
+        def tick() -> None:
+            nonlocal delivered_this_second, second_start
+            now = time.perf_counter()
+            if now - second_start >= 1.0:
+                stats.per_second.append(delivered_this_second)
+                delivered_this_second, second_start = 0, now
+                if on_tick:
+                    on_tick(stats, sim.t)
+
+        for k, t_frame in enumerate(times):
+            if realtime:
+                while start + (t_frame - scenario.begin_s) > time.perf_counter():
+                    take(pipe.poll(min(0.01, max(start + t_frame - scenario.begin_s - time.perf_counter(), 0.0))))
+            else:
+                wait_for(needed_frame(times, float(t_frame), scenario.begin_s, options))
+            take(pipe.poll(0.0))
+            t, frames, visible, whole, _ = sim.advance(float(t_frame), updates)
             if on_view:
                 on_view(stats, sim, latest)
-            now = time.perf_counter()
-            if stats.frames_delivered > before:
-                last = now
-            elif now - last > STALL_S:
-                raise PipelineError(
-                    f"{scenario.name}, seed {seed}: no result for {STALL_S:.0f} s while a decision "
-                    f"waits for (camera, frame) {book.missing(need)}; per-stage state: {pipe.report()['tiers']}"
-                )
-        stats.waited_s += time.perf_counter() - waited
-
-    def tick() -> None:
-        nonlocal delivered_this_second, second_start
-        now = time.perf_counter()
-        if now - second_start >= 1.0:
-            stats.per_second.append(delivered_this_second)
-            delivered_this_second, second_start = 0, now
-            if on_tick:
-                on_tick(stats, sim.t)
-
-    for k, t_frame in enumerate(times):
-        if realtime:
-            while start + (t_frame - scenario.begin_s) > time.perf_counter():
-                take(pipe.poll(min(0.01, max(start + t_frame - scenario.begin_s - time.perf_counter(), 0.0))))
-        else:
-            wait_for(needed_frame(times, float(t_frame), scenario.begin_s, options))
-        take(pipe.poll(0.0))
-        t, frames, visible, whole, _ = sim.advance(float(t_frame), updates)
-        if on_view:
-            on_view(stats, sim, latest)
-        updates = []
-        book.sent(k, t, frames, visible, whole)
-        for cam in range(cams):
-            pipe.submit(first_source + cam, torch.from_numpy(frames[cam : cam + 1]))
-        stats.frames_sent += cams
-        tick()
-    for r in pipe.results():
-        take([r])
-    stats.traffic = {**sim.finish(updates), "mode": "camera", "controller": options.controller}
-    stats.per_second.append(delivered_this_second)
-    stats.order_ok, stats.per_camera = book.order_ok, list(book.delivered)
-    stats.err_sum, stats.err_lanes = book.err_sum, book.err_lanes
-    stats.wall_s = time.perf_counter() - start
-    stats.sim_s = scenario.end_s - scenario.begin_s
-    return stats
+            updates = []
+            book.sent(k, t, frames, visible, whole)
+            for cam in range(cams):
+                pipe.submit(first_source + cam, torch.from_numpy(frames[cam : cam + 1]))
+            stats.frames_sent += cams
+            tick()
+        for r in pipe.results():
+            take([r])
+        stats.traffic = {**sim.finish(updates), "mode": "camera", "controller": options.controller}
+        stats.per_second.append(delivered_this_second)
+        stats.order_ok, stats.per_camera = book.order_ok, list(book.delivered)
+        stats.err_sum, stats.err_lanes = book.err_sum, book.err_lanes
+        stats.wall_s = time.perf_counter() - start
+        stats.sim_s = scenario.end_s - scenario.begin_s
+        return stats
+    finally:
+        sim.close()  # a run that ended early (a stall, Ctrl-C) leaves no SUMO process behind

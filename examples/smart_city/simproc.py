@@ -59,21 +59,39 @@ def _serve(conn, scenario: Scenario, seed: int, options: SimOptions) -> None:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     while True:
-        cmd, arg = conn.recv()
-        if cmd == "advance":  # arg: (until_s, estimates); reply: time, frames, truth, done
-            until_s, estimates = arg
-            sim.set_estimates(estimates)
-            sim.advance(until_s)
-            frames, visible, whole = sim.observe()
-            conn.send((sim.t, frames, visible, whole, sim.done))
-        elif cmd == "snapshot":  # the live view: vehicles, lights, delay so far
-            conn.send(sim.snapshot())
-        elif cmd == "finish":
-            sim.set_estimates(arg or [])
-            while not sim.done:
-                sim.step()
-            conn.send(sim.finish())
+        try:
+            cmd, arg = conn.recv()
+        except EOFError:  # the parent went away
             return
+        try:
+            if not _answer(conn, sim, cmd, arg):
+                return
+        except BaseException as exc:  # a Python error here is not SUMO's: the parent raises it, named
+            conn.send(_Failed(f"{type(exc).__name__}: {exc}"))
+            return
+
+
+class _Failed(str):
+    """What the child sends instead of an answer when the command failed (the error's text)."""
+
+
+def _answer(conn, sim, cmd: str, arg) -> bool:
+    """Carry out one command of the parent's; False when the run is over."""
+    if cmd == "advance":  # arg: (until_s, estimates); reply: time, frames, truth, done
+        until_s, estimates = arg
+        sim.set_estimates(estimates)
+        sim.advance(until_s)
+        frames, visible, whole = sim.observe()
+        conn.send((sim.t, frames, visible, whole, sim.done))
+    elif cmd == "snapshot":  # the live view: vehicles, lights, delay so far
+        conn.send(sim.snapshot())
+    elif cmd == "finish":
+        sim.set_estimates(arg or [])
+        while not sim.done:
+            sim.step()
+        conn.send(sim.finish())
+        return False
+    return True
 
 
 class SimProcess:
@@ -110,12 +128,23 @@ class SimProcess:
         self._proc.join(timeout=10)
         return out
 
+    def close(self) -> None:
+        """Stop the child process (a run that ended early: a stall, Ctrl-C); harmless after :meth:`finish`."""
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+        self._conn.close()
+
     def _recv(self, doing: str):
         try:
-            return self._conn.recv()
+            out = self._conn.recv()
         except EOFError:
             self._proc.join(timeout=5)
             raise SimulationError(
                 f"SUMO ({self._name}) exited with code {self._proc.exitcode} while {doing}; "
                 "run the same scenario and seed with `sumo -c ...` to see SUMO's own message"
             ) from None
+        if isinstance(out, _Failed):
+            self._proc.join(timeout=5)
+            raise SimulationError(f"the simulation ({self._name}) failed while {doing}: {out}")
+        return out

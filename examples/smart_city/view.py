@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from runtime.view.page import first_state, hold
 from runtime.view.probe import PipelineProbe
 from runtime.view.server import ViewServer
 
@@ -82,10 +83,6 @@ def _frame(frame: np.ndarray) -> dict:
     return {"w": int(grey.shape[1]), "h": int(grey.shape[0]), "data": base64.b64encode(grey.tobytes()).decode("ascii")}
 
 
-def delay_curve(curve: list) -> tuple[list, list]:
-    return [p[0] for p in curve], [p[1] for p in curve]
-
-
 class DemoView:
     """The demo's page: start it, feed it phases and ticks, leave it up at the end."""
 
@@ -93,8 +90,7 @@ class DemoView:
         self.scenario = scenario
         self.server = ViewServer(host, port)
         self.probe: PipelineProbe | None = None
-        self.update: dict = {"phase": "starting", "status": "starting", "sim": None, "vehicles": [], "signals": {}, "cameras": []}
-        self.update.update({"pipeline": None, "series": {"delay": {}}, "final": None})
+        self.state: dict = first_state("capturing and partitioning the model")
         self._static: dict = {}
         self._baseline_curves: dict[str, list] = {}
         self._live_delay: list = []  # (sim t, mean delay so far) of the camera run
@@ -114,13 +110,13 @@ class DemoView:
         return url
 
     def phase(self, phase: str, status: str) -> None:
-        self.update.update(phase=phase, status=status)
+        self.state.update(phase=phase, status=status)
         self._publish()
 
     def planned(self, plan) -> None:
         from runtime.view.probe import tiers_static
 
-        self._static["tiers"] = tiers_static(plan)
+        self._static = {**self._static, "tiers": tiers_static(plan)}  # a new dict: the server thread reads the old one
         self.server.set_static(self._static)
 
     def baselines(self, traffic: dict[str, list[dict]], seed_index: int) -> None:
@@ -131,7 +127,7 @@ class DemoView:
         self._publish()
 
     def attach(self, pipe) -> None:
-        self.probe = PipelineProbe(pipe, every_s=UPDATE_S)
+        self.probe = PipelineProbe(pipe)
 
     def tick(self, stats, sim, latest: dict | None, seed: int) -> None:
         """From the camera loop, as often as it likes: sends at most every ``UPDATE_S``."""
@@ -155,7 +151,7 @@ class DemoView:
                     "truth": [float(x) for x in latest["visible"][i][: len(k)]],
                 }
             )
-        self.update.update(
+        self.state.update(
             phase="camera",
             status=f"camera-driven control, seed {seed}: {stats.frames_delivered} frames delivered",
             sim={"t": snap["t"], "begin": self.scenario.begin_s, "end": self.scenario.end_s, "seed": seed},
@@ -164,8 +160,8 @@ class DemoView:
             cameras=cams,
         )
         if self.probe is not None:
-            self.update["pipeline"] = self.probe.update()
-            self.update["series"] = {**self.probe.series.to_json(), "delay": self.update["series"].get("delay", {})}
+            self.state["pipeline"] = self.probe.update()
+            self.state["series"] = {**self.probe.series.to_json(), "delay": self.state["series"].get("delay", {})}
         self._series_delay()
         self._publish()
 
@@ -174,25 +170,18 @@ class DemoView:
         if runs:
             self._live_delay = list(runs[-1].traffic.get("delay_curve", self._live_delay))
         self._series_delay()
-        if self.update.get("sim"):
-            self.update["sim"] = {**self.update["sim"], "t": self.scenario.end_s}
+        if self.state.get("sim"):
+            self.state["sim"] = {**self.state["sim"], "t": self.scenario.end_s}
         traffic = report.get("traffic", {})
         delay = {m: v.get("mean_delay_s") if isinstance(v, dict) else v for m, v in traffic.get("mean_delay_s", {}).items()}
-        self.update.update(
+        self.state.update(
             phase="done", status="finished: the page stays up until Ctrl-C", final={"lines": report.get("verdict", []), "delay": delay}
         )
         self._publish()
 
     def hold(self, console) -> None:
         """Keep the page up with the final figures until Ctrl-C."""
-        console.print(f"the live view stays up at {self.server.url} with the final figures; Ctrl-C to stop")
-        try:
-            while True:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            console.print("view stopped")
-        finally:
-            self.close()
+        hold(self.server, console)
 
     def close(self) -> None:
         self.server.close()
@@ -209,7 +198,7 @@ class DemoView:
             live_v = np.array([p[1] for p in self._live_delay], dtype=float)
             delay["t"] = t
             delay["camera"] = [float(np.interp(x, live_t, live_v)) if x <= live_t[-1] else None for x in t]
-        self.update["series"] = {**self.update.get("series", {}), "delay": delay}
+        self.state["series"] = {**self.state.get("series", {}), "delay": delay}
 
     def _publish(self) -> None:
-        self.server.publish(dict(self.update))
+        self.server.publish(dict(self.state))

@@ -2,8 +2,8 @@
 bytes/s against capacity, the plan and its switches, fps and latency over time.
 
 It reads what :meth:`runtime.Pipeline.report` reads (each stage actor's metrics, one Ray call per
-actor), at most as often as it is asked: :meth:`PipelineProbe.update` every half second costs
-the pipeline one small call per actor.
+actor) each time it is asked: an update every 0.4-0.5 s costs the pipeline one small call per
+actor (``benchmarks/bench_view.py`` measures it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+
+from partition.units import bytes_per_s
 
 __all__ = ["PipelineProbe", "tiers_static", "Series"]
 
@@ -29,7 +31,7 @@ def tiers_static(plan) -> dict:
     return {
         "names": list(plan.tiers),
         "nodes": [{"id": n, "tier": n.rsplit("-", 1)[0], "parent": plan.parents.get(n)} for n in nodes],
-        "links": [{"name": f"{f['src']}->{f['dst']}", "capacity_bytes_s": f["bandwidth_mbps"] * 1e6 / 8} for f in plan.link_figures],
+        "links": [{"name": f"{f['src']}->{f['dst']}", "capacity_bytes_s": bytes_per_s(f["bandwidth_mbps"])} for f in plan.link_figures],
     }
 
 
@@ -44,7 +46,7 @@ def _node_order(tiers):
 
 
 class Series:
-    """Per-second figures for the charts, the last ``keep`` points."""
+    """The charts' figures, one point per update, the last ``keep`` points."""
 
     def __init__(self, keep: int = 600) -> None:
         self.t: deque = deque(maxlen=keep)
@@ -63,36 +65,46 @@ class Series:
 
 
 class PipelineProbe:
-    """Reads a started :class:`runtime.Pipeline` into the view's ``pipeline`` and ``series`` figures."""
+    """Reads a started :class:`runtime.Pipeline` into the view's ``pipeline`` and ``series`` figures.
 
-    def __init__(self, pipe, every_s: float = 1.0) -> None:
+    Each :meth:`update` asks every stage actor once (its callers decide how often); an actor that does
+    not answer within ``timeout_s`` (restarting after a fault) leaves the last figures on the page
+    rather than holding up the loop that asked.
+    """
+
+    def __init__(self, pipe, timeout_s: float = 2.0) -> None:
         self.pipe = pipe
-        self.every_s = every_s
+        self.timeout_s = timeout_s
         self.series = Series()
-        self._t0 = time.perf_counter()
-        self._last_t = self._t0
-        self._last_delivered = 0
+        self._t0 = self._last_t = time.perf_counter()
+        self._last_delivered = pipe.ledger.total  # fps counts from now, not from the pipeline's start
         self._last_bytes: dict[str, float] = {}
         self._figures: dict | None = None
 
     def static(self) -> dict:
         return tiers_static(self.pipe.plan)
 
-    def update(self, force: bool = False) -> dict | None:
-        """The pipeline's figures, read again when ``every_s`` has passed since the last read (or ``force``)."""
-        now = time.perf_counter()
-        if not force and self._figures is not None and now - self._last_t < self.every_s:
-            return self._figures
-        from runtime.report import _gather
+    def _metrics(self) -> list[dict] | None:
+        import ray
 
-        metrics = _gather(self.pipe.stages)
+        try:
+            return ray.get([h.metrics_json.remote() for h in self.pipe.stages.values()], timeout=self.timeout_s)
+        except (ray.exceptions.RayError, TimeoutError):
+            return None
+
+    def update(self) -> dict | None:
+        """The pipeline's figures now (the last ones when a stage does not answer in time)."""
+        metrics = self._metrics()
+        if metrics is None:
+            return self._figures
+        now = time.perf_counter()
         dt = max(now - self._last_t, 1e-6)
         delivered = self.pipe.ledger.total
         fps = (delivered - self._last_delivered) / dt
         sink = next((m for m in metrics if "e2e_recent_s" in m), {})
         recent = sink.get("e2e_recent_s") or {}
         p50, p99 = (recent[q] * 1e3 if math.isfinite(recent.get(q, math.nan)) else None for q in ("p50", "p99"))
-        capacity = {f["src"]: f["bandwidth_mbps"] * 1e6 / 8 for f in self.pipe.plan.link_figures}
+        capacity = {f["src"]: bytes_per_s(f["bandwidth_mbps"]) for f in self.pipe.plan.link_figures}
         nodes, links = {}, {}
         for m in metrics:
             node = m["node"]

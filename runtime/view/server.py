@@ -1,7 +1,7 @@
 """The live view's web server: aiohttp in a thread of its own, one WebSocket per page.
 
 A page gets the run's static description once (network shapes, cameras, tiers) and then the
-latest update 2-4 times a second; a page that connects late, or after the run ended, gets the
+latest update about 2.5 times a second; a page that connects late, or after the run ended, gets the
 latest update at once. The producer (the demo's loop or ``tierpipe run``) only hands dicts over
 with :meth:`ViewServer.publish`: serialising and sending happen on the server's thread, and a
 slow page never blocks the pipeline (it just misses intermediate updates).
@@ -20,6 +20,8 @@ import ipaddress
 import json
 import logging
 import math
+import numbers
+import socket
 import threading
 from importlib.resources import files
 from pathlib import Path
@@ -40,8 +42,9 @@ class ViewError(TierpipeError):
 def to_json(value) -> str:
     """JSON a browser can parse: NaN and infinities (an empty percentile, a rate over no time) become null.
 
-    >>> to_json({"p99": float("nan"), "fps": [1.0, float("inf")]})
-    '{"p99": null, "fps": [1.0, null]}'
+    >>> import numpy as np
+    >>> to_json({"p99": float("nan"), "fps": [1.0, float("inf")], "n": np.float32("nan")})
+    '{"p99": null, "fps": [1.0, null], "n": null}'
     """
     try:
         return json.dumps(value, allow_nan=False, default=float)
@@ -50,8 +53,11 @@ def to_json(value) -> str:
 
 
 def _finite(value):
-    if isinstance(value, float):
+    if isinstance(value, numbers.Real) and not isinstance(value, (int, bool)):  # float, numpy floats
+        value = float(value)
         return value if math.isfinite(value) else None
+    if isinstance(value, numbers.Integral) and not isinstance(value, (int, bool)):  # numpy integers
+        return int(value)
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -98,7 +104,9 @@ class ViewServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """Where a browser finds the page (for a wildcard bind, this machine's name)."""
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
 
     # ------------------------------------------------------------------ producer side
@@ -123,6 +131,7 @@ class ViewServer:
         self._thread = threading.Thread(target=self._serve, name="tierpipe-view", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout_s):
+            self.close()
             raise ViewError(f"the view did not start on {self.host}:{self.port} within {timeout_s:.0f} s")
         if self._error is not None:
             raise ViewError(
@@ -137,6 +146,8 @@ class ViewServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout=5)
+            if self._thread.is_alive():
+                log.warning("the live view's server thread did not stop within 5 s (a daemon thread: it ends with the process)")
         self._thread = None
 
     def __enter__(self) -> ViewServer:
@@ -223,15 +234,20 @@ class ViewServer:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.interval_s)
             except asyncio.TimeoutError:
                 pass
-            if self._static_version != static_version and self._clients:
-                static_version, sent_version = self._static_version, 0  # the new static part, then the latest update
-                await self._send(to_json({"type": "static", **self._static}))
-            version, latest = self._version, self._latest
-            if latest is None or version == sent_version or not self._clients:
-                continue
-            sent_version = version
-            await self._send(to_json({"type": "update", **latest}))
-            self.sent += 1
+            try:
+                if self._static_version != static_version:
+                    static_version = self._static_version
+                    if self._clients:  # the new static part, then the latest update again
+                        sent_version = 0
+                        await self._send(to_json({"type": "static", **self._static}))
+                version, latest = self._version, self._latest
+                if latest is None or version == sent_version or not self._clients:
+                    continue
+                sent_version = version
+                await self._send(to_json({"type": "update", **latest}))
+                self.sent += 1
+            except Exception:  # one bad update must not end the page: say so and go on with the next
+                log.exception("the live view could not send an update")
 
     async def _send(self, text: str) -> None:
         for ws in list(self._clients):

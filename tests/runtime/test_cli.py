@@ -1,6 +1,7 @@
 """The `tierpipe` command as a user runs it: partition, profile, topology check, demo."""
 
 import json
+import re
 
 import pytest
 
@@ -59,9 +60,13 @@ def test_profile_table(capsys):
 
 
 @pytest.mark.ray_local
-def test_run_streams_a_zoo_model_end_to_end(ray_local, tmp_path):
+def test_run_streams_a_zoo_model_end_to_end(ray_local, tmp_path, capsys):
     report = tmp_path / "report.json"
     assert main(["run", "resnet18", "--topology", "local", "--seconds", "2", "--emulate", "on", "--report", str(report)]) == 0
+    # offered against delivered, drops as a share, the predicted and the measured bottleneck, in one line
+    line = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"offered 20\.0 frames/s \(2 streams x 10 fps\), delivered [\d.]+ \(\d+%\); nothing dropped;", line), line
+    assert "predicted capacity" in line and re.search(r"measured bottleneck (tier|link) \S+", line), line
     data = json.loads(report.read_text())
     assert data["emulated"] and data["frames_delivered"] == data["sent_by_sources"] > 0
     assert data["topology"] == "local" and len(data["tiers"]) == 3

@@ -74,7 +74,7 @@ def test_the_run_view_shows_a_running_pipeline(ray_local):
         with Pipeline(plan, model, topo, emulate=False) as pipe:
             view.attach(pipe)
             pipe.stream(1.5, on_update=lambda r: view.update("streaming"))
-            view.update("streaming", force=True)
+            view.update("streaming")
         static, update = _read(view.server.url, 2)
     finally:
         view.close()
