@@ -17,7 +17,9 @@ def register(sub) -> None:
     up = lsub.add_parser("up", help="make the lab a topology describes; --out writes a topology whose hosts are the lab")
     up.add_argument("topology", help="shipped name or YAML path")
     up.add_argument("--out", help="write the lab's topology here (LAB.yaml), for `tierpipe cluster up LAB.yaml`")
-    up.add_argument("--max-hosts", type=positive_int, help="at most this many namespaces; more nodes are grouped per tier (default: 4 per core)")
+    up.add_argument(
+        "--max-hosts", type=positive_int, help="at most this many namespaces; more nodes are grouped per tier (default: 4 per core)"
+    )
     up.add_argument("--cores", type=positive, help="cores the quotas may add up to (default: the cores this process may use)")
     up.add_argument("--cores-per-speed", type=positive, default=1.0, help="cores of this machine a node of speed 1.0 gets before scaling")
     up.add_argument("--prefix", default="tp-", help="prefix of the lab's namespace, link and cgroup names")
@@ -114,7 +116,16 @@ def cmd_status(args) -> int:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r.host, r.tier, r.nodes, r.address, "yes" if r.netns else "MISSING", r.sshd, r.quota, str(r.procs), r.link, style=None if r.ok else "red"
+            r.host,
+            r.tier,
+            r.nodes,
+            r.address,
+            "yes" if r.netns else "MISSING",
+            r.sshd,
+            r.quota,
+            str(r.procs),
+            r.link,
+            style=None if r.ok else "red",
         )
     console.print(table)
     for note in plan.notes:

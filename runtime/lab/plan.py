@@ -23,7 +23,7 @@ tier are *grouped*: one host holds several nodes of one tier, all with the same 
 >>> from partition import Topology
 >>> lab = plan_lab(Topology.load("three_tier"), machine_cores=2)
 >>> [(h.name, h.address, h.quota_us) for h in lab.hosts]
-[('device-0', '198.18.1.1', 3922), ('gateway-0', '198.18.2.1', 39216), ('edge-0', '198.18.3.1', 156863)]
+[('device-0', '198.18.1.1', 3921), ('gateway-0', '198.18.2.1', 39215), ('edge-0', '198.18.3.1', 156862)]
 >>> round(lab.cpu_scale, 4)     # 2 cores / (0.1 + 1.0 + 4.0) cores asked
 0.3922
 """
@@ -172,7 +172,9 @@ class LabPlan:
 
     @classmethod
     def from_dict(cls, d: dict) -> LabPlan:
-        hosts = tuple(LabHost(**{**h, "nodes": tuple(h["nodes"]), "shape": LinkShape(**h["shape"]) if h["shape"] else None}) for h in d["hosts"])
+        hosts = tuple(
+            LabHost(**{**h, "nodes": tuple(h["nodes"]), "shape": LinkShape(**h["shape"]) if h["shape"] else None}) for h in d["hosts"]
+        )
         return cls(**{**d, "hosts": hosts, "notes": tuple(d.get("notes", ()))})
 
 
@@ -285,7 +287,7 @@ def plan_lab(
         link = topo.links[t] if t < len(path) - 1 else None
         for k, (group, _parent) in enumerate(layer):
             cores = tier.speed * cores_per_speed * len(group) * scale
-            quota = round(cores * PERIOD_US)
+            quota = math.floor(cores * PERIOD_US + 1e-6)  # rounded down: the quotas never add up to more than the cores
             if quota < MIN_QUOTA_US:
                 clamped.append(names[t][k])
                 quota = MIN_QUOTA_US
@@ -331,7 +333,9 @@ def plan_lab(
             f"cpu_scale {scale:.4f} (a node of speed s gets s x {cores_per_speed:g} x {scale:.4f} cores)"
         )
     if clamped:
-        notes.append(f"{', '.join(clamped)}: quota raised to the kernel's minimum of {MIN_QUOTA_US} us per {PERIOD_US} us (faster than asked)")
+        notes.append(
+            f"{', '.join(clamped)}: quota raised to the kernel's minimum of {MIN_QUOTA_US} us per {PERIOD_US} us (faster than asked)"
+        )
     over = [h.name for h in hosts if h.cores / len(h.nodes) > 1]
     if over:
         notes.append(f"{', '.join(over)}: more than one core per node; a stage running one thread uses at most one of them")
@@ -357,6 +361,8 @@ def plan_lab(
 
 def span(nodes: tuple[str, ...]) -> str:
     """``device-0..3`` for consecutive nodes of one tier, else the names."""
+    if len(nodes) == 1:
+        return nodes[0]
     tier = nodes[0].rsplit("-", 1)[0]
     idx = [int(n.rsplit("-", 1)[1]) for n in nodes]
     if idx == list(range(idx[0], idx[0] + len(idx))):

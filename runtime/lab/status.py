@@ -24,7 +24,7 @@ class HostStatus:
     sshd: str  # "up (pid 123)", "dead", "pid 123 alive, port 22 closed"
     quota: str  # "0.039 cores (3922/100000 us)"
     procs: int
-    uplink: str  # "tbf 50Mbit both ways", "none (to this machine)"
+    link: str  # "tbf 50Mbit up, tbf 50Mbit down -> gateway-0", "unshaped, to this machine"
 
     @property
     def ok(self) -> bool:

@@ -31,13 +31,11 @@ def lab_down(directory: str | Path | None = None, purge_keys: bool = False) -> l
     check_machine("down")
     directory = lab_dir(directory)
     state = LabState.load(directory / "state.json")
-    if state is None:
-        return [f"no lab recorded in {directory}: nothing to remove"]
-    lines = teardown(state)
+    lines = teardown(state) if state else [f"no lab recorded in {directory}: nothing to remove"]
     keys = directory / "keys"
     if purge_keys:
         shutil.rmtree(keys, ignore_errors=True)  # the lab's own keys, whichever up made them
-        for item in sorted(state.kept, key=len, reverse=True):  # folders up made, when empty now
+        for item in sorted(state.kept if state else [], key=len, reverse=True):  # folders up made, when empty now
             try:
                 Path(item).rmdir()
             except OSError:
@@ -59,7 +57,9 @@ def teardown(state: LabState) -> list[str]:
     left: list[tuple[Made, str]] = []
     lines = []
     killed = _stop_processes(state, cgroups, by_kind["process"])
-    lines.append(f"stopped {len(killed)} process(es)" + (f": {', '.join(killed[:6])}" + (" ..." if len(killed) > 6 else "") if killed else ""))
+    lines.append(
+        f"stopped {len(killed)} process(es)" + (f": {', '.join(killed[:6])}" + (" ..." if len(killed) > 6 else "") if killed else "")
+    )
     for item in by_kind["cgroup"]:
         if not _rmdir_cgroup(cgroups.path(item.name)):
             left.append((item, f"still holds pids {cgroups.procs(item.name)}"))
