@@ -114,7 +114,10 @@ class Cgroups:
                 (path / "cpu.cfs_period_us").write_text(str(period_us))
                 (path / "cpu.cfs_quota_us").write_text(str(quota_us))
         except OSError as exc:
-            raise LabError(f"lab: cannot make cgroup {path} ({exc.strerror}); check that the cpu controller is writable here") from None
+            hint = "check that the cpu controller is writable here"
+            if self.version == 2:
+                hint += f" (v2: {path.parent} must hold no processes of its own to hand the cpu controller down)"
+            raise LabError(f"lab: cannot make cgroup {path} ({exc.strerror}); {hint}") from None
         return path
 
     def quota(self, rel: str) -> tuple[int | None, int] | None:

@@ -5,10 +5,12 @@ node's cgroup, a LAB.yaml that loads, and a ``lab down`` that leaves nothing beh
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -164,6 +166,25 @@ def test_the_lab_topology_points_every_node_at_its_host_and_loads(tmp_path):
     assert "no netem in this kernel" in text
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_quotas_are_written_where_each_cgroup_version_reads_them(tmp_path, version):
+    from runtime.lab.netns import Cgroups
+
+    cgroups = Cgroups(version, tmp_path)  # a folder stands in for the controller's mount
+    cgroups.create("tp-lab", None, PERIOD_US)
+    cgroups.create("tp-lab/device-0", 3921, PERIOD_US)
+    files = {p.relative_to(tmp_path).as_posix(): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+    if version == 1:  # cpu.cfs_quota_us of cpu.cfs_period_us
+        assert files == {"tp-lab/device-0/cpu.cfs_period_us": "100000", "tp-lab/device-0/cpu.cfs_quota_us": "3921"}
+    else:  # cpu.max "QUOTA PERIOD", the controller handed down by each parent
+        assert files == {
+            "cgroup.subtree_control": "+cpu",
+            "tp-lab/cgroup.subtree_control": "+cpu",
+            "tp-lab/device-0/cpu.max": "3921 100000",
+        }
+    assert cgroups.quota("tp-lab/device-0") == (3921, PERIOD_US) and cgroups.quota("tp-lab/gone") is None
+
+
 def test_the_cli_plans_without_root_and_stays_lean(capsys):
     assert main(["lab", "up", "three_tier", "--dry-run"]) == 0
     out = " ".join(capsys.readouterr().out.split())
@@ -289,25 +310,56 @@ print(n * 8 / (time.monotonic() - t0) / 1e6, flush=True)
 
 
 @root_only
-def test_ssh_with_the_lab_key_lands_in_the_nodes_cgroup(lab):
-    directory, _, topo = lab
+def test_ssh_with_the_lab_key_lands_in_the_nodes_cgroup_under_its_quota(lab):
+    _, _, topo = lab
+    ssh = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+    # a busy loop for 1 s of wall time, over ssh: on the device (0.1 x cpu_scale cores, 0.039 on 2 cores) it gets
+    # ~0.04 s of CPU; unlimited, it would get ~1 s
+    busy = f"cat /proc/self/cgroup; {sys.executable} -c " + shlex.quote(
+        "import os, time\nt = time.monotonic()\nwhile time.monotonic() - t < 1: pass\nprint('cpu', sum(os.times()[:2]))"
+    )
     for node in ("device-0", "edge-0"):
         host = topo.hosts[node]
-        ssh = ["ssh", "-i", host.key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"]
-        done = subprocess.run(
-            [*ssh, "-o", "LogLevel=ERROR", f"root@{host.address}", "cat /proc/self/cgroup"], capture_output=True, text=True, timeout=60
-        )
+        done = subprocess.run([*ssh, "-i", host.key, f"root@{host.address}", busy], capture_output=True, text=True, timeout=90)
         assert done.returncode == 0, done.stderr
         assert f"/{PREFIX}lab/{node}" in done.stdout, done.stdout
-    assert topo.lab.cpu_scale == pytest.approx(2 / 5.1, rel=1e-4) if len(os.sched_getaffinity(0)) == 2 else topo.lab.cpu_scale <= 1
+        cpu_s = float(done.stdout.split("cpu ")[-1])
+        if node == "device-0":  # (no lower bound on the edge: another job on this machine may take its cores)
+            assert cpu_s < 0.25, f"{node} got {cpu_s:.2f} s of CPU in 1 s: its quota is not in force"
+    if len(os.sched_getaffinity(0)) == 2:
+        assert topo.lab.cpu_scale == pytest.approx(2 / 5.1, rel=1e-4)
 
 
 @root_only
-def test_status_lists_every_host_up(lab, capsys):
+def test_a_second_lab_on_the_same_names_is_refused_before_anything_is_made(lab, tmp_path, capsys):
+    argv = ["lab", "up", "three_tier", "--prefix", PREFIX, "--network", NETWORK, "--dir", str(tmp_path / "other")]
+    assert main(argv) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"namespace {PREFIX}device-0" in out and "already exist" in out
+    assert not (tmp_path / "other").exists()
+
+
+@root_only
+def test_status_lists_every_host_and_sees_a_dead_sshd(lab, capsys):
     directory, _, _ = lab
     assert main(["lab", "status", "--dir", str(directory)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert out.count("up (pid") == 3 and "netem:" in out
+    from runtime.lab.state import LabState
+    from runtime.lab.status import host_status
+
+    rows = {r.host: r for r in host_status(LabState.load(directory / "state.json"))}
+    assert rows["device-0"].link == "tbf 50Mbit up, tbf 50Mbit down -> gateway-0" and rows["device-0"].procs >= 1
+    state = json.loads((directory / "state.json").read_text())
+    sshd = next(m["pid"] for m in state["made"] if m["name"] == "sshd of device-0")
+    os.kill(sshd, 9)
+    from runtime.lab.netns import process_start
+
+    deadline = time.monotonic() + 5
+    while process_start(sshd) is not None and time.monotonic() < deadline:  # gone, or a zombie
+        time.sleep(0.05)
+    assert main(["lab", "status", "--dir", str(directory)]) == 1
+    assert "dead" in capsys.readouterr().out
 
 
 @root_only
