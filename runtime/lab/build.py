@@ -48,9 +48,9 @@ def lab_up(plan: LabPlan, directory: str | Path | None = None) -> LabState:
     cgroups = find_cgroups()
     _check_free(plan, cgroups)
     state = LabState(path, plan, cgroups.version, str(cgroups.root))
-    if not directory.exists():
-        state.kept.append(str(directory))  # removed by `down --purge-keys` once empty
-        directory.mkdir(parents=True)
+    # the folders made here (~/.tierpipe too, on a first lab) are removed by `down --purge-keys` once empty
+    state.kept += [str(p) for p in (directory, *directory.parents) if not p.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
     state.save()
     try:
         _make(state, cgroups, directory)

@@ -92,6 +92,11 @@ def cmd_up(args) -> int:
             f.write(text)
         Topology.load(args.out)  # what was written loads
         _print(f"lab topology written to {args.out}: `tierpipe cluster up {args.out}` starts Ray on the lab's hosts")
+        if plan.grouped:
+            _print(
+                "note: nodes share hosts in this lab, and `cluster up` starts one Ray node per host, so it refuses "
+                f"{args.out} as it is; `--max-hosts {sum(len(h.nodes) for h in plan.hosts)}` gives every node a host"
+            )
     return 0
 
 

@@ -65,6 +65,7 @@ def lab_topology(topo: Topology, plan: LabPlan, key: Path, state: Path, netem: b
     if not netem:
         head.append("# no netem in this kernel: links are shaped to their bandwidth only; latency and loss are not applied.")
     if plan.grouped:
-        head.append("# nodes were grouped: lab.groups says which nodes share a host (and its address).")
+        head.append("# nodes were grouped: lab.groups says which nodes share a host (and its address);")
+        head.append("# `tierpipe cluster up` runs one Ray node per host and refuses shared hosts: raise --max-hosts for it.")
     text = "\n".join(head) + "\n" + yaml.safe_dump(data, sort_keys=False)
     return lab_topo, text

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .build import SSH_PORT, tcp_open
 from .netns import Cgroups, netem_in_kernel, process_start, tc_rate, try_run
+from .plan import span
 from .state import LabState
 
 __all__ = ["HostStatus", "host_status", "netem_line"]
@@ -48,6 +49,7 @@ def host_status(state: LabState) -> list[HostStatus]:
     rows = []
     for h in plan.hosts:
         exists = Path(f"/run/netns/{h.netns}").exists()
+        procs = len(cgroups.procs(h.cgroup))  # counted before the port check below makes sshd fork a child
         rec = sshd.get(h.name)
         if rec is None or process_start(rec.pid) != rec.start:
             ssh = "dead" if rec else "not started"
@@ -67,7 +69,7 @@ def host_status(state: LabState) -> list[HostStatus]:
             link = f"{up} up, {down} down -> {h.parent}"
         else:
             link = "gone"
-        rows.append(HostStatus(h.name, h.tier, ",".join(h.nodes), h.address, exists, ssh, qtext, len(cgroups.procs(h.cgroup)), link))
+        rows.append(HostStatus(h.name, h.tier, span(h.nodes), h.address, exists, ssh, qtext, procs, link))
     return rows
 
 
