@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from rich.table import Table
 
 from ..argtypes import positive, positive_int
@@ -20,7 +18,11 @@ def register(sub) -> None:
     up.add_argument(
         "--max-hosts", type=positive_int, help="at most this many namespaces; more nodes are grouped per tier (default: 4 per core)"
     )
-    up.add_argument("--cores", type=positive, help="cores the quotas may add up to (default: the cores this process may use)")
+    up.add_argument(
+        "--cores",
+        type=positive,
+        help="cores the quotas may add up to (default: the cores this process may use, after its own cgroup's quota)",
+    )
     up.add_argument("--cores-per-speed", type=positive, default=1.0, help="cores of this machine a node of speed 1.0 gets before scaling")
     up.add_argument("--prefix", default="tp-", help="prefix of the lab's namespace, link and cgroup names")
     up.add_argument("--network", default="198.18.0.0/16", help="the lab's addresses, inside 198.18.0.0/15")
@@ -66,11 +68,12 @@ def cmd_up(args) -> int:
     from ..cli import console
     from .build import key_paths, lab_up
     from .labfile import lab_topology
+    from .netns import machine_cores
     from .plan import plan_lab
     from .state import lab_dir
 
     topo = Topology.load(args.topology)
-    cores = args.cores or float(len(os.sched_getaffinity(0)))
+    cores = args.cores or machine_cores()
     plan = plan_lab(topo, cores, args.max_hosts, args.cores_per_speed, args.prefix, args.network)
     console.print(plan_table(plan))
     for note in plan.notes:

@@ -16,7 +16,18 @@ from pathlib import Path
 
 from ..errors import LabError
 
-__all__ = ["run", "try_run", "check_machine", "sshd_path", "Cgroups", "find_cgroups", "netem_in_kernel", "process_start", "tc_rate"]
+__all__ = [
+    "run",
+    "try_run",
+    "check_machine",
+    "sshd_path",
+    "Cgroups",
+    "find_cgroups",
+    "machine_cores",
+    "netem_in_kernel",
+    "process_start",
+    "tc_rate",
+]
 
 log = logging.getLogger(__name__)
 NETNS_DIR = Path("/run/netns")
@@ -178,6 +189,20 @@ def find_cgroups() -> Cgroups:
         "lab: no cgroup cpu controller is mounted (no v1 'cpu' hierarchy, no v2 with 'cpu' in cgroup.controllers); "
         "mount one (e.g. `mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu`)"
     )
+
+
+def machine_cores() -> float:
+    """The cores this process may use: its CPU affinity, or less when its own cgroup has a quota (a container)."""
+    cores = float(len(os.sched_getaffinity(0)))
+    try:
+        cgroups = find_cgroups()
+    except (LabError, OSError):
+        return cores
+    mine = cgroups.membership(os.getpid())
+    limit = cgroups.quota(mine.lstrip("/")) if mine else None
+    if limit and limit[0] is not None:
+        cores = min(cores, limit[0] / limit[1])
+    return cores
 
 
 # ------------------------------------------------------------------ processes, tc

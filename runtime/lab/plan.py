@@ -251,6 +251,17 @@ def plan_lab(
 ) -> LabPlan:
     """The hosts, addresses, links and CPU quotas of a lab for ``topo`` on a machine with ``machine_cores``.
 
+    Args:
+        topo: the topology; its path (source tier to sink) gets hosts.
+        machine_cores: cores the quotas may add up to.
+        max_hosts: at most this many hosts (default: :func:`default_max_hosts`); more nodes are grouped.
+        cores_per_speed: cores of this machine a node of speed 1.0 gets before scaling.
+        prefix: of the namespace, link and cgroup names (``tp-device-0``, ``tp-0u``, ``tp-lab``).
+        network: a /16 inside 198.18.0.0/15.
+
+    Returns:
+        A :class:`LabPlan`: plain data, nothing made.
+
     Raises:
         LabError: a tier without ``speed``, too few hosts allowed for the tiers, a bad prefix or network.
     """
