@@ -27,7 +27,7 @@ from .safe_yaml import MAX_FILE_BYTES, load_yaml
 from .topology_checks import check_semantics, fan_in, format_validation
 from .units import quantity_type
 
-__all__ = ["Topology", "TierSpec", "LinkSpec", "SourceSpec", "HostSpec", "shipped_topologies"]
+__all__ = ["Topology", "TierSpec", "LinkSpec", "SourceSpec", "HostSpec", "LabSpec", "shipped_topologies"]
 
 # the shipped topologies are package data of the `topologies` package: found wherever it is installed
 _SHIPPED = Path(str(importlib.resources.files("topologies")))
@@ -105,6 +105,21 @@ class HostSpec(_Strict):
     ray: str = Field("ray", description="the ray executable there (a venv's bin/ray when it is not on ssh's PATH)")
 
 
+class LabSpec(_Strict):
+    """How the hosts of a topology written by ``tierpipe lab up --out`` were made on one machine.
+
+    The tiers keep their nominal ``speed``; each node's CPU quota is ``speed x cores_per_speed x
+    cpu_scale`` cores of that machine, so a prediction for the lab multiplies speeds by ``cpu_scale``.
+    """
+
+    machine_cores: float = Field(gt=0, description="cores the lab's quotas share")
+    cores_per_speed: float = Field(gt=0, description="cores a node of speed 1.0 gets before scaling")
+    cpu_scale: float = Field(gt=0, le=1, description="every quota multiplied by this so that their sum fits machine_cores")
+    groups: dict[str, list[str]] = Field(default_factory=dict, description="lab host -> the topology nodes it holds")
+    netem: bool = Field(False, description="link latency and loss applied by netem (else only bandwidth, by tbf)")
+    state: str = Field("", description="the state file `tierpipe lab down` reads")
+
+
 class Topology(_Strict):
     """A validated topology. Load with :meth:`Topology.load`."""
 
@@ -118,6 +133,7 @@ class Topology(_Strict):
     hosts: dict[str, HostSpec] = Field(default_factory=dict)
     emulate: bool = False
     conditions: list[ConditionSpec] = Field(default_factory=list, description="changes over time (conditions.py)")
+    lab: LabSpec | None = Field(None, description="set by `tierpipe lab up --out`: how the hosts were made")
     source_file: str | None = Field(None, exclude=True)
 
     # ---------------------------------------------------------------- loading

@@ -1,4 +1,4 @@
-"""The ``tierpipe`` command: profile, topology check, partition, run, demo, cluster."""
+"""The ``tierpipe`` command: profile, topology check, partition, run, demo, cluster, lab."""
 
 from __future__ import annotations
 
@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_cluster
 
     cli_cluster.register(sub)
+    from .lab import cli as lab_cli
+
+    lab_cli.register(sub)
     try:
         from . import cli_run
 

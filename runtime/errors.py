@@ -2,7 +2,7 @@
 
 from partition.errors import StageError, TierpipeError, WireError
 
-__all__ = ["TierpipeError", "StageError", "WireError", "UnknownPlanError", "PipelineError", "ClusterError", "SwitchError"]
+__all__ = ["TierpipeError", "StageError", "WireError", "UnknownPlanError", "PipelineError", "ClusterError", "SwitchError", "LabError"]
 
 
 class PipelineError(TierpipeError):
@@ -11,6 +11,11 @@ class PipelineError(TierpipeError):
 
 class ClusterError(TierpipeError):
     """A cluster could not be launched, reached or stopped: names the host and the command."""
+
+
+class LabError(TierpipeError):
+    """A lab (``tierpipe lab up|status|down``) could not be built, read or removed: names the command,
+    its own error, and the fix."""
 
 
 class UnknownPlanError(WireError):

@@ -1,0 +1,381 @@
+"""What a lab is made of, computed from a topology without touching the machine.
+
+A lab puts every node of a topology's path on a *host* of its own: a network namespace with an
+address, an sshd and a CPU quota. When the path has more nodes than ``max_hosts``, the nodes of a
+tier are *grouped*: one host holds several nodes of one tier, all with the same parent host.
+
+- **Addresses**: ``198.18.T.J`` (``network`` 198.18.0.0/16 by default, inside the benchmarking
+  range 198.18.0.0/15): ``T`` the tier's position on the path plus one, ``J`` the host's index in
+  its tier plus one. ``198.18.0.1`` is the root namespace's end of the lab.
+- **Links**: one veth pair per host, from the host (``<prefix><i>u``) to its parent host
+  (``<prefix><i>d``). A host on the sink tier has no parent: its pair ends in the root namespace
+  on the lab bridge ``<prefix>br``, which joins the sink hosts to each other and to this
+  machine (a bridge switches at layer 2, so the root namespace forwards nothing). Every host
+  forwards for the hosts below it, so any two hosts reach each other along the tree, over the
+  shaped links a frame would cross.
+- **Shaping**: both ends of a host's pair get a tbf at its tier's link ``bandwidth`` (times the
+  nodes a grouped host holds: each node has a link of its own); netem adds ``latency``,
+  ``jitter`` and ``loss`` where the kernel has it.
+- **CPU**: a node of ``speed`` s gets ``s x cores_per_speed`` cores (speed 1.0 = one core of this
+  machine by default: a stage runs one thread). When the quotas add up to more than
+  ``machine_cores``, all of them are multiplied by ``cpu_scale = machine_cores / demand``.
+
+>>> from partition import Topology
+>>> lab = plan_lab(Topology.load("three_tier"), machine_cores=2)
+>>> [(h.name, h.address, h.quota_us) for h in lab.hosts]
+[('device-0', '198.18.1.1', 3921), ('gateway-0', '198.18.2.1', 39215), ('edge-0', '198.18.3.1', 156862)]
+>>> round(lab.cpu_scale, 4)     # 2 cores / (0.1 + 1.0 + 4.0) cores asked
+0.3922
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+from partition.topology import Topology
+
+from ..errors import LabError
+
+__all__ = ["LinkShape", "LabHost", "LabPlan", "plan_lab", "default_max_hosts", "span", "HOSTS_LIMIT"]
+
+PERIOD_US = 100_000  # the CFS period every quota is a share of
+MIN_QUOTA_US = 1_000  # the kernel refuses a quota under 1 ms
+QUEUE_MS = 50  # how long a packet may wait in a tbf before it is dropped
+HOSTS_LIMIT = 250  # addresses: at most 254 hosts per tier; a Ray node per host makes far fewer sensible
+_PREFIX = re.compile(r"[a-z][a-z0-9-]{0,7}")
+
+
+@dataclass(frozen=True)
+class LinkShape:
+    """How one host's uplink pair is shaped, both directions alike."""
+
+    rate_mbps: float
+    burst_bytes: int
+    queue_ms: int
+    latency_ms: float  # one way, netem only
+    jitter_ms: float
+    loss: float  # 0..1, netem only
+
+    def tbf_args(self) -> list[str]:
+        """``tc qdisc add dev X root`` + these: ``tbf rate 50000kbit burst 62500 latency 50ms``."""
+        return ["tbf", "rate", f"{round(self.rate_mbps * 1000)}kbit", "burst", str(self.burst_bytes), "latency", f"{self.queue_ms}ms"]
+
+    def netem_args(self) -> list[str]:
+        """netem's part, for a kernel that has it: ``netem delay 5ms 2ms loss 0.1%``."""
+        args = ["netem", "delay", f"{self.latency_ms:g}ms"]
+        if self.jitter_ms:
+            args.append(f"{self.jitter_ms:g}ms")
+        if self.loss:
+            args += ["loss", f"{self.loss * 100:g}%"]
+        return args
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One namespace of the lab: its nodes, address, parent, veth pair, cgroup and quota."""
+
+    name: str  # the node's name, or "<tier>-g<k>" for a group
+    tier: str
+    nodes: tuple[str, ...]
+    address: str
+    parent: str | None  # the parent host; None: a sink-tier host, linked to the lab bridge
+    netns: str
+    uplink: str  # the pair's end inside this host
+    downlink: str  # the other end: in the parent host, or on the bridge in the root namespace
+    cgroup: str  # relative to the cpu controller's root, e.g. "tp-lab/device-0"
+    cores: float  # the quota in cores, after scaling
+    quota_us: int  # per PERIOD_US
+    shape: LinkShape | None  # None: the unshaped link of a sink host to the root namespace
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """Everything ``lab up`` makes, as plain data: print it, save it, test it."""
+
+    topology: str
+    prefix: str
+    network: str
+    root_address: str
+    bridge: str
+    cgroup_root: str
+    machine_cores: float
+    cores_per_speed: float
+    demand_cores: float  # what the nodes ask for before scaling
+    cpu_scale: float
+    max_hosts: int
+    hosts: tuple[LabHost, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def grouped(self) -> bool:
+        return any(len(h.nodes) > 1 for h in self.hosts)
+
+    def host(self, name: str) -> LabHost:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def host_of(self, node: str) -> LabHost:
+        """The host that holds a topology node."""
+        for h in self.hosts:
+            if node in h.nodes:
+                return h
+        raise KeyError(node)
+
+    def groups(self) -> dict[str, list[str]]:
+        return {h.name: list(h.nodes) for h in self.hosts}
+
+    def children(self, name: str | None) -> list[LabHost]:
+        """The hosts whose parent is ``name`` (None: the sink hosts, children of the root namespace)."""
+        return [h for h in self.hosts if h.parent == name]
+
+    def below(self, name: str) -> list[LabHost]:
+        """Every host under ``name``, children first."""
+        out, todo = [], self.children(name)
+        while todo:
+            out += todo
+            todo = [c for h in todo for c in self.children(h.name)]
+        return out
+
+    def routes(self, name: str | None) -> list[tuple[str, str, str | None]]:
+        """The ``(destination, device, via)`` routes of a host (None: of the root namespace).
+
+        A host reaches its parent and, by default, everything else through its uplink; each host
+        below it through the pair of the child it hangs under. A sink host knows the root namespace
+        and every other sink host (and what hangs under them) on the bridge.
+        """
+        routes: list[tuple[str, str, str | None]] = []
+        me = self.host(name) if name else None
+        for child in self.children(name):
+            dev = child.downlink if me else self.bridge
+            routes.append((f"{child.address}/32", dev, None))
+            routes += [(f"{h.address}/32", dev, child.address) for h in self.below(child.name)]
+        if me is None:
+            return routes
+        if me.parent is not None:
+            routes.append((f"{self.host(me.parent).address}/32", me.uplink, None))
+            routes.append(("default", me.uplink, self.host(me.parent).address))
+            return routes
+        routes.append((f"{self.root_address}/32", me.uplink, None))
+        for other in self.children(None):
+            if other.name != name:
+                routes.append((f"{other.address}/32", me.uplink, None))
+                routes += [(f"{h.address}/32", me.uplink, other.address) for h in self.below(other.name)]
+        return routes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LabPlan:
+        hosts = tuple(
+            LabHost(**{**h, "nodes": tuple(h["nodes"]), "shape": LinkShape(**h["shape"]) if h["shape"] else None}) for h in d["hosts"]
+        )
+        return cls(**{**d, "hosts": hosts, "notes": tuple(d.get("notes", ()))})
+
+
+def default_max_hosts(machine_cores: float) -> int:
+    """Four hosts per core, at least 4: each host will run a Ray node (~0.3 GB, a share of a core)."""
+    return max(4, min(64, int(4 * machine_cores)))
+
+
+def _split(items: list[str], k: int) -> list[list[str]]:
+    """``items`` in ``k`` contiguous chunks whose sizes differ by at most one."""
+    size, extra = divmod(len(items), k)
+    out, start = [], 0
+    for i in range(k):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def _share(wanted: int, sizes: list[int]) -> list[int]:
+    """``wanted`` hosts over parents with ``sizes`` children: at least one each, at most ``size``,
+    the next one always to the parent with the most children per host."""
+    ks = [1] * len(sizes)
+    for _ in range(max(0, wanted - len(sizes))):
+        free = [i for i in range(len(sizes)) if ks[i] < sizes[i]]
+        if not free:
+            break
+        best = max(free, key=lambda i: (sizes[i] / ks[i], -i))
+        ks[best] += 1
+    return ks
+
+
+def _groups(topo: Topology, counts: list[int]) -> list[list[tuple[list[str], int | None]]]:
+    """Per tier of the path (sink first): the node groups and the index of their parent group in the
+    tier above, for ``counts[t]`` hosts wanted on tier ``t``."""
+    path = topo.path
+    top = path[-1].node_names()
+    layers = [[(chunk, None) for chunk in _split(top, min(counts[-1], len(top)))]]
+    for t in range(len(path) - 2, -1, -1):
+        parents = layers[-1]
+        children = [[c for node in group for c in topo.children.get(node, [])] for group, _ in parents]
+        ks = _share(counts[t], [len(c) for c in children])
+        layers.append([(chunk, p) for p, (kids, k) in enumerate(zip(children, ks)) for chunk in _split(kids, k)])
+    return layers
+
+
+def _choose_counts(topo: Topology, max_hosts: int) -> list[int]:
+    """Hosts per tier: one per node when they fit; else start from one per tier and give the next
+    host, while the total fits, to the tier with the most nodes per host (ties: the lower tier)."""
+    sizes = [t.nodes for t in topo.path]
+    if sum(sizes) <= max_hosts:
+        return sizes
+    counts = [1] * len(sizes)
+    while True:
+        order = sorted(range(len(sizes)), key=lambda t: (-sizes[t] / counts[t], t))
+        for t in order:
+            if counts[t] >= sizes[t]:
+                continue
+            trial = counts[:t] + [counts[t] + 1] + counts[t + 1 :]
+            if sum(len(layer) for layer in _groups(topo, trial)) <= max_hosts:
+                counts = trial
+                break
+        else:
+            return counts
+
+
+def plan_lab(
+    topo: Topology,
+    machine_cores: float,
+    max_hosts: int | None = None,
+    cores_per_speed: float = 1.0,
+    prefix: str = "tp-",
+    network: str = "198.18.0.0/16",
+) -> LabPlan:
+    """The hosts, addresses, links and CPU quotas of a lab for ``topo`` on a machine with ``machine_cores``.
+
+    Args:
+        topo: the topology; its path (source tier to sink) gets hosts.
+        machine_cores: cores the quotas may add up to.
+        max_hosts: at most this many hosts (default: :func:`default_max_hosts`); more nodes are grouped.
+        cores_per_speed: cores of this machine a node of speed 1.0 gets before scaling.
+        prefix: of the namespace, link and cgroup names (``tp-device-0``, ``tp-0u``, ``tp-lab``).
+        network: a /16 inside 198.18.0.0/15.
+
+    Returns:
+        A :class:`LabPlan`: plain data, nothing made.
+
+    Raises:
+        LabError: a tier without ``speed``, too few hosts allowed for the tiers, a bad prefix or network.
+    """
+    where = topo.source_file or topo.name
+    max_hosts = max_hosts or default_max_hosts(machine_cores)
+    path = topo.path
+    if not _PREFIX.fullmatch(prefix):
+        raise LabError(f"lab prefix {prefix!r}: use 1-8 lower-case letters, digits or '-', starting with a letter (e.g. 'tp-')")
+    net = ipaddress.ip_network(network)
+    if not net.subnet_of(ipaddress.ip_network("198.18.0.0/15")) or net.prefixlen > 16:
+        raise LabError(f"lab network {network}: use a /16 (or wider) inside 198.18.0.0/15, the range reserved for benchmarking")
+    if len(path) > 254:
+        raise LabError(f"{where}: {len(path)} tiers; a lab addresses at most 254")
+    if not len(path) <= max_hosts <= HOSTS_LIMIT:
+        raise LabError(f"--max-hosts {max_hosts}: give from {len(path)} (one host per tier of {where}) to {HOSTS_LIMIT}")
+    for i, tier in enumerate(path):
+        if tier.speed is None:
+            raise LabError(
+                f"{where}: tiers[{i}] {tier.name!r} gives gflops, not speed; a lab sets CPU quotas from speed "
+                "(relative to this machine): add 'speed:' to the tier"
+            )
+    layers = _groups(topo, _choose_counts(topo, max_hosts))[::-1]  # source tier first
+    demand = sum(t.speed * cores_per_speed * t.nodes for t in path)
+    scale = min(1.0, machine_cores / demand)
+    base = int(net.network_address)
+    hosts: list[LabHost] = []
+    names: list[list[str]] = []
+    notes: list[str] = []
+    clamped = []
+    index = 0
+    for t, (tier, layer) in enumerate(zip(path, layers)):
+        grouped = len(layer) < tier.nodes
+        names.append([(f"{tier.name}-g{k}" if grouped else group[0]) for k, (group, _) in enumerate(layer)])
+        link = topo.links[t] if t < len(path) - 1 else None
+        for k, (group, _parent) in enumerate(layer):
+            cores = tier.speed * cores_per_speed * len(group) * scale
+            quota = math.floor(cores * PERIOD_US + 1e-6)  # rounded down: the quotas never add up to more than the cores
+            if quota < MIN_QUOTA_US:
+                clamped.append(names[t][k])
+                quota = MIN_QUOTA_US
+            shape = None
+            if link is not None:
+                rate = link.bandwidth_mbps * len(group)
+                # at least 32 KiB (a few segments), else 10 ms of the rate: a short burst keeps the rate exact
+                burst = max(32 * 1024, math.ceil(rate * 1e6 / 8 / 100))
+                shape = LinkShape(rate, burst, QUEUE_MS, link.latency_ms, link.jitter_ms, link.loss)
+            hosts.append(
+                LabHost(
+                    name=names[t][k],
+                    tier=tier.name,
+                    nodes=tuple(group),
+                    address=str(ipaddress.ip_address(base + (t + 1) * 256 + k + 1)),
+                    parent=None,  # set below, once the tier above is named
+                    netns=f"{prefix}{names[t][k]}",
+                    uplink=f"{prefix}{index}u",
+                    downlink=f"{prefix}{index}d",
+                    cgroup=f"{prefix}lab/{names[t][k]}",
+                    cores=quota / PERIOD_US,
+                    quota_us=quota,
+                    shape=shape,
+                )
+            )
+            index += 1
+    parent_of = {}
+    for t, layer in enumerate(layers[:-1]):
+        for k, (_, p) in enumerate(layer):
+            parent_of[names[t][k]] = names[t + 1][p]
+    hosts = [LabHost(**{**h.__dict__, "parent": parent_of.get(h.name)}) for h in hosts]
+    total = sum(t.nodes for t in path)
+    if len(hosts) < total:
+        notes.append(
+            f"{total} nodes on the path of {topo.name} are more than --max-hosts {max_hosts}: "
+            f"{len(hosts)} hosts, nodes grouped per tier under one parent each: "
+            + "; ".join(f"{h.name} = {span(h.nodes)}" for h in hosts if len(h.nodes) > 1)
+            + ". A grouped host's link carries its nodes' bandwidths added up and its quota their cores"
+        )
+    if scale < 1:
+        notes.append(
+            f"the nodes ask for {demand:g} cores and this machine has {machine_cores:g}: every quota scaled by "
+            f"cpu_scale {scale:.4f} (a node of speed s gets s x {cores_per_speed:g} x {scale:.4f} cores)"
+        )
+    if clamped:
+        notes.append(
+            f"{', '.join(clamped)}: quota raised to the kernel's minimum of {MIN_QUOTA_US} us per {PERIOD_US} us (faster than asked)"
+        )
+    over = [h.name for h in hosts if h.cores / len(h.nodes) > 1]
+    if over:
+        notes.append(f"{', '.join(over)}: more than one core per node; a stage running one thread uses at most one of them")
+    if topo.tiers[len(path) :]:
+        notes.append(f"tiers above the sink ({', '.join(t.name for t in topo.tiers[len(path) :])}) get no hosts")
+    root = str(ipaddress.ip_address(base + 1))
+    return LabPlan(
+        topology=topo.name,
+        prefix=prefix,
+        network=str(net),
+        root_address=root,
+        bridge=f"{prefix}br",
+        cgroup_root=f"{prefix}lab",
+        machine_cores=machine_cores,
+        cores_per_speed=cores_per_speed,
+        demand_cores=demand,
+        cpu_scale=scale,
+        max_hosts=max_hosts,
+        hosts=tuple(hosts),
+        notes=tuple(notes),
+    )
+
+
+def span(nodes: tuple[str, ...]) -> str:
+    """``device-0..3`` for consecutive nodes of one tier, else the names."""
+    if len(nodes) == 1:
+        return nodes[0]
+    tier = nodes[0].rsplit("-", 1)[0]
+    idx = [int(n.rsplit("-", 1)[1]) for n in nodes]
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return f"{tier}-{idx[0]}..{idx[-1]}"
+    return ",".join(nodes)

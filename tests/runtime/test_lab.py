@@ -1,0 +1,394 @@
+"""``tierpipe lab``: the plan of a lab (addresses, groups, quotas, routes) without root; and, as root
+with ``ip`` and ``sshd``, a real lab of three_tier: reachable hosts, shaped links, ssh into the
+node's cgroup, a LAB.yaml that loads, and a ``lab down`` that leaves nothing behind."""
+
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from partition import Topology
+from runtime.cli import main
+from runtime.errors import LabError
+from runtime.lab.labfile import lab_topology
+from runtime.lab.plan import MIN_QUOTA_US, PERIOD_US, LabPlan, plan_lab
+from tests.runtime.test_cli_lean import _probe
+
+BENCH = ipaddress.ip_network("198.18.0.0/15")
+
+
+def _topology(tiers: str, links: str, extra: str = "") -> Topology:
+    return Topology.from_yaml(f"name: t\ntiers:\n{textwrap.indent(tiers, '  ')}\nlinks:\n{textwrap.indent(links, '  ')}\n{extra}")
+
+
+def _big() -> Topology:
+    """64 cameras -> 8 gateways -> 2 edge servers -> 1 cloud: 75 nodes."""
+    return _topology(
+        "- {name: device, nodes: 64, speed: 0.05}\n- {name: gateway, nodes: 8, speed: 0.5}\n"
+        "- {name: edge, nodes: 2, speed: 2}\n- {name: cloud, nodes: 1, speed: 8}",
+        "- {from: device, to: gateway, bandwidth: 10 Mbit/s}\n- {from: gateway, to: edge, bandwidth: 100 Mbit/s}\n"
+        "- {from: edge, to: cloud, bandwidth: 1 Gbit/s}",
+    )
+
+
+def _walk(plan: LabPlan, start: str | None, address: str, tables: dict | None = None) -> list[str]:
+    """Follow the routing tables of ``plan`` from host ``start`` (None: the root namespace) to ``address``;
+    returns the hosts passed. Each hop must leave on the device that links the two namespaces."""
+    by_address = {h.address: h for h in plan.hosts}
+    tables = {} if tables is None else tables
+    here, passed = start, []
+    for _ in range(2 * len(plan.hosts) + 2):
+        if here is not None and plan.host(here).address == address:
+            return passed
+        if here not in tables:
+            tables[here] = {dst: (dev, via) for dst, dev, via in plan.routes(here)}
+        routes = tables[here]
+        dev, via = routes.get(f"{address}/32") or routes["default"]
+        hop = via or address
+        nxt = None if hop == plan.root_address else by_address[hop].name
+        me, to = (plan.host(here) if here else None), (plan.host(nxt) if nxt else None)
+        if me is None:  # the root namespace reaches the sink hosts on the bridge
+            assert to.parent is None and dev == plan.bridge
+        elif to is not None and to.parent == here:  # down to a child
+            assert dev == to.downlink
+        else:  # up to the parent, or from a sink host across the bridge (to the root or another sink host)
+            assert nxt == me.parent or (me.parent is None and (to is None or to.parent is None)), f"{here} -> {nxt}: no such link"
+            assert dev == me.uplink
+        passed.append(nxt)
+        here = nxt
+    raise AssertionError(f"no route from {start} to {address}")
+
+
+# ------------------------------------------------------------------ the plan, no root
+@pytest.mark.parametrize("name", ["three_tier", "local", "smart_city", "big"])
+def test_every_host_has_its_own_address_names_and_a_route_to_every_other(name):
+    topo = _big() if name == "big" else Topology.load(name)
+    plan = plan_lab(topo, machine_cores=2, max_hosts=250)
+    addresses = [ipaddress.ip_address(h.address) for h in plan.hosts] + [ipaddress.ip_address(plan.root_address)]
+    assert len(set(addresses)) == len(addresses) and all(a in BENCH for a in addresses)
+    links = [h.uplink for h in plan.hosts] + [h.downlink for h in plan.hosts] + [plan.bridge]
+    assert len(set(links)) == len(links) and max(map(len, links)) <= 15  # IFNAMSIZ
+    assert len({h.netns for h in plan.hosts}) == len(plan.hosts)
+    assert sorted(n for h in plan.hosts for n in h.nodes) == sorted(n for t in topo.path for n in t.node_names())
+    for h in plan.hosts:  # a node's host hangs under its parent's host
+        assert h.parent == (plan.host_of(topo.parents[h.nodes[0]]).name if h.parent else None)
+    tables: dict = {}
+    for a in [None, *(h.name for h in plan.hosts)]:
+        for b in plan.hosts:
+            _walk(plan, a, b.address, tables)
+    # device-0 to edge-0 crosses the gateway: both shaped links a frame crosses
+    if name == "three_tier":
+        assert _walk(plan, "device-0", plan.host("edge-0").address) == ["gateway-0", "edge-0"]
+        assert _walk(plan, None, plan.host("device-0").address) == ["edge-0", "gateway-0", "device-0"]
+
+
+def test_a_topology_larger_than_the_limit_is_grouped_per_tier_under_one_parent():
+    topo = Topology.load("smart_city")  # 16 devices, 4 gateways, 1 edge: 21 nodes
+    plan = plan_lab(topo, machine_cores=2, max_hosts=8)
+    assert len(plan.hosts) <= 8 and plan.grouped
+    for h in plan.hosts:
+        assert {n.rsplit("-", 1)[0] for n in h.nodes} == {h.tier}
+        parents = {plan.host_of(topo.parents[n]).name for n in h.nodes} if h.parent else {None}
+        assert parents == {h.parent}, f"{h.name} holds nodes of different parent hosts"
+        if h.shape:  # every camera has a 20 Mbit/s link of its own: a host of 3 cameras gets 60
+            link = topo.links[topo.tier_index(h.tier)]
+            assert h.shape.rate_mbps == pytest.approx(link.bandwidth_mbps * len(h.nodes))
+    assert "grouped" in plan.notes[0] and "device-g0 = device-0.." in plan.notes[0]
+    assert [h.name for h in plan.hosts if h.tier == "edge"] == ["edge-0"]
+    # at most one host per tier still works; fewer hosts than tiers cannot
+    assert [len(h.nodes) for h in plan_lab(topo, 2, max_hosts=3).hosts] == [16, 4, 1]
+    with pytest.raises(LabError, match="--max-hosts 2: give from 3"):
+        plan_lab(topo, 2, max_hosts=2)
+    big = plan_lab(_big(), machine_cores=2, max_hosts=16)
+    assert len(big.hosts) <= 16 and [h.name for h in big.hosts if h.tier == "cloud"] == ["cloud-0"]
+
+
+def test_quotas_give_each_tier_its_speed_scaled_down_together_to_fit_the_cores():
+    topo = Topology.load("three_tier")  # speeds 0.1, 1.0, 4.0: speed 1.0 = one core
+    # asked: 0.1 + 1.0 + 4.0 = 5.1 cores > 2 cores -> cpu_scale 2 / 5.1 = 0.392157;
+    # device 0.1 x 0.392157 = 0.0392157 cores = 3921 us of 100000 (rounded down, so the sum fits); gateway 39215 us;
+    # edge 4 x 0.392157 = 156862 us; together 199998 us <= 2 x 100000
+    plan = plan_lab(topo, machine_cores=2)
+    assert plan.cpu_scale == pytest.approx(2 / 5.1) and plan.demand_cores == pytest.approx(5.1)
+    assert [h.quota_us for h in plan.hosts] == [3921, 39215, 156862]
+    assert sum(h.quota_us for h in plan.hosts) <= 2 * PERIOD_US
+    # the ratios between tiers are kept: edge / device = 4.0 / 0.1 = 40
+    assert plan.hosts[2].quota_us / plan.hosts[0].quota_us == pytest.approx(40, rel=1e-3)
+    assert any("cpu_scale 0.3922" in n for n in plan.notes)
+    # 8 cores hold the 5.1 asked: no scaling, device 0.1 core = 10000 us
+    roomy = plan_lab(topo, machine_cores=8)
+    assert roomy.cpu_scale == 1.0 and [h.quota_us for h in roomy.hosts] == [10000, 100000, 400000]
+    # 2 cores per speed: 10.2 cores asked on 8 -> 0.784314; device 0.2 x 0.784314 = 0.1569 cores = 15686 us
+    assert plan_lab(topo, machine_cores=8, cores_per_speed=2).hosts[0].quota_us == 15686
+    # a grouped host gets its nodes' cores added up: smart_city on 2 cores, 3 cameras of speed 0.08:
+    # asked 16 x 0.08 + 4 x 0.8 + 6 = 10.48 cores -> scale 2 / 10.48; 3 x 0.08 x 0.190840 = 0.0458 cores = 4580 us
+    city = plan_lab(Topology.load("smart_city"), machine_cores=2, max_hosts=8)
+    assert city.host("device-g0").quota_us == int(3 * 0.08 * 2 / 10.48 * PERIOD_US) == 4580
+    # under the kernel's 1 ms minimum: raised to it, and said
+    tiny = plan_lab(_topology("- {name: d, speed: 0.001}\n- {name: e, speed: 1}", "- {from: d, to: e, bandwidth: 1 Mbit/s}"), 1)
+    assert tiny.hosts[0].quota_us == MIN_QUOTA_US and any("kernel's minimum" in n for n in tiny.notes)
+
+
+def test_tiers_without_speed_and_bad_names_are_refused():
+    gflops = _topology("- {name: d, gflops: 5}\n- {name: e, speed: 1}", "- {from: d, to: e, bandwidth: 1 Mbit/s}")
+    with pytest.raises(LabError, match=r"tiers\[0\] 'd' gives gflops, not speed.*add 'speed:'"):
+        plan_lab(gflops, 2)
+    with pytest.raises(LabError, match="lab prefix 'TP_'"):
+        plan_lab(Topology.load("three_tier"), 2, prefix="TP_")
+    with pytest.raises(LabError, match="inside 198.18.0.0/15"):
+        plan_lab(Topology.load("three_tier"), 2, network="10.0.0.0/16")
+
+
+def test_the_plan_round_trips_through_json():
+    plan = plan_lab(Topology.load("smart_city"), machine_cores=2, max_hosts=8)
+    assert LabPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_the_lab_topology_points_every_node_at_its_host_and_loads(tmp_path):
+    topo = Topology.load("smart_city")
+    plan = plan_lab(topo, machine_cores=2, max_hosts=8)
+    lab, text = lab_topology(topo, plan, tmp_path / "id_ed25519", tmp_path / "state.json", netem=False)
+    (tmp_path / "lab.yaml").write_text(text)
+    loaded = Topology.load(tmp_path / "lab.yaml")
+    assert loaded.tiers == topo.tiers and loaded.links == topo.links and loaded.sources == topo.sources
+    assert set(loaded.hosts) == {n for t in topo.path for n in t.node_names()}
+    host = loaded.hosts["device-4"]
+    assert (host.address, host.user, host.port, host.key) == (plan.host_of("device-4").address, "root", 22, str(tmp_path / "id_ed25519"))
+    assert loaded.lab.cpu_scale == pytest.approx(plan.cpu_scale, rel=1e-5) and loaded.lab.groups == plan.groups()
+    assert "no netem in this kernel" in text
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_quotas_are_written_where_each_cgroup_version_reads_them(tmp_path, version):
+    from runtime.lab.netns import Cgroups
+
+    cgroups = Cgroups(version, tmp_path)  # a folder stands in for the controller's mount
+    cgroups.create("tp-lab", None, PERIOD_US)
+    cgroups.create("tp-lab/device-0", 3921, PERIOD_US)
+    files = {p.relative_to(tmp_path).as_posix(): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+    if version == 1:  # cpu.cfs_quota_us of cpu.cfs_period_us
+        assert files == {"tp-lab/device-0/cpu.cfs_period_us": "100000", "tp-lab/device-0/cpu.cfs_quota_us": "3921"}
+    else:  # cpu.max "QUOTA PERIOD", the controller handed down by each parent
+        assert files == {
+            "cgroup.subtree_control": "+cpu",
+            "tp-lab/cgroup.subtree_control": "+cpu",
+            "tp-lab/device-0/cpu.max": "3921 100000",
+        }
+    assert cgroups.quota("tp-lab/device-0") == (3921, PERIOD_US) and cgroups.quota("tp-lab/gone") is None
+
+
+def test_the_cli_plans_without_root_and_stays_lean(capsys):
+    assert main(["lab", "up", "three_tier", "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "198.18.1.1" in out and "cpu_scale 0.3922" in out
+    for argv in (["lab", "--help"], ["lab", "up", "smart_city", "--dry-run"]):
+        result, text = _probe(*argv)
+        assert result["code"] == 0, text
+        assert result["heavy"] == [], f"`tierpipe {' '.join(argv)}` imported {result['heavy']}"
+
+
+def test_a_user_who_is_not_root_is_told_so(monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["lab", "status"]) == 2
+    assert "tierpipe lab status: needs root" in " ".join(capsys.readouterr().out.split())
+
+
+# ------------------------------------------------------------------ a real lab, as root
+def _why_no_lab() -> str | None:
+    if sys.platform != "linux":
+        return "network namespaces are Linux only"
+    if os.geteuid() != 0:
+        return "needs root (namespaces, veths, tc, cgroups)"
+    missing = [t for t in ("ip", "tc", "ssh", "ssh-keygen") if shutil.which(t) is None]
+    if not (shutil.which("sshd") or Path("/usr/sbin/sshd").exists()):
+        missing.append("sshd")
+    return f"missing {', '.join(missing)}" if missing else None
+
+
+root_only = pytest.mark.skipif(_why_no_lab() is not None, reason=f"a real lab {_why_no_lab()}")
+PREFIX, NETWORK = "tpt-", "198.19.0.0/16"  # not the default tp- / 198.18: a user's own lab stays untouched
+
+
+def _in_netns(netns: str, code: str, timeout_s: float = 30) -> str:
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _leftovers(directory: Path) -> list[str]:
+    found = [
+        f"netns {n}" for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split() if n.startswith(PREFIX)
+    ]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines() if line.split(":")[1].strip().startswith(PREFIX)]
+    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"**/{PREFIX}lab")]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(directory) in args:
+            found.append(f"process {pid}: {args}")
+    found += [
+        f"route {r}" for r in subprocess.run(["ip", "route", "show", "root", NETWORK], capture_output=True, text=True).stdout.splitlines()
+    ]
+    return found
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("lab")
+    out = directory.parent / "lab.yaml"
+    argv = ["lab", "up", "three_tier", "--prefix", PREFIX, "--network", NETWORK, "--dir", str(directory), "--out", str(out)]
+    assert main(argv) == 0
+    yield directory, out, Topology.load(out)
+    main(["lab", "down", "--dir", str(directory), "--purge-keys"])  # after a failure too; idempotent
+
+
+@root_only
+def test_each_host_is_a_namespace_that_reaches_its_parent_over_tcp(lab):
+    _, _, topo = lab
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for node in ("device-0", "gateway-0", "edge-0"):
+        assert f"{PREFIX}{node}" in names
+    for child, parent in (("device-0", "gateway-0"), ("gateway-0", "edge-0"), ("device-0", "edge-0")):
+        address = topo.hosts[parent].address
+        code = f"import socket; s = socket.create_connection(({address!r}, 22), timeout=5); print(s.recv(64).decode().strip())"
+        assert _in_netns(f"{PREFIX}{child}", code).startswith("SSH-2.0-"), f"{child} cannot reach {parent}'s sshd"
+
+
+@root_only
+def test_links_carry_a_tbf_at_the_topology_rate_both_ways(lab):
+    _, _, topo = lab
+    for i, (child, parent) in enumerate((("device-0", "gateway-0"), ("gateway-0", "edge-0"))):
+        mbit = topo.links[i].bandwidth_mbps  # 50, then 500 Mbit/s
+        for dev, netns in ((f"{PREFIX}{i}u", child), (f"{PREFIX}{i}d", parent)):
+            shown = subprocess.run(["tc", "-n", f"{PREFIX}{netns}", "qdisc", "show", "dev", dev], capture_output=True, text=True).stdout
+            assert "qdisc tbf" in shown and f"rate {mbit:g}Mbit" in shown, shown
+
+
+@root_only
+def test_a_shaped_link_carries_its_rate(lab):
+    _, _, topo = lab
+    gateway = topo.hosts["gateway-0"].address
+    # the gateway counts what arrives from the device over the 50 Mbit/s link: 4 MB take ~0.67 s
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", f"{PREFIX}gateway-0", sys.executable, "-c", _SINK.format(address=gateway)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = server.stdout.readline()
+        assert ready.strip() == "ready"
+        _in_netns(
+            f"{PREFIX}device-0", f"import socket; s = socket.create_connection(({gateway!r}, 5201)); s.sendall(bytes(4_000_000)); s.close()"
+        )
+        mbps = float(server.stdout.readline())
+    finally:
+        server.kill()
+        server.wait()
+    assert mbps == pytest.approx(topo.links[0].bandwidth_mbps, rel=0.25)
+
+
+_SINK = """
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(({address!r}, 5201)); s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept(); first = c.recv(1 << 16); t0 = time.monotonic(); n = 0
+while chunk := c.recv(1 << 16):
+    n += len(chunk)
+print(n * 8 / (time.monotonic() - t0) / 1e6, flush=True)
+"""
+
+
+@root_only
+def test_ssh_with_the_lab_key_lands_in_the_nodes_cgroup_under_its_quota(lab):
+    _, _, topo = lab
+    ssh = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+    # a busy loop for 1 s of wall time, over ssh: on the device (0.1 x cpu_scale cores, 0.039 on 2 cores) it gets
+    # ~0.04 s of CPU; unlimited, it would get ~1 s
+    busy = f"cat /proc/self/cgroup; {sys.executable} -c " + shlex.quote(
+        "import os, time\nt = time.monotonic()\nwhile time.monotonic() - t < 1: pass\nprint('cpu', sum(os.times()[:2]))"
+    )
+    for node in ("device-0", "edge-0"):
+        host = topo.hosts[node]
+        done = subprocess.run([*ssh, "-i", host.key, f"root@{host.address}", busy], capture_output=True, text=True, timeout=90)
+        assert done.returncode == 0, done.stderr
+        assert f"/{PREFIX}lab/{node}" in done.stdout, done.stdout
+        cpu_s = float(done.stdout.split("cpu ")[-1])
+        if node == "device-0":  # (no lower bound on the edge: another job on this machine may take its cores)
+            assert cpu_s < 0.25, f"{node} got {cpu_s:.2f} s of CPU in 1 s: its quota is not in force"
+    if len(os.sched_getaffinity(0)) == 2:
+        assert topo.lab.cpu_scale == pytest.approx(2 / 5.1, rel=1e-4)
+
+
+@root_only
+def test_a_second_lab_on_the_same_names_is_refused_before_anything_is_made(lab, tmp_path, capsys):
+    argv = ["lab", "up", "three_tier", "--prefix", PREFIX, "--network", NETWORK, "--dir", str(tmp_path / "other")]
+    assert main(argv) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"namespace {PREFIX}device-0" in out and "already exist" in out
+    assert not (tmp_path / "other").exists()
+
+
+@root_only
+def test_status_lists_every_host_and_sees_a_dead_sshd(lab, capsys):
+    directory, _, _ = lab
+    assert main(["lab", "status", "--dir", str(directory)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count("up (pid") == 3 and "netem:" in out
+    from runtime.lab.state import LabState
+    from runtime.lab.status import host_status
+
+    rows = {r.host: r for r in host_status(LabState.load(directory / "state.json"))}
+    assert rows["device-0"].link == "tbf 50Mbit up, tbf 50Mbit down -> gateway-0" and rows["device-0"].procs >= 1
+    state = json.loads((directory / "state.json").read_text())
+    sshd = next(m["pid"] for m in state["made"] if m["name"] == "sshd of device-0")
+    os.kill(sshd, 9)
+    from runtime.lab.netns import process_start
+
+    deadline = time.monotonic() + 5
+    while process_start(sshd) is not None and time.monotonic() < deadline:  # gone, or a zombie
+        time.sleep(0.05)
+    assert main(["lab", "status", "--dir", str(directory)]) == 1
+    assert "dead" in capsys.readouterr().out
+
+
+@root_only
+def test_down_removes_everything_the_lab_made_and_is_idempotent(lab, capsys):
+    directory, _, _ = lab
+    assert _leftovers(directory)  # the lab is there
+    assert main(["lab", "down", "--dir", str(directory)]) == 0
+    assert _leftovers(directory) == []
+    assert not (directory / "state.json").exists() and (directory / "keys").exists()  # keys are kept
+    assert main(["lab", "down", "--dir", str(directory)]) == 0
+    assert "nothing to remove" in capsys.readouterr().out
+
+
+@root_only
+def test_an_up_that_fails_half_way_removes_what_it_made(tmp_path, monkeypatch):
+    from runtime.lab import build
+
+    started = []
+
+    def fail_on_second(state, cgroups, directory, host):
+        if started:
+            raise LabError("sshd refused to start (a test)")
+        started.append(host.name)
+        real(state, cgroups, directory, host)
+
+    real = build._start_sshd
+    monkeypatch.setattr(build, "_start_sshd", fail_on_second)
+    plan = plan_lab(Topology.load("three_tier"), machine_cores=2, prefix=PREFIX, network=NETWORK)
+    with pytest.raises(LabError, match="a test"):
+        build.lab_up(plan, tmp_path)
+    assert started == ["device-0"] and _leftovers(tmp_path) == []
+    assert not (tmp_path / "state.json").exists()
