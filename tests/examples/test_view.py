@@ -73,7 +73,7 @@ def test_the_live_view_of_the_demo_in_a_real_browser(tmp_path):
     with log.open("w") as sink:
         # 2 frames per camera per simulated second: the camera-driven run lasts several seconds even on a fast machine
         # (emulation stretches every stage to its tier's predicted time, so the pipeline's rate does not grow with it)
-        args = ["--camera-fps", "2", "--end", "90", "--out", str(out)]
+        args = ["--camera-fps", "2", "--end", "60", "--out", str(out)]
         proc = subprocess.Popen([*cmd, *args], stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
     driver = None
     try:

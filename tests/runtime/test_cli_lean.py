@@ -191,11 +191,11 @@ def test_partition_plans_do_not_change_between_runs_by_default(tmp_path):
     assert first == second
 
 
-def test_the_readme_python_example_runs_as_written(ray_local):
+def test_the_readme_python_example_runs_as_written(ray_local, capsys):
     text = (ROOT / "README.md").read_text()
     code = re.search(r"From Python:\n\n```python\n(.*?)```", text, re.S).group(1)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent, timeout=240)
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.strip().splitlines()
+    # as written, in this process: the example's Pipeline takes the Ray this process already runs (saves a start)
+    exec(compile(code, "README.md (From Python)", "exec"), {"__name__": "__readme__"})
+    lines = capsys.readouterr().out.strip().splitlines()
     # the fps/p99 line, then 8 results "source seq class" from submit/poll/results, each frame once
-    assert len(lines) == 9 and len({tuple(line.split()[:2]) for line in lines[1:]}) == 8
+    assert len(lines) == 9 and len({tuple(line.split()[:2]) for line in lines[1:]}) == 8, lines
