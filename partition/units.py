@@ -16,10 +16,12 @@ bytes); ``us``, ``µs`` and ``μs`` are microseconds; a percentage is written ``
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
+from pathlib import Path
 from typing import Annotated
 
-import pint
 from pydantic import BeforeValidator, PlainSerializer, SerializationInfo
 
 __all__ = ["parse_quantity", "format_quantity", "quantity_type", "accepted_units", "bytes_per_s"]
@@ -85,13 +87,44 @@ _QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-zµμ/% ]{{1,20}})\s*$")
 
 
 @functools.lru_cache(maxsize=1)
-def _registry() -> pint.UnitRegistry:
-    # pint parses its definitions file on every start (0.2 s); its own cache (the user's cache folder)
-    # makes the next start 10x faster, so `tierpipe topology check` answers at once
+def _registry():
+    import pint  # only when a conversion factor is not known yet (see _factor)
+
+    # pint parses its definitions file on every start (0.2 s); its own cache folder makes that 10x faster
     try:
         return pint.UnitRegistry(cache_folder=":auto:")
     except Exception:  # an unwritable cache folder: parse every time
         return pint.UnitRegistry()
+
+
+# pint's answers, kept between runs: every accepted spelling converts to its kind's base unit by a
+# constant factor, so a later start (``tierpipe topology check``) needs neither pint's import nor its registry
+_FACTORS_FILE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tierpipe" / "unit_factors.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _known_factors() -> dict[str, float]:
+    try:
+        return {k: float(v) for k, v in json.loads(_FACTORS_FILE.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _factor(unit: str, base: str) -> float:
+    """How many ``base`` one ``unit`` is (``"Gbit/s"`` -> ``"megabit / second"``: 1000.0), asked of pint
+    once per pair and machine."""
+    known, key = _known_factors(), f"{unit} -> {base}"
+    if key not in known:
+        ureg = _registry()
+        known[key] = float(ureg.Quantity(1.0, ureg.parse_units(unit)).to(base).magnitude)
+        try:
+            _FACTORS_FILE.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _FACTORS_FILE.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=0, sort_keys=True))
+            tmp.replace(_FACTORS_FILE)  # atomic: two processes never leave half a file
+        except OSError:  # a read-only home: pint is asked again next time
+            pass
+    return known[key]
 
 
 def accepted_units(kind: str) -> str:
@@ -138,9 +171,8 @@ def parse_quantity(value: object, kind: str) -> float:
         other = next((w for _, _, w, u, _ in _KINDS.values() if unit in u), None)
         why = f"{unit} is a unit for {other}, not for {what}" if other and other != what else f"unknown unit {unit!r} for {what}"
         raise ValueError(f'{value!r}: {why}; write it like "{example}" {accepted}')
-    ureg = _registry()
     try:
-        return float(ureg.Quantity(number, ureg.parse_units(units[unit])).to(base).magnitude)
+        return number * _factor(units[unit], base)
     except Exception as exc:  # pint raises several unrelated types; every listed spelling converts
         raise ValueError(f'cannot read {value!r} as {what} ({exc.__class__.__name__}); write it like "{example}"') from None
 
