@@ -26,7 +26,7 @@ from .flow import ReorderBuffer
 from .metrics import Series, StageMetrics, percentiles
 from .stage_config import StageConfig
 from .uplink import Uplink
-from .versions import PlanVersions, Version, freeze_heap
+from .versions import STAGE_LOCK, PlanVersions, Version, freeze_heap
 from .wire import ERROR as _ERROR
 from .wire import Frame, pack, unpack
 
@@ -35,6 +35,11 @@ __all__ = ["StageConfig", "StageWorker"]
 MAX_LATENCY_S = 3600.0  # an end-to-end time beyond this (or negative) comes from a wrong clock, not the pipeline
 
 log = logging.getLogger(__name__)
+
+
+def _run_locked(runner: BatchRunner, values: list[dict]) -> list:
+    with STAGE_LOCK:  # never while a new stage is unpickled (versions.py)
+        return runner.run(values)
 
 
 class StageWorker(PlanVersions):
@@ -264,8 +269,9 @@ class StageWorker(PlanVersions):
 
     async def _run(self, runner: BatchRunner, values: list[dict]) -> list:
         if self._inline:  # a small stage: a thread hop would cost more than the compute
-            return runner.run(values)
-        return await asyncio.to_thread(runner.run, values)
+            with STAGE_LOCK:  # never while a new stage is unpickled (versions.py)
+                return runner.run(values)
+        return await asyncio.to_thread(_run_locked, runner, values)
 
     async def _run_one(self, runner: BatchRunner, frame: Frame):
         try:

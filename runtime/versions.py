@@ -6,12 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from partition.graph import TensorSpec
 
 from .batching import BatchRunner
+
+# Unpickling a stage (a torch.fx GraphModule) traces it again, and tracing patches nn.Module.__call__
+# for the whole process: a frame running meanwhile in another thread would be traced instead of run
+# ("module is not installed as a submodule"). Frames run, and stages are unpickled, under this lock.
+STAGE_LOCK = threading.Lock()
+
+
+def _fetch_stage(ref):
+    """The stage behind ``ref``: fetched while frames go on, unpickled while none runs."""
+    import ray
+
+    ray.wait([ref], fetch_local=True)
+    with STAGE_LOCK:
+        return ray.get(ref)
+
+
+def _probe_runner(*args) -> BatchRunner:
+    with STAGE_LOCK:
+        return BatchRunner(*args)
+
 
 __all__ = ["PlanVersions", "Version", "freeze_heap"]
 
@@ -67,8 +88,8 @@ class PlanVersions:
                 runner, how = self.versions[same_as].runner, "reused"
             else:
                 how = "probed" if batchable is None else "told"
-                stage = await stage_box[0]
-                runner = await asyncio.to_thread(BatchRunner, stage, expected, self.device, self.cfg.max_batch, batchable)
+                stage = await asyncio.to_thread(_fetch_stage, stage_box[0])
+                runner = await asyncio.to_thread(_probe_runner, stage, expected, self.device, self.cfg.max_batch, batchable)
                 freeze_heap()
             self.versions[version] = Version(runner, expected, codec_up, emulated_compute_s)
         for old in sorted(self.versions)[:-3]:  # keep the last three plans: frames of older ones are long done
