@@ -214,10 +214,15 @@ class ViewServer:
         ws = web.WebSocketResponse(heartbeat=10.0)
         await ws.prepare(request)
         try:
+            greeted = self._static_version
             await ws.send_str(to_json({"type": "static", **self._static}))
             if self._latest is not None:
                 await ws.send_str(to_json({"type": "update", **self._latest}))
             self._clients.add(ws)
+            if self._static_version != greeted:  # set again while this page was greeted: the broadcast may have missed it
+                await ws.send_str(to_json({"type": "static", **self._static}))
+                if self._latest is not None:
+                    await ws.send_str(to_json({"type": "update", **self._latest}))
             async for msg in ws:  # pages send nothing; this waits for the close
                 if msg.type == WSMsgType.ERROR:
                     break

@@ -93,23 +93,3 @@ def test_the_run_view_shows_a_running_pipeline(ray_local):
     assert set(fig["links"]) == {"device-0", "device-1", "gateway-0"} and fig["links"]["device-0"]["capacity_bytes_s"] == 12.5e6
     assert fig["plan"]["ops"]["device"] > 0 and fig["plan"]["codecs"] == list(plan.codecs)
     assert len(update["series"]["t"]) >= 2 and update["series"]["fps"][-1] >= 0
-
-
-def test_a_new_static_part_reaches_pages_already_connected():
-    import aiohttp
-
-    async def main(server):
-        async with aiohttp.ClientSession() as session, session.ws_connect(server.url.replace("http", "ws") + "ws") as ws:
-            first = json.loads((await ws.receive(timeout=5)).data)
-            server.set_static({"title": "planned", "tiers": {"names": ["device", "edge"]}})  # the plan is made
-            server.publish({"phase": "baselines"})
-            second = json.loads((await ws.receive(timeout=5)).data)
-            third = json.loads((await ws.receive(timeout=5)).data)
-        return first, second, third
-
-    with ViewServer(port=0, interval_s=0.05) as server:
-        server.set_static({"title": "starting", "tiers": {}})
-        first, second, third = asyncio.run(main(server))
-    assert first == {"type": "static", "title": "starting", "tiers": {}}
-    assert second == {"type": "static", "title": "planned", "tiers": {"names": ["device", "edge"]}}
-    assert third == {"type": "update", "phase": "baselines"}
