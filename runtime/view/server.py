@@ -233,16 +233,18 @@ class ViewServer:
         return ws
 
     async def _broadcast(self) -> None:
-        sent_version, static_version = 0, self._static_version
+        sent_version, static_version, static_at = 0, self._static_version, 0.0
+        loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.interval_s)
             except asyncio.TimeoutError:
                 pass
             try:
-                if self._static_version != static_version:
-                    static_version = self._static_version
-                    if self._clients:  # the new static part, then the latest update again
+                # the static part when it changed, and every 5 s anyway (a page that missed a change catches up)
+                if self._static_version != static_version or loop.time() - static_at > 5.0:
+                    static_version, static_at = self._static_version, loop.time()
+                    if self._clients:  # the static part, then the latest update again
                         sent_version = 0
                         await self._send(to_json({"type": "static", **self._static}))
                 version, latest = self._version, self._latest
