@@ -5,7 +5,7 @@ imported on first use, so a stage actor that needs only ``partition.split`` does
 for the optimizers (scipy) or the topology loader (pydantic, pint) when it starts.
 """
 
-import importlib
+from .lazy import lazy_exports
 
 # every name is imported on first use, so ``import partition`` (and ``tierpipe --help``) loads no torch
 _WHERE = {
@@ -61,13 +61,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'partition' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -11,7 +11,7 @@ in the package is private. Names are imported on first use, so a stage actor tha
 ['Adapter', 'ClusterError', 'PendingSwitch']
 """
 
-import importlib
+from partition.lazy import lazy_exports
 
 _WHERE = {
     "Pipeline": "pipeline",
@@ -30,13 +30,4 @@ _WHERE = {
 __all__ = list(_WHERE)
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

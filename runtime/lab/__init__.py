@@ -10,7 +10,7 @@ topology's bandwidth. ``tierpipe lab up|status|down``; Linux and root.
 Names are imported on first use: ``tierpipe --help`` reads none of this.
 """
 
-import importlib
+from partition.lazy import lazy_exports
 
 _WHERE = {
     "LabPlan": "plan",
@@ -27,13 +27,4 @@ _WHERE = {
 __all__ = list(_WHERE)
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'runtime.lab' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
