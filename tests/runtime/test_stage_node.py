@@ -16,6 +16,7 @@ pytestmark = pytest.mark.ray_local
 STAGE_MODULES = {
     "partition",
     "partition.codec",
+    "partition.lazy",
     "partition.errors",
     "partition.graph",
     "partition.shapes",
