@@ -103,6 +103,7 @@ class HostSpec(_Strict):
     cpus: int | None = Field(None, ge=1)
     memory_mb: Memory | None = Field(None, alias="memory")
     ray: str = Field("ray", description="the ray executable there (a venv's bin/ray when it is not on ssh's PATH)")
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables Ray (and so every stage) starts with there")
 
 
 class LabSpec(_Strict):

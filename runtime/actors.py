@@ -24,6 +24,7 @@ from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
 from .errors import StageError, UnknownPlanError
 from .flow import ReorderBuffer
 from .metrics import Series, StageMetrics, percentiles
+from .nodecpu import join_node_cgroup
 from .stage_config import StageConfig
 from .uplink import Uplink
 from .versions import STAGE_LOCK, PlanVersions, Version, freeze_heap
@@ -52,6 +53,7 @@ class StageWorker(PlanVersions):
 
     def __init__(self, cfg: StageConfig, stage: Stage, parent=None, registry=None) -> None:
         torch.set_num_threads(cfg.threads)
+        join_node_cgroup(cfg.where)  # on a lab host: the tier's CPU quota from here on
         self.cfg = cfg
         self.incarnation = uuid.uuid4().hex
         self.metrics = StageMetrics(cfg.tier_name, cfg.node)

@@ -15,6 +15,7 @@ runner executes them (``ssh`` for remote hosts, a local shell for ``cluster loca
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -159,20 +160,25 @@ def _start_script(
     extra: str = "",
     ray: str = "ray",
     more_labels: dict | None = None,
+    env: dict[str, str] | None = None,
+    node_ip: str | None = None,
 ) -> str:
     labels = ",".join([f"{TIER_LABEL}={tier}", f"{NODE_LABEL}={node}", *(f"{k}={v}" for k, v in (more_labels or {}).items())])
     args = [ray, "start", "--labels", labels, "--disable-usage-stats"]
     args += ["--head", "--port", str(port), "--include-dashboard", "false"] if head_address is None else ["--address", head_address]
+    if node_ip:
+        args += ["--node-ip-address", node_ip]
     if cpus:
         args += ["--num-cpus", str(cpus)]
     if memory_mb:
         args += ["--memory", str(int(memory_mb * 1e6))]
     start = " ".join(shlex.quote(a) for a in args) + extra
+    env_words = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
     # "[r]aylet" cannot match this very command line, which holds the same words
     marker = shlex.quote(f'[r]aylet/raylet .*"{NODE_LABEL}": "{node}"')
     return (
         f"if ps -ww -eo args | grep -qE {marker}; then echo 'tierpipe: {node} already runs Ray'; "
-        f"else RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={REMOTE_TOKEN} {start}; fi"
+        f"else {env_words}RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={REMOTE_TOKEN} {start}; fi"
     )
 
 
@@ -221,10 +227,21 @@ def plan_up(topo: Topology, head: str | None = None, port: int = 6379, token: st
                     host.memory_mb,
                     ray=host.ray,
                     more_labels=tier_labels[tier],
+                    env=host.env,
+                    node_ip=_ip_literal(host.address),
                 ),
             )
         )
     return steps
+
+
+def _ip_literal(address: str) -> str | None:
+    """``address`` when it is an IP: Ray then listens there, not on the address it guesses (a host
+    without a default route, such as a lab namespace, makes Ray guess 127.0.0.1)."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
 
 
 def plan_down(topo: Topology) -> list[Step]:

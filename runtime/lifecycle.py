@@ -44,6 +44,9 @@ class Lifecycle:
                 self._own_ray = True
         elif not ray.is_initialized():
             from .cluster import token_path, use_token
+            from .lab.driver import enter_head_namespace
+
+            enter_head_namespace(self.topology)  # on a lab: run where the head runs, so actors can call back
 
             if token_path().exists():  # a cluster from `tierpipe cluster up/local`: use its token
                 use_token()

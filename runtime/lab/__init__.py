@@ -5,6 +5,7 @@ topology's bandwidth. ``tierpipe lab up|status|down``; Linux and root.
 - ``plan.py``: what a lab is made of, computed from a topology (no root, no side effects);
 - ``netns.py``: the ``ip``/``tc``/``sshd``/cgroup commands, errors naming the command;
 - ``build.py`` makes a lab, ``teardown.py`` removes exactly what it made, ``status.py`` reads it back;
+- ``driver.py``: a driver on the lab joins the head host's network namespace;
 - ``state.py``: the record of what was made; ``labfile.py``: the topology whose hosts are the lab.
 
 Names are imported on first use: ``tierpipe --help`` reads none of this.
@@ -22,6 +23,7 @@ _WHERE = {
     "host_status": "status",
     "lab_topology": "labfile",
     "LabState": "state",
+    "enter_head_namespace": "driver",
 }
 
 __all__ = list(_WHERE)

@@ -1,9 +1,11 @@
 """``lab up``: make what a :class:`LabPlan` describes, recording each thing before it is made.
 
 Order: keys, cgroups, namespaces, the lab bridge, one veth pair per host, addresses and routes,
-shaping (tbf, under netem where the kernel has it), then one sshd per host, started inside its
-cgroup (the launching shell joins the cgroup, then execs ``ip netns exec NS sshd``, so sshd and
-every session and process it ever starts are counted against the node's quota). When any step
+shaping (tbf, under netem where the kernel has it), then one sshd per host, started inside the
+lab's daemons cgroup (the launching shell joins it, then execs ``nsenter --net=/run/netns/NS sshd``, so every
+session and process sshd ever starts is found there by ``lab down``). Each host's own cgroup holds
+its quota; a stage joins it once started (``runtime/nodecpu.py``), so Ray's daemons start at full
+speed and the stages run at the tier's. When any step
 fails, everything already made is removed again and the error says which command failed.
 """
 
@@ -84,9 +86,11 @@ def _make(state: LabState, cgroups: Cgroups, directory: Path) -> None:
     _keys(state, directory)
     state.add(Made("cgroup", plan.cgroup_root))
     cgroups.create(plan.cgroup_root, None, PERIOD_US)
+    state.add(Made("cgroup", plan.daemons_cgroup))
+    cgroups.create(plan.daemons_cgroup, None, PERIOD_US)
     for h in plan.hosts:
         state.add(Made("cgroup", h.cgroup))
-        cgroups.create(h.cgroup, h.quota_us, PERIOD_US)
+        cgroups.create(h.cgroup, h.quota_us, h.period_us)
     for h in plan.hosts:
         state.add(Made("netns", h.netns))
         run(["ip", "netns", "add", h.netns])
@@ -200,14 +204,19 @@ def _start_sshd(state: LabState, cgroups: Cgroups, directory: Path, h) -> None:
             authorized=keys["authorized"],
         )
     )
-    procs = cgroups.path(h.cgroup) / "cgroup.procs"
-    # the shell joins the cgroup, then becomes `ip netns exec`, which becomes sshd: nothing runs outside it
+    daemons = state.plan.daemons_cgroup
+    procs = cgroups.path(daemons) / "cgroup.procs"
+    # the shell joins the daemons' cgroup, then becomes `nsenter`, which becomes sshd: what it
+    # starts is the lab's (`lab down` finds it there) and unthrottled; stages join h.cgroup themselves
     join = 'echo $$ > "$1" && shift && exec "$@"'
-    run(["sh", "-c", join, "sh", str(procs), "ip", "netns", "exec", h.netns, sshd_path(), "-f", str(config), "-E", str(log_file)])
+    # nsenter joins the network namespace only: `ip netns exec` would also remount /sys, hiding
+    # /sys/fs/cgroup from every process sshd starts, and a stage could not join its host's cgroup
+    net = f"--net=/run/netns/{h.netns}"
+    run(["sh", "-c", join, "sh", str(procs), "nsenter", net, sshd_path(), "-f", str(config), "-E", str(log_file)])
     pid = _read_pid(pid_file, log_file)
     state.add(Made("process", f"sshd of {h.name}", pid=pid, start=process_start(pid)))
-    if cgroups.membership(pid) != f"/{h.cgroup}":
-        cgroups.add(h.cgroup, pid)
+    if cgroups.membership(pid) != f"/{daemons}":
+        cgroups.add(daemons, pid)
 
 
 def _read_pid(pid_file: Path, log_file: Path, timeout_s: float = 10.0) -> int:

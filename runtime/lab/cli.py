@@ -90,7 +90,7 @@ def cmd_up(args) -> int:
     key = key_paths(directory)["client"]
     _print(f"lab up: {len(plan.hosts)} hosts, ssh -i {key} root@ADDRESS; state {state.path}; `tierpipe lab down` removes it")
     if args.out:
-        _, text = lab_topology(topo, plan, key, state.path, state.netem)
+        _, text = lab_topology(topo, plan, key, state.path, state.netem, state.cgroup_root)
         with open(args.out, "w") as f:
             f.write(text)
         Topology.load(args.out)  # what was written loads
@@ -120,7 +120,7 @@ def cmd_status(args) -> int:
     plan = state.plan
     title = f"lab for {plan.topology} ({state.path}): cgroup v{state.cgroup_version}, cpu_scale {plan.cpu_scale:.4f}"
     table = Table(title=title + ("" if state.up else " - INCOMPLETE: `lab up` did not finish"))
-    for col in ("host", "tier", "nodes", "address", "namespace", "sshd", "CPU quota", "procs", "link"):
+    for col in ("host", "tier", "nodes", "address", "namespace", "sshd", "CPU quota", "stage procs", "link"):
         table.add_column(col)
     for r in rows:
         table.add_row(

@@ -14,6 +14,7 @@ import yaml
 
 from partition.topology import Topology
 
+from ..nodecpu import NODE_CGROUP_ENV
 from .plan import LabPlan
 
 __all__ = ["lab_topology", "ray_executable"]
@@ -27,12 +28,15 @@ def ray_executable() -> str:
     return shutil.which("ray") or "ray"
 
 
-def lab_topology(topo: Topology, plan: LabPlan, key: Path, state: Path, netem: bool) -> tuple[Topology, str]:
+def lab_topology(
+    topo: Topology, plan: LabPlan, key: Path, state: Path, netem: bool, cgroup_root: str = "/sys/fs/cgroup/cpu"
+) -> tuple[Topology, str]:
     """The lab's topology and its YAML text (checked to load back the same).
 
     Every node gets its host's address, ``user: root``, port 22, the lab's private ``key``, its
-    ``ray`` executable and ``cpus``: its quota rounded up to whole cores (at least 1), which Ray
-    schedules with. Nodes of a grouped host share its address.
+    ``ray`` executable, ``cpus``: its quota rounded up to whole cores (at least 1), which Ray
+    schedules with, and ``env``: ``TIERPIPE_NODE_CGROUP``, the host's cgroup under ``cgroup_root``
+    that a stage joins to run at the tier's speed. Nodes of a grouped host share its address.
     """
     hosts = {}
     for h in plan.hosts:
@@ -44,6 +48,7 @@ def lab_topology(topo: Topology, plan: LabPlan, key: Path, state: Path, netem: b
                 "key": str(key),
                 "cpus": max(1, math.ceil(h.cores / len(h.nodes) - 1e-9)),
                 "ray": ray_executable(),
+                "env": {NODE_CGROUP_ENV: str(Path(cgroup_root) / h.cgroup)},
             }
     lab = {
         "machine_cores": plan.machine_cores,

@@ -18,12 +18,16 @@ tier are *grouped*: one host holds several nodes of one tier, all with the same 
   ``jitter`` and ``loss`` where the kernel has it.
 - **CPU**: a node of ``speed`` s gets ``s x cores_per_speed`` cores (speed 1.0 = one core of this
   machine by default: a stage runs one thread). When the quotas add up to more than
-  ``machine_cores``, all of them are multiplied by ``cpu_scale = machine_cores / demand``.
+  ``machine_cores``, all of them are multiplied by ``cpu_scale = machine_cores / demand``. The
+  quota is given over the shortest period that holds it (:func:`period_for`), so a stage of a few
+  milliseconds already runs at its tier's pace. The quota binds the node's *stages*: a stage actor
+  joins its host's cgroup once it has started (``runtime/nodecpu.py``); sshd and Ray's daemons
+  run in ``daemons_cgroup`` without a quota, since a Ray node of 0.04 cores would take minutes to start.
 
 >>> from partition import Topology
 >>> lab = plan_lab(Topology.load("three_tier"), machine_cores=2)
->>> [(h.name, h.address, h.quota_us) for h in lab.hosts]
-[('device-0', '198.18.1.1', 3921), ('gateway-0', '198.18.2.1', 39215), ('edge-0', '198.18.3.1', 156862)]
+>>> [(h.name, h.address, h.quota_us, h.period_us) for h in lab.hosts]
+[('device-0', '198.18.1.1', 1000, 25500), ('gateway-0', '198.18.2.1', 3921, 10000), ('edge-0', '198.18.3.1', 15686, 10000)]
 >>> round(lab.cpu_scale, 4)     # 2 cores / (0.1 + 1.0 + 4.0) cores asked
 0.3922
 """
@@ -39,9 +43,10 @@ from partition.topology import Topology
 
 from ..errors import LabError
 
-__all__ = ["LinkShape", "LabHost", "LabPlan", "plan_lab", "default_max_hosts", "span", "HOSTS_LIMIT"]
+__all__ = ["LinkShape", "LabHost", "LabPlan", "plan_lab", "period_for", "default_max_hosts", "span", "HOSTS_LIMIT"]
 
-PERIOD_US = 100_000  # the CFS period every quota is a share of
+PERIOD_US = 100_000  # the longest CFS period a quota is a share of
+MIN_PERIOD_US = 10_000  # the shortest: a quota is a budget per period, so a short period makes a slow CPU, not a pause
 MIN_QUOTA_US = 1_000  # the kernel refuses a quota under 1 ms
 QUEUE_MS = 50  # how long a packet may wait in a tbf before it is dropped
 HOSTS_LIMIT = 250  # addresses: at most 254 hosts per tier; a Ray node per host makes far fewer sensible
@@ -85,9 +90,10 @@ class LabHost:
     netns: str
     uplink: str  # the pair's end inside this host
     downlink: str  # the other end: in the parent host, or on the bridge in the root namespace
-    cgroup: str  # relative to the cpu controller's root, e.g. "tp-lab/device-0"
+    cgroup: str  # relative to the cpu controller's root, e.g. "tp-lab/device-0": the stages' cgroup, under the quota
     cores: float  # the quota in cores, after scaling
-    quota_us: int  # per PERIOD_US
+    quota_us: int  # per period_us
+    period_us: int
     shape: LinkShape | None  # None: the unshaped link of a sink host to the root namespace
 
 
@@ -101,6 +107,7 @@ class LabPlan:
     root_address: str
     bridge: str
     cgroup_root: str
+    daemons_cgroup: str  # sshd, Ray's daemons and idle workers of every host: no quota (see build.py)
     machine_cores: float
     cores_per_speed: float
     demand_cores: float  # what the nodes ask for before scaling
@@ -298,7 +305,8 @@ def plan_lab(
         link = topo.links[t] if t < len(path) - 1 else None
         for k, (group, _parent) in enumerate(layer):
             cores = tier.speed * cores_per_speed * len(group) * scale
-            quota = math.floor(cores * PERIOD_US + 1e-6)  # rounded down: the quotas never add up to more than the cores
+            period = period_for(cores)
+            quota = math.floor(cores * period + 1e-6)  # rounded down: the quotas never add up to more than the cores
             if quota < MIN_QUOTA_US:
                 clamped.append(names[t][k])
                 quota = MIN_QUOTA_US
@@ -319,8 +327,9 @@ def plan_lab(
                     uplink=f"{prefix}{index}u",
                     downlink=f"{prefix}{index}d",
                     cgroup=f"{prefix}lab/{names[t][k]}",
-                    cores=quota / PERIOD_US,
+                    cores=quota / period,
                     quota_us=quota,
+                    period_us=period,
                     shape=shape,
                 )
             )
@@ -360,6 +369,7 @@ def plan_lab(
         root_address=root,
         bridge=f"{prefix}br",
         cgroup_root=f"{prefix}lab",
+        daemons_cgroup=f"{prefix}lab/daemons",
         machine_cores=machine_cores,
         cores_per_speed=cores_per_speed,
         demand_cores=demand,
@@ -368,6 +378,20 @@ def plan_lab(
         hosts=tuple(hosts),
         notes=tuple(notes),
     )
+
+
+def period_for(cores: float) -> int:
+    """The CFS period of a quota of ``cores``: the shortest from ``MIN_PERIOD_US`` that lets the
+    quota reach the kernel's minimum, at most ``PERIOD_US``.
+
+    A quota is a budget per period, not a speed: a stage shorter than its budget runs at full speed
+    and then the cgroup waits. The shorter the period, the more a stage of a few milliseconds sees
+    the slow CPU it is meant to see.
+
+    >>> period_for(1.5), period_for(0.05), period_for(0.0039)
+    (10000, 20000, 100000)
+    """
+    return int(min(PERIOD_US, max(MIN_PERIOD_US, math.ceil(MIN_QUOTA_US / max(cores, 1e-9)))))
 
 
 def span(nodes: tuple[str, ...]) -> str:

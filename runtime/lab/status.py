@@ -49,7 +49,7 @@ def host_status(state: LabState) -> list[HostStatus]:
     rows = []
     for h in plan.hosts:
         exists = Path(f"/run/netns/{h.netns}").exists()
-        procs = len(cgroups.procs(h.cgroup))  # counted before the port check below makes sshd fork a child
+        procs = len(cgroups.procs(h.cgroup))  # the stages running at the tier's quota (sshd and Ray are in the daemons' cgroup)
         rec = sshd.get(h.name)
         if rec is None or process_start(rec.pid) != rec.start:
             ssh = "dead" if rec else "not started"

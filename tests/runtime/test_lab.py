@@ -19,7 +19,7 @@ from partition import Topology
 from runtime.cli import main
 from runtime.errors import LabError
 from runtime.lab.labfile import lab_topology
-from runtime.lab.plan import MIN_QUOTA_US, PERIOD_US, LabPlan, plan_lab
+from runtime.lab.plan import MIN_PERIOD_US, MIN_QUOTA_US, PERIOD_US, LabPlan, plan_lab
 from tests.runtime.test_cli_lean import _probe
 
 BENCH = ipaddress.ip_network("198.18.0.0/15")
@@ -114,27 +114,30 @@ def test_a_topology_larger_than_the_limit_is_grouped_per_tier_under_one_parent()
 def test_quotas_give_each_tier_its_speed_scaled_down_together_to_fit_the_cores():
     topo = Topology.load("three_tier")  # speeds 0.1, 1.0, 4.0: speed 1.0 = one core
     # asked: 0.1 + 1.0 + 4.0 = 5.1 cores > 2 cores -> cpu_scale 2 / 5.1 = 0.392157;
-    # device 0.1 x 0.392157 = 0.0392157 cores = 3921 us of 100000 (rounded down, so the sum fits); gateway 39215 us;
-    # edge 4 x 0.392157 = 156862 us; together 199998 us <= 2 x 100000
+    # gateway 0.392157 cores = 3921 us per 10 ms (the shortest period); edge 4 x 0.392157 = 15686 us per 10 ms;
+    # device 0.0392157 cores: 1 ms (the kernel's least quota) per 25.5 ms, the shortest period holding it
     plan = plan_lab(topo, machine_cores=2)
     assert plan.cpu_scale == pytest.approx(2 / 5.1) and plan.demand_cores == pytest.approx(5.1)
-    assert [h.quota_us for h in plan.hosts] == [3921, 39215, 156862]
-    assert sum(h.quota_us for h in plan.hosts) <= 2 * PERIOD_US
+    assert [(h.quota_us, h.period_us) for h in plan.hosts] == [(1000, 25500), (3921, 10000), (15686, 10000)]
+    assert sum(h.cores for h in plan.hosts) <= 2
+    assert all(MIN_PERIOD_US <= h.period_us <= PERIOD_US and h.quota_us >= MIN_QUOTA_US for h in plan.hosts)
     # the ratios between tiers are kept: edge / device = 4.0 / 0.1 = 40
-    assert plan.hosts[2].quota_us / plan.hosts[0].quota_us == pytest.approx(40, rel=1e-3)
+    assert plan.hosts[2].cores / plan.hosts[0].cores == pytest.approx(40, rel=1e-3)
     assert any("cpu_scale 0.3922" in n for n in plan.notes)
-    # 8 cores hold the 5.1 asked: no scaling, device 0.1 core = 10000 us
+    # 8 cores hold the 5.1 asked: no scaling, device 0.1 core = 1000 us of 10000
     roomy = plan_lab(topo, machine_cores=8)
-    assert roomy.cpu_scale == 1.0 and [h.quota_us for h in roomy.hosts] == [10000, 100000, 400000]
-    # 2 cores per speed: 10.2 cores asked on 8 -> 0.784314; device 0.2 x 0.784314 = 0.1569 cores = 15686 us
-    assert plan_lab(topo, machine_cores=8, cores_per_speed=2).hosts[0].quota_us == 15686
+    assert roomy.cpu_scale == 1.0 and [h.cores for h in roomy.hosts] == [0.1, 1.0, 4.0]
+    # 2 cores per speed: 10.2 cores asked on 8 -> 0.784314; device 0.2 x 0.784314 = 0.1569 cores = 1568 us of 10000
+    assert plan_lab(topo, machine_cores=8, cores_per_speed=2).hosts[0].quota_us == 1568
     # a grouped host gets its nodes' cores added up: smart_city on 2 cores, 3 cameras of speed 0.08:
-    # asked 16 x 0.08 + 4 x 0.8 + 6 = 10.48 cores -> scale 2 / 10.48; 3 x 0.08 x 0.190840 = 0.0458 cores = 4580 us
+    # asked 16 x 0.08 + 4 x 0.8 + 6 = 10.48 cores -> scale 2 / 10.48; 3 x 0.08 x 0.190840 = 0.0458 cores
     city = plan_lab(Topology.load("smart_city"), machine_cores=2, max_hosts=8)
-    assert city.host("device-g0").quota_us == int(3 * 0.08 * 2 / 10.48 * PERIOD_US) == 4580
-    # under the kernel's 1 ms minimum: raised to it, and said
+    assert city.host("device-g0").cores == pytest.approx(3 * 0.08 * 2 / 10.48, rel=1e-3)
+    # under the kernel's 1 ms minimum even over the longest period: raised to it, and said
     tiny = plan_lab(_topology("- {name: d, speed: 0.001}\n- {name: e, speed: 1}", "- {from: d, to: e, bandwidth: 1 Mbit/s}"), 1)
-    assert tiny.hosts[0].quota_us == MIN_QUOTA_US and any("kernel's minimum" in n for n in tiny.notes)
+    assert (tiny.hosts[0].quota_us, tiny.hosts[0].period_us) == (MIN_QUOTA_US, PERIOD_US) and any(
+        "kernel's minimum" in n for n in tiny.notes
+    )
 
 
 def test_tiers_without_speed_and_bad_names_are_refused():
@@ -310,20 +313,29 @@ print(n * 8 / (time.monotonic() - t0) / 1e6, flush=True)
 
 
 @root_only
-def test_ssh_with_the_lab_key_lands_in_the_nodes_cgroup_under_its_quota(lab):
+def test_over_ssh_daemons_run_free_and_a_stage_joining_its_hosts_cgroup_gets_the_tiers_quota(lab):
     _, _, topo = lab
     ssh = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
-    # a busy loop for 1 s of wall time, over ssh: on the device (0.1 x cpu_scale cores, 0.039 on 2 cores) it gets
-    # ~0.04 s of CPU; unlimited, it would get ~1 s
-    busy = f"cat /proc/self/cgroup; {sys.executable} -c " + shlex.quote(
-        "import os, time\nt = time.monotonic()\nwhile time.monotonic() - t < 1: pass\nprint('cpu', sum(os.times()[:2]))"
+    # a busy loop for 1 s of wall time, over ssh, with the host's env (as `cluster up` starts Ray): before joining, it
+    # runs in the daemons' cgroup, unthrottled; after join_node_cgroup, on the device (0.1 x cpu_scale = 0.039 cores
+    # on 2 cores) it gets ~0.04 s of CPU in 1 s; unlimited, it would get up to 1 s
+    code = (
+        "import os, time\nfrom runtime.nodecpu import join_node_cgroup\n"
+        "print('before', open('/proc/self/cgroup').read().replace('\\n', ' '))\n"
+        "print('joined', join_node_cgroup())\n"
+        "print('after', open('/proc/self/cgroup').read().replace('\\n', ' '))\n"
+        "c0 = sum(os.times()[:2])\nt = time.monotonic()\nwhile time.monotonic() - t < 1: pass\nprint('cpu', sum(os.times()[:2]) - c0)"
     )
     for node in ("device-0", "edge-0"):
         host = topo.hosts[node]
-        done = subprocess.run([*ssh, "-i", host.key, f"root@{host.address}", busy], capture_output=True, text=True, timeout=90)
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in host.env.items())
+        command = f"cd {shlex.quote(os.getcwd())} && {env} PYTHONPATH=. {sys.executable} -c {shlex.quote(code)}"
+        done = subprocess.run([*ssh, "-i", host.key, f"root@{host.address}", command], capture_output=True, text=True, timeout=90)
         assert done.returncode == 0, done.stderr
-        assert f"/{PREFIX}lab/{node}" in done.stdout, done.stdout
-        cpu_s = float(done.stdout.split("cpu ")[-1])
+        lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+        assert f"/{PREFIX}lab/daemons" in lines["before"], done.stdout
+        assert lines["joined"].endswith(f"/{PREFIX}lab/{node}") and f"/{PREFIX}lab/{node}" in lines["after"], done.stdout
+        cpu_s = float(lines["cpu"])
         if node == "device-0":  # (no lower bound on the edge: another job on this machine may take its cores)
             assert cpu_s < 0.25, f"{node} got {cpu_s:.2f} s of CPU in 1 s: its quota is not in force"
     if len(os.sched_getaffinity(0)) == 2:
@@ -349,7 +361,8 @@ def test_status_lists_every_host_and_sees_a_dead_sshd(lab, capsys):
     from runtime.lab.status import host_status
 
     rows = {r.host: r for r in host_status(LabState.load(directory / "state.json"))}
-    assert rows["device-0"].link == "tbf 50Mbit up, tbf 50Mbit down -> gateway-0" and rows["device-0"].procs >= 1
+    # no stage runs yet: sshd is in the daemons' cgroup, the host's own holds only stages
+    assert rows["device-0"].link == "tbf 50Mbit up, tbf 50Mbit down -> gateway-0" and rows["device-0"].procs == 0
     state = json.loads((directory / "state.json").read_text())
     sshd = next(m["pid"] for m in state["made"] if m["name"] == "sshd of device-0")
     os.kill(sshd, 9)

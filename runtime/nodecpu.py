@@ -1,0 +1,41 @@
+"""A stage's CPU on a lab host: join the host's cgroup, whose quota gives the node its tier's speed.
+
+``tierpipe lab up --out LAB.yaml`` gives each host ``env: {TIERPIPE_NODE_CGROUP: <cgroup dir>}``;
+``tierpipe cluster up`` starts Ray there with it, so every worker inherits it. A stage actor calls
+:func:`join_node_cgroup` once it has started: Ray's daemons and the imports of a starting worker
+run unthrottled, the stage's frames at the quota. Off a lab the variable is unset and nothing happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+__all__ = ["NODE_CGROUP_ENV", "join_node_cgroup"]
+
+NODE_CGROUP_ENV = "TIERPIPE_NODE_CGROUP"
+log = logging.getLogger(__name__)
+
+
+def join_node_cgroup(where: str = "this process") -> str | None:
+    """Move this process (all its threads) into ``$TIERPIPE_NODE_CGROUP``; returns the cgroup, or None when unset.
+
+    Raises:
+        RuntimeError: the variable names a cgroup this process cannot join (gone, or not root),
+            saying which and how to fix it: a stage silently running at full speed would make
+            every measurement on the lab wrong.
+    """
+    folder = os.environ.get(NODE_CGROUP_ENV)
+    if not folder:
+        return None
+    procs = Path(folder) / "cgroup.procs"
+    try:
+        procs.write_text(str(os.getpid()))
+    except OSError as exc:
+        raise RuntimeError(
+            f"{where}: cannot join the node's cgroup {folder} ({exc.strerror}); {NODE_CGROUP_ENV} comes from the host's env: "
+            "in the topology; is the lab still up (`tierpipe lab status`) and does Ray run as root there?"
+        ) from None
+    log.info("%s: joined cgroup %s", where, folder)
+    return folder
