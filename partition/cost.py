@@ -3,7 +3,8 @@
 Compute: calibrated from this host's measurement (``Node.host_time_s``) and the
 tier's capacity: ``speed`` (relative to this host) or ``gflops`` (against this
 host's effective GFLOP/s on the model). A table of times measured on the real
-tier machines (``profiles``) overrides the prediction op by op.
+tier machines (``profiles``) overrides the prediction op by op. On a lab topology (written by
+``tierpipe lab up --out``) the speeds are scaled by the lab's ``cpu_scale``, as its CPU quotas are.
 """
 
 from __future__ import annotations
@@ -22,6 +23,24 @@ if TYPE_CHECKING:
     from .topology import Topology
 
 __all__ = ["CostModel"]
+
+
+def _speed(tier, topology: Topology) -> float:
+    """The tier's speed relative to this host; on a lab (``topology.lab``), its quota's: ``speed x
+    cores_per_speed x cpu_scale`` cores, at most one, since a stage runs one thread.
+
+    >>> from partition import Topology
+    >>> t = Topology.load("three_tier")
+    >>> [_speed(tier, t) for tier in t.path]
+    [0.1, 1.0, 4.0]
+    >>> from partition.topology import LabSpec
+    >>> lab = t.model_copy(update={"lab": LabSpec(machine_cores=2, cores_per_speed=1, cpu_scale=2 / 5.1)})
+    >>> [round(_speed(tier, lab), 4) for tier in lab.path]
+    [0.0392, 0.3922, 1.0]
+    """
+    if topology.lab is None:
+        return tier.speed
+    return min(tier.speed * topology.lab.cores_per_speed * topology.lab.cpu_scale, 1.0)
 
 
 class CostModel:
@@ -55,11 +74,16 @@ class CostModel:
         flops = float(graph.total_flops)
         self.host_gflops = flops / max(graph.host_time_s, 1e-12) / 1e9 if flops else 1.0
         columns = []
-        # seconds on the tier per second on this host
-        self.scale = np.array([1.0 / t.speed if t.speed else self.host_gflops / t.gflops for t in self.tiers])
+        # seconds on the tier per second on this host; on a lab, what the tier's CPU quota gives
+        self.scale = np.array([1.0 / _speed(t, topology) if t.speed else self.host_gflops / t.gflops for t in self.tiers])
         for tier, scale in zip(self.tiers, self.scale):
             col = host * scale
             measured = self.profiles.get(tier.name, {})
+            if measured and not set(measured) & set(graph.index):
+                raise PartitionError(
+                    f"profiles for tier {tier.name!r} name none of this model's ops (e.g. {next(iter(measured))!r}): "
+                    "they were made for another model; run `tierpipe profile MODEL --address ... --out FILE` for this one"
+                )
             if measured:
                 col = np.array([measured.get(n.name, c) for n, c in zip(graph.nodes, col)])
             columns.append(col)
@@ -96,4 +120,13 @@ class CostModel:
 
     @staticmethod
     def load_profiles(path: str | Path) -> dict[str, dict[str, float]]:
-        return json.loads(Path(path).read_text())
+        """``{tier: {op: seconds}}``; keys starting with ``_`` (``_about``: where they were measured) are skipped."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except ValueError as exc:
+            raise PartitionError(
+                f"profiles {path}: not JSON ({exc}); `tierpipe profile MODEL --address ... --out FILE` writes one"
+            ) from None
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for k, v in data.items() if not k.startswith("_")):
+            raise PartitionError(f"profiles {path}: expected {{tier: {{op: seconds}}}}, as `tierpipe profile --out` writes")
+        return {k: v for k, v in data.items() if not k.startswith("_")}

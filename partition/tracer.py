@@ -7,10 +7,7 @@ host latency is the median of repeated runs, warm-up excluded.
 
 from __future__ import annotations
 
-import copy
-import functools
 import logging
-import statistics
 import time
 import traceback
 from pathlib import Path
@@ -23,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .errors import CaptureError
 from .graph import Graph, Node, TensorSpec
 from .shapes import shape_only_nodes
+from .timing import time_nodes
 
 __all__ = ["capture", "trace"]
 
@@ -211,59 +209,6 @@ class _Profiler(fx.Interpreter):
         return out
 
 
-def _time_nodes(gm: fx.GraphModule, example_inputs: tuple, repeats: int, warmup: int) -> dict[str, float]:
-    """Median wall time of every op, measured inside the generated forward.
-
-    A copy of the graph gets a ``perf_counter`` stamp before the first op and
-    after every op, so the ops run as fast as in eager mode; an op's time is the
-    gap between its two stamps, less the stamp's own cost.
-    """
-    stamps: list[float] = []
-    stamp = _Stamp(stamps)
-    graph = copy.deepcopy(gm.graph)
-    ops = [n for n in graph.nodes if n.op not in ("placeholder", "output")]
-    if not ops:
-        return {}
-    with graph.inserting_before(ops[0]):
-        graph.call_function(stamp, ())
-    for n in ops:
-        with graph.inserting_after(n):
-            graph.call_function(stamp, ())
-    stamped = fx.GraphModule(gm, graph)
-    cost = _stamp_cost()
-    samples: dict[str, list[float]] = {n.name: [] for n in ops}
-    for i in range(warmup + repeats):
-        stamps.clear()
-        stamped(*example_inputs)
-        if i >= warmup:
-            for n, before, after in zip(ops, stamps, stamps[1:]):
-                samples[n.name].append(max(after - before - cost, 0.0))
-    return {name: statistics.median(v) for name, v in samples.items()}
-
-
-class _Stamp:
-    """A callable fx can put in a graph: appends ``perf_counter()`` to a list."""
-
-    __name__ = "tierpipe_stamp"
-
-    def __init__(self, stamps: list[float]) -> None:
-        self.stamps = stamps
-
-    def __call__(self) -> None:
-        self.stamps.append(time.perf_counter())
-
-
-@functools.lru_cache(maxsize=1)
-def _stamp_cost() -> float:
-    stamps: list[float] = []
-    stamp = _Stamp(stamps)
-    for _ in range(3):
-        stamps.clear()
-        for _ in range(1000):
-            stamp()
-    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-
-
 def _module_path(n: fx.Node) -> str:
     if n.op == "call_module":
         return str(n.target)
@@ -345,7 +290,7 @@ def capture(
                 f"the model fails on its example inputs {shapes} ({type(exc).__name__}: {first}); "
                 "give inputs it accepts (the CLI's --input-shape)"
             ) from None
-        times = _time_nodes(gm, example_inputs, repeats, warmup) if timing == "measured" else None
+        times = time_nodes(gm, example_inputs, repeats, warmup) if timing == "measured" else None
 
     notes = list(gm.meta.get("tierpipe_notes", ()))  # what trace() changed (adapt), found once
     strip = "model." if notes else ""  # an adapted model sits under the prefix 'model.': report its own paths

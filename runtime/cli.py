@@ -46,8 +46,17 @@ def cmd_profile(args) -> int:
     from partition import CostModel, Topology
 
     topo = Topology.load(args.topology) if args.topology else None
-    _, _, graph = _load_graph(args, topo)
+    if (args.address or args.out) and topo is None:
+        raise TierpipeError("--address and --out profile the tiers of a topology: give --topology too")
+    model, inputs, graph = _load_graph(args, topo)
     cm = CostModel(graph, topo) if topo else None
+    if args.address:
+        from .profiling import measure_and_save
+
+        cm = measure_and_save(args, model, inputs, graph, topo, cm, console)
+    elif args.out:
+        cm.save_profiles(args.out)
+        console.print(f"predicted per-op times (not measured: no --address) written to {args.out}")
     table = Table(
         title=f"{args.model}: {len(graph.nodes)} ops, {len(graph.inputs)} input(s), {len(graph.outputs)} "
         f"output(s), {graph.total_flops / 1e9:.2f} GFLOP, {graph.total_param_bytes / 2**20:.1f} MiB params"
@@ -114,6 +123,9 @@ def _partition_args(p: argparse.ArgumentParser) -> None:
         help="auto: the exact MILP within --time-budget-s, else its best plan and proven gap (default)",
     )
     p.add_argument("--time-budget-s", type=positive, default=10.0, help="the exact solver's time limit under --solver auto")
+    p.add_argument(
+        "--profiles", help="per-op times measured on the tiers (`tierpipe profile --address ... --out`) instead of predicted ones"
+    )
     _timing_arg(p)
 
 
@@ -125,6 +137,15 @@ def _timing_arg(p: argparse.ArgumentParser, default: str = "analytic") -> None:
         help="op times from FLOPs and bytes (the same plan on every run) or timed on this host "
         "(closer to this machine, but noisy: plans may change from run to run)",
     )
+
+
+def load_profiles(args):
+    """The ``--profiles`` table, or None."""
+    if not getattr(args, "profiles", None):
+        return None
+    from partition import CostModel
+
+    return CostModel.load_profiles(args.profiles)
 
 
 def make_plan(args, graph, topo):
@@ -149,6 +170,7 @@ def make_plan(args, graph, topo):
             model_name=args.model,
             solver=args.solver,
             time_budget_s=args.time_budget_s,
+            profiles=load_profiles(args),
         )
     return topo, plan
 
@@ -194,11 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("profile", help="per-node FLOPs, params, output bytes, host and per-tier time")
+    p = sub.add_parser("profile", help="per-op FLOPs, params, output bytes, host and per-tier time (measured on the tiers with --address)")
     p.add_argument("model")
     p.add_argument("--input-shape", type=input_shape, help="e.g. 1,3,224,224 (default: the model's example input)")
     p.add_argument("--topology", help="add predicted time per tier")
     p.add_argument("--depth", type=non_negative_int, default=0, help="group by module path of this depth (0: per node)")
+    p.add_argument("--address", help="measure every op on a node of each tier of the cluster there (auto, or HEAD:PORT)")
+    p.add_argument("--seconds", type=positive, default=3.0, help="with --address: how long each tier runs the model")
+    p.add_argument("--out", help="write the per-op times per tier (profiles.json, for partition/run --profiles)")
     _timing_arg(p, default="measured")
     p.set_defaults(func=cmd_profile)
 

@@ -70,6 +70,8 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
         for table in report_tables(report):
             console.print(table)
         console.print(summary_line(report))
+        if graph is not None:
+            _add_times(args, report, plan, graph, topo, console)
         _finish(args, report, adapt, console)
         if view is not None:
             view.finish([summary_line(report)])
@@ -78,6 +80,42 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
         if view is not None:
             view.close()
     return report
+
+
+def _add_times(args, report: dict, plan, graph, topo, console) -> None:
+    """``stage_times`` and ``link_times`` into the report, and a table of them."""
+    from rich.table import Table
+
+    from partition import CostModel
+
+    from .cli import load_profiles
+    from .stagetimes import link_times, stage_times
+
+    profiles = load_profiles(args)
+    report["stage_times"] = stage_times(report, plan, CostModel(graph, topo), CostModel(graph, topo, profiles) if profiles else None)
+    report["link_times"] = link_times(report)
+    table = Table(title="time per frame: predicted (analytic, profiled) and measured" + ("" if report["emulated"] else ", emulation off"))
+    for col in ("stage / link", "predicted ms", "profiled ms", "measured ms", "error", "profiled error"):
+        table.add_column(col, justify="left" if col == "stage / link" else "right")
+
+    def ms(x):
+        return "-" if x is None else f"{x * 1e3:.2f}"
+
+    def pct(x):
+        return "-" if x is None else f"{x:+.0%}"
+
+    for r in report["stage_times"]:
+        table.add_row(
+            f"{r['tier']} ({r['node']})",
+            ms(r["predicted_s"]),
+            ms(r["profiled_s"]),
+            ms(r["measured_s"]),
+            pct(r["error"]),
+            pct(r["profiled_error"]),
+        )
+    for r in report["link_times"]:
+        table.add_row(r["link"], ms(r["predicted_s"]), "", ms(r["measured_s"]), pct(r["error"]), "")
+    console.print(table)
 
 
 def _finish(args, report: dict, adapt: bool, console) -> None:
@@ -109,7 +147,6 @@ def _finish(args, report: dict, adapt: bool, console) -> None:
 def cmd_run(args) -> int:
     from partition import Plan, Topology
     from partition.inputs import check_plan_frames, source_frames
-    from partition.zoo import get_model
 
     from .cli import _load_graph, console, make_plan
 
@@ -117,8 +154,8 @@ def cmd_run(args) -> int:
     graph = None
     if args.plan:
         plan = Plan.load(args.plan)
-        model, _ = get_model(args.model)
         check_plan_frames(plan, source_frames(topo, args.input_shape))
+        model, _, graph = _load_graph(args, topo)  # for the report's predicted stage times
     else:
         model, _, graph = _load_graph(args, topo)
         topo, plan = make_plan(args, graph, topo)

@@ -15,6 +15,7 @@ from partition.graph import TensorSpec
 from partition.plan import Plan
 
 from .actors import StageConfig, StageWorker
+from .connect import connect_driver
 from .errors import PipelineError
 from .placement import actor_options, labelled_nodes
 from .raystart import start_local_ray
@@ -42,15 +43,8 @@ class Lifecycle:
             if not ray.is_initialized():
                 start_local_ray(actors=len(self.tier_of), chatty=log.isEnabledFor(logging.INFO))
                 self._own_ray = True
-        elif not ray.is_initialized():
-            from .cluster import token_path, use_token
-            from .lab.driver import enter_head_namespace
-
-            enter_head_namespace(self.topology)  # on a lab: run where the head runs, so actors can call back
-
-            if token_path().exists():  # a cluster from `tierpipe cluster up/local`: use its token
-                use_token()
-            ray.init(address=self.address, logging_level=logging.WARNING)
+        else:
+            connect_driver(self.address, self.topology)  # the cluster's token; on a lab, from the head's namespace
         try:
             self._start_actors()
         except BaseException:

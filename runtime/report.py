@@ -110,6 +110,7 @@ def build_report(pipe) -> dict:
         "duplicates_dropped": sum(m.get("duplicates_dropped", 0) for m in sinks),
         "tiers": tiers,
         "links": links,
+        "nodes": [_node_times(m, plan.tiers[pipe.tier_of[m["node"]]]) for m in stages],
         "predicted": {
             "latency_ms": plan.predicted.latency_s * 1e3,
             "fps": plan.predicted.throughput_fps,
@@ -123,6 +124,13 @@ def build_report(pipe) -> dict:
         "adapt_driver_s": pipe.adapter.step_s if pipe.adapter is not None else 0.0,
         "timeline": list(pipe.timeline.rows) if pipe.timeline is not None else [],
     }
+
+
+def _node_times(m: dict, tier: str) -> dict:
+    """One stage actor's real compute: frames computed and seconds spent on them (batches summed)."""
+    frames = m["batch"]["count"] * m["batch"]["mean"] if m["batch"]["count"] else 0
+    busy = m["compute_s"]["count"] * m["compute_s"]["mean"] if m["compute_s"]["count"] else 0.0
+    return {"node": m["node"], "tier": tier, "frames": round(frames), "compute_s_total": busy}
 
 
 def measured_bottleneck(tiers: list[dict], links: list[dict], wall_s: float) -> dict:

@@ -1,0 +1,80 @@
+"""Timing ops where they run: a copy of the graph with a clock stamp after every op.
+
+Used by ``capture(timing="measured")`` on this host, and by ``tierpipe profile --address`` on a
+node of every tier (``runtime/profiling.py``), whose table ``CostModel(profiles=...)`` takes.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import statistics
+import time
+
+import torch.fx as fx
+
+__all__ = ["time_nodes"]
+
+
+def time_nodes(
+    gm: fx.GraphModule, example_inputs: tuple, repeats: int, warmup: int, stat: str = "median", min_seconds: float = 0.0
+) -> dict[str, float]:
+    """Wall time of every op, measured inside the generated forward: the median of ``repeats`` runs
+    (this host, free), or with ``stat="mean"`` the mean over at least ``repeats`` runs and
+    ``min_seconds`` (a CPU under a quota: an op's mean includes its share of the waits the quota
+    imposes, so the ops add up to the forward's real time there; a median would miss the waits).
+
+    A copy of the graph gets a ``perf_counter`` stamp before the first op and
+    after every op, so the ops run as fast as in eager mode; an op's time is the
+    gap between its two stamps, less the stamp's own cost.
+    """
+    stamps: list[float] = []
+    stamp = _Stamp(stamps)
+    graph = copy.deepcopy(gm.graph)
+    ops = [n for n in graph.nodes if n.op not in ("placeholder", "output")]
+    if not ops:
+        return {}
+    with graph.inserting_before(ops[0]):
+        graph.call_function(stamp, ())
+    for n in ops:
+        with graph.inserting_after(n):
+            graph.call_function(stamp, ())
+    stamped = fx.GraphModule(gm, graph)
+    cost = _stamp_cost()
+    samples: dict[str, list[float]] = {n.name: [] for n in ops}
+    began = None
+    i = 0
+    while i < warmup + repeats or (began is not None and time.perf_counter() - began < min_seconds):
+        if i == warmup:
+            began = time.perf_counter()
+        i += 1
+        stamps.clear()
+        stamped(*example_inputs)
+        if i > warmup:
+            for n, before, after in zip(ops, stamps, stamps[1:]):
+                samples[n.name].append(max(after - before - cost, 0.0))
+    reduce = statistics.median if stat == "median" else statistics.fmean
+    return {name: reduce(v) for name, v in samples.items()}
+
+
+class _Stamp:
+    """A callable fx can put in a graph: appends ``perf_counter()`` to a list."""
+
+    __name__ = "tierpipe_stamp"
+
+    def __init__(self, stamps: list[float]) -> None:
+        self.stamps = stamps
+
+    def __call__(self) -> None:
+        self.stamps.append(time.perf_counter())
+
+
+@functools.lru_cache(maxsize=1)
+def _stamp_cost() -> float:
+    stamps: list[float] = []
+    stamp = _Stamp(stamps)
+    for _ in range(3):
+        stamps.clear()
+        for _ in range(1000):
+            stamp()
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)

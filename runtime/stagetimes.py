@@ -1,0 +1,63 @@
+"""``report.json``'s ``stage_times`` and ``link_times``: per stage actor and per link, the time per frame
+the analytic cost model predicted, the profiled one (``--profiles``) predicted, and the run measured.
+
+The measured stage time is the stage's real compute per frame (batches divided by their frames),
+so it is comparable with emulation off (``--emulate off``, e.g. on a lab); with emulation on the
+stage is stretched to the prediction afterwards and this is the part that ran for real.
+"""
+
+from __future__ import annotations
+
+__all__ = ["stage_times", "link_times", "error"]
+
+
+def error(predicted: float | None, measured: float | None) -> float | None:
+    """(predicted - measured) / measured; None where either is missing or nothing was measured.
+
+    >>> error(0.11, 0.1), error(None, 0.1), error(0.1, 0.0)
+    (0.1, None, None)
+    """
+    if predicted is None or not measured:
+        return None
+    return round((predicted - measured) / measured, 6)
+
+
+def stage_times(report: dict, plan, analytic, profiled=None) -> list[dict]:
+    """``[{tier, node, frames, predicted_s, profiled_s, measured_s, error, profiled_error}]``, seconds per frame.
+
+    ``analytic`` and ``profiled`` are ``CostModel``s of the plan's graph (``profiled`` None: no profiles given).
+    """
+    by_tier = {name: plan.stages[t].nodes for t, name in enumerate(plan.tiers)}
+    index = {name: t for t, name in enumerate(plan.tiers)}
+    rows = []
+    for n in report.get("nodes", []):
+        ops, t = by_tier[n["tier"]], index[n["tier"]]
+        predicted = sum(analytic.compute_s(op, t) for op in ops)
+        prof = sum(profiled.compute_s(op, t) for op in ops) if profiled is not None else None
+        measured = n["compute_s_total"] / n["frames"] if n["frames"] else None
+        rows.append(
+            {
+                "tier": n["tier"],
+                "node": n["node"],
+                "ops": len(ops),
+                "frames": n["frames"],
+                "predicted_s": predicted,
+                "profiled_s": prof,
+                "measured_s": measured,
+                # a stage without ops only forwards: its time is not the cost model's to predict
+                "error": error(predicted, measured) if ops else None,
+                "profiled_error": error(prof, measured) if ops else None,
+            }
+        )
+    return rows
+
+
+def link_times(report: dict) -> list[dict]:
+    """``[{link, predicted_s, measured_s, error}]``: a frame's transfer on each link, predicted (bytes over
+    the bandwidth, plus latency) and measured (from the sender's push to the receiver holding it)."""
+    rows = []
+    for link in report["links"]:
+        measured = link["transfer_ms_mean"] / 1e3 if link["frames"] else None
+        predicted = link["predicted_ms"] / 1e3
+        rows.append({"link": link["link"], "predicted_s": predicted, "measured_s": measured, "error": error(predicted, measured)})
+    return rows
