@@ -100,6 +100,7 @@ class HostSpec(_Strict):
     user: str | None = None
     port: int = Field(22, ge=1, le=65535)
     key: str | None = None
+    known_hosts: str | None = Field(None, description="ssh checks the host's key against this file only (a lab writes one)")
     cpus: int | None = Field(None, ge=1)
     memory_mb: Memory | None = Field(None, alias="memory")
     ray: str = Field("ray", description="the ray executable there (a venv's bin/ray when it is not on ssh's PATH)")

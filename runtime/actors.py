@@ -53,7 +53,7 @@ class StageWorker(PlanVersions):
 
     def __init__(self, cfg: StageConfig, stage: Stage, parent=None, registry=None) -> None:
         torch.set_num_threads(cfg.threads)
-        join_node_cgroup(cfg.where)  # on a lab host: the tier's CPU quota from here on
+        self.cgroup = join_node_cgroup(cfg.where)  # on a lab host: the tier's CPU quota from here on
         self.cfg = cfg
         self.incarnation = uuid.uuid4().hex
         self.metrics = StageMetrics(cfg.tier_name, cfg.node)
@@ -220,6 +220,7 @@ class StageWorker(PlanVersions):
         out["plan_versions"] = sorted(self.versions)
         out["frames_by_plan"] = dict(self.frames_by_plan)
         out["queued"] = self._queue.qsize()  # frames waiting for the stage now
+        out["cgroup"] = self.cgroup
         if self.cfg.last:
             out["e2e_latency_s"] = self.e2e.summary()
             out["e2e_recent_s"] = percentiles(self.e2e.recent(1000))

@@ -15,7 +15,6 @@ runner executes them (``ssh`` for remote hosts, a local shell for ``cluster loca
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import secrets
@@ -69,7 +68,11 @@ class Step:
 
 
 def ssh_argv(host: HostSpec, script: str) -> list[str]:
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=accept-new", "-p", str(host.port)]
+    if host.known_hosts:  # the host's key is known beforehand (a lab): checked strictly, never learnt
+        check = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={os.path.expanduser(host.known_hosts)}"]
+    else:
+        check = ["-o", "StrictHostKeyChecking=accept-new"]
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", *check, "-p", str(host.port)]
     if host.key:
         argv += ["-i", os.path.expanduser(host.key)]
     argv.append(f"{host.user}@{host.address}" if host.user else host.address)
@@ -166,7 +169,7 @@ def _start_script(
     labels = ",".join([f"{TIER_LABEL}={tier}", f"{NODE_LABEL}={node}", *(f"{k}={v}" for k, v in (more_labels or {}).items())])
     args = [ray, "start", "--labels", labels, "--disable-usage-stats"]
     args += ["--head", "--port", str(port), "--include-dashboard", "false"] if head_address is None else ["--address", head_address]
-    if node_ip:
+    if node_ip:  # a lab's namespace has no default route: Ray would guess 127.0.0.1 and no node could reach it
         args += ["--node-ip-address", node_ip]
     if cpus:
         args += ["--num-cpus", str(cpus)]
@@ -228,20 +231,11 @@ def plan_up(topo: Topology, head: str | None = None, port: int = 6379, token: st
                     ray=host.ray,
                     more_labels=tier_labels[tier],
                     env=host.env,
-                    node_ip=_ip_literal(host.address),
+                    node_ip=host.address if topo.lab is not None else None,
                 ),
             )
         )
     return steps
-
-
-def _ip_literal(address: str) -> str | None:
-    """``address`` when it is an IP: Ray then listens there, not on the address it guesses (a host
-    without a default route, such as a lab namespace, makes Ray guess 127.0.0.1)."""
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return None
 
 
 def plan_down(topo: Topology) -> list[Step]:

@@ -130,7 +130,7 @@ def _node_times(m: dict, tier: str) -> dict:
     """One stage actor's real compute: frames computed and seconds spent on them (batches summed)."""
     frames = m["batch"]["count"] * m["batch"]["mean"] if m["batch"]["count"] else 0
     busy = m["compute_s"]["count"] * m["compute_s"]["mean"] if m["compute_s"]["count"] else 0.0
-    return {"node": m["node"], "tier": tier, "frames": round(frames), "compute_s_total": busy}
+    return {"node": m["node"], "tier": tier, "frames": round(frames), "compute_s_total": busy, "cgroup": m.get("cgroup")}
 
 
 def measured_bottleneck(tiers: list[dict], links: list[dict], wall_s: float) -> dict:

@@ -28,7 +28,12 @@ SSH_PORT = 22
 
 def key_paths(directory: Path) -> dict[str, Path]:
     keys = directory / "keys"
-    return {"client": keys / "id_ed25519", "host": keys / "host_ed25519", "authorized": keys / "authorized_keys"}
+    return {
+        "client": keys / "id_ed25519",
+        "host": keys / "host_ed25519",
+        "authorized": keys / "authorized_keys",
+        "known_hosts": keys / "known_hosts",  # every host's address with the lab's host key: ssh checks it strictly
+    }
 
 
 def lab_up(plan: LabPlan, directory: str | Path | None = None) -> LabState:
@@ -153,6 +158,10 @@ def _keys(state: LabState, directory: Path) -> None:
         state.kept.append(str(keys["authorized"]))
         keys["authorized"].write_text(pub)
         keys["authorized"].chmod(0o600)
+    host_key = Path(f"{keys['host']}.pub").read_text().split()[:2]
+    if not keys["known_hosts"].exists():
+        state.kept.append(str(keys["known_hosts"]))
+    keys["known_hosts"].write_text("".join(f"{h.address} {' '.join(host_key)}\n" for h in state.plan.hosts))
     state.save()
 
 

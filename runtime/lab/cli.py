@@ -32,6 +32,11 @@ def register(sub) -> None:
     st = lsub.add_parser("status", help="hosts, addresses, sshd, quotas, link shaping, netem; exit 1 if a host is down")
     _dir_arg(st)
     st.set_defaults(func=cmd_status)
+    sh = lsub.add_parser("shape", help="change a host's uplink rate now (tc on both ends), e.g. `lab shape device-0 '10 Mbit/s'`")
+    sh.add_argument("host", help="a lab host or a topology node it holds")
+    sh.add_argument("rate", help="the new rate with its unit, e.g. '10 Mbit/s'")
+    _dir_arg(sh)
+    sh.set_defaults(func=cmd_shape)
     down = lsub.add_parser("down", help="remove every namespace, link, cgroup, process and file the lab made, and nothing else")
     down.add_argument("--purge-keys", action="store_true", help="remove the lab's ssh keys too (kept by default)")
     _dir_arg(down)
@@ -147,4 +152,26 @@ def cmd_down(args) -> int:
 
     for line in lab_down(args.dir, args.purge_keys):
         _print(line)
+    return 0
+
+
+def cmd_shape(args) -> int:
+    from partition.units import parse_quantity
+
+    from ..errors import LabError
+    from .netns import check_machine
+    from .shape import set_uplink_rate
+    from .state import LabState, lab_dir
+
+    check_machine("shape")
+    try:
+        mbps = parse_quantity(args.rate, "bandwidth_mbps")
+    except ValueError as exc:
+        raise LabError(f"lab shape: rate {args.rate!r}: {exc}") from None
+    state = LabState.load(lab_dir(args.dir) / "state.json")
+    if state is None:
+        raise LabError(f"lab shape: no lab recorded in {lab_dir(args.dir)}; `tierpipe lab up TOPOLOGY` makes one")
+    for line in set_uplink_rate(state, args.host, mbps):
+        _print(line)
+    _print(f"{args.host}: uplink now {mbps:g} Mbit/s both ways")
     return 0

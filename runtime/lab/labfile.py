@@ -33,7 +33,8 @@ def lab_topology(
 ) -> tuple[Topology, str]:
     """The lab's topology and its YAML text (checked to load back the same).
 
-    Every node gets its host's address, ``user: root``, port 22, the lab's private ``key``, its
+    Every node gets its host's address, ``user: root``, port 22, the lab's private ``key`` and
+    ``known_hosts`` (the lab's host key at every address: a new lab is checked, not trusted on first use), its
     ``ray`` executable, ``cpus``: its quota rounded up to whole cores (at least 1), which Ray
     schedules with, and ``env``: ``TIERPIPE_NODE_CGROUP``, the host's cgroup under ``cgroup_root``
     that a stage joins to run at the tier's speed. Nodes of a grouped host share its address.
@@ -46,6 +47,7 @@ def lab_topology(
                 "user": "root",
                 "port": 22,
                 "key": str(key),
+                "known_hosts": str(key.parent / "known_hosts"),
                 "cpus": max(1, math.ceil(h.cores / len(h.nodes) - 1e-9)),
                 "ray": ray_executable(),
                 "env": {NODE_CGROUP_ENV: str(Path(cgroup_root) / h.cgroup)},

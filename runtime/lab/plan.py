@@ -43,7 +43,7 @@ from partition.topology import Topology
 
 from ..errors import LabError
 
-__all__ = ["LinkShape", "LabHost", "LabPlan", "plan_lab", "period_for", "default_max_hosts", "span", "HOSTS_LIMIT"]
+__all__ = ["LinkShape", "LabHost", "LabPlan", "plan_lab", "period_for", "burst_bytes", "default_max_hosts", "span", "HOSTS_LIMIT"]
 
 PERIOD_US = 100_000  # the longest CFS period a quota is a share of
 MIN_PERIOD_US = 10_000  # the shortest: a quota is a budget per period, so a short period makes a slow CPU, not a pause
@@ -264,7 +264,7 @@ def plan_lab(
         max_hosts: at most this many hosts (default: :func:`default_max_hosts`); more nodes are grouped.
         cores_per_speed: cores of this machine a node of speed 1.0 gets before scaling.
         prefix: of the namespace, link and cgroup names (``tp-device-0``, ``tp-0u``, ``tp-lab``).
-        network: a /16 inside 198.18.0.0/15.
+        network: a /20 to /16 inside 198.18.0.0/15 (a /20 holds 14 tiers; labs side by side take different ones).
 
     Returns:
         A :class:`LabPlan`: plain data, nothing made.
@@ -278,10 +278,11 @@ def plan_lab(
     if not _PREFIX.fullmatch(prefix):
         raise LabError(f"lab prefix {prefix!r}: use 1-8 lower-case letters, digits or '-', starting with a letter (e.g. 'tp-')")
     net = ipaddress.ip_network(network)
-    if not net.subnet_of(ipaddress.ip_network("198.18.0.0/15")) or net.prefixlen > 16:
-        raise LabError(f"lab network {network}: use a /16 (or wider) inside 198.18.0.0/15, the range reserved for benchmarking")
-    if len(path) > 254:
-        raise LabError(f"{where}: {len(path)} tiers; a lab addresses at most 254")
+    if not net.subnet_of(ipaddress.ip_network("198.18.0.0/15")) or net.prefixlen > 20:
+        raise LabError(f"lab network {network}: use a /20 to /15 inside 198.18.0.0/15, the range reserved for benchmarking")
+    tiers_room = min(254, 2 ** (24 - max(net.prefixlen, 16)) - 2)  # 198.18.T.x: T from 1, below the last /24
+    if len(path) > tiers_room:
+        raise LabError(f"{where}: {len(path)} tiers; a lab on {network} addresses at most {tiers_room}: give a wider --network")
     if not len(path) <= max_hosts <= HOSTS_LIMIT:
         raise LabError(f"--max-hosts {max_hosts}: give from {len(path)} (one host per tier of {where}) to {HOSTS_LIMIT}")
     for i, tier in enumerate(path):
@@ -313,9 +314,7 @@ def plan_lab(
             shape = None
             if link is not None:
                 rate = link.bandwidth_mbps * len(group)
-                # at least 32 KiB (a few segments), else 10 ms of the rate: a short burst keeps the rate exact
-                burst = max(32 * 1024, math.ceil(rate * 1e6 / 8 / 100))
-                shape = LinkShape(rate, burst, QUEUE_MS, link.latency_ms, link.jitter_ms, link.loss)
+                shape = LinkShape(rate, burst_bytes(rate), QUEUE_MS, link.latency_ms, link.jitter_ms, link.loss)
             hosts.append(
                 LabHost(
                     name=names[t][k],
@@ -378,6 +377,11 @@ def plan_lab(
         hosts=tuple(hosts),
         notes=tuple(notes),
     )
+
+
+def burst_bytes(rate_mbps: float) -> int:
+    """A tbf's bucket: 10 ms of the rate, at least 32 KiB (a few segments); a short burst keeps the rate exact."""
+    return max(32 * 1024, math.ceil(rate_mbps * 1e6 / 8 / 100))
 
 
 def period_for(cores: float) -> int:

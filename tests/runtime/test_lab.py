@@ -6,7 +6,6 @@ import ipaddress
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,8 @@ from runtime.cli import main
 from runtime.errors import LabError
 from runtime.lab.labfile import lab_topology
 from runtime.lab.plan import MIN_PERIOD_US, MIN_QUOTA_US, PERIOD_US, LabPlan, plan_lab
+from tests.runtime.labtools import in_netns as _in_netns
+from tests.runtime.labtools import leftovers, measure_mbps, root_only
 from tests.runtime.test_cli_lean import _probe
 
 BENCH = ipaddress.ip_network("198.18.0.0/15")
@@ -205,45 +206,11 @@ def test_a_user_who_is_not_root_is_told_so(monkeypatch, capsys):
 
 
 # ------------------------------------------------------------------ a real lab, as root
-def _why_no_lab() -> str | None:
-    if sys.platform != "linux":
-        return "network namespaces are Linux only"
-    if os.geteuid() != 0:
-        return "needs root (namespaces, veths, tc, cgroups)"
-    missing = [t for t in ("ip", "tc", "ssh", "ssh-keygen") if shutil.which(t) is None]
-    if not (shutil.which("sshd") or Path("/usr/sbin/sshd").exists()):
-        missing.append("sshd")
-    return f"missing {', '.join(missing)}" if missing else None
-
-
-root_only = pytest.mark.skipif(_why_no_lab() is not None, reason=f"a real lab {_why_no_lab()}")
-PREFIX, NETWORK = "tpt-", "198.19.0.0/16"  # not the default tp- / 198.18: a user's own lab stays untouched
-
-
-def _in_netns(netns: str, code: str, timeout_s: float = 30) -> str:
-    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+PREFIX, NETWORK = "tpt-", "198.19.16.0/20"  # not the default tp- / 198.18: a user's own lab stays untouched
 
 
 def _leftovers(directory: Path) -> list[str]:
-    found = [
-        f"netns {n}" for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split() if n.startswith(PREFIX)
-    ]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines() if line.split(":")[1].strip().startswith(PREFIX)]
-    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"**/{PREFIX}lab")]
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(directory) in args:
-            found.append(f"process {pid}: {args}")
-    found += [
-        f"route {r}" for r in subprocess.run(["ip", "route", "show", "root", NETWORK], capture_output=True, text=True).stdout.splitlines()
-    ]
-    return found
+    return leftovers(directory, PREFIX, NETWORK)
 
 
 @pytest.fixture(scope="module")
@@ -279,37 +246,18 @@ def test_links_carry_a_tbf_at_the_topology_rate_both_ways(lab):
 
 
 @root_only
-def test_a_shaped_link_carries_its_rate(lab):
-    _, _, topo = lab
+def test_a_shaped_link_carries_its_rate_and_follows_lab_shape(lab):
+    directory, _, topo = lab
     gateway = topo.hosts["gateway-0"].address
     # the gateway counts what arrives from the device over the 50 Mbit/s link: 4 MB take ~0.67 s
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", f"{PREFIX}gateway-0", sys.executable, "-c", _SINK.format(address=gateway)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ready = server.stdout.readline()
-        assert ready.strip() == "ready"
-        _in_netns(
-            f"{PREFIX}device-0", f"import socket; s = socket.create_connection(({gateway!r}, 5201)); s.sendall(bytes(4_000_000)); s.close()"
-        )
-        mbps = float(server.stdout.readline())
-    finally:
-        server.kill()
-        server.wait()
+    mbps = measure_mbps(f"{PREFIX}device-0", f"{PREFIX}gateway-0", gateway)
     assert mbps == pytest.approx(topo.links[0].bandwidth_mbps, rel=0.25)
-
-
-_SINK = """
-import socket, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(({address!r}, 5201)); s.listen(1)
-print("ready", flush=True)
-c, _ = s.accept(); first = c.recv(1 << 16); t0 = time.monotonic(); n = 0
-while chunk := c.recv(1 << 16):
-    n += len(chunk)
-print(n * 8 / (time.monotonic() - t0) / 1e6, flush=True)
-"""
+    # a real change of the link, as `tierpipe lab shape` makes it: 10 Mbit/s is then measured (2 MB take ~1.6 s)
+    assert main(["lab", "shape", "device-0", "10 Mbit/s", "--dir", str(directory)]) == 0
+    try:
+        assert measure_mbps(f"{PREFIX}device-0", f"{PREFIX}gateway-0", gateway, 2_000_000) == pytest.approx(10, rel=0.25)
+    finally:
+        assert main(["lab", "shape", "device-0", "50 Mbit/s", "--dir", str(directory)]) == 0
 
 
 @root_only

@@ -1,0 +1,105 @@
+"""A plan measured on a real lab, as a user runs it (root, namespaces, sshd; skipped elsewhere, saying why):
+`lab up --out LAB.yaml`, `cluster up LAB.yaml` (Ray over ssh into every host), `profile --address` (every op
+timed inside each tier's CPU cgroup), `partition --profiles`, `run --emulate off` (stages in their hosts'
+cgroups, nothing lost), then `cluster down` and `lab down`, leaving nothing behind.
+
+The commands run as subprocesses: a driver on a lab joins the head host's network namespace, which a
+test process must not do to itself.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from partition import CostModel, Plan, Topology, capture
+from partition.zoo import get_model
+from tests.runtime.labtools import leftovers, root_only
+
+PREFIX, NETWORK, PORT = "tpc-", "198.19.32.0/20", 6391  # not the user's tp- / 198.18, nor test_lab's
+MODEL = ["resnet18", "--input-shape", "1,3,64,64"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tierpipe(*argv: str, timeout_s: float = 300, check: bool = True) -> str:
+    done = subprocess.run([sys.executable, "-m", "runtime.cli", *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    if check:
+        assert done.returncode == 0, f"tierpipe {' '.join(argv)}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("labcluster")
+    lab_dir, lab_yaml = folder / "lab", folder / "lab.yaml"
+    _tierpipe("lab", "up", "three_tier", "--prefix", PREFIX, "--network", NETWORK, "--dir", str(lab_dir), "--out", str(lab_yaml))
+    try:
+        _tierpipe("cluster", "up", str(lab_yaml), "--port", str(PORT))
+        topo = Topology.load(lab_yaml)
+        yield folder, lab_yaml, topo, f"{topo.hosts['edge-0'].address}:{PORT}"
+    finally:  # after a failure too (both are idempotent); after the last test, there is nothing left to stop
+        if (lab_dir / "state.json").exists():
+            _tierpipe("cluster", "down", str(lab_yaml), check=False)
+            _tierpipe("lab", "down", "--dir", str(lab_dir), "--purge-keys", check=False)
+
+
+@root_only
+def test_profiles_are_measured_in_each_tiers_cgroup_and_partition_uses_them(cluster):
+    folder, lab_yaml, topo, head = cluster
+    profiles = folder / "profiles.json"
+    _tierpipe("profile", *MODEL, "--topology", str(lab_yaml), "--address", head, "--out", str(profiles), "--seconds", "1")
+    data = json.loads(profiles.read_text())
+    graph = capture(*get_model("resnet18", [1, 3, 64, 64]), timing="analytic")
+    ops = {n.name for n in graph.nodes}
+    for tier in topo.path:
+        node = tier.node_names()[0]
+        # measured on that tier's node, inside its host's cgroup (the CPU quota of its speed on the lab)
+        assert data["_about"]["measured_on"][tier.name]["cgroup"].endswith(f"/{PREFIX}lab/{node}")
+        assert set(data[tier.name]) == ops - set(graph.inputs) and all(s >= 0 for s in data[tier.name].values())
+    # the plan's predicted stage times are the profiled ones: each stage's time is the sum of its ops' measured times
+    plan_file = folder / "profiled_plan.json"
+    _tierpipe("partition", *MODEL, "--topology", str(lab_yaml), "--profiles", str(profiles), "--out", str(plan_file))
+    plan = Plan.load(plan_file)
+    cm = CostModel(graph, topo, CostModel.load_profiles(profiles))
+    for t, stage in enumerate(plan.stages):
+        assert plan.predicted.stage_compute_s[t] == pytest.approx(sum(cm.compute_s(op, t) for op in stage.nodes), rel=1e-6, abs=1e-9)
+
+
+@root_only
+def test_a_plan_runs_on_the_lab_without_emulation_with_its_stages_under_their_quotas(cluster):
+    folder, lab_yaml, topo, head = cluster
+    plan_file, report_file = folder / "plan.json", folder / "report.json"
+    # an analytic plan: the same on every run (the profiled one above depends on the machine's load)
+    _tierpipe("partition", *MODEL, "--topology", str(lab_yaml), "--pin", "stem=device", "--out", str(plan_file))
+    profiles = folder / "profiles.json"
+    extra = ["--profiles", str(profiles)] if profiles.exists() else []
+    _tierpipe(
+        "run", *MODEL, "--topology", str(lab_yaml), "--plan", str(plan_file), "--address", head, "--emulate", "off",
+        "--seconds", "4", "--fps", "5", "--report", str(report_file), *extra,
+    )  # fmt: skip
+    report = json.loads(report_file.read_text())
+    assert report["emulated"] is False and report["frames_delivered"] == report["sent_by_sources"] > 0
+    assert report["drops"] == 0 and report["duplicates_dropped"] == 0
+    hosts = {n["node"]: n for n in report["nodes"]}
+    assert set(hosts) == {"device-0", "gateway-0", "edge-0"}
+    for node, row in hosts.items():
+        assert row["cgroup"].endswith(f"/{PREFIX}lab/{node}"), f"{node} did not run under its host's quota"
+    times = {r["node"]: r for r in report["stage_times"]}
+    assert set(times) == set(hosts)
+    device = times["device-0"]  # the pinned stem runs there: predicted, profiled (when profiled above) and measured
+    assert device["ops"] > 0 and device["measured_s"] > 0 and device["predicted_s"] > 0
+    assert (device["profiled_s"] is not None) == bool(extra)
+    assert [r["link"] for r in report["link_times"]] == ["device->gateway", "gateway->edge"]
+
+
+@root_only
+def test_cluster_down_and_lab_down_leave_nothing(cluster):
+    folder, lab_yaml, topo, _ = cluster
+    _tierpipe("cluster", "down", str(lab_yaml))
+    _tierpipe("lab", "down", "--dir", str(folder / "lab"), "--purge-keys")
+    assert leftovers(folder / "lab", PREFIX, NETWORK) == []
+    raylets = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+    addresses = {f"--node_ip_address={h.address} " for h in topo.hosts.values()}
+    assert not [line for line in raylets.splitlines() if "raylet/raylet" in line and any(a in line for a in addresses)]
