@@ -1,0 +1,221 @@
+"""Plans measured on a real lab, not predicted: `python benchmarks/bench_lab.py` (Linux, root, sshd).
+
+For each lab (three_tier, and smart_city cut to what this machine holds: 2 cameras, 1 gateway, 1 edge):
+`lab up`, `cluster up` (Ray over ssh into every namespace), then for each model (a CNN, a transformer from
+`transformers`, QueueNet):
+
+1. **Profiles**: every op timed on a node of every tier, inside its CPU cgroup (`tierpipe profile --address`).
+2. **Runs with emulation off** of tierpipe's plan (made from the profiles) and of the four baselines (all on
+   device, all on edge, Neurosurgeon, DADS), each for real on the lab: per stage, the analytic and the
+   profiled prediction against the measured time; end-to-end latency and fps predicted vs measured; the
+   measured ranking of the five plans against the predicted one.
+3. **Live adaptation** (three_tier, CNN): `lab shape` drops the device uplink mid-stream (a real tc change,
+   no conditions file); time to detect and switch, frames lost.
+
+Each lab runs in a child process (a driver joins its lab's head namespace). Prints and saves
+`benchmarks/results/bench_lab.json`. `--quick`: three_tier and the CNN only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import save  # noqa: E402
+
+MODELS = {  # name -> (model spec, input shape or None for the model's own)
+    "cnn (resnet18, 112x112)": ("resnet18", [1, 3, 112, 112]),
+    "transformer (HF ViT, small config)": ("examples.hf_models:vit", None),
+    "queuenet": ("examples.smart_city.model:load_model", None),
+}
+LABS = {"three_tier": 6396, "smart_city_small": 6397}
+PREFIX, NETWORK = "tb-", "198.19.48.0/20"
+
+
+def _tierpipe(*argv: str, timeout_s: float = 600) -> str:
+    done = subprocess.run([sys.executable, "-m", "runtime.cli", *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise SystemExit(f"tierpipe {' '.join(argv)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def _topology(name: str):
+    from partition import Topology
+
+    if name == "three_tier":
+        return Topology.load("three_tier")
+    city = Topology.load("smart_city")  # the tiers, speeds and links of smart_city; as many nodes as 2 cores hold
+    tiers = [t.model_copy(update={"nodes": n}) for t, n in zip(city.tiers, (2, 1, 1))]
+    sources = [s.model_copy(update={"count": 2, "shape": None}) for s in city.sources]
+    return city.model_copy(update={"name": "smart_city_small", "tiers": tiers, "sources": sources, "hosts": {}, "fan_in": {}})
+
+
+# ------------------------------------------------------------------ one lab, in a child process
+def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
+    from partition import Topology, capture, partition
+    from partition.baseline_plans import baseline_plans
+    from partition.cost import CostModel
+    from partition.zoo import get_model
+    from runtime import Pipeline
+    from runtime.connect import connect_driver
+    from runtime.profiling import profile_tiers
+    from runtime.stagetimes import stage_times
+
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-lab-{name}-"))
+    topo_file, lab_yaml = folder / "topology.yaml", folder / "lab.yaml"
+    topo_file.write_text(_yaml(_topology(name)))
+    started = time.perf_counter()
+    _tierpipe("lab", "up", str(topo_file), "--prefix", PREFIX, "--network", NETWORK, "--dir", str(folder / "lab"), "--out", str(lab_yaml))
+    result: dict = {"lab": name, "models": {}}
+    try:
+        _tierpipe("cluster", "up", str(lab_yaml), "--port", str(LABS[name]))
+        result["lab_up_s"] = time.perf_counter() - started
+        topo = Topology.load(lab_yaml)
+        result["cpu_scale"] = topo.lab.cpu_scale
+        address = f"{topo.hosts[topo.path[-1].node_names()[0]].address}:{LABS[name]}"
+        connect_driver(address, topo, log_to_driver=False)
+        for label in models:
+            spec, shape = MODELS[label]
+            model, inputs = get_model(spec, shape)
+            graph = capture(model, inputs, timing="analytic")
+            profiles = profile_tiers(model, inputs, topo, address, seconds=2.0)["profiles"]
+            analytic, profiled = CostModel(graph, topo), CostModel(graph, topo, profiles)
+            plans = {"tierpipe": partition(graph, topo, "latency", profiles=profiles, model_name=spec)}
+            plans.update(baseline_plans(graph, topo, "latency", profiles=profiles, model_name=spec))
+            runs = {}
+            for plan_name, plan in plans.items():
+                with Pipeline(plan, model, topo, address=address, emulate=False) as pipe:
+                    report = pipe.stream(seconds)
+                runs[plan_name] = {
+                    "predicted_latency_ms": plan.predicted.latency_s * 1e3,
+                    "predicted_fps": plan.predicted.throughput_fps,
+                    "measured_latency_ms_p50": report["latency_ms"].get("p50"),
+                    "measured_fps": report["fps"],
+                    "offered_fps": report["sent_by_sources"] / max(report["wall_s"], 1e-9),
+                    "frames_delivered": report["frames_delivered"],
+                    "frames_lost": report["sent_by_sources"] - report["frames_delivered"],
+                    "stage_times": stage_times(report, plan, analytic, profiled),
+                }
+                print(f"{name} / {label} / {plan_name}: {json.dumps({k: v for k, v in runs[plan_name].items() if k != 'stage_times'})}")
+            result["models"][label] = runs
+        if name == "three_tier" and models:
+            result["adaptation"] = _adapt(topo, address, folder / "lab", models[0], seconds)
+    finally:
+        import ray
+
+        ray.shutdown()
+        _tierpipe("cluster", "down", str(lab_yaml))
+        _tierpipe("lab", "down", "--dir", str(folder / "lab"), "--purge-keys")
+    out.write_text(json.dumps(result))
+
+
+def _yaml(topo) -> str:
+    import yaml
+
+    return yaml.safe_dump(topo.model_dump(by_alias=True, exclude={"source_file"}, exclude_none=True), sort_keys=False)
+
+
+def _adapt(topo, address: str, lab_dir: Path, label: str, seconds: float) -> dict:
+    """A real drop of the device uplink (tc) mid-stream, with the adapter on: when it is seen, when the switch lands."""
+    from partition import capture, partition
+    from partition.zoo import get_model
+    from runtime import Pipeline
+    from runtime.lab.shape import set_uplink_rate
+    from runtime.lab.state import LabState
+
+    spec, shape = MODELS[label]
+    model, inputs = get_model(spec, shape)
+    graph = capture(model, inputs, timing="analytic")
+    plan = partition(graph, topo, "latency", model_name=spec)
+    state = LabState.load(lab_dir / "state.json")
+    before = topo.links[0].bandwidth_mbps
+    after = before / 10
+    change_at = max(seconds, 8.0)
+    changed: dict = {}
+
+    def drop() -> None:
+        time.sleep(change_at)
+        set_uplink_rate(state, "device-0", after)
+        changed["at"] = time.perf_counter()
+
+    with Pipeline(plan, model, topo, address=address, emulate=False, adapt=True, graph=graph) as pipe:
+        t0 = time.perf_counter()
+        threading.Thread(target=drop, daemon=True).start()
+        report = pipe.stream(change_at + 3 * seconds)
+    set_uplink_rate(state, "device-0", before)
+    switches = [s for s in report["plan_switches"] if not s["error"]]
+    change_s = changed["at"] - t0 if changed else None
+    first = next((s for s in switches if change_s is not None and s["at_s"] >= change_s), None)
+    return {
+        "uplink_mbps": [before, after],
+        "changed_at_s": change_s,
+        "switches": report["plan_switches"],
+        "switched_after_change_s": (first["at_s"] - change_s) if first else None,
+        "frames_lost": report["sent_by_sources"] - report["frames_delivered"],
+        "drops": report["drops"],
+        "frames_delivered": report["frames_delivered"],
+    }
+
+
+# ------------------------------------------------------------------ the summary
+def _share_within(errors: list[float], tol: float = 0.10) -> float | None:
+    return sum(abs(e) <= tol for e in errors) / len(errors) if errors else None
+
+
+def summarise(labs: list[dict]) -> dict:
+    out = {}
+    for lab in labs:
+        for label, runs in lab["models"].items():
+            rows = [r for run in runs.values() for r in run["stage_times"] if r["ops"] and r["measured_s"]]
+            analytic = [r["error"] for r in rows if r["error"] is not None]
+            profiled = [r["profiled_error"] for r in rows if r["profiled_error"] is not None]
+            predicted = sorted(runs, key=lambda p: runs[p]["predicted_latency_ms"])
+            measured = sorted(runs, key=lambda p: runs[p]["measured_latency_ms_p50"] or float("inf"))
+            out[f"{lab['lab']} / {label}"] = {
+                "stages": len(rows),
+                "analytic_within_10pct": _share_within(analytic),
+                "analytic_median_abs_error": statistics.median(abs(e) for e in analytic) if analytic else None,
+                "profiled_within_10pct": _share_within(profiled),
+                "profiled_median_abs_error": statistics.median(abs(e) for e in profiled) if profiled else None,
+                "ranking_predicted": predicted,
+                "ranking_measured": measured,
+                "best_agrees": predicted[0] == measured[0],
+                "ranking_agrees": predicted == measured,
+            }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="three_tier and the CNN only")
+    ap.add_argument("--seconds", type=float, default=6.0, help="stream time per plan")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--models", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        run_lab(args.one, args.seconds, json.loads(args.models), Path(args.out))
+        return
+    labs = ["three_tier"] if args.quick else list(LABS)
+    models = list(MODELS)[:1] if args.quick else list(MODELS)
+    results = []
+    for name in labs:
+        out = Path(tempfile.mkstemp(suffix=".json")[1])
+        argv = [sys.executable, __file__, "--one", name, "--models", json.dumps(models), "--out", str(out), "--seconds", str(args.seconds)]
+        subprocess.run(argv, cwd=ROOT, check=True)
+        results.append(json.loads(out.read_text()))
+    save("bench_lab", {"seconds_per_run": args.seconds, "summary": summarise(results), "labs": results})
+
+
+if __name__ == "__main__":
+    main()

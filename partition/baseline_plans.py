@@ -1,0 +1,50 @@
+"""The baselines as plans that can be run: all on the device, all on the sink, Neurosurgeon, DADS.
+
+``partition()`` prices them beside its plan (``plan.baselines``); these are the same assignments,
+as :class:`Plan` objects a ``Pipeline`` runs, so that a lab can measure whether the predicted
+ranking holds. Raw codecs (the baselines' own papers send tensors as they are).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from .baselines import baseline_assignments
+from .cost import CostModel
+from .graph import Graph
+from .optimize import _make_plan
+from .plan import Plan
+from .pricing import Problem
+from .topology import Topology
+
+__all__ = ["baseline_plans"]
+
+
+def baseline_plans(
+    graph: Graph,
+    topology: Topology,
+    objective: str = "latency",
+    profiles: Mapping[str, Mapping[str, float]] | None = None,
+    model_name: str = "model",
+) -> dict[str, Plan]:
+    """``{baseline name: Plan}`` priced with the same cost model as ``partition(..., profiles=profiles)``.
+
+    >>> from partition import Topology, capture
+    >>> from partition.zoo import get_model
+    >>> plans = baseline_plans(capture(*get_model("resnet18"), timing="analytic"), Topology.load("three_tier"))
+    >>> sorted(plans)
+    ['all on device', 'all on edge', 'dads (2-tier min-cut)', 'neurosurgeon (1 cut, 2 tiers)']
+    >>> [len(s.nodes) for s in plans["all on edge"].stages][:2]     # nothing but the input on the device
+    [0, 0]
+    """
+    cm = CostModel(graph, topology, profiles)
+    raw = Problem(graph, topology, cm)
+    k = len(topology.path)
+    out = {}
+    for name, a in baseline_assignments(raw).items():
+        plan = _make_plan(
+            graph, topology, model_name, objective, a, ["raw"] * (k - 1), raw.evaluate(a), raw, {}, None, False, name, [], 0.0
+        )
+        out[name] = dataclasses.replace(plan, tier_scale=tuple(float(x) for x in cm.scale))
+    return out
