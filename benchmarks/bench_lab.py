@@ -39,6 +39,7 @@ MODELS = {  # name -> (model spec, input shape or None for the model's own)
     "queuenet": ("examples.smart_city.model:load_model", None),
 }
 LABS = {"three_tier": 6396, "smart_city_small": 6397}
+FPS = 2.0  # per stream: below what the slowest lab device can carry, so latency is a frame's, not a queue's
 PREFIX, NETWORK = "tb-", "198.19.48.0/20"
 
 
@@ -95,7 +96,7 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
             runs = {}
             for plan_name, plan in plans.items():
                 with Pipeline(plan, model, topo, address=address, emulate=False) as pipe:
-                    report = pipe.stream(seconds)
+                    report = pipe.stream(seconds, fps=FPS)
                 runs[plan_name] = {
                     "predicted_latency_ms": plan.predicted.latency_s * 1e3,
                     "predicted_fps": plan.predicted.throughput_fps,
@@ -113,7 +114,10 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
     finally:
         import ray
 
+        from runtime.lab.driver import leave_head_namespace
+
         ray.shutdown()
+        leave_head_namespace()  # `lab down` stops every process in the lab's namespaces
         _tierpipe("cluster", "down", str(lab_yaml))
         _tierpipe("lab", "down", "--dir", str(folder / "lab"), "--purge-keys")
     out.write_text(json.dumps(result))
@@ -151,7 +155,7 @@ def _adapt(topo, address: str, lab_dir: Path, label: str, seconds: float) -> dic
     with Pipeline(plan, model, topo, address=address, emulate=False, adapt=True, graph=graph) as pipe:
         t0 = time.perf_counter()
         threading.Thread(target=drop, daemon=True).start()
-        report = pipe.stream(change_at + 3 * seconds)
+        report = pipe.stream(change_at + 3 * seconds, fps=FPS)
     set_uplink_rate(state, "device-0", before)
     switches = [s for s in report["plan_switches"] if not s["error"]]
     change_s = changed["at"] - t0 if changed else None

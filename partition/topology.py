@@ -111,7 +111,8 @@ class LabSpec(_Strict):
     """How the hosts of a topology written by ``tierpipe lab up --out`` were made on one machine.
 
     The tiers keep their nominal ``speed``; each node's CPU quota is ``speed x cores_per_speed x
-    cpu_scale`` cores of that machine, so a prediction for the lab multiplies speeds by ``cpu_scale``.
+    cpu_scale`` cores of that machine, so the cost model predicts each tier at that many cores (at most
+    one: a stage runs one thread).
     """
 
     machine_cores: float = Field(gt=0, description="cores the lab's quotas share")

@@ -18,9 +18,10 @@ from partition.topology import Topology
 
 from ..errors import LabError
 
-__all__ = ["head_namespace", "enter_head_namespace"]
+__all__ = ["head_namespace", "enter_head_namespace", "leave_head_namespace"]
 
 CLONE_NEWNET = 0x40000000
+_home: list[int] = []  # a handle on the namespace this process started in, once it has left it
 
 
 def head_namespace(topo: Topology) -> str | None:
@@ -64,15 +65,26 @@ def enter_head_namespace(topo: Topology) -> str | None:
         raise LabError(f"the lab's head namespace {netns} is gone: `tierpipe lab status` says what is left; `tierpipe lab up` remakes it")
     if _inode("/proc/thread-self/ns/net") == _inode(path):
         return netns
+    if not _home:
+        _home.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY))
     fd = os.open(path, os.O_RDONLY)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise LabError(
-                f"cannot join the lab's head namespace {netns} ({os.strerror(err)}): a driver on the lab runs as root, "
-                f"or on the head itself: `ssh root@{topo.hosts[topo.path[-1].node_names()[0]].address} ...`"
-            )
+        _setns(fd, f"cannot join the lab's head namespace {netns}", topo)
     finally:
         os.close(fd)
     return netns
+
+
+def leave_head_namespace() -> None:
+    """Back to the namespace this process started in (before ``lab down``, which stops every process
+    in the lab's namespaces). Ray must be shut down first."""
+    if _home:
+        _setns(_home[0], "cannot go back to this process's own network namespace", None)
+
+
+def _setns(fd: int, what: str, topo: Topology | None) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        where = f", or on the head itself: `ssh root@{topo.hosts[topo.path[-1].node_names()[0]].address} ...`" if topo else ""
+        raise LabError(f"{what} ({os.strerror(err)}): a driver on the lab runs as root{where}")
