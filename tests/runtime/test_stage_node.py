@@ -28,6 +28,7 @@ STAGE_MODULES = {
     "runtime.errors",
     "runtime.flow",
     "runtime.metrics",
+    "runtime.nodecpu",
     "runtime.registry",
     "runtime.stage_config",
     "runtime.uplink",
