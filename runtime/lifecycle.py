@@ -45,11 +45,13 @@ class Lifecycle:
         elif not ray.is_initialized():
             from .cluster import token_path, use_token
             from .lab.driver import enter_head_namespace
+            from .tls import use_tls
 
             enter_head_namespace(self.topology)  # on a lab: run where the head runs, so actors can call back
 
             if token_path().exists():  # a cluster from `tierpipe cluster up/local`: use its token
                 use_token()
+            use_tls(self.address)  # a cluster from `cluster up --tls`: present its client certificate
             ray.init(address=self.address, logging_level=logging.WARNING)
         try:
             self._start_actors()
