@@ -156,12 +156,12 @@ def _compare(printed: dict[str, str], topo, head: str):
 def _connect(address: str) -> None:
     import ray
 
+    from . import tls
     from .cluster import token_path, use_token
-    from .tls import use_tls
 
     if token_path().exists():
         use_token()
-    secure = use_tls(address)
+    secure = tls.use_tls(address)
     if ray.is_initialized():
         ray.shutdown()
     try:
@@ -170,7 +170,12 @@ def _connect(address: str) -> None:
         raise ClusterError(
             f"cannot reach the cluster at {address}: {exc}. Is it up (`tierpipe cluster up` / "
             f"`cluster local`), and does {token_path()} hold its token?"
-            + (" The cluster uses TLS: this machine's certificate is in ~/.tierpipe/tls/." if secure else "")
+            + (
+                f" TLS: this machine presents the certificate in {tls.local_dir(tls.cluster_id(*address.rsplit(':', 1)))}."
+                if secure
+                else " A cluster started with `--tls` refuses a client without its certificate: copy ~/.tierpipe/tls/HEAD_PORT/ "
+                "from the machine that ran `cluster up --tls`."
+            )
         ) from None
 
 

@@ -121,7 +121,7 @@ def _start_script(
     more_labels: dict | None = None,
     env: dict[str, str] | None = None,
     node_ip: str | None = None,
-    tls: tuple[str, str] = ("", ""),
+    tls_words: str = "",
 ) -> str:
     labels = ",".join([f"{TIER_LABEL}={tier}", f"{NODE_LABEL}={node}", *(f"{k}={v}" for k, v in (more_labels or {}).items())])
     args = [ray, "start", "--labels", labels, "--disable-usage-stats"]
@@ -136,9 +136,8 @@ def _start_script(
     env_words = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
     # "[r]aylet" cannot match this very command line, which holds the same words
     marker = shlex.quote(f'[r]aylet/raylet .*"{NODE_LABEL}": "{node}"')
-    tls_check, tls_words = tls  # ("", "") without TLS: see tls.start_words
     return (
-        f"{tls_check}if ps -ww -eo args | grep -qE {marker}; then echo 'tierpipe: {node} already runs Ray'; "
+        f"if ps -ww -eo args | grep -qE {marker}; then echo 'tierpipe: {node} already runs Ray'; "
         f"else {env_words}{tls_words}RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={REMOTE_TOKEN} {start}; fi"
     )
 
@@ -187,7 +186,7 @@ def plan_up(
                     more_labels=tier_labels[tier],
                     env=host.env,
                     node_ip=_ip_literal(host.address),
-                    tls=_tls.start_words(cluster, node) if tls is not None else ("", ""),
+                    tls_words=_tls.start_words(cluster, node) if tls is not None else "",
                 ),
             )
         )
@@ -281,9 +280,11 @@ def execute(steps: list[Step], runner=None, verify=None) -> list[str]:
             continue
         result = _run(runner, step)
         if result.returncode != 0:
+            refused = step.what == "start" and "Failed to connect to GCS" in (result.stderr or "") + (result.stdout or "")
             raise ClusterError(
                 f"{step.what} failed on {_where(step)}: {_reason(result)}\n"
-                f"already started: {started or 'nothing'}. Fix it and run `up` again (nodes already up are skipped), "
+                + (_REFUSED if refused else "")
+                + f"already started: {started or 'nothing'}. Fix it and run `up` again (nodes already up are skipped), "
                 "or `tierpipe cluster down` to stop them"
             )
         if step.what == "start":
@@ -294,6 +295,13 @@ def execute(steps: list[Step], runner=None, verify=None) -> list[str]:
         elif step.what == "stop":
             done.append(f"{step.node}: stopped")
     return done
+
+
+_REFUSED = (
+    "the head did not let this node in: a cluster started with `--tls` refuses a node without its certificate "
+    "(`tierpipe cluster up --tls` gives every node one; to change a running cluster, `cluster down` first), "
+    "and a head of another cluster refuses this one's token\n"
+)
 
 
 def _run(runner, step: Step) -> subprocess.CompletedProcess:

@@ -175,20 +175,13 @@ def copy_script(cluster: str, node: str) -> str:
     return f"umask 077 && mkdir -p {d} && cd {d} && rm -f {files} && awk {split} && chmod 600 {files}"
 
 
-def start_words(cluster: str, node: str) -> tuple[str, str]:
-    """(a check that the node has its certificate, the environment words for ``ray start``)."""
+def start_words(cluster: str, node: str) -> str:
+    """The environment words ``ray start`` gets on ``node``: TLS on, its certificate, key and the CA."""
     _check_name(node)
-    key = _remote(cluster, f"{node}.key")
-    message = (
-        f"tierpipe: {node} has no TLS certificate (~/.tierpipe/tls/{cluster}/{node}.key is missing) and the cluster uses TLS: "
-        "`tierpipe cluster up --tls` copies it"
-    )
-    check = f"[ -r {key} ] || {{ echo {shlex.quote(message)} >&2; exit 2; }}; "
-    words = (
-        f"RAY_USE_TLS=1 RAY_TLS_SERVER_CERT={_remote(cluster, node + '.pem')} RAY_TLS_SERVER_KEY={key} "
+    return (
+        f"RAY_USE_TLS=1 RAY_TLS_SERVER_CERT={_remote(cluster, node + '.pem')} RAY_TLS_SERVER_KEY={_remote(cluster, node + '.key')} "
         f"RAY_TLS_CA_CERT={_remote(cluster, 'ca.pem')} "
     )
-    return check, words
 
 
 def tls_env(folder: Path) -> dict[str, str]:
