@@ -33,7 +33,7 @@ def register(sub) -> None:
     down.add_argument(
         "--local", action="store_true", help="stop only the processes `cluster local` started (all its clusters, or the one on --port)"
     )
-    down.add_argument("--port", type=port, default=None)
+    down.add_argument("--port", type=port, default=None, help="--local: the cluster on this port; else the head's port (default 6379)")
     down.add_argument("--dry-run", action="store_true")
     down.set_defaults(func=cmd_down)
     loc = csub.add_parser("local", help="a real multi-node Ray cluster on this machine, labelled as in production")
@@ -87,6 +87,11 @@ def cmd_up(args) -> int:
     address = topo.hosts[head].address if head in topo.hosts else head
     cluster = tls.cluster_id(address, args.port)
     bundles = None
+    if not args.tls and tls.local_dir(cluster).exists():
+        console.print(
+            f"[yellow]note:[/yellow] {address}:{args.port} was started with --tls ({tls.local_dir(cluster)}); nodes that still run "
+            "it refuse nodes started without: `tierpipe cluster down` first (which forgets it), or add --tls"
+        )
     if args.tls:
         folder = tls.local_dir(cluster)
         ca = tls.authority(folder)
@@ -95,8 +100,6 @@ def cmd_up(args) -> int:
     steps = plan_up(topo, args.head, args.port, token=ensure_token(), tls=bundles)
     for line in execute(steps, verify=lambda printed: _verify(printed, steps, topo, head, args.install)):
         console.print(line)
-    if not args.tls:
-        tls.forget(cluster)  # clients of this head and port must not try TLS any more
     clients = f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={token_path()}"
     if args.tls:
         clients += " " + " ".join(f"{k}={v}" for k, v in tls.tls_env(tls.local_dir(cluster)).items())
@@ -230,12 +233,17 @@ def cmd_down(args) -> int:
         return 0
     if not args.topology:
         raise ClusterError("cluster down needs a TOPOLOGY (or --local for the cluster on this machine)")
-    steps = plan_down(Topology.load(args.topology))
+    topo = Topology.load(args.topology)
+    steps = plan_down(topo)
     if args.dry_run:
         _print_plan(steps)
         return 0
     for line in execute(steps):
         console.print(line)
+    from . import tls
+
+    head = topo.path[-1].node_names()[0]
+    tls.forget(tls.cluster_id(topo.hosts[head].address, args.port or 6379))  # its clients no longer use TLS
     return 0
 
 
