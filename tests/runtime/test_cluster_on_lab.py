@@ -190,3 +190,59 @@ def test_tls_encrypts_the_links_and_refuses_nodes_without_certificate_or_token(l
         assert capture.count(MARKER) >= FRAMES // 2, f"{capture.count(MARKER)} of {FRAMES} frames seen in the clear"
     finally:
         _stop(head, port)
+
+
+def _wheel(out: Path, version: str | None = None) -> Path:
+    """A tierpipe wheel of this checkout (at another ``version`` when given), built from a copy of it."""
+    src = out / f"src-{version or 'this'}"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
+    if version:
+        project = src / "pyproject.toml"
+        text = project.read_text()
+        project.write_text(text.replace('\nversion = "', f'\nversion = "{version}"\n# was: version = "', 1))
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out / "dist"), str(src)]
+    subprocess.run(pip, check=True, capture_output=True, timeout=300)
+    return next((out / "dist").glob(f"tierpipe-{version or '*'}-*.whl"))
+
+
+def test_install_puts_the_heads_tierpipe_on_a_host_that_has_another(lab, tmp_path, capsys):
+    """gateway-0's Ray comes from a venv (over this Python's packages) holding tierpipe 0.0.1, built from this
+    checkout with its version changed: named; `--install WHEEL` replaces it over ssh, checks again, starts."""
+    out, topo, head, ports = lab
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=120)
+    old = _wheel(tmp_path, "0.0.1")
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", str(old)]
+    subprocess.run(pip, check=True, capture_output=True, timeout=300)
+    (venv / "bin" / "ray").write_text('#!/bin/sh\nexec "$(dirname "$0")/python" -m ray.scripts.scripts "$@"\n')
+    (venv / "bin" / "ray").chmod(0o755)
+    data = yaml.safe_load(out.read_text())
+    data["hosts"]["gateway-0"]["ray"] = str(venv / "bin" / "ray")
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(yaml.safe_dump(data, sort_keys=False))
+    port = _free_port()
+    assert main(["cluster", "up", str(odd), "--port", str(port)]) == 2
+    text = " ".join(capsys.readouterr().out.split())
+    here = subprocess.run(
+        [sys.executable, "-c", "from importlib import metadata; print(metadata.version('tierpipe'))"], capture_output=True, text=True
+    )
+    assert f"gateway-0 (root@{topo.hosts['gateway-0'].address}): tierpipe 0.0.1, head has {here.stdout.strip()}; install it there" in text
+    new = _wheel(tmp_path)
+    try:
+        assert main(["cluster", "up", str(odd), "--port", str(port), "--install", str(new)]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"installing {new.name}" in text and "on gateway-0" in text and "versions: every host has" in text
+        assert "gateway-0: started" in text
+        got = subprocess.run(
+            [venv / "bin" / "python", "-c", "from importlib import metadata; print(metadata.version('tierpipe'))"],
+            capture_output=True,
+            text=True,
+        )
+        assert got.stdout.strip() == new.name.split("-")[1]  # the venv now holds the wheel's version
+        ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+        assert (
+            any(str(venv) in line and "ray.scripts.scripts" not in line for line in ps.splitlines() if f"{head}:{port}" in line)
+            or str(venv) in ps
+        )
+    finally:
+        _stop(head, port)
