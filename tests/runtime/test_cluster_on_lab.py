@@ -240,9 +240,7 @@ def test_install_puts_the_heads_tierpipe_on_a_host_that_has_another(lab, tmp_pat
         )
         assert got.stdout.strip() == new.name.split("-")[1]  # the venv now holds the wheel's version
         ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
-        assert (
-            any(str(venv) in line and "ray.scripts.scripts" not in line for line in ps.splitlines() if f"{head}:{port}" in line)
-            or str(venv) in ps
-        )
+        python = str(venv / "bin" / "python")  # gateway-0's Ray processes run the venv's python
+        assert any(python in line and f"{head}:{port}" in line for line in ps.splitlines()), ps
     finally:
         _stop(head, port)
