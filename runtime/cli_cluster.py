@@ -84,7 +84,8 @@ def cmd_up(args) -> int:
             steps += plan_install(topo.hosts, nodes, Path(args.install), local_versions(), dry_run=True)
         _print_plan(steps)
         return 0
-    address = topo.hosts[head].address if head in topo.hosts else head
+    plan_up(topo, args.head, args.port)  # hosts and head checked before any certificate is made
+    address = topo.hosts[head].address
     cluster = tls.cluster_id(address, args.port)
     bundles = None
     if not args.tls and tls.local_dir(cluster).exists():
@@ -95,7 +96,7 @@ def cmd_up(args) -> int:
     if args.tls:
         folder = tls.local_dir(cluster)
         ca = tls.authority(folder)
-        bundles = {n: tls.node_bundle(ca, n, topo.hosts[n].address) for t in topo.path for n in t.node_names() if n in topo.hosts}
+        bundles = {n: tls.node_bundle(ca, n, topo.hosts[n].address) for t in topo.path for n in t.node_names()}
         tls.write_driver(folder, ca, address, args.port)
     steps = plan_up(topo, args.head, args.port, token=ensure_token(), tls=bundles)
     for line in execute(steps, verify=lambda printed: _verify(printed, steps, topo, head, args.install)):

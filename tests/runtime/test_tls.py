@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from runtime import tls
 from runtime.cli import main
-from runtime.cluster import plan_up
+from runtime.cluster import plan_up, reset_token_cache
 from runtime.errors import ClusterError
 from tests.runtime.test_cluster_launch import topo_with_hosts
 
@@ -21,11 +21,17 @@ NODES = ["device-0", "gateway-0", "edge-0"]
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    """A token path (and so a TLS folder) of the test's own; TLS settings restored after it."""
+    """A token path (and so a TLS folder) of the test's own; this process's TLS settings, and Ray's reading of
+    them, restored after it (a later test's Ray must not try TLS)."""
     monkeypatch.setenv("TIERPIPE_TOKEN_PATH", str(tmp_path / "tierpipe" / "ray_token"))
-    for var in tls.TLS_VARS:
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path
+    saved = {var: os.environ.pop(var, None) for var in tls.TLS_VARS}
+    yield tmp_path
+    for var, value in saved.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
+    reset_token_cache()
 
 
 def test_node_certificates_are_signed_by_the_clusters_ca_for_the_nodes_address(home):
@@ -105,5 +111,5 @@ def test_a_driver_uses_tls_for_the_cluster_that_has_it_and_only_for_it(home):
     assert os.environ["RAY_TLS_CA_CERT"] == str(folder / "ca.pem")
     driver = x509.load_pem_x509_certificate((folder / "driver.pem").read_bytes())
     driver.verify_directly_issued_by(ca[0])
-    tls.forget(tls.cluster_id("198.19.3.1", 6400))  # `cluster up` without --tls on that head and port
+    tls.forget(tls.cluster_id("198.19.3.1", 6400))  # `cluster down` of that head and port
     assert not folder.exists()
