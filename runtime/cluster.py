@@ -11,6 +11,9 @@ runner executes them (``ssh`` for remote hosts, a local shell for ``cluster loca
   ``~/.tierpipe/ray_token``; ``up`` creates the token locally when there is none and
   copies it to each host over ssh's stdin (never on a command line).
 - Idempotent: a node whose raylet (with its ``tier-node`` label) already runs is skipped.
+- Each host's ``check`` step also prints its Python, Ray, torch and tierpipe versions, which
+  ``cluster up`` compares with the head's before anything starts (``hostcheck.py``).
+- With ``tls=`` every node is sent its certificate, key and the CA, and starts Ray with TLS (``tls.py``).
 """
 
 from __future__ import annotations
