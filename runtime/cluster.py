@@ -139,8 +139,10 @@ def _start_script(
     env_words = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
     # "[r]aylet" cannot match this very command line, which holds the same words
     marker = shlex.quote(f'[r]aylet/raylet .*"{NODE_LABEL}": "{node}"')
+    # ... of this cluster: its GCS port (another cluster's node of the same name, on a machine of several labs, is not it)
+    ours = shlex.quote(f"--gcs-address=[^ ]*:{port}( |$)")
     return (
-        f"if ps -ww -eo args | grep -qE {marker}; then echo 'tierpipe: {node} already runs Ray'; "
+        f"if ps -ww -eo args | grep -E {marker} | grep -qE -- {ours}; then echo 'tierpipe: {node} already runs Ray'; "
         f"else {env_words}{tls_words}RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={REMOTE_TOKEN} {start}; fi"
     )
 

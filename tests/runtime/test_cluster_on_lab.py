@@ -59,6 +59,8 @@ def lab(tmp_path_factory):
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     topo = Topology.load(out)
     head = topo.hosts["edge-0"].address
+    for host in topo.hosts.values():  # a new lab has new host keys: forget an earlier lab's at these test addresses
+        subprocess.run(["ssh-keygen", "-R", host.address], capture_output=True)
     ports = []
     yield out, topo, head, ports
     from runtime import tls
