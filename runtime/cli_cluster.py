@@ -125,13 +125,14 @@ def _verify(printed: dict[str, str], steps, topo, head: str, wheel: str | None) 
     from .cluster import execute
     from .hostcheck import local_versions, plan_install
 
-    ref, diffs = _compare(printed, topo, head)
-    if diffs and wheel:
-        console.print(f"installing {Path(wheel).name} (torch=={ref.key('torch')}, ray=={ref.ray}) on {', '.join(diffs)}")
-        execute(plan_install(topo.hosts, list(diffs), Path(wheel), ref))
+    reports, ref, diffs = _compare(printed, topo, head)
+    fixable = [n for n in diffs if reports[n].python == ref.python]  # pip cannot change a host's Python
+    if fixable and wheel:
+        console.print(f"installing {Path(wheel).name} (torch=={ref.key('torch')}, ray=={ref.ray}) on {', '.join(fixable)}")
+        execute(plan_install(topo.hosts, fixable, Path(wheel), ref))
         again: dict[str, str] = {}
         execute([s for s in steps if s.what == "check"], verify=again.update)
-        ref, diffs = _compare(again, topo, head)
+        _, ref, diffs = _compare(again, topo, head)
     if diffs:
         raise ClusterError(
             "these hosts differ from the head, so nothing was started:\n  "
@@ -154,7 +155,7 @@ def _compare(printed: dict[str, str], topo, head: str):
 
     reports = {node: parse_probe(node, out) for node, out in printed.items()}
     ref, whose = reference(reports[head], local_versions())
-    return ref, differences(reports, topo.hosts, ref, whose)
+    return reports, ref, differences(reports, topo.hosts, ref, whose)
 
 
 def _connect(address: str) -> None:

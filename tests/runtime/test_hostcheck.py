@@ -143,3 +143,13 @@ def test_emulate_true_is_named_and_the_dry_run_shows_the_install(lab_file, tmp_p
     out = " ".join(capsys.readouterr().out.split())
     assert "warning: " in out and "says emulate: true" in out and "counted twice" in out and "--emulate off" in out
     assert out.count("< wheel (base64)") == 3
+
+
+def test_install_leaves_a_host_of_another_python_alone_and_refuses_it(lab_file, tmp_path, monkeypatch, capsys):
+    wheel = tmp_path / "tierpipe-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    fake = _fake(monkeypatch, **{"gateway-0": Versions("3.12", "2.60.0", "2.13.0", "0.1.0")})
+    assert main(["cluster", "up", str(lab_file), "--install", str(wheel)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "gateway-0 (pi@192.0.2.2): python 3.12, head has 3.11; Ray needs one Python on every node" in out
+    assert {what for what, _ in fake.ran} == {"check"}  # pip cannot change a Python: nothing installed, nothing started
