@@ -163,6 +163,7 @@ def test_tls_encrypts_the_links_and_refuses_nodes_without_certificate_or_token(l
         assert "versions: every host has" in text and "cluster up with TLS" in text
         printed, capture = _capture_a_run(lab, f"{head}:{port}", tmp_path)
         assert printed.split() == ["equal", str(FRAMES)]  # every frame came back right, over TLS
+        print(f"with --tls: {len(capture)} bytes captured on {PREFIX}0d, the frames' pattern {capture.count(MARKER)} times")
         assert len(capture) > FRAMES * len(MARKER) and MARKER not in capture  # the frames crossed, encrypted
         # a node started by tierpipe without the certificate (a plain start) is refused, and told why
         plain = next(s for s in plan_up(topo, port=port) if s.what == "start" and s.node == "device-0")
@@ -190,6 +191,7 @@ def test_tls_encrypts_the_links_and_refuses_nodes_without_certificate_or_token(l
         assert main(["cluster", "up", str(out), "--port", str(port)]) == 0
         printed, capture = _capture_a_run(lab, f"{head}:{port}", tmp_path)
         assert printed.split() == ["equal", str(FRAMES)]
+        print(f"without: {len(capture)} bytes captured on {PREFIX}0d, the frames' pattern {capture.count(MARKER)} times")
         assert capture.count(MARKER) >= FRAMES // 2, f"{capture.count(MARKER)} of {FRAMES} frames seen in the clear"
     finally:
         _stop(head, port)
