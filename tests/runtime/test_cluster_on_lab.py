@@ -67,6 +67,8 @@ def lab(tmp_path_factory):
     from runtime import tls
 
     main(["lab", "down", "--dir", str(directory), "--purge-keys"])  # stops every process in the lab's namespaces
+    for host in topo.hosts.values():  # and ssh forgets this lab's host keys, which no later lab will have
+        subprocess.run(["ssh-keygen", "-R", host.address], capture_output=True)
     for port in ports:  # a lab host's home is this machine's: the nodes' certificates landed in ~/.tierpipe/tls
         tls.forget(tls.cluster_id(head, port))
 
