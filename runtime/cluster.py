@@ -303,7 +303,8 @@ def execute(steps: list[Step], runner=None, verify=None) -> list[str]:
 
 
 _REFUSED = (
-    "the head did not let this node in: a cluster started with `--tls` refuses a node without its certificate "
+    "the head did not let this node in: is it still up (`tierpipe cluster status`)? A cluster started with `--tls` "
+    "refuses a node without its certificate "
     "(`tierpipe cluster up --tls` gives every node one; to change a running cluster, `cluster down` first), "
     "and a head of another cluster refuses this one's token\n"
 )
