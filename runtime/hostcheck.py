@@ -140,7 +140,8 @@ def differences(reports: dict[str, Versions], hosts: dict[str, HostSpec], ref: V
 
 def plan_install(hosts: dict[str, HostSpec], nodes: list[str], wheel: Path | None, ref: Versions, dry_run: bool = False) -> list:
     """One ``install`` step per node: the wheel over ssh's stdin (base64) into ``~/.tierpipe/wheels``, then
-    ``pip install WHEEL torch==X ray[default]==Y`` with the python beside the host's ray.
+    ``pip install WHEEL torch==X ray[default]==Y`` with the python beside the host's ray (the wheel is
+    removed once installed; kept when pip fails, to look at).
 
     Raises:
         ClusterError: no wheel file, or the head's Ray/torch unknown (nothing to pin).
@@ -161,7 +162,7 @@ def plan_install(hosts: dict[str, HostSpec], nodes: list[str], wheel: Path | Non
         host = hosts[node]
         script = (
             f'{_find_python(host)}umask 077 && mkdir -p "$HOME/.tierpipe/wheels" && base64 -d > {remote} && '
-            f'"$PY" -m pip install --quiet --disable-pip-version-check {remote} {" ".join(shlex.quote(p) for p in pins)}'
+            f'"$PY" -m pip install --quiet --disable-pip-version-check {remote} {" ".join(shlex.quote(p) for p in pins)} && rm -f {remote}'
         )
         steps.append(Step(node, host, "install", script, stdin=data))
     return steps
