@@ -71,6 +71,11 @@ def lab(tmp_path_factory):
         subprocess.run(["ssh-keygen", "-R", host.address], capture_output=True)
     for port in ports:  # a lab host's home is this machine's: the nodes' certificates landed in ~/.tierpipe/tls
         tls.forget(tls.cluster_id(head, port))
+    for folder in ("tls", "wheels"):  # and the folders the hosts made there, when nothing else is in them
+        try:
+            (Path.home() / ".tierpipe" / folder).rmdir()
+        except OSError:
+            pass
 
 
 def _stop(head: str, port: int) -> None:
