@@ -16,6 +16,12 @@ def register(sub) -> None:
     up.add_argument("--head", help="node to run the head on (default: the sink tier's first node)")
     up.add_argument("--port", type=port, default=6379)
     up.add_argument("--dry-run", action="store_true", help="print every command, host by host, and run none")
+    up.add_argument("--tls", action="store_true", help="encrypt the cluster: a CA and a certificate per node, Ray started with mutual TLS")
+    up.add_argument(
+        "--install",
+        metavar="WHEEL",
+        help="pip-install this tierpipe wheel, with the head's torch and Ray pinned, on every host whose versions differ; then check again",
+    )
     up.set_defaults(func=cmd_up)
     st = csub.add_parser("status", help="which tier nodes are up, their labels and resources; exit 1 if any is missing")
     st.add_argument("topology")
@@ -27,7 +33,7 @@ def register(sub) -> None:
     down.add_argument(
         "--local", action="store_true", help="stop only the processes `cluster local` started (all its clusters, or the one on --port)"
     )
-    down.add_argument("--port", type=port, default=None)
+    down.add_argument("--port", type=port, default=None, help="--local: the cluster on this port; else the head's port (default 6379)")
     down.add_argument("--dry-run", action="store_true")
     down.set_defaults(func=cmd_down)
     loc = csub.add_parser("local", help="a real multi-node Ray cluster on this machine, labelled as in production")
@@ -57,33 +63,110 @@ def _print_plan(steps) -> None:
 
 
 def cmd_up(args) -> int:
+    from pathlib import Path
+
     from partition import Topology
 
+    from . import tls
     from .cli import console
     from .cluster import ensure_token, execute, plan_up, token_path
+    from .hostcheck import local_versions, plan_install
 
     topo = Topology.load(args.topology)
-    if args.dry_run:
-        _print_plan(plan_up(topo, args.head, args.port))
-        return 0
-    steps = plan_up(topo, args.head, args.port, token=ensure_token())
-    for line in execute(steps):
-        console.print(line)
     head = args.head or topo.path[-1].node_names()[0]
-    console.print(
-        f"cluster up; head {topo.hosts[head].address}:{args.port}; token {token_path()} "
-        f"(clients: RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={token_path()})"
-    )
+    if topo.emulate:
+        console.print(f"[yellow]warning:[/yellow] {emulate_warning(topo)}")
+    if args.dry_run:
+        bundles = {n: "<certificate>" for t in topo.path for n in t.node_names()} if args.tls else None
+        steps = plan_up(topo, args.head, args.port, tls=bundles)
+        if args.install:  # which hosts differ is known only once the head has answered: shown for every host
+            nodes = [s.node for s in steps if s.what == "check"]
+            steps += plan_install(topo.hosts, nodes, Path(args.install), local_versions(), dry_run=True)
+        _print_plan(steps)
+        return 0
+    plan_up(topo, args.head, args.port)  # hosts and head checked before any certificate is made
+    address = topo.hosts[head].address
+    cluster = tls.cluster_id(address, args.port)
+    bundles = None
+    if not args.tls and tls.local_dir(cluster).exists():
+        console.print(
+            f"[yellow]note:[/yellow] {address}:{args.port} was started with --tls ({tls.local_dir(cluster)}); nodes that still run "
+            "it refuse nodes started without: `tierpipe cluster down` first (which forgets it), or add --tls"
+        )
+    if args.tls:
+        folder = tls.local_dir(cluster)
+        ca = tls.authority(folder)
+        bundles = {n: tls.node_bundle(ca, n, topo.hosts[n].address) for t in topo.path for n in t.node_names()}
+        tls.write_driver(folder, ca, address, args.port)
+    steps = plan_up(topo, args.head, args.port, token=ensure_token(), tls=bundles)
+    for line in execute(steps, verify=lambda printed: _verify(printed, steps, topo, head, args.install)):
+        console.print(line)
+    clients = f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={token_path()}"
+    if args.tls:
+        clients += " " + " ".join(f"{k}={v}" for k, v in tls.tls_env(tls.local_dir(cluster)).items())
+    console.print(f"cluster up{' with TLS' if args.tls else ''}; head {address}:{args.port}; token {token_path()} (clients: {clients})")
     return 0
+
+
+def emulate_warning(topo) -> str:
+    return (
+        f"{topo.source_file or topo.name} says emulate: true. On real hosts a run would stretch each stage to the cost model's "
+        "time on top of its real compute, and each link on top of the real link: every figure counted twice. "
+        "Run on this cluster with `tierpipe run ... --emulate off` (or set emulate: false in the file)."
+    )
+
+
+def _verify(printed: dict[str, str], steps, topo, head: str, wheel: str | None) -> None:
+    """The version check of `cluster up` (runtime.hostcheck): refuse hosts that differ from the head, or install
+    the wheel on them (``--install``) and check again."""
+    from pathlib import Path
+
+    from .cli import console
+    from .cluster import execute
+    from .hostcheck import local_versions, plan_install
+
+    reports, ref, diffs = _compare(printed, topo, head)
+    fixable = [n for n in diffs if reports[n].python == ref.python]  # pip cannot change a host's Python
+    if fixable and wheel:
+        console.print(f"installing {Path(wheel).name} (torch=={ref.key('torch')}, ray=={ref.ray}) on {', '.join(fixable)}")
+        execute(plan_install(topo.hosts, fixable, Path(wheel), ref))
+        again: dict[str, str] = {}
+        execute([s for s in steps if s.what == "check"], verify=again.update)
+        _, ref, diffs = _compare(again, topo, head)
+    if diffs:
+        raise ClusterError(
+            "these hosts differ from the head, so nothing was started:\n  "
+            + "\n  ".join(diffs.values())
+            + "\nEvery node must run the head's Python (major.minor), Ray, torch and tierpipe; `--install WHEEL` installs a "
+            "tierpipe wheel with the head's torch and Ray (`pip wheel --no-deps -w dist .` builds one)"
+        )
+    here = local_versions()
+    off = [f"{name} {getattr(here, name)} (head: {getattr(ref, name)})" for name in ("python", "ray") if here.key(name) != ref.key(name)]
+    if off:
+        console.print(
+            f"[yellow]note:[/yellow] this machine has {', '.join(off)}: Ray refuses a driver of another Python or Ray, "
+            f"so run the driver on the head ({head}) or a machine that matches it"
+        )
+    console.print(f"versions: every host has python {ref.python}, ray {ref.ray}, torch {ref.torch}, tierpipe {ref.tierpipe}")
+
+
+def _compare(printed: dict[str, str], topo, head: str):
+    from .hostcheck import differences, local_versions, parse_probe, reference
+
+    reports = {node: parse_probe(node, out) for node, out in printed.items()}
+    ref, whose = reference(reports[head], local_versions())
+    return reports, ref, differences(reports, topo.hosts, ref, whose)
 
 
 def _connect(address: str) -> None:
     import ray
 
+    from . import tls
     from .cluster import token_path, use_token
 
     if token_path().exists():
         use_token()
+    secure = tls.use_tls(address)
     if ray.is_initialized():
         ray.shutdown()
     try:
@@ -92,6 +175,12 @@ def _connect(address: str) -> None:
         raise ClusterError(
             f"cannot reach the cluster at {address}: {exc}. Is it up (`tierpipe cluster up` / "
             f"`cluster local`), and does {token_path()} hold its token?"
+            + (
+                f" TLS: this machine presents the certificate in {tls.local_dir(tls.cluster_id(*address.rsplit(':', 1)))}."
+                if secure
+                else " A cluster started with `--tls` refuses a client without its certificate: copy ~/.tierpipe/tls/HEAD_PORT/ "
+                "from the machine that ran `cluster up --tls`."
+            )
         ) from None
 
 
@@ -146,12 +235,17 @@ def cmd_down(args) -> int:
         return 0
     if not args.topology:
         raise ClusterError("cluster down needs a TOPOLOGY (or --local for the cluster on this machine)")
-    steps = plan_down(Topology.load(args.topology))
+    topo = Topology.load(args.topology)
+    steps = plan_down(topo)
     if args.dry_run:
         _print_plan(steps)
         return 0
     for line in execute(steps):
         console.print(line)
+    from . import tls
+
+    head = topo.path[-1].node_names()[0]
+    tls.forget(tls.cluster_id(topo.hosts[head].address, args.port or 6379))  # its clients no longer use TLS
     return 0
 
 

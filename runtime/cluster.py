@@ -11,21 +11,25 @@ runner executes them (``ssh`` for remote hosts, a local shell for ``cluster loca
   ``~/.tierpipe/ray_token``; ``up`` creates the token locally when there is none and
   copies it to each host over ssh's stdin (never on a command line).
 - Idempotent: a node whose raylet (with its ``tier-node`` label) already runs is skipped.
+- Each host's ``check`` step also prints its Python, Ray, torch and tierpipe versions, which
+  ``cluster up`` compares with the head's before anything starts (``hostcheck.py``).
+- With ``tls=`` every node is sent its certificate, key and the CA, and starts Ray with TLS (``tls.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shlex
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from partition.topology import HostSpec, Topology
 
+from . import tls as _tls
+from .auth import auth_env, ensure_token, reset_token_cache, token_path, use_token
 from .errors import ClusterError
+from .hostcheck import probe_script
 from .sessions import recorded_script, state_path
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "ensure_token",
     "auth_env",
     "use_token",
+    "reset_token_cache",
     "plan_up",
     "plan_down",
     "plan_local",
@@ -49,11 +54,11 @@ TIER_LABEL, NODE_LABEL = "tier", "tier-node"
 
 @dataclass(frozen=True)
 class Step:
-    """One command on one host. ``stdin`` (the token) is sent but never printed."""
+    """One command on one host. ``stdin`` (the token, a certificate, a wheel) is sent but never printed."""
 
     node: str
     host: HostSpec | None  # None: this machine, no ssh
-    what: str  # "check", "token", "start", "stop"
+    what: str  # "check", "token", "tls", "install", "start", "stop"
     script: str
     stdin: str | None = field(default=None, repr=False)
 
@@ -64,7 +69,10 @@ class Step:
 
     def display(self) -> str:
         line = " ".join(shlex.quote(a) for a in self.argv())
-        return line + ("  < token" if self.stdin is not None else "")
+        return line + (f"  < {_SENDS.get(self.what, self.what)}" if self.stdin is not None else "")
+
+
+_SENDS = {"tls": "certificate, key and CA", "install": "wheel (base64)"}
 
 
 def ssh_argv(host: HostSpec, script: str) -> list[str]:
@@ -78,52 +86,6 @@ def ssh_argv(host: HostSpec, script: str) -> list[str]:
     argv.append(f"{host.user}@{host.address}" if host.user else host.address)
     argv.append(script)
     return argv
-
-
-# ------------------------------------------------------------------ token
-def token_path() -> Path:
-    return Path(os.environ.get("TIERPIPE_TOKEN_PATH", "~/.tierpipe/ray_token")).expanduser()
-
-
-def ensure_token(path: Path | None = None) -> str:
-    """The cluster token, created (32 random bytes, hex, mode 600) when there is none."""
-    path = path or token_path()
-    if path.exists() and path.read_text().strip():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(32)
-    path.write_text(token)
-    path.chmod(0o600)
-    log.info("created a new cluster token at %s", path)
-    return token
-
-
-def auth_env(path: Path | None = None) -> dict[str, str]:
-    """Environment for a client of a tierpipe cluster: token mode with our token file."""
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path or token_path())}
-
-
-def use_token(path: Path | None = None, override: bool = False) -> None:
-    """Make this process a client of a tierpipe cluster: token mode with our token file.
-
-    Ray caches the token it loaded first in the process; the cache is reset so a
-    process that used another Ray before (tests, notebooks) presents the right token.
-    """
-    for key, value in auth_env(path).items():
-        if override or key not in os.environ:
-            os.environ[key] = value
-    reset_token_cache()
-
-
-def reset_token_cache() -> None:
-    """Forget the token Ray loaded in this process (it is read again on the next connection)."""
-    try:
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")  # re-read RAY_AUTH_MODE, as Ray itself does
-        AuthenticationTokenLoader.instance().reset_cache()
-    except (ImportError, AttributeError):  # older or newer Ray without the cache: nothing to reset
-        pass
 
 
 # ------------------------------------------------------------------ plans
@@ -165,6 +127,7 @@ def _start_script(
     more_labels: dict | None = None,
     env: dict[str, str] | None = None,
     node_ip: str | None = None,
+    tls_words: str = "",
 ) -> str:
     labels = ",".join([f"{TIER_LABEL}={tier}", f"{NODE_LABEL}={node}", *(f"{k}={v}" for k, v in (more_labels or {}).items())])
     args = [ray, "start", "--labels", labels, "--disable-usage-stats"]
@@ -179,14 +142,19 @@ def _start_script(
     env_words = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
     # "[r]aylet" cannot match this very command line, which holds the same words
     marker = shlex.quote(f'[r]aylet/raylet .*"{NODE_LABEL}": "{node}"')
+    # ... of this cluster: its GCS port (another cluster's node of the same name, on a machine of several labs, is not it)
+    ours = shlex.quote(f"--gcs-address=[^ ]*:{port}( |$)")
     return (
-        f"if ps -ww -eo args | grep -qE {marker}; then echo 'tierpipe: {node} already runs Ray'; "
-        f"else {env_words}RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={REMOTE_TOKEN} {start}; fi"
+        f"if ps -ww -eo args | grep -E {marker} | grep -qE -- {ours}; then echo 'tierpipe: {node} already runs Ray'; "
+        f"else {env_words}{tls_words}RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={REMOTE_TOKEN} {start}; fi"
     )
 
 
-def plan_up(topo: Topology, head: str | None = None, port: int = 6379, token: str = "<token>") -> list[Step]:
-    """Every command `cluster up` runs, host by host: reachability checks, token copies, then starts.
+def plan_up(
+    topo: Topology, head: str | None = None, port: int = 6379, token: str = "<token>", tls: dict[str, str] | None = None
+) -> list[Step]:
+    """Every command `cluster up` runs, host by host: checks (reachable, ray there, its versions), token
+    copies, certificate copies (with ``tls``: node -> its bundle, :func:`runtime.tls.node_bundle`), then starts.
 
     Raises:
         ClusterError: hosts missing, or a host listed for two nodes.
@@ -199,20 +167,14 @@ def plan_up(topo: Topology, head: str | None = None, port: int = 6379, token: st
     head_host = topo.hosts[head]
     head_address = f"{head_host.address}:{port}"
     order = [(t, n) for t, n in nodes if n == head] + [(t, n) for t, n in nodes if n != head]
-    steps = [
-        Step(
-            n,
-            topo.hosts[n],
-            "check",
-            f"command -v {shlex.quote(topo.hosts[n].ray)} >/dev/null || "
-            f"{{ echo 'ray is not installed (looked for {topo.hosts[n].ray})' >&2; exit 127; }}",
-        )
-        for _, n in order
-    ]
+    steps = [Step(n, topo.hosts[n], "check", probe_script(topo.hosts[n])) for _, n in order]
     steps += [
         Step(n, topo.hosts[n], "token", 'umask 077 && mkdir -p "$HOME/.tierpipe" && cat > "$HOME/.tierpipe/ray_token"', stdin=token)
         for _, n in order
     ]
+    cluster = _tls.cluster_id(head_host.address, port)
+    if tls is not None:
+        steps += [Step(n, topo.hosts[n], "tls", _tls.copy_script(cluster, n), stdin=tls[n]) for _, n in order]
     tier_labels = {t.name: t.labels for t in topo.path}
     for tier, node in order:
         host = topo.hosts[node]
@@ -232,6 +194,7 @@ def plan_up(topo: Topology, head: str | None = None, port: int = 6379, token: st
                     more_labels=tier_labels[tier],
                     env=host.env,
                     node_ip=host.address if topo.lab is not None else None,
+                    tls_words=_tls.start_words(cluster, node) if tls is not None else "",
                 ),
             )
         )
@@ -281,8 +244,11 @@ def _where(step: Step) -> str:
     return f"{step.node} ({step.host.user + '@' if step.host.user else ''}{step.host.address}:{step.host.port})"
 
 
-def execute(steps: list[Step], runner=None) -> list[str]:
+def execute(steps: list[Step], runner=None, verify=None) -> list[str]:
     """Run the steps: all checks first (nothing starts if a host is unreachable), then the rest in order.
+
+    ``verify``, when given, is called with what each check printed (node -> stdout) once every host
+    answered, before anything else runs; it raises to stop there (:mod:`runtime.hostcheck`).
 
     Returns one line per node saying what happened.
 
@@ -292,9 +258,10 @@ def execute(steps: list[Step], runner=None) -> list[str]:
     """
     runner = runner or SshRunner()
     checks = [s for s in steps if s.what == "check"]
-    failures = []
+    failures, printed = [], {}
     for step in checks:
         result = _run(runner, step)
+        printed[step.node] = result.stdout or ""
         if result.returncode != 0:
             failures.append(f"{_where(step)}: {_reason(result)}")
     if failures:
@@ -303,6 +270,8 @@ def execute(steps: list[Step], runner=None) -> list[str]:
             + "\n  ".join(failures)
             + "\nFix ssh access (keys, user, port in the topology's hosts:) and run `tierpipe cluster up` again"
         )
+    if verify is not None and checks:
+        verify(printed)
     done: list[str] = []
     started: list[str] = []
     for step in steps:
@@ -310,9 +279,11 @@ def execute(steps: list[Step], runner=None) -> list[str]:
             continue
         result = _run(runner, step)
         if result.returncode != 0:
+            refused = step.what == "start" and "Failed to connect to GCS" in (result.stderr or "") + (result.stdout or "")
             raise ClusterError(
                 f"{step.what} failed on {_where(step)}: {_reason(result)}\n"
-                f"already started: {started or 'nothing'}. Fix it and run `up` again (nodes already up are skipped), "
+                + (_REFUSED if refused else "")
+                + f"already started: {started or 'nothing'}. Fix it and run `up` again (nodes already up are skipped), "
                 "or `tierpipe cluster down` to stop them"
             )
         if step.what == "start":
@@ -323,6 +294,14 @@ def execute(steps: list[Step], runner=None) -> list[str]:
         elif step.what == "stop":
             done.append(f"{step.node}: stopped")
     return done
+
+
+_REFUSED = (
+    "the head did not let this node in: is it still up (`tierpipe cluster status`)? A cluster started with `--tls` "
+    "refuses a node without its certificate "
+    "(`tierpipe cluster up --tls` gives every node one; to change a running cluster, `cluster down` first), "
+    "and a head of another cluster refuses this one's token\n"
+)
 
 
 def _run(runner, step: Step) -> subprocess.CompletedProcess:

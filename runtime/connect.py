@@ -12,7 +12,8 @@ __all__ = ["connect_driver"]
 def connect_driver(address: str, topology: Topology | None = None, **init_kwargs) -> None:
     """``ray.init(address)`` as a client of a tierpipe cluster, unless Ray is already up in this process.
 
-    The token from ``tierpipe cluster up`` is used when there is one; a driver of a lab topology
+    The token from ``tierpipe cluster up`` is used when there is one, and the client certificate of a
+    cluster started with ``--tls`` (found by ``address``); a driver of a lab topology
     first joins the lab's head host (``lab/driver.py``), so the stage actors can reach it.
     """
     import ray
@@ -27,4 +28,7 @@ def connect_driver(address: str, topology: Topology | None = None, **init_kwargs
         enter_head_namespace(topology)
     if token_path().exists():  # a cluster from `tierpipe cluster up/local`: use its token
         use_token()
+    from .tls import use_tls
+
+    use_tls(address)  # a cluster from `cluster up --tls`: present its client certificate
     ray.init(address=address, logging_level=init_kwargs.pop("logging_level", logging.WARNING), **init_kwargs)

@@ -44,7 +44,7 @@ class Lifecycle:
                 start_local_ray(actors=len(self.tier_of), chatty=log.isEnabledFor(logging.INFO))
                 self._own_ray = True
         else:
-            connect_driver(self.address, self.topology)  # the cluster's token; on a lab, from the head's namespace
+            connect_driver(self.address, self.topology)  # token, TLS; on a lab, from the head's namespace
         try:
             self._start_actors()
         except BaseException:
