@@ -236,12 +236,26 @@ def cmd_down(args) -> int:
     if not args.topology:
         raise ClusterError("cluster down needs a TOPOLOGY (or --local for the cluster on this machine)")
     topo = Topology.load(args.topology)
-    steps = plan_down(topo)
     if args.dry_run:
-        _print_plan(steps)
+        if topo.lab is not None:
+            console.print(f"# a lab: stop every process in its cgroups and namespaces but sshd (state {topo.lab.state})")
+        else:
+            _print_plan(plan_down(topo))
         return 0
-    for line in execute(steps):
-        console.print(line)
+    if topo.lab is not None:  # the lab's hosts share this machine's processes: `ray stop` would stop every Ray here
+        from pathlib import Path
+
+        from .lab.state import LabState
+        from .lab.teardown import stop_ray
+
+        state = LabState.load(Path(topo.lab.state))
+        if state is None:
+            raise ClusterError(f"{args.topology}: its lab ({topo.lab.state}) is gone, and its Ray with it: nothing to stop")
+        stopped = stop_ray(state)
+        console.print(f"stopped the lab's Ray: {len(stopped)} process(es) on its hosts (their sshd keep running)")
+    else:
+        for line in execute(plan_down(topo)):
+            console.print(line)
     from . import tls
 
     head = topo.path[-1].node_names()[0]

@@ -19,7 +19,7 @@ from ..errors import LabError
 from .netns import Cgroups, check_machine, process_start, try_run
 from .state import KINDS, LabState, Made, lab_dir
 
-__all__ = ["lab_down", "teardown"]
+__all__ = ["lab_down", "teardown", "stop_ray"]
 
 
 def lab_down(directory: str | Path | None = None, purge_keys: bool = False) -> list[str]:
@@ -103,7 +103,7 @@ def teardown(state: LabState) -> list[str]:
     return lines
 
 
-def _lab_pids(state: LabState, cgroups: Cgroups, recorded: list[Made]) -> set[int]:
+def _lab_pids(state: LabState, cgroups: Cgroups, recorded: list[Made], keep: frozenset[int] = frozenset()) -> set[int]:
     pids = {m.pid for m in recorded if m.pid and process_start(m.pid) is not None and process_start(m.pid) == m.start}
     for item in state.made:
         if item.kind == "cgroup":
@@ -111,14 +111,23 @@ def _lab_pids(state: LabState, cgroups: Cgroups, recorded: list[Made]) -> set[in
         elif item.kind == "netns" and Path(f"/run/netns/{item.name}").exists():
             pids.update(int(p) for p in try_run(["ip", "netns", "pids", item.name]).stdout.split())
     pids.discard(os.getpid())
-    return {p for p in pids if process_start(p) is not None}
+    return {p for p in pids - keep if process_start(p) is not None}
 
 
-def _stop_processes(state: LabState, cgroups: Cgroups, recorded: list[Made], timeout_s: float = 5.0) -> list[str]:
-    """SIGTERM every lab process, then SIGKILL what is left after ``timeout_s``; returns their names."""
+def stop_ray(state: LabState) -> list[str]:
+    """``cluster down`` on a lab: stop every process the lab's hosts run (Ray's daemons and workers,
+    sessions) but their sshd. ``ray stop`` would not do: the hosts share this machine's processes,
+    and it stops every Ray on the machine, a test suite's or another lab's included."""
+    cgroups = Cgroups(state.cgroup_version, Path(state.cgroup_root))
+    sshd = frozenset(m.pid for m in state.made if m.kind == "process" and m.pid)
+    return _stop_processes(state, cgroups, [], keep=sshd)
+
+
+def _stop_processes(state: LabState, cgroups: Cgroups, recorded: list[Made], timeout_s: float = 5.0, keep=frozenset()) -> list[str]:
+    """SIGTERM every lab process (but ``keep``), then SIGKILL what is left after ``timeout_s``; returns their names."""
     names = []
     for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, timeout_s)):
-        pids = _lab_pids(state, cgroups, recorded)
+        pids = _lab_pids(state, cgroups, recorded, keep)
         if not pids:
             break
         for pid in pids:
@@ -128,7 +137,7 @@ def _stop_processes(state: LabState, cgroups: Cgroups, recorded: list[Made], tim
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and _lab_pids(state, cgroups, recorded):
+        while time.monotonic() < deadline and _lab_pids(state, cgroups, recorded, keep):
             time.sleep(0.05)
     return list(dict.fromkeys(names))
 

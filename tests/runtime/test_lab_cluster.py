@@ -97,9 +97,15 @@ def test_a_plan_runs_on_the_lab_without_emulation_with_its_stages_under_their_qu
 @root_only
 def test_cluster_down_and_lab_down_leave_nothing(cluster):
     folder, lab_yaml, topo, _ = cluster
+    addresses = {f"--node_ip_address={h.address} " for h in topo.hosts.values()}
+
+    def raylets(ours: bool) -> set[str]:
+        lines = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+        return {line for line in lines if "raylet/raylet" in line and any(a in line for a in addresses) == ours}
+
+    others = raylets(ours=False)  # the suite's own Ray, another lab's: `cluster down` of this lab leaves them be
+    assert len(raylets(ours=True)) == 3
     _tierpipe("cluster", "down", str(lab_yaml))
+    assert raylets(ours=True) == set() and others <= raylets(ours=False)
     _tierpipe("lab", "down", "--dir", str(folder / "lab"), "--purge-keys")
     assert leftovers(folder / "lab", PREFIX, NETWORK) == []
-    raylets = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
-    addresses = {f"--node_ip_address={h.address} " for h in topo.hosts.values()}
-    assert not [line for line in raylets.splitlines() if "raylet/raylet" in line and any(a in line for a in addresses)]
