@@ -22,11 +22,11 @@ from runtime.cli import main
 from runtime.cluster import Step, execute, plan_up
 from runtime.errors import ClusterError
 from tests.runtime.test_cluster_launch import _free_port
-from tests.runtime.test_lab import _why_no_lab
+from tests.runtime.labtools import _why_no_lab
 
 REPO = Path(__file__).resolve().parents[2]
 # a prefix of its own; 198.18 stays a user's (another network where several labs share a machine)
-PREFIX, NETWORK = "tpk-", os.environ.get("TIERPIPE_TEST_LAB_NETWORK", "198.19.0.0/16")
+PREFIX, NETWORK = "tpk-", os.environ.get("TIERPIPE_TEST_LAB_NETWORK", "198.19.64.0/20")
 why = _why_no_lab() or (None if shutil.which("tcpdump") else "missing tcpdump (apt-get install tcpdump)")
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.skipif(why is not None, reason=f"a real lab {why}")]
 MARKER = b"tierpipe-plaintext-frame:" + bytes(range(65, 65 + 26)) + b"0123456789abc"  # 64 bytes: 16 float32
