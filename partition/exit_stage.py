@@ -21,10 +21,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ExitError
-from .split import Stage
+from .codec import roundtrip
+from .errors import ExitError, StageError
+from .split import Stage, StageSpec, make_stage
 
-__all__ = ["RULES", "EXIT_AT", "ANSWER", "LiveExit", "ExitStage", "answer_and_score", "fires", "settle", "is_exited"]
+__all__ = [
+    "RULES",
+    "EXIT_AT",
+    "ANSWER",
+    "LiveExit",
+    "ExitStage",
+    "answer_and_score",
+    "fires",
+    "apply_exits",
+    "exit_stage",
+    "run_with_exits",
+    "settle",
+    "is_exited",
+]
 
 RULES = ("max_softmax", "predicted_error")
 EXIT_AT = "__exit__"
@@ -101,17 +115,18 @@ class ExitStage:
 
     last = False
 
-    def __init__(self, stage: Stage, outputs: Sequence[str], exits: Sequence[tuple[LiveExit, nn.Module]]) -> None:
+    def __init__(self, stage: Stage, spec: StageSpec, exits: Sequence[tuple[LiveExit, nn.Module]]) -> None:
         if not exits:
-            raise ExitError(f"stage {stage.spec.tier_name!r}: an ExitStage needs at least one live exit")
+            raise ExitError(f"stage {spec.tier_name!r}: an ExitStage needs at least one live exit")
         self.stage = stage
-        self.outputs = tuple(outputs)
+        self.spec = spec  # what the plan says this stage receives and sends (without the taps)
+        self.outputs = tuple(spec.outputs)
         self.exits = [(e, head.eval()) for e, head in exits]
         self.module = nn.ModuleList([stage.module, *(head for _, head in self.exits)])  # moved together by .to()
 
     @property
-    def spec(self):
-        return self.stage.spec
+    def inputs(self) -> tuple[str, ...]:
+        return self.spec.inputs
 
     def __call__(self, values: Mapping[str, object]) -> dict:
         out = self.stage(values)
@@ -138,3 +153,41 @@ def settle(values: dict) -> dict:
 def is_exited(values) -> bool:
     """A frame answered by an exit below: stages above pass it on, the sink delivers its answer."""
     return isinstance(values, dict) and EXIT_AT in values and ANSWER in values and not isinstance(values[EXIT_AT], torch.Tensor)
+
+
+def exit_stage(gm, spec: StageSpec, exits: Sequence[tuple[LiveExit, nn.Module]]) -> ExitStage:
+    """The stage of ``spec`` cut from ``gm``, also returning the values its exits tap, with those exits."""
+    taps = tuple(dict.fromkeys(e.node for e, _ in exits if e.node not in spec.outputs))
+    wide = StageSpec(spec.tier, spec.tier_name, spec.nodes, spec.inputs, spec.outputs + taps)
+    return ExitStage(make_stage(gm, wide, False), spec, exits)
+
+
+def run_with_exits(stages: Sequence, inputs: Sequence[torch.Tensor], codecs: Sequence[str] | None = None):
+    """Run stages in this process as a pipeline would, frames leaving at their exits: ``(outputs, exit index per frame)``.
+
+    The rows of one batch are the frames; a frame that exits keeps its answer and the rest go on (stages
+    must take any batch size). Values crossing a link go through its codec, as in ``run_stages``.
+    """
+    values: dict[str, object] = dict(zip(stages[0].inputs, inputs))
+    n = next(v.shape[0] for v in values.values() if isinstance(v, torch.Tensor))
+    rows = torch.arange(n)
+    results: list = [None] * n
+    exit_at = torch.full((n,), -1, dtype=torch.long)
+    with torch.inference_mode():
+        for t, stage in enumerate(stages):
+            out = stage(values)
+            if stage.last:
+                for i, r in enumerate(rows.tolist()):
+                    results[r] = out[i : i + 1]
+                return torch.cat(results), exit_at
+            if EXIT_AT in out:
+                at, answer = out.pop(EXIT_AT), out.pop(ANSWER)
+                hit = at >= 0
+                for i in torch.flatnonzero(hit).tolist():
+                    results[int(rows[i])], exit_at[rows[i]] = answer[i : i + 1], at[i]
+                rows, out = rows[~hit], {k: v[~hit] for k, v in out.items()}
+                if not len(rows):
+                    return torch.cat(results), exit_at
+            codec = codecs[t] if codecs else "raw"
+            values = {k: (roundtrip(v.clone(), codec) if isinstance(v, torch.Tensor) else v) for k, v in out.items()}
+    raise StageError("no stages to run")
