@@ -141,7 +141,7 @@ class ExitStage:
 def settle(values: dict) -> dict:
     """One frame's stage outputs as they travel on: unchanged without exits, its activations when no exit
     fired, or ``{__exit__: index, __answer__: answer}`` when one did."""
-    if EXIT_AT not in values:
+    if not isinstance(values, dict) or EXIT_AT not in values:
         return values
     at = values[EXIT_AT]
     at = int(at.reshape(-1)[0]) if isinstance(at, torch.Tensor) else int(at)
@@ -183,7 +183,7 @@ def run_with_exits(stages: Sequence, inputs: Sequence[torch.Tensor], codecs: Seq
             if EXIT_AT in out:
                 at, answer = out.pop(EXIT_AT), out.pop(ANSWER)
                 hit = at >= 0
-                for i in torch.flatnonzero(hit).tolist():
+                for i in torch.nonzero(hit).flatten().tolist():
                     results[int(rows[i])], exit_at[rows[i]] = answer[i : i + 1], at[i]
                 rows, out = rows[~hit], {k: v[~hit] for k, v in out.items()}
                 if not len(rows):

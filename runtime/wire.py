@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from partition.codec import decode, encode
+from partition.exit_stage import ANSWER, EXIT_AT
 from partition.graph import TensorSpec
 
 from .errors import UnknownPlanError, WireError
@@ -225,6 +226,13 @@ def _unpack(data, expected, where: str, max_nbytes: int, versions: bool) -> Fram
     for name, tensor in decoded.items():
         _check_spec(name, tensor, expected.get(name), where)
         values[name] = tensor
+    if EXIT_AT in values:  # a result frame: an exit below answered it, it travels to the sink
+        if not (_int_in(values[EXIT_AT], 1 << 16) and set(values) == {EXIT_AT, ANSWER} and isinstance(values[ANSWER], torch.Tensor)):
+            raise WireError(
+                f"{where}: a result frame (answered by an exit below) carries {sorted(values)[:6]}; it must carry "
+                f"only {EXIT_AT!r} (a small exit index) and one tensor {ANSWER!r}"
+            )
+        return Frame(source, seq, ts, values, plan)
     for name, spec in expected.items():
         if spec is not None and spec.shape is not None and name in values and not isinstance(values[name], torch.Tensor):
             raise WireError(
