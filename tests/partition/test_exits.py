@@ -26,10 +26,10 @@ def chain_with_exits(rule="max_softmax", points=("layers.0", "layers.2"), steps=
     return attach(model, list(points), data, rule=rule, steps=steps), data
 
 
-def plan_with_live(em, thresholds_by_tier: dict[str, tuple[float, int]]):
+def plan_with_live(em, thresholds_by_tier: dict[str, tuple[float, int]], topo=TOPO):
     """A plan of the backbone with a layer pinned to each tier and the given exits live (tests the mechanism)."""
     graph = capture(em.backbone, em.example_inputs, timing="analytic")
-    plan = partition(graph, TOPO, pins={"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"})
+    plan = partition(graph, topo, pins={"layers.1": "device", "layers.3": "gateway", "layers.5": "edge"})
     live = tuple(
         LiveExit(em.index(name), name, em.exits[em.index(name)].node, tier, em.exits[em.index(name)].rule, thr)
         for name, (thr, tier) in thresholds_by_tier.items()
