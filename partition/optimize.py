@@ -187,7 +187,8 @@ def partition(
         if objective == "bytes" and req.slo_s is None:  # one latency bound for every class: 1.5 x the fastest plan without exits
             (fastest, _), _ = solve(plain, dataclasses.replace(req, objective="latency"))
             req = dataclasses.replace(req, slo_s=1.5 * fastest.cost.latency_s)
-        (sol, acc), notes, terms, exit_plan = choose_exits(exits, raw, req, lambda terms, r: solve(problem_with(terms), r))
+        priced = plain(["raw"] * (k - 1))  # with the measured compressor ratios
+        (sol, acc), notes, terms, exit_plan = choose_exits(exits, priced, req, lambda terms, r: solve(problem_with(terms), r))
         problem = problem_with(terms)
     if codec != "auto" and acc is not None and not acc.within(budget):
         notes.append(
