@@ -10,7 +10,7 @@ import torch
 from partition.exit_calib import calibrate
 from runtime.pipeline import Pipeline
 from tests.partition.test_exits import chain_with_exits, plan_with_live
-from tests.runtime.test_pipeline import fan_in_topology, kill_when_busy, slowed
+from tests.runtime.test_pipeline import fan_in_topology, run_while_killing, slowed
 
 pytestmark = pytest.mark.ray_local
 
@@ -71,16 +71,10 @@ def test_killing_a_stage_actor_with_exits_loses_and_duplicates_nothing(ray_local
     torch.manual_seed(2)
     inputs = [(torch.randn(1, 16),) for _ in range(300)]
     want = eager_rule(em, inputs, thresholds)
+    start = time.perf_counter()
     with Pipeline(plan, em, topo, max_batch=1, credits=2, stall_s=2.0) as pipe:
-        handle = pipe.stages[victim]
-        pid_before = ray.get(handle.pid.remote())
-        killer, seen = kill_when_busy(ray, handle, after_frames=20)
-        start = time.perf_counter()
-        outputs = pipe.run(inputs, timeout_s=120)
-        killer.join(timeout=10)
-        pid_after = ray.get(handle.pid.remote())
-        report = pipe.report()
-    assert pid_after != pid_before
+        outputs, report, seen = run_while_killing(ray, pipe, victim, inputs)
+    assert seen["pid_after"] != seen["pid_before"]
     passing = 150 if victim.startswith("device") else len(inputs)
     assert 20 <= seen["frames_in"] < passing  # killed mid-run
     check_exactly_once_in_order(outputs, want, inputs)
