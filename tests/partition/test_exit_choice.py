@@ -127,3 +127,37 @@ def test_classes_cover_off_and_monotone_tiers():
     assert len(found) == 1 + 4 + 4 + 12
     assert all(cfg[0][2] <= cfg[1][2] for cfg in found if len(cfg) == 2)
     del rng
+
+
+def test_a_replan_turns_an_exit_on_when_the_uplink_drops_within_the_budget():
+    import torch
+
+    from partition import capture
+    from partition.replan import Measured, Replanner
+    from tests.models import CamNet
+
+    torch.manual_seed(0)
+    graph = capture(CamNet().eval(), (torch.randn(1, 3, 32, 32),), timing="analytic")
+    topo = topology(speeds=(0.1, 1.0, 4.0), bandwidth_mbps=(200, 200))
+    pins = {"stem": "device", "head": "edge"}  # the stem's 1,024-byte output crosses both links
+    # 10 frames; threshold 0.5 lets 9 leave (one of them wrong: agreement 0.9), threshold 0.95 lets 5 leave (all right)
+    cal = ExitCalibration(
+        "agreement", ("stem",), ("max_softmax",), ((0.99, 0.98, 0.97, 0.96, 0.95, 0.9, 0.8, 0.7, 0.6, 0.1),), ((1.0,) * 8 + (0.0, 1.0),)
+    )
+    # the head costs 0.3 ms on this host: 3 ms on the device (speed 0.1), more than 1,024 B take at 200 Mbit/s (41 us)
+    c = ExitCandidates(("stem",), ("stem_5",), ("max_softmax",), cal, ExitBudget(min_agreement=0.9), (3e-4,), (8000,), 128, ((0.5, 0.95),))
+    fast = partition(graph, topo, "latency", pins=pins, exits=c)
+    assert fast.exits.live == ()  # at 200 Mbit/s an exit costs the camera more than it saves
+    replanner = Replanner(graph, topo, "latency", min_gain=0.1, hold_s=0.0, pins=pins, exits=c)
+    # the uplink drops to 0.5 Mbit/s: 1,024 B now take 16 ms; leaving on the camera saves most of it for 9 frames in 10
+    proposal = replanner.propose(0.0, fast, Measured((0.5, 200.0), (1.0, 1.0, 1.0)))
+    assert proposal is not None
+    e = proposal.plan.exits
+    assert [(x.name, x.tier, x.threshold) for x in e.live] == [("stem", 0, 0.5)] and e.quality == pytest.approx(0.9)
+    # 9 frames in 10 send a 128-byte result instead of 1,024 bytes over 0.5 Mbit/s, every frame pays the 3 ms head
+    # (the edge's and the fast link's savings are small)
+    saved = proposal.predicted_before - proposal.predicted_after
+    assert saved == pytest.approx(0.9 * (1024 - 128) * 8 / 0.5e6 - 3e-3, rel=0.05)
+    # the running plan is priced with its live exit: at the same measured uplink nothing is better, so no proposal
+    # (priced without it, it would look 16 ms slower and a switch to itself would be proposed)
+    assert replanner.propose(1.0, proposal.plan, Measured((0.5, 200.0), (1.0, 1.0, 1.0))) is None
