@@ -11,7 +11,9 @@ compressor's output), which Ray serialises without copying them into the envelop
 hands to the receiver as views of its object store; the receiver copies each payload
 once, into the tensor it decodes. ``unpack`` checks the frame size, every field, and every tensor's
 length, dtype and shape against what the plan says crosses the link; anything off
-raises :class:`WireError` naming the stage.
+raises :class:`WireError` naming the stage. A result frame (a frame an early exit below answered:
+``values = {"__exit__": exit index}`` and one tensor ``__answer__``) carries nothing else; its answer's
+shape is not checked against the plan (it is the model's output, which no link spec describes).
 """
 
 from __future__ import annotations
