@@ -19,6 +19,7 @@ over every streamed frame, the full model run eagerly beside the pipeline (a sha
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import save  # noqa: E402
+from benchmarks._common import RESULTS, save  # noqa: E402
 from partition import Topology, capture, partition  # noqa: E402
 from partition.exit_calib import ExitBudget, calibrate  # noqa: E402
 from partition.exit_choice import exit_candidates  # noqa: E402
@@ -167,6 +168,9 @@ def main(argv=None) -> dict:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     out = {}
+    earlier = RESULTS / "exits.json"
+    if args.only and earlier.exists():  # keep the other model's figures from the last run
+        out = {k: v for k, v in json.loads(earlier.read_text()).items() if k in ("queue", "classifier")}
     if args.only in (None, "queue"):
         out["queue"] = queue_model()
     if args.only in (None, "classifier"):
