@@ -207,7 +207,9 @@ def _run(out, scenario, config, console, started, topo_dict, topo, conditions, t
     return report
 
 
-def camera_runs(plan, model, topo, graph, scenario, config, controller, console, view=None, timeline=None, adapter=False, traffic=None):
+def camera_runs(
+    plan, model, topo, graph, scenario, config, controller, console, view=None, timeline=None, adapter=False, traffic=None, shadow=None
+):
     """Start a pipeline for ``plan``, run the camera-driven loop once per seed, close it: ``(runs, report, startup s)``."""
     from runtime import Pipeline
 
@@ -236,6 +238,7 @@ def camera_runs(plan, model, topo, graph, scenario, config, controller, console,
                     realtime=config.realtime,
                     on_tick=lambda s, t: live.update(_live_table(s, t, scenario, pipe.plan_label)),
                     on_view=None if view is None else lambda s, sim, latest, seed=seed: view.tick(s, sim, latest, seed),
+                    shadow=shadow,
                 )
             console.print(_live_table(stats, scenario.end_s, scenario, pipe.plan_label))
             runs.append(stats)

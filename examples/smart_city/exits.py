@@ -26,6 +26,7 @@ __all__ = ["EXIT_POINT", "CALIBRATION_SEED", "calibration_frames", "camera_exit"
 
 EXIT_POINT = "down"
 CALIBRATION_SEED = 1000  # not an evaluation seed
+SHADOW_SHARE = 0.1  # the share of live frames the full model also sees (the report's exits.agreement.shadow)
 
 
 def calibration_frames(scenario: Scenario, every_s: float = 5.0, seed: int = CALIBRATION_SEED) -> np.ndarray:
@@ -69,6 +70,8 @@ def run_with_exits(scenario, config, controller, topo, model, graph, plan, sampl
     with the run without exits (``report``): the ``exits`` section of ``report.json``."""
     import time
 
+    from runtime.shadow import ShadowCheck
+
     from .demo_run import camera_runs
     from .report import _pipeline, traffic_summary
 
@@ -85,7 +88,8 @@ def run_with_exits(scenario, config, controller, topo, model, graph, plan, sampl
         f"{e.rate_by_tier[0]:.0%}, mean error vs the full model {e.quality:.4f} (budget {e.bound:g}); predicted uplink "
         f"{chosen.predicted.link_bytes[0]} B/frame ({e.link_bytes_without[0]} B without the exit), codecs {list(chosen.codecs)}"
     )
-    runs, pipe_report, startup_s = camera_runs(chosen, em, topo, graph, scenario, config, controller, console)
+    shadow = ShadowCheck(em, SHADOW_SHARE, "error")  # the full model beside the pipeline on a tenth of the frames
+    runs, pipe_report, startup_s = camera_runs(chosen, em, topo, graph, scenario, config, controller, console, shadow=shadow)
     pipeline = _pipeline(runs, chosen, pipe_report)
     delay = traffic_summary({"camera": [s.traffic for s in runs]})["mean_delay_s"]["camera"]
     without = report["traffic"]["mean_delay_s"]["camera"]
@@ -107,6 +111,7 @@ def run_with_exits(scenario, config, controller, topo, model, graph, plan, sampl
             "calibrated_held_out": round(e.quality, 4),
             "frames": cal.frames,
             "seed": CALIBRATION_SEED,
+            "shadow": shadow.summary(),  # live: delivered results against the full model on a sampled share
         },
         "uplink_bytes_per_frame": pipeline["uplink_bytes_per_frame"],
         "uplink_bytes_per_frame_without": report["pipeline"]["uplink_bytes_per_frame"],
@@ -120,6 +125,7 @@ def run_with_exits(scenario, config, controller, topo, model, graph, plan, sampl
         "fps": pipeline["fps"],
         "latency_ms": pipeline["latency_ms"],
         "delivered_exactly_once_in_order": pipeline["delivered_exactly_once_in_order"],
+        "frames_checked": pipeline["frames_delivered"],
         "links": pipeline["links"],
         "train_and_plan_s": round(train_s, 1),
         "pipeline_startup_s": round(startup_s, 1),

@@ -103,6 +103,8 @@ def test_quick_demo_on_a_network_not_made_here_end_to_end(ray_local, tmp_path):
     if e["live"]:
         assert e["uplink_bytes_per_frame"] < e["uplink_bytes_per_frame_without"]
     assert e["mean_delay_s_camera_without"] == t["mean_delay_s"]["camera"] and e["mae_live"] is not None
+    shadow = e["agreement"]["shadow"]  # the full model beside the pipeline on a tenth of the live frames
+    assert shadow["share"] == 0.1 and 0 < shadow["frames"] < e["frames_checked"] and shadow["error"] >= 0.0
 
 
 def test_demo_flags_reach_the_run_and_a_bad_scenario_is_one_line(monkeypatch, tmp_path, capsys):
