@@ -2,12 +2,11 @@
 
 >>> import torch
 >>> from torch import nn
->>> from tests.models import Chain
->>> model, x = Chain().eval(), torch.randn(2, 16)
->>> m = with_exits(model, {"layers.1": nn.Linear(16, 16)}, rule="max_softmax", example_inputs=(x,))
+>>> model, x = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 10)).eval(), torch.randn(2, 16)
+>>> m = with_exits(model, {"1": nn.Linear(16, 10)}, rule="max_softmax", example_inputs=(x,))  # after the ReLU
 >>> [(e.name, e.node, e.rule) for e in m.exits]
-[('layers.1', 'layers_1_1', 'max_softmax')]
->>> out, exit_at = m.decide((x,), {"layers.1": 0.0})   # threshold 0: every frame exits there
+[('1', '_1', 'max_softmax')]
+>>> out, exit_at = m.decide((x,), {"1": 0.0})   # threshold 0: every frame exits there
 >>> exit_at.tolist()
 [0, 0]
 
