@@ -12,7 +12,7 @@ from .codec import encode, parse_codec
 from .graph import Graph
 from .split import build_stages, run_stages
 
-__all__ = ["AccuracyBudget", "Accuracy", "calibration_inputs", "compression_ratios", "measure_accuracy"]
+__all__ = ["AccuracyBudget", "Accuracy", "Recorder", "calibration_inputs", "compression_ratios", "measure_accuracy"]
 
 _SAMPLE_BYTES = 1 << 16  # compress a 64 KiB slice of each value: ratio estimate at a fraction of the cost
 
@@ -63,14 +63,17 @@ def calibration_inputs(example_inputs: Sequence, count: int = 4, seed: int = 0) 
     return out
 
 
-class _Recorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule) -> None:
+class Recorder(fx.Interpreter):
+    """Runs a captured module and keeps the value of every node (or of the nodes in ``keep``)."""
+
+    def __init__(self, gm: fx.GraphModule, keep: set[str] | None = None) -> None:
         super().__init__(gm)
+        self.keep = keep
         self.values: dict[str, object] = {}
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
-        if n.op != "output":
+        if n.op != "output" and (self.keep is None or n.name in self.keep):
             self.values[n.name] = out
         return out
 
@@ -78,7 +81,7 @@ class _Recorder(fx.Interpreter):
 def compression_ratios(graph: Graph, inputs: Sequence, codecs: Sequence[str]) -> dict[tuple[str, str], float]:
     """``{(node, codec): compressed / uncompressed}`` for every codec with a compressor, measured on ``inputs``."""
     with torch.inference_mode():
-        rec = _Recorder(graph.module)
+        rec = Recorder(graph.module)
         rec.run(*inputs)
     out: dict[tuple[str, str], float] = {}
     compressed = [c for c in codecs if parse_codec(c)[1]]

@@ -1,6 +1,16 @@
 """Errors raised by the partitioner. Every message says what, where, and how to fix it."""
 
-__all__ = ["TierpipeError", "TopologyError", "CaptureError", "PartitionError", "PlanError", "CodecError", "StageError", "WireError"]
+__all__ = [
+    "TierpipeError",
+    "TopologyError",
+    "CaptureError",
+    "PartitionError",
+    "PlanError",
+    "CodecError",
+    "StageError",
+    "WireError",
+    "ExitError",
+]
 
 
 class TierpipeError(Exception):
@@ -33,3 +43,7 @@ class StageError(TierpipeError):
 
 class WireError(TierpipeError):
     """An activation frame is malformed or oversized: names the stage and the field."""
+
+
+class ExitError(TierpipeError, ValueError):
+    """An early exit is declared or used wrongly: names the exit (its point or head) and the fix."""

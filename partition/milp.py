@@ -84,7 +84,7 @@ def exact_solve(
     def problem_of(codec: str) -> Problem:
         """A problem with ``codec`` on every link (its figures for link j are those of codec on j)."""
         if codec not in by_codec:
-            by_codec[codec] = Problem(p.graph, p.topology, p.cost, [codec] * (k - 1), p.ratios)
+            by_codec[codec] = p.with_codecs([codec] * (k - 1))
         return by_codec[codec]
 
     def link_figures(j: int, codec: str) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +198,11 @@ def exact_solve(
     for v in range(n):
         for t in range(int(req.lo[v]), int(req.hi[v]) + 1):
             add_x(stage[t], v, t, p.compute[v, t] / t_scale)
+    for t in range(k):  # constants of live exits (pricing.ExitTerms): head compute, result frames
+        stage[t].add(None, p.stage_extra_s[t] / t_scale)
+    for j in range(k - 1):
+        link_time[j].add(None, p.link_extra_s[j] / t_scale)
+        link_bytes[j].add(None, p.link_extra_bytes[j] / b_scale)
     latency = lin_sum(stage + link_time)
     if bound_s is not None:
         put(latency, hi=(bound_s - p.prop_s.sum()) / t_scale * (1 + 1e-9))
@@ -226,7 +231,7 @@ def exact_solve(
         if t >= 1:
             for v in np.flatnonzero(c[:, t - 1] >= 0):
                 lin.add(int(c[v, t - 1]), p.raw_bytes[v] / scale)
-        put(lin, hi=req.mem[t] / scale)
+        put(lin, hi=(req.mem[t] - p.mem_extra[t]) / scale)
     # objective: a linear expression, or for throughput a variable B above every tier's and link's load
     e_scale = max(incumbent.cost.energy_j if incumbent else float(p.energy_compute.sum() + p.energy_send.sum()), 1e-15)
     if obj == "throughput":
@@ -244,6 +249,7 @@ def exact_solve(
     elif obj == "energy":
         # device joules: compute on tier 0 and what crosses its uplink
         target = Lin()
+        target.add(None, p.energy_extra_j / e_scale)
         for v in range(n):
             if req.lo[v] == 0:
                 add_x(target, v, 0, p.energy_compute[v] / e_scale)
@@ -277,7 +283,7 @@ def exact_solve(
     x = np.asarray(h.getSolution().col_value)
     a = np.array([sum(1 for t in range(k - 1) if zval(v, t, x) < 0.5) for v in range(n)])
     codecs = tuple(p.codecs[j] if len(allowed[j]) == 1 else max(allowed[j], key=lambda cc: x[y[j, cc]]) for j in range(k - 1))
-    q = p if tuple(p.codecs) == codecs else Problem(p.graph, p.topology, p.cost, list(codecs), p.ratios)
+    q = p if tuple(p.codecs) == codecs else p.with_codecs(codecs)
     solved = q.evaluate(a)
     proven = status == highspy.HighsModelStatus.kOptimal
     value = objective_value(obj, solved)

@@ -29,12 +29,13 @@ from .codec_search import coordinate_search, joint_search
 from .constraints import make_request
 from .cost import CostModel
 from .errors import PartitionError
+from .exit_choice import ExitCandidates, choose_exits
 from .explain import next_best
 from .fast import fast_solve, fits
 from .graph import Graph
 from .milp import EXACT_METHOD, exact_solve
 from .plan import Crossing, LinkPlan, Plan, deployment_facts
-from .pricing import Problem
+from .pricing import ExitTerms, Problem
 from .solution import Solution, ranking_key
 from .split import stage_specs
 from .topology import Topology
@@ -74,6 +75,7 @@ def partition(
     solver: str = "auto",
     time_budget_s: float = 10.0,
     not_before: Mapping[str, str] | None = None,
+    exits: ExitCandidates | None = None,
 ) -> Plan:
     """Choose where every node runs and how every link is encoded.
 
@@ -91,6 +93,9 @@ def partition(
         memory: enforce every tier's memory budget (parameters, each storage once, + every
             value the tier produces or receives for a frame: a bound of the peak under any order).
         accuracy: budget for lossy codecs, checked on ``calibration`` inputs.
+        exits: early exits to choose with the cut (:func:`partition.exit_choice.exit_candidates`):
+            which are live, their thresholds and tiers, within their accuracy budget; every figure of
+            the plan is then the expected one per frame, and ``plan.exits`` says what was chosen.
         solver: ``auto`` (exact within ``time_budget_s``, else the best plan found and its proven
             gap), ``exact`` (no time limit) or ``fast`` (min-cut / DP only).
 
@@ -128,45 +133,63 @@ def partition(
         return accuracy_at(sol.assignment, sol.codecs)
 
     budget = accuracy or AccuracyBudget()
-    problems: dict[tuple[str, ...], Problem] = {}
+    problems: dict[tuple, Problem] = {}
 
-    def problem(codecs) -> Problem:
-        key = tuple(codecs)
-        if key not in problems:
-            problems[key] = Problem(graph, topology, cm, list(key), ratios)
-        return problems[key]
+    def problem_with(terms: ExitTerms | None):
+        def problem(codecs) -> Problem:
+            key = (tuple(codecs), terms)
+            if key not in problems:
+                problems[key] = Problem(graph, topology, cm, list(codecs), ratios, terms)
+            return problems[key]
 
-    fast, fast_error = None, None
-    try:
-        fast = coordinate_search(
-            lambda vec: fast_solve(problem(vec), req, extra), space, k - 1, objective, accuracy_of, budget, search=codec == "auto"
-        )
-    except PartitionError as e:
-        if solver == "fast":
-            raise
-        fast_error = e
-    best, notes = fast, []
-    if solver != "fast" and not (fast is not None and fast[0].optimal and codec != "auto"):
-        limit = time_budget_s if solver == "auto" else None
-        incumbent = fast[0] if fast else None
-        by_codec = {c: problem([c] * (k - 1)) for c in space}
-        exact, notes = joint_search(
-            lambda allowed: exact_solve(
-                problem(incumbent.codecs if incumbent else [space[0]] * (k - 1)), req, by_codec, allowed, incumbent, limit
-            ),
-            space,
-            k - 1,
-            accuracy_of,
-            budget,
-        )
-        if exact is None and fast is None:
-            raise fast_error or PartitionError("no plan meets the constraints")
-        if exact is not None:
-            # the better of the two (the fast plan can tie, or win when the solver ran out of time),
-            # with the gap the solver proved
-            candidates = [exact] + ([(fast[0].proven_by(objective, exact[0].lower_bound), fast[1])] if fast else [])
-            best = min(candidates, key=lambda c: ranking_key(objective, c[0].cost))
-    sol, acc = best
+        return problem
+
+    def solve(problem, req):
+        """The best (solution, accuracy) for one problem family and request, and the notes."""
+        fast, fast_error = None, None
+        try:
+            fast = coordinate_search(
+                lambda vec: fast_solve(problem(vec), req, extra), space, k - 1, req.objective, accuracy_of, budget, search=codec == "auto"
+            )
+        except PartitionError as e:
+            if solver == "fast":
+                raise
+            fast_error = e
+        best, notes = fast, []
+        if solver != "fast" and not (fast is not None and fast[0].optimal and codec != "auto"):
+            limit = time_budget_s if solver == "auto" else None
+            incumbent = fast[0] if fast else None
+            by_codec = {c: problem([c] * (k - 1)) for c in space}
+            exact, notes = joint_search(
+                lambda allowed: exact_solve(
+                    problem(incumbent.codecs if incumbent else [space[0]] * (k - 1)), req, by_codec, allowed, incumbent, limit
+                ),
+                space,
+                k - 1,
+                accuracy_of,
+                budget,
+            )
+            if exact is None and fast is None:
+                raise fast_error or PartitionError("no plan meets the constraints")
+            if exact is not None:
+                # the better of the two (the fast plan can tie, or win when the solver ran out of time),
+                # with the gap the solver proved
+                candidates = [exact] + ([(fast[0].proven_by(req.objective, exact[0].lower_bound), fast[1])] if fast else [])
+                best = min(candidates, key=lambda c: ranking_key(req.objective, c[0].cost))
+        return best, notes
+
+    plain = problem_with(None)
+    exit_plan = None
+    if exits is None:
+        problem = plain
+        (sol, acc), notes = solve(problem, req)
+    else:
+        if objective == "bytes" and req.slo_s is None:  # one latency bound for every class: 1.5 x the fastest plan without exits
+            (fastest, _), _ = solve(plain, dataclasses.replace(req, objective="latency"))
+            req = dataclasses.replace(req, slo_s=1.5 * fastest.cost.latency_s)
+        priced = plain(["raw"] * (k - 1))  # with the measured compressor ratios
+        (sol, acc), notes, terms, exit_plan = choose_exits(exits, priced, req, lambda terms, r: solve(problem_with(terms), r))
+        problem = problem_with(terms)
     if codec != "auto" and acc is not None and not acc.within(budget):
         notes.append(
             f"codec {codec} exceeds the accuracy budget: max rel error {acc.max_rel_error:.3g}, top-1 agreement {acc.top1_agreement:.3f}"
@@ -183,8 +206,8 @@ def partition(
     )
     baselines, baseline_vecs, breaks = {}, {}, {}
     for name, a in base_assign.items():
-        vec = baseline_codecs(problem, a, k - 1, space, objective, acceptable if codec == "auto" else None)
-        baselines[name], baseline_vecs[name] = problem(vec).evaluate(a), vec
+        vec = baseline_codecs(plain, a, k - 1, space, objective, acceptable if codec == "auto" else None)
+        baselines[name], baseline_vecs[name] = plain(vec).evaluate(a), vec
         why = constraint_breaks(raw, a, baselines[name], req, pinned, keep_input_on)
         if why:
             breaks[name] = why
@@ -220,6 +243,7 @@ def partition(
         next_best=alt,
         baseline_codecs=baseline_vecs,
         baseline_breaks=breaks,
+        exits=exit_plan,
     )
 
 

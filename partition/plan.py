@@ -16,6 +16,8 @@ from torch import nn
 
 from .calibration import Accuracy
 from .errors import PlanError, StageError
+from .exit_choice import ExitPlan
+from .exit_stage import exit_stage
 from .explain import Alternative, Demand, demand_of, plan_tables, stream_demand, summary_lines
 from .graph import TensorSpec
 from .pricing import Cost
@@ -124,10 +126,12 @@ class Plan:
     next_best: Alternative | None = None  # the best plan next to this one that differs from it
     baseline_codecs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per baseline, per link
     baseline_breaks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # constraints a baseline breaks
+    exits: ExitPlan | None = None  # live early exits and what calibration predicts for them; figures are then expected ones
 
     # ------------------------------------------------------------------ io
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
+        d["exits"] = self.exits.to_json() if self.exits else None
         d["format"] = FORMAT
         return d
 
@@ -179,6 +183,7 @@ class Plan:
             next_best=Alternative.from_json(d["next_best"]) if d.get("next_best") else None,
             baseline_codecs={k: tuple(v) for k, v in d.get("baseline_codecs", {}).items()},
             baseline_breaks={k: tuple(v) for k, v in d.get("baseline_breaks", {}).items()},
+            exits=ExitPlan.from_json(d["exits"]) if d.get("exits") else None,
         )
 
     def save(self, path: str | Path) -> None:
@@ -217,9 +222,18 @@ class Plan:
             tiers: build only these tier indices (an actor builds just its own).
 
         Raises:
-            StageError: the model does not have the nodes the plan names (another model or version).
+            StageError: the model does not have the nodes the plan names (another model or version), or the
+                plan has live exits and ``model`` is not the :class:`~partition.exits.ExitModel` with their heads.
         """
-        gm, _ = trace(model, self.example_inputs())
+        from .exits import ExitModel
+
+        live = self.exits.live if self.exits else ()
+        if live and not isinstance(model, ExitModel):
+            raise StageError(
+                f"plan {self.model!r} has live early exits {[e.name for e in live]}, so its stages need the exit heads: pass the "
+                "ExitModel (partition.exits.with_exits, or partition.exit_train.attach) instead of the bare model"
+            )
+        gm, _ = trace(model.backbone if isinstance(model, ExitModel) else model, self.example_inputs())
         names = {n.name for n in gm.graph.nodes}
         missing = [n for n in self.assignment if n not in names]
         if missing:
@@ -228,7 +242,11 @@ class Plan:
             )
         last = len(self.stages) - 1
         wanted = range(len(self.stages)) if tiers is None else tiers
-        return [make_stage(gm, self.stages[t], t == last) for t in wanted]
+        out = []
+        for t in wanted:
+            here = [(e, model.heads[e.index]) for e in live if e.tier == t]
+            out.append(exit_stage(gm, self.stages[t], here) if here and t != last else make_stage(gm, self.stages[t], t == last))
+        return out
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:

@@ -12,6 +12,12 @@ used, since the outputs must reach the sink).
 Energy (the ``energy`` objective, Neurosurgeon's): joules a device spends per frame, its compute
 and encode time x the device tier's ``power`` + the bytes it sends x its uplink's ``tx_energy``.
 
+Early exits (``ExitTerms``, from ``exit_choice.py``): with live exits at fixed tiers, every figure is
+the expected one per frame. Compute on tier ``t`` and codec work and bytes on link ``j`` count for the
+share of frames that reach them (``reach[t]``, ``reach[j + 1]``); exited frames add a small result
+frame on every link above their exit, and the heads' compute and parameters a constant per tier.
+Memory stays a worst case (any single frame may go on).
+
 Throughput: a node serving ``F`` streams spends ``F x stage time`` per round of
 frames; each lower node has its own uplink carrying its ``F`` streams. The system
 sustains ``streams / max(F_j x stage_j, F_j x link_j)`` frames per second.
@@ -34,7 +40,7 @@ from .graph import Graph
 if TYPE_CHECKING:
     from .topology import Topology
 
-__all__ = ["Cost", "Problem", "evaluate"]
+__all__ = ["Cost", "Problem", "ExitTerms", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,30 @@ class Cost:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
 
 
+@dataclass(frozen=True)
+class ExitTerms:
+    """What live exits at fixed tiers change in the expected cost of one frame (see the module docstring).
+
+    ``reach``: per tier, the share of frames whose stage runs there (``reach[0] == 1``). The rest are
+    constants per frame, already weighted by the share they apply to: head compute per tier, result
+    frames' bytes and seconds per link, their radio energy on the device, head parameters per tier.
+    """
+
+    reach: tuple[float, ...]
+    stage_extra_s: tuple[float, ...]
+    link_extra_bytes: tuple[float, ...]
+    link_extra_s: tuple[float, ...]
+    energy_extra_j: float
+    mem_extra: tuple[float, ...]
+
+
 class Problem:
     """A graph, a topology and a cost model as arrays, shared by every optimizer.
 
     Args:
         codecs: one codec per link (default raw everywhere).
         ratios: measured compressor ratios ``{(node, codec): compressed/uncompressed}``.
+        exits: live exits at fixed tiers: every figure becomes the expected one per frame.
     """
 
     def __init__(
@@ -75,8 +99,10 @@ class Problem:
         cost_model: CostModel | None = None,
         codecs: Sequence[str] | None = None,
         ratios: Mapping[tuple[str, str], float] | None = None,
+        exits: ExitTerms | None = None,
     ) -> None:
         self.graph = graph
+        self.exits = exits
         self.topology = topology
         self.cost = cost_model or CostModel(graph, topology)
         self.tiers = topology.path
@@ -102,6 +128,17 @@ class Problem:
             enc, dec = self.cost.codec_s_per_byte(codec)
             self.encode_s[:, j] = self.raw_bytes * enc * self.cost.scale[j]
             self.codec_s[:, j] = self.encode_s[:, j] + self.raw_bytes * dec * self.cost.scale[j + 1]
+        k1 = max(self.k - 1, 0)
+        self.stage_extra_s, self.mem_extra = np.zeros(self.k), np.zeros(self.k)
+        self.link_extra_bytes, self.link_extra_s, self.energy_extra_j = np.zeros(k1), np.zeros(k1), 0.0
+        if exits is not None:  # expected figures: work above an exit counts for the frames that go on
+            reach = np.asarray(exits.reach, dtype=float)
+            self.compute = self.compute * reach[None, :]
+            self.link_bytes = self.link_bytes * reach[None, 1:]
+            self.codec_s, self.encode_s = self.codec_s * reach[None, 1:], self.encode_s * reach[None, 1:]
+            self.stage_extra_s, self.mem_extra = np.asarray(exits.stage_extra_s, float), np.asarray(exits.mem_extra, float)
+            self.link_extra_bytes, self.link_extra_s = np.asarray(exits.link_extra_bytes, float), np.asarray(exits.link_extra_s, float)
+            self.energy_extra_j = float(exits.energy_extra_j)
         self.bw_Bps = np.array([topology.links[j].bandwidth_mbps * 1e6 / 8 for j in range(self.k - 1)])
         self.prop_s = np.array([topology.links[j].latency_ms / 1e3 for j in range(self.k - 1)])
         self.streams = np.array([topology.max_streams(j) for j in range(self.k)], dtype=float)
@@ -117,6 +154,10 @@ class Problem:
             if self.k > 1
             else np.zeros(self.n)
         )
+
+    def with_codecs(self, codecs: Sequence[str]) -> Problem:
+        """The same problem (exits included) with another codec vector."""
+        return Problem(self.graph, self.topology, self.cost, list(codecs), self.ratios, self.exits)
 
     def encoded(self, codec: str) -> np.ndarray:
         """Bytes on the wire of every node's output with ``codec``."""
@@ -179,22 +220,22 @@ class Problem:
             members = np.flatnonzero(a == t)
             held = (a == t) | ((a < t) & (hi >= t))  # produced here, or received from below
             out[t] = self.graph.param_bytes_of([self.graph.nodes[v] for v in members]) + float(self.raw_bytes[held].sum())
-        return out
+        return out + self.mem_extra
 
     def evaluate(self, assignment) -> Cost:
         a = self.as_array(assignment)
         bad = self.violations(a)
         if bad:
             raise PartitionError("invalid assignment: " + "; ".join(bad[:5]))
-        stage = np.array([self.compute[a == t, t].sum() for t in range(self.k)])
+        stage = np.array([self.compute[a == t, t].sum() for t in range(self.k)]) + self.stage_extra_s
         cross = self.crossing(a)
-        link_bytes = (cross * self.link_bytes).sum(axis=0) if self.k > 1 else np.zeros(0)
-        serial = (cross * self.link_time).sum(axis=0) if self.k > 1 else np.zeros(0)
+        link_bytes = (cross * self.link_bytes).sum(axis=0) + self.link_extra_bytes if self.k > 1 else np.zeros(0)
+        serial = (cross * self.link_time).sum(axis=0) + self.link_extra_s if self.k > 1 else np.zeros(0)
         latency = stage.sum() + serial.sum() + self.prop_s.sum()
         per_round = [(self.streams[t] * stage[t], f"tier {self.tiers[t].name} compute") for t in range(self.k)]
         per_round += [(self.streams[j] * serial[j], f"link {self.tiers[j].name}->{self.tiers[j + 1].name}") for j in range(self.k - 1)]
         worst, name = max(per_round, key=lambda x: x[0])
-        energy = (
+        energy = self.energy_extra_j + (
             float(self.energy_compute[a == 0].sum() + (cross[:, 0] * self.energy_send).sum())
             if self.k > 1
             else float(self.energy_compute.sum())
@@ -224,6 +265,7 @@ class Problem:
         """
         rows = np.asarray(rows, dtype=int)
         stage = np.stack([np.where(rows == t, self.compute[None, :, t], 0.0).sum(axis=1) for t in range(self.k)], axis=1)
+        stage = stage + self.stage_extra_s[None, :]
         hi = rows.copy()  # reach, as in :meth:`reach`, for every row
         for v in range(self.n):
             for s in self.succs[v]:
@@ -231,18 +273,18 @@ class Problem:
         hi[:, self.is_output] = self.k - 1
         j = np.arange(self.k - 1)
         cross = (rows[:, :, None] <= j) & (hi[:, :, None] > j)  # [rows, n, links]
-        serial = (cross * self.link_time[None]).sum(axis=1)  # [rows, links]
+        serial = (cross * self.link_time[None]).sum(axis=1) + self.link_extra_s[None, :]  # [rows, links]
         worst = np.concatenate([self.streams[None, :] * stage, self.streams[None, :-1] * serial], axis=1).max(axis=1)
         with np.errstate(divide="ignore"):
             stream_fps = np.where(worst > 0, 1.0 / worst, np.inf)
-        energy = np.where(rows == 0, self.energy_compute[None], 0.0).sum(axis=1)
+        energy = np.where(rows == 0, self.energy_compute[None], 0.0).sum(axis=1) + self.energy_extra_j
         if self.k > 1:
             energy = energy + (cross[:, :, 0] * self.energy_send[None]).sum(axis=1)
         return {
             "latency_s": stage.sum(axis=1) + serial.sum(axis=1) + self.prop_s.sum(),
             "stream_fps": stream_fps,
             "throughput_fps": stream_fps * self.n_streams,
-            "bytes": (cross * self.link_bytes[None]).sum(axis=(1, 2)),
+            "bytes": (cross * self.link_bytes[None]).sum(axis=(1, 2)) + self.link_extra_bytes.sum(),
             "energy_j": energy,
         }
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .cost import CostModel
+from .exit_choice import exit_terms
 from .graph import Graph
 from .optimize import calibrate_codecs, partition
 from .plan import Plan
@@ -118,7 +119,12 @@ class Replanner:
         if codecs not in self._ratios:  # compressors' measured ratios, as the running plan used them
             self._ratios[codecs] = calibrate_codecs(self.graph, codecs, self.partition_kwargs.get("calibration"))[1]
         cm = CostModel(self.graph, topo, self.partition_kwargs.get("profiles"))
-        old = Problem(self.graph, topo, cm, list(codecs), self._ratios[codecs]).evaluate(current.assignment)
+        plain = Problem(self.graph, topo, cm, list(codecs), self._ratios[codecs])
+        exits = self.partition_kwargs.get("exits")
+        if exits is not None and current.exits is not None and current.exits.live:  # the running plan priced with its exits
+            live = tuple((e.index, e.threshold, e.tier) for e in current.exits.live)
+            plain = Problem(self.graph, topo, cm, list(codecs), self._ratios[codecs], exit_terms(exits, live, plain)[0])
+        old = plain.evaluate(current.assignment)
         before, after = objective_value(self.objective, old), objective_value(self.objective, new.predicted)
         better = after < before * (1 - self.min_gain)
         if battery_low:

@@ -99,16 +99,16 @@ def best_contiguous(
     total = objective == "latency"
     F = np.ones(k) if total else problem.streams
     combine = np.add if total else np.maximum
-    mem = memory_bytes if memory_bytes is not None else np.full(k, np.inf)
+    mem = (memory_bytes if memory_bytes is not None else np.full(k, np.inf)) - problem.mem_extra  # heads of live exits
     inf = float("inf")
     cuts = np.arange(n + 1)
     # tier 0: segment [0, p)
-    f = F[0] * prefix[:, 0]
+    f = F[0] * (prefix[:, 0] + problem.stage_extra_s[0])
     f = np.where(params + 0.0 <= mem[0], f, inf)
     choice = []
     g = f.copy()
     if k > 1:
-        g = combine(f, F[0] * link_at[:, 0])
+        g = combine(f, F[0] * (link_at[:, 0] + problem.link_extra_s[0]))
     g = np.where((cuts >= A[0]) & (cuts <= B[0]), g, inf)
     for j in range(1, k):
         fj = np.full(n + 1, inf)
@@ -116,13 +116,13 @@ def best_contiguous(
         ps = [n] if j == k - 1 else range(A[j], B[j] + 1)
         for p in ps:
             q = cuts[: p + 1]
-            seg = F[j] * (prefix[p, j] - prefix[q, j])
+            seg = F[j] * (prefix[p, j] - prefix[q, j] + problem.stage_extra_s[j])
             cand = combine(g[: p + 1], seg)
             cand = np.where(params[p] - params[q] + raw_at[q] <= mem[j], cand, inf)
             best = int(np.argmin(cand))
             fj[p], arg[p] = cand[best], best
         choice.append(arg)
-        g = fj if j == k - 1 else combine(fj, F[j] * link_at[:, j])
+        g = fj if j == k - 1 else combine(fj, F[j] * (link_at[:, j] + problem.link_extra_s[j]))
         if j < k - 1:
             g = np.where((cuts >= A[j]) & (cuts <= B[j]), g, inf)
     value = float(g[n]) if k > 1 else float(g[n])

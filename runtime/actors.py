@@ -17,6 +17,7 @@ import uuid
 
 import torch
 
+from partition.exit_stage import ANSWER, is_exited, settle
 from partition.split import Stage
 
 from .batching import BatchRunner
@@ -291,7 +292,7 @@ class StageWorker(PlanVersions):
         frames = [f for f, _ in batch]
         plan = self.versions[frames[0].plan]
         self.frames_by_plan[frames[0].plan] = self.frames_by_plan.get(frames[0].plan, 0) + len(frames)
-        good = [f for f in frames if _ERROR not in f.values]
+        good = [f for f in frames if not _passes(f.values)]  # error frames and exited frames only travel on
         outputs: list = []
         if good:
             try:
@@ -314,12 +315,14 @@ class StageWorker(PlanVersions):
         now = time.time()
         ready = []
         for frame in frames:
-            values = frame.values if _ERROR in frame.values else next(results)
+            values = frame.values if _passes(frame.values) else settle(next(results))
+            if values is not frame.values and is_exited(values):
+                self.metrics.exited += 1  # answered by an exit of this stage: a result frame goes on
             frame = Frame(frame.source, frame.seq, [*frame.ts, now], values, frame.plan)
             if self.cfg.last:
                 ready.append((frame, values))
             else:
-                ready.append((frame, pack(frame, plan.codec_up if _ERROR not in values else "raw")))
+                ready.append((frame, pack(frame, "raw" if _passes(values) else plan.codec_up)))
         if self.cfg.emulate and good:
             # the tier's time for this batch, counted from when the stage took it (packing included)
             if plan.emulated_compute_s is not None:
@@ -359,9 +362,16 @@ def _by_plan(batch: list[tuple[Frame, float]]) -> list[list[tuple[Frame, float]]
     return groups
 
 
+def _passes(values) -> bool:
+    """An error frame or a frame an exit below answered: no stage runs on it, it travels to the sink."""
+    return _ERROR in values or is_exited(values)
+
+
 def _result(values):
     if isinstance(values, dict) and _ERROR in values:
         return StageError(values[_ERROR])
+    if is_exited(values):
+        return values[ANSWER]
     return values
 
 

@@ -126,6 +126,9 @@ def _partition_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profiles", help="per-op times measured on the tiers (`tierpipe profile --address ... --out`) instead of predicted ones"
     )
+    p.add_argument("--exits", metavar="FILE", help="early-exit heads from `tierpipe exits attach`: chosen with the cut")
+    p.add_argument("--exit-agreement", type=positive, help="with --exits (max_softmax): least share of answers equal to the full model's")
+    p.add_argument("--exit-error", type=positive, help="with --exits (predicted_error): largest mean error against the full model")
     _timing_arg(p)
 
 
@@ -171,8 +174,30 @@ def make_plan(args, graph, topo):
             solver=args.solver,
             time_budget_s=args.time_budget_s,
             profiles=load_profiles(args),
+            exits=_exit_candidates(args, graph),
         )
     return topo, plan
+
+
+def _exit_candidates(args, graph):
+    """The exits of ``--exits FILE`` with their budget, or None."""
+    if not getattr(args, "exits", None):
+        if getattr(args, "exit_agreement", None) or getattr(args, "exit_error", None):
+            raise TierpipeError("--exit-agreement / --exit-error need --exits FILE (from `tierpipe exits attach`)")
+        return None
+    from partition.exit_calib import ExitBudget
+    from partition.exit_choice import exit_candidates
+    from partition.exit_file import load_exits
+    from partition.zoo import get_model
+
+    model, _ = get_model(args.model)
+    em, cal = load_exits(model, graph.example_inputs, args.exits)
+    if args.exit_agreement is None and args.exit_error is None:
+        raise TierpipeError(
+            f"--exits {args.exits}: give its accuracy budget, --exit-agreement 0.98 (classification) or --exit-error (regression)"
+        )
+    budget = ExitBudget(min_agreement=args.exit_agreement, max_error=args.exit_error)
+    return exit_candidates(em, cal, budget)
 
 
 def cmd_partition(args) -> int:
@@ -191,6 +216,11 @@ def cmd_partition(args) -> int:
             f"lossy codecs on calibration inputs: max abs error {a.max_abs_error:.3g}, "
             f"max rel error {a.max_rel_error:.3g}, top-1 agreement {a.top1_agreement:.3f}"
         )
+    if plan.exits:
+        e = plan.exits
+        live = ", ".join(f"{x.name} on {plan.tiers[x.tier]} at {x.threshold:.3g}" for x in e.live) or "none (none pays within the budget)"
+        rates = ", ".join(f"{t} {r:.0%}" for t, r in zip(plan.tiers, e.rate_by_tier))
+        console.print(f"early exits: {live}; frames answered per tier {rates}; calibrated {e.kind} {e.quality:.4g} (budget {e.bound:g})")
     console.print(f"method: {plan.method}; {plan.optimality()}; partitioned in {plan.partition_s * 1e3:.0f} ms")
     for note in plan.notes:
         console.print(f"note: {note}")
@@ -238,9 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="save the plan as JSON")
     p.set_defaults(func=cmd_partition)
 
-    from . import cli_cluster
+    from . import cli_cluster, cli_exits
 
     cli_cluster.register(sub)
+    cli_exits.register(sub)
     from .lab import cli as lab_cli
 
     lab_cli.register(sub)

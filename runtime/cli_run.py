@@ -161,6 +161,10 @@ def cmd_run(args) -> int:
         topo, plan = make_plan(args, graph, topo)
         for table in plan.tables():
             console.print(table)
+    if args.exits:  # the stages of exits need their heads
+        from partition.exit_file import load_exits
+
+        model, _ = load_exits(model, plan.example_inputs(), args.exits)
     emulate = None if args.emulate is None else args.emulate == "on"
     _stream(args, model, plan, topo, args.seconds, args.fps, emulate, args.max_batch, graph)
     return 0

@@ -66,6 +66,7 @@ class StageMetrics:
     replayed: int = 0
     restarts_seen: int = 0
     bad_timestamps: int = 0  # results whose end-to-end time was absurd (kept out of the latency figures)
+    exited: int = 0  # frames an early exit of this stage answered (a result frame went on instead)
 
     def to_json(self) -> dict:
         return {
@@ -86,4 +87,5 @@ class StageMetrics:
             "bad_timestamps": self.bad_timestamps,
             "replayed": self.replayed,
             "restarts_seen": self.restarts_seen,
+            "exited": self.exited,
         }

@@ -66,6 +66,7 @@ def build_report(pipe) -> dict:
                 "replayed": sum(m["replayed"] for m in mine),
                 "restarts_seen": sum(m["restarts_seen"] for m in mine),
                 "predicted_compute_ms": plan.predicted.stage_compute_s[t] * 1e3,
+                "exited": sum(m.get("exited", 0) for m in mine),
             }
         )
     links = []
@@ -116,6 +117,7 @@ def build_report(pipe) -> dict:
             "fps": plan.predicted.throughput_fps,
             "bottleneck": plan.predicted.bottleneck,
         },
+        "exits": exit_report(plan, tiers, links),
         "plan_version": pipe.version,
         "plan_routes": {str(source): version for source, version in sorted(pipe.routes.items())},  # cameras on another plan
         "plan_label": pipe.plan_label,
@@ -264,3 +266,24 @@ def save_report(report: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, default=str))
+
+
+def exit_report(plan, tiers: list[dict], links: list[dict]) -> dict | None:
+    """Early exits as measured: the share of frames answered on each tier (the sink's: by the full model), and
+    bytes per frame on each link against the same cut without exits (predicted). None without live exits."""
+    if plan.exits is None or not plan.exits.live:
+        return None
+    total = tiers[0]["frames"] if tiers else 0
+    exited = [t["exited"] for t in tiers]
+    rate = {t["tier"]: (n / total if total else 0.0) for t, n in zip(tiers, exited)}
+    if tiers:
+        rate[tiers[-1]["tier"]] = (total - sum(exited)) / total if total else 0.0
+    without = plan.exits.link_bytes_without
+    return {
+        "live": [e.to_json() for e in plan.exits.live],
+        "rate_by_tier": rate,
+        "predicted_rate_by_tier": dict(zip(plan.tiers, plan.exits.rate_by_tier)),
+        "budget": {"kind": plan.exits.kind, "bound": plan.exits.bound, "calibrated": plan.exits.quality},
+        "bytes_per_frame_without": {link["link"]: w for link, w in zip(links, without)},
+        "bytes_saved_per_frame": {link["link"]: w - link["bytes_per_frame"] for link, w in zip(links, without)},
+    }

@@ -11,7 +11,9 @@ compressor's output), which Ray serialises without copying them into the envelop
 hands to the receiver as views of its object store; the receiver copies each payload
 once, into the tensor it decodes. ``unpack`` checks the frame size, every field, and every tensor's
 length, dtype and shape against what the plan says crosses the link; anything off
-raises :class:`WireError` naming the stage.
+raises :class:`WireError` naming the stage. A result frame (a frame an early exit below answered:
+``values = {"__exit__": exit index}`` and one tensor ``__answer__``) carries nothing else; its answer's
+shape is not checked against the plan (it is the model's output, which no link spec describes).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from partition.codec import decode, encode
+from partition.exit_stage import ANSWER, EXIT_AT
 from partition.graph import TensorSpec
 
 from .errors import UnknownPlanError, WireError
@@ -225,6 +228,13 @@ def _unpack(data, expected, where: str, max_nbytes: int, versions: bool) -> Fram
     for name, tensor in decoded.items():
         _check_spec(name, tensor, expected.get(name), where)
         values[name] = tensor
+    if EXIT_AT in values:  # a result frame: an exit below answered it, it travels to the sink
+        if not (_int_in(values[EXIT_AT], 1 << 16) and set(values) == {EXIT_AT, ANSWER} and isinstance(values[ANSWER], torch.Tensor)):
+            raise WireError(
+                f"{where}: a result frame (answered by an exit below) carries {sorted(values)[:6]}; it must carry "
+                f"only {EXIT_AT!r} (a small exit index) and one tensor {ANSWER!r}"
+            )
+        return Frame(source, seq, ts, values, plan)
     for name, spec in expected.items():
         if spec is not None and spec.shape is not None and name in values and not isinstance(values[name], torch.Tensor):
             raise WireError(

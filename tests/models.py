@@ -132,3 +132,9 @@ class CamNet(nn.Module):
 # seconds per stem convolution on a camera (as measured on a Raspberry-Pi-class CPU): with these the best
 # plan on smart_city sends the image at 20 Mbit/s and runs the stem on the camera at 2 Mbit/s
 CAMNET_PROFILES = {"device": {"stem_0": 0.03, "stem_2": 0.03, "stem_4": 0.03}}
+
+
+def camnet():
+    """``tests.models:camnet`` for the CLI: a seeded CamNet and a 32 x 32 example image."""
+    torch.manual_seed(0)
+    return CamNet().eval(), (torch.randn(1, 3, 32, 32),)

@@ -82,6 +82,18 @@ def register(sub) -> None:
         help="re-plan and switch live when the measured links drift (with a Wi-Fi drop on the first "
         "junction's cameras unless --conditions names a file)",
     )
+    d.add_argument(
+        "--exits",
+        action="store_true",
+        help="also run the cameras with an early exit on the camera (chosen with the codecs within --exit-error) and "
+        "report exit rate, uplink bytes, live MAE and the traffic result against the run without (report.json: exits)",
+    )
+    d.add_argument(
+        "--exit-error",
+        type=positive,
+        default=0.05,
+        help="the exit's budget: mean difference from the full model, halting vehicles per lane (default 0.05)",
+    )
     add_view_args(d, "the city, cameras, tiers and figures")
     d.set_defaults(func=main)
 
@@ -126,6 +138,8 @@ def main(args) -> int:
         view=args.view,
         view_host=args.view_host,
         view_port=args.view_port,
+        exits=args.exits,
+        exit_error=args.exit_error,
     )
     run_demo(Path(args.out), scenario, config)
     return 0

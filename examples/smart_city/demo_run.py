@@ -43,6 +43,8 @@ class DemoConfig:
     view: bool = False  # serve the live page (view.py) and keep it up at the end until Ctrl-C
     view_host: str = "127.0.0.1"
     view_port: int = 8765
+    exits: bool = False  # a second camera-driven run with the camera exit (exits.py), reported against the first
+    exit_error: float = 0.05  # its budget: mean absolute difference from the full model, vehicles per lane
 
     def options(self, controller: str = "max_pressure") -> SimOptions:
         return SimOptions(self.control_step_s, self.min_green_s, self.max_green_s, self.lag_s, controller)
@@ -160,7 +162,6 @@ def _start_view(scenario: Scenario, config: DemoConfig, console: Console):
 
 
 def _run(out, scenario, config, console, started, topo_dict, topo, conditions, timeline, view) -> dict:
-    from runtime import Pipeline
     from runtime.adapt import Adapter
     from runtime.raystart import quiet_ray
 
@@ -181,11 +182,41 @@ def _run(out, scenario, config, console, started, topo_dict, topo, conditions, t
         + f"; the cameras drive {controller}"
     )
     quiet_ray()
+    adapter = Adapter(graph, "throughput", codec="auto", calibration=calibration_frames(sample)) if config.adapt else False
+    runs, pipe_report, startup_s = camera_runs(
+        plan, model, topo, graph, scenario, config, controller, console, view, timeline, adapter, traffic
+    )
+    traffic["camera"] = [s.traffic for s in runs]
+    report = build_report(scenario, config, controller, plan, traffic, runs, pipe_report, startup_s)
+    if conditions or config.adapt:
+        report["adaptation"] = _adaptation(pipe_report, conditions, config.adapt, out, console)
+    if config.exits:
+        from .exits import run_with_exits
+
+        report["exits"] = run_with_exits(scenario, config, controller, topo, model, graph, plan, sample, report, console)
+    report["demo_wall_s"] = round(time.perf_counter() - started, 1)
+    report["plots"] = write_plots(out, report, runs, scenario)
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    console.print(summary_table(report))
+    for line in report["verdict"]:
+        console.print(line)
+    console.print(f"report, topology and plots written to {out}/")
+    if view is not None:
+        view.finish(report, runs)
+        view.hold(console)
+    return report
+
+
+def camera_runs(
+    plan, model, topo, graph, scenario, config, controller, console, view=None, timeline=None, adapter=False, traffic=None, shadow=None
+):
+    """Start a pipeline for ``plan``, run the camera-driven loop once per seed, close it: ``(runs, report, startup s)``."""
+    from runtime import Pipeline
+
     if view is not None:
         view.phase("starting", f"starting {sum(t.nodes for t in topo.path)} stage actors")
     with console.status(f"starting {sum(t.nodes for t in topo.path)} stage actors (emulated tiers and links)..."):
         t0 = time.perf_counter()
-        adapter = Adapter(graph, "throughput", codec="auto", calibration=calibration_frames(sample)) if config.adapt else False
         pipe = Pipeline(plan, model, topo, emulate=True, conditions=timeline, adapt=adapter, graph=graph)
         pipe.start()
         startup_s = time.perf_counter() - t0
@@ -207,27 +238,14 @@ def _run(out, scenario, config, console, started, topo_dict, topo, conditions, t
                     realtime=config.realtime,
                     on_tick=lambda s, t: live.update(_live_table(s, t, scenario, pipe.plan_label)),
                     on_view=None if view is None else lambda s, sim, latest, seed=seed: view.tick(s, sim, latest, seed),
+                    shadow=shadow,
                 )
             console.print(_live_table(stats, scenario.end_s, scenario, pipe.plan_label))
             runs.append(stats)
         pipe_report = pipe.report()
     finally:
         pipe.close()
-    traffic["camera"] = [s.traffic for s in runs]
-    report = build_report(scenario, config, controller, plan, traffic, runs, pipe_report, startup_s)
-    if conditions or config.adapt:
-        report["adaptation"] = _adaptation(pipe_report, conditions, config.adapt, out, console)
-    report["demo_wall_s"] = round(time.perf_counter() - started, 1)
-    report["plots"] = write_plots(out, report, runs, scenario)
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    console.print(summary_table(report))
-    for line in report["verdict"]:
-        console.print(line)
-    console.print(f"report, topology and plots written to {out}/")
-    if view is not None:
-        view.finish(report, runs)
-        view.hold(console)
-    return report
+    return runs, pipe_report, startup_s
 
 
 def _adaptation(pipe_report: dict, conditions, adapt: bool, out: Path, console: Console) -> dict:

@@ -181,13 +181,15 @@ def run_camera_loop(
     on_tick=None,
     first_source: int = 0,
     on_view=None,
+    shadow=None,
 ) -> LoopStats:
     """Drive one simulation with its controllers fed by the pipeline's estimates; returns its stats.
 
     ``on_tick(stats, sim_t)`` is called once a wall-clock second (the live table); ``on_view(stats, sim,
     latest)`` as often as the loop turns (the live page, which sends at its own rate), with the
     simulation (:class:`~.simproc.SimProcess`, for :meth:`~.simproc.SimProcess.snapshot`) and the latest
-    complete frame set (frames, what the cameras saw, their estimates)."""
+    complete frame set (frames, what the cameras saw, their estimates). ``shadow``: a
+    :class:`~runtime.shadow.ShadowCheck` offered every frame (keyed by camera and sequence number)."""
     cams = len(scenario.cameras)
     stats = LoopStats(seed, cams)
     sim = SimProcess(scenario, seed, dataclasses.replace(options, lag_s=0.0) if realtime else options)
@@ -206,6 +208,8 @@ def run_camera_loop(
             for r in results:
                 cam = r.source - first_source
                 k, est = book.take(cam, r.seq, r.output)
+                if shadow is not None:
+                    shadow.check((cam, r.seq), r.output)
                 # what the simulation may use it from: the frame's time, or (realtime) the simulated time it arrived
                 stamp = scenario.begin_s + (time.perf_counter() - start) if realtime else book.stamps[k]
                 updates.append((cam, stamp, est))
@@ -266,7 +270,10 @@ def run_camera_loop(
             updates = []
             book.sent(k, t, frames, visible, whole)
             for cam in range(cams):
-                pipe.submit(first_source + cam, torch.from_numpy(frames[cam : cam + 1]))
+                frame = torch.from_numpy(frames[cam : cam + 1])
+                if shadow is not None:  # block sources: frame set k is sequence number base + k
+                    shadow.offer((cam, book.base[cam] + k), (frame,))
+                pipe.submit(first_source + cam, frame)
             stats.frames_sent += cams
             tick()
         for r in pipe.results():

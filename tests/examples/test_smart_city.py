@@ -71,8 +71,9 @@ def test_every_baseline_runs_reproducibly_and_control_changes_the_traffic():
 def test_quick_demo_on_a_network_not_made_here_end_to_end(ray_local, tmp_path):
     from runtime.cli import main
 
-    # the command a user types: --quick on a scenario is one seed of its first 240 s; --end makes it 120 s
-    assert main(["demo", "--quick", "--scenario", str(SINGLE), "--end", "120", "--out", str(tmp_path)]) == 0
+    # the command a user types: --quick on a scenario is one seed of its first 240 s; --end makes it 120 s;
+    # --exits runs the cameras a second time with the camera exit
+    assert main(["demo", "--quick", "--scenario", str(SINGLE), "--end", "120", "--exits", "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["seeds"] == [1] and saved["time"]["camera_fps"] == 1.0
     s, p, t = saved["scenario"], saved["pipeline"], saved["traffic"]
@@ -92,6 +93,18 @@ def test_quick_demo_on_a_network_not_made_here_end_to_end(ray_local, tmp_path):
     assert "gateway-0:\n  - device-0\n  - device-1\n  - device-2\n  - device-3" in topo
     assert {"delay.png", "queues.png", "cameras.png"} <= set(saved["plots"])
     assert any("on exact queues" in line for line in saved["verdict"])
+    # the run with the camera exit: every frame once and in order, answered on the camera or by the full model,
+    # its budget and calibrated error said, and the uplink and traffic figures beside those of the run without
+    e = saved["exits"]
+    assert e["delivered_exactly_once_in_order"] and set(e["rate_by_tier"]) == {"device", "gateway", "edge"}
+    assert sum(e["rate_by_tier"].values()) == pytest.approx(1.0) and e["rate_by_tier"]["gateway"] == 0.0
+    assert e["agreement"]["kind"] == "error" and e["agreement"]["calibrated_held_out"] <= e["agreement"]["bound"] == 0.05
+    assert (e["rate_by_tier"]["device"] > 0) == bool(e["live"])
+    if e["live"]:
+        assert e["uplink_bytes_per_frame"] < e["uplink_bytes_per_frame_without"]
+    assert e["mean_delay_s_camera_without"] == t["mean_delay_s"]["camera"] and e["mae_live"] is not None
+    shadow = e["agreement"]["shadow"]  # the full model beside the pipeline on a tenth of the live frames
+    assert shadow["share"] == 0.1 and 0 < shadow["frames"] < e["frames_checked"] and shadow["error"] >= 0.0
 
 
 def test_demo_flags_reach_the_run_and_a_bad_scenario_is_one_line(monkeypatch, tmp_path, capsys):

@@ -21,8 +21,8 @@ from partition import Topology
 from runtime.cli import main
 from runtime.cluster import Step, execute, plan_up
 from runtime.errors import ClusterError
-from tests.runtime.test_cluster_launch import _free_port
 from tests.runtime.labtools import _why_no_lab
+from tests.runtime.test_cluster_launch import _free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # a prefix of its own; 198.18 stays a user's (another network where several labs share a machine)

@@ -163,6 +163,18 @@ def kill_when_busy(ray, handle, after_frames: int):
     return thread, seen
 
 
+def run_while_killing(ray, pipe, victim: str, inputs, after_frames: int = 20):
+    """``pipe.run(inputs)`` while ``victim`` is killed once it has taken ``after_frames`` frames:
+    ``(outputs, report, seen)``, ``seen`` with ``frames_in`` at the kill and the victim's ``pid_before``/``pid_after``."""
+    handle = pipe.stages[victim]
+    pid_before = ray.get(handle.pid.remote())
+    killer, seen = kill_when_busy(ray, handle, after_frames=after_frames)
+    outputs = pipe.run(inputs, timeout_s=120)
+    killer.join(timeout=10)
+    seen.update(pid_before=pid_before, pid_after=ray.get(handle.pid.remote()))
+    return outputs, pipe.report(), seen
+
+
 @pytest.mark.parametrize("victim", ["gateway-0", "edge-0", "device-1"])
 def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, victim):
     import ray
@@ -172,17 +184,11 @@ def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, v
     topo = fan_in_topology(devices=2, gateways=1, emulate=True)
     model, plan = chain_plan(topo)
     inputs = [(torch.randn(1, 16),) for _ in range(300)]
+    start = time.perf_counter()
     with Pipeline(slowed(plan, (0.008, 0.008, 0.008)), model, topo, max_batch=1, credits=2, stall_s=2.0) as pipe:
-        handle = pipe.stages[victim]
-        pid_before = ray.get(handle.pid.remote())
-        killer, seen = kill_when_busy(ray, handle, after_frames=20)
-        start = time.perf_counter()
-        outputs = pipe.run(inputs, timeout_s=120)
-        killer.join(timeout=10)
-        pid_after = ray.get(handle.pid.remote())
-        report = pipe.report()
+        outputs, report, seen = run_while_killing(ray, pipe, victim, inputs)
     # the fault really happened, mid-run: a new process, killed while frames were still to come its way
-    assert pid_after != pid_before
+    assert seen["pid_after"] != seen["pid_before"]
     passing = 150 if victim.startswith("device") else len(inputs)
     assert 20 <= seen["frames_in"] < passing
     want = eager(model, inputs)

@@ -18,6 +18,7 @@ STAGE_MODULES = {
     "partition.codec",
     "partition.lazy",
     "partition.errors",
+    "partition.exit_stage",
     "partition.graph",
     "partition.shapes",
     "partition.split",
