@@ -309,6 +309,7 @@ class StageWorker(PlanVersions):
             self._inline = real < 0.002 * len(good)
             self.metrics.compute_s.add(real)
             self.metrics.batch.add(len(good))
+            self.metrics.mixed_batches += len(good) < len(frames)
             if self.cfg.debug:
                 log.warning("TIERPIPE_DEBUG %s: batch %d, compute %.2f ms", self.cfg.where, len(good), real * 1e3)
         results = iter(outputs)

@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["token_path", "ensure_token", "auth_env", "use_token", "reset_token_cache"]
+__all__ = ["token_path", "ensure_token", "auth_env", "use_token", "reset_token_cache", "write_private"]
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,17 @@ def ensure_token(path: Path | None = None) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(32)
-    path.write_text(token)
-    path.chmod(0o600)
+    write_private(path, token.encode())
     log.info("created a new cluster token at %s", path)
     return token
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret: the file is created with mode 600 (never readable by others, not even for a moment)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def auth_env(path: Path | None = None) -> dict[str, str]:

@@ -35,6 +35,7 @@ def register(sub) -> None:
     )
     down.add_argument("--port", type=port, default=None, help="--local: the cluster on this port; else the head's port (default 6379)")
     down.add_argument("--dry-run", action="store_true")
+    down.add_argument("--head", help="the node `up --head` named (its TLS files are forgotten; default: the sink tier's first node)")
     down.set_defaults(func=cmd_down)
     loc = csub.add_parser("local", help="a real multi-node Ray cluster on this machine, labelled as in production")
     loc.add_argument("topology")
@@ -128,6 +129,12 @@ def _verify(printed: dict[str, str], steps, topo, head: str, wheel: str | None) 
     reports, ref, diffs = _compare(printed, topo, head)
     fixable = [n for n in diffs if reports[n].python == ref.python]  # pip cannot change a host's Python
     if fixable and wheel:
+        built = Path(wheel).name.split("-")[1] if Path(wheel).name.count("-") >= 2 else "?"  # name-version-...whl
+        if built != ref.tierpipe:  # checked before anything is installed: the re-check would refuse the hosts anyway
+            raise ClusterError(
+                f"--install {Path(wheel).name} is tierpipe {built}, the head has {ref.tierpipe}: nothing was installed; "
+                "build the head's version (`pip wheel --no-deps .` where the head's tierpipe comes from) or upgrade the head"
+            )
         console.print(f"installing {Path(wheel).name} (torch=={ref.key('torch')}, ray=={ref.ray}) on {', '.join(fixable)}")
         execute(plan_install(topo.hosts, fixable, Path(wheel), ref))
         again: dict[str, str] = {}
@@ -258,7 +265,7 @@ def cmd_down(args) -> int:
             console.print(line)
     from . import tls
 
-    head = topo.path[-1].node_names()[0]
+    head = args.head or topo.path[-1].node_names()[0]
     tls.forget(tls.cluster_id(topo.hosts[head].address, args.port or 6379))  # its clients no longer use TLS
     return 0
 

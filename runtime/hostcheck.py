@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import platform
+import re
 import shlex
 import sys
 from dataclasses import asdict, dataclass
@@ -155,6 +156,8 @@ def plan_install(hosts: dict[str, HostSpec], nodes: list[str], wheel: Path | Non
             "--install: neither the head nor this machine has Ray and torch, so there is no version to pin; install them on the head"
         )
     data = "<wheel>" if dry_run else base64.b64encode(wheel.read_bytes()).decode()
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+\.whl", wheel.name):  # it goes into a remote shell command
+        raise ClusterError(f"--install {wheel.name}: a wheel's name has letters, digits and _.+- only; rename the file")
     remote = f'"$HOME/.tierpipe/wheels/{wheel.name}"'
     pins = [f"torch=={ref.key('torch')}", f"ray[default]=={ref.ray}"]
     steps = []

@@ -67,6 +67,7 @@ class StageMetrics:
     restarts_seen: int = 0
     bad_timestamps: int = 0  # results whose end-to-end time was absurd (kept out of the latency figures)
     exited: int = 0  # frames an early exit of this stage answered (a result frame went on instead)
+    mixed_batches: int = 0  # batches holding frames to compute and frames only passing through (exited, errors)
 
     def to_json(self) -> dict:
         return {
@@ -87,5 +88,6 @@ class StageMetrics:
             "bad_timestamps": self.bad_timestamps,
             "replayed": self.replayed,
             "restarts_seen": self.restarts_seen,
+            "mixed_batches": self.mixed_batches,
             "exited": self.exited,
         }

@@ -52,7 +52,7 @@ def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None,
     from .placement import actor_options, labelled_nodes
 
     labelled = labelled_nodes()
-    task = ray.remote(_profile_here)
+    task = ray.remote(max_calls=1)(_profile_here)  # the worker exits after it: none stays under the quota
     profiles, where = {}, {}
     model_ref = ray.put(model)
     inputs_ref = ray.put(tuple(inputs))
@@ -62,6 +62,10 @@ def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None,
         opts["num_cpus"] = 0
         try:
             out = ray.get(task.options(**opts).remote(model_ref, inputs_ref, seconds, f"profile of {tier.name} ({node})"), timeout=600)
+        except ray.exceptions.GetTimeoutError:
+            raise PipelineError(
+                f"profiling on {node} (tier {tier.name}) took over 10 minutes: is that node alive and its quota sane?"
+            ) from None
         except ray.exceptions.RayTaskError as exc:
             raise PipelineError(f"profiling on {node} (tier {tier.name}) failed: {exc.cause if hasattr(exc, 'cause') else exc}") from None
         profiles[tier.name] = out["ops"]
@@ -93,7 +97,7 @@ def measure_and_save(args, model, inputs, graph, topology: Topology, predicted, 
         m, p = float(measured.table[:, t].sum()), float(predicted.table[:, t].sum())
         console.print(
             f"{tier.name} on {on['node']} ({on['cgroup'] or 'no cgroup'}): whole model {m * 1e3:.1f} ms measured, "
-            f"{p * 1e3:.1f} ms predicted ({(p - m) / m:+.0%})"
+            f"{p * 1e3:.1f} ms predicted" + (f" ({(p - m) / m:+.0%})" if m else "")
         )
     if args.out:
         save_profiles(args.out, result, args.model, topology, args.seconds)

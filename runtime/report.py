@@ -59,7 +59,9 @@ def build_report(pipe) -> dict:
                 "emulated_wait_ms_mean": _mean(mine, "emulated_wait_s") * 1e3,
                 "queue_ms_mean": _mean(mine, "queue_s") * 1e3,
                 "queue_ms_p95": _max(mine, "queue_s", "p95") * 1e3,
-                "batch_mean": (frames / batches) if batches else 0.0,
+                # frames computed per batch (frames only passing through, exited or errors, are not batched)
+                "batch_mean": _computed(mine) / batches if batches else 0.0,
+                "mixed_batches": sum(m.get("mixed_batches", 0) for m in mine),
                 "batchable": all(m.get("batchable") for m in mine),
                 "rejected": sum(m["rejected"] for m in mine),
                 "last_reject": next((m["last_reject"] for m in mine if m["last_reject"]), ""),
@@ -128,9 +130,14 @@ def build_report(pipe) -> dict:
     }
 
 
+def _computed(metrics: list[dict]) -> float:
+    """Frames the stage actors ran through their stage (frames passing through exited or failed are not batched)."""
+    return sum(m["batch"]["count"] * m["batch"]["mean"] for m in metrics if m["batch"]["count"])
+
+
 def _node_times(m: dict, tier: str) -> dict:
     """One stage actor's real compute: frames computed and seconds spent on them (batches summed)."""
-    frames = m["batch"]["count"] * m["batch"]["mean"] if m["batch"]["count"] else 0
+    frames = _computed([m])
     busy = m["compute_s"]["count"] * m["compute_s"]["mean"] if m["compute_s"]["count"] else 0.0
     return {"node": m["node"], "tier": tier, "frames": round(frames), "compute_s_total": busy, "cgroup": m.get("cgroup")}
 

@@ -27,6 +27,7 @@ import shutil
 import socket
 from pathlib import Path
 
+from .auth import write_private as _write_private
 from .errors import ClusterError
 
 __all__ = [
@@ -72,13 +73,6 @@ def _name(address: str):
         return x509.DNSName(address)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
 def authority(folder: Path):
     """The cluster's CA (certificate, key): loaded from ``folder``, or made there (10 years) when absent."""
     from cryptography import x509
@@ -89,6 +83,11 @@ def authority(folder: Path):
     cert_path, key_path = folder / "ca.pem", folder / "ca.key"
     if cert_path.exists() and key_path.exists():
         return x509.load_pem_x509_certificate(cert_path.read_bytes()), serialization.load_pem_private_key(key_path.read_bytes(), None)
+    if cert_path.exists() != key_path.exists():  # never make a new CA over half of an old one: its nodes would refuse
+        raise ClusterError(
+            f"{folder} holds {'ca.pem' if cert_path.exists() else 'ca.key'} without its pair: the cluster's CA is damaged; "
+            f"stop the cluster (`tierpipe cluster down`), remove {folder} and run `cluster up --tls` again"
+        )
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"tierpipe cluster CA {folder.name}")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -171,8 +170,11 @@ def copy_script(cluster: str, node: str) -> str:
     _check_name(node)
     d = _remote(cluster)
     files = f"{node}.pem {node}.key ca.pem"
-    split = shlex.quote(f'BEGIN {{ split("{files}", f, " ") }} /^-----BEGIN / {{ n++ }} n {{ print > f[n] }}')
-    return f"umask 077 && mkdir -p {d} && cd {d} && rm -f {files} && awk {split} && chmod 600 {files}"
+    new = " ".join(f"{f}.new" for f in files.split())
+    split = shlex.quote(f'BEGIN {{ split("{new}", f, " ") }} /^-----BEGIN / {{ n++ }} n {{ print > f[n] }}')
+    # written beside, then moved into place: a failed copy never removes what is there (on a lab, the CA itself)
+    moves = " && ".join(f"mv -f {f}.new {f}" for f in files.split())
+    return f"umask 077 && mkdir -p {d} && cd {d} && rm -f {new} && awk {split} && chmod 600 {new} && {moves}"
 
 
 def start_words(cluster: str, node: str) -> str:

@@ -5,6 +5,8 @@ it there. A driver in this machine's own network namespace would register the he
 while listening outside it, and no actor could reach it. So :func:`enter_head_namespace` moves
 the driver into the head host's network namespace (``setns``; root, as the lab itself) before Ray
 connects: only the network namespace changes; files, processes and the console stay the same.
+A long-lived Python driver calls ``ray.shutdown()`` and :func:`leave_head_namespace` before
+``tierpipe lab down``: a process inside a namespace keeps it (and its links) alive.
 """
 
 from __future__ import annotations

@@ -180,10 +180,14 @@ class LabPlan:
 
     @classmethod
     def from_dict(cls, d: dict) -> LabPlan:
+        # a lab made before quotas had periods of their own and daemons a cgroup (its `lab down` must still work)
+        old = {"period_us": PERIOD_US}
         hosts = tuple(
-            LabHost(**{**h, "nodes": tuple(h["nodes"]), "shape": LinkShape(**h["shape"]) if h["shape"] else None}) for h in d["hosts"]
+            LabHost(**{**old, **h, "nodes": tuple(h["nodes"]), "shape": LinkShape(**h["shape"]) if h["shape"] else None})
+            for h in d["hosts"]
         )
-        return cls(**{**d, "hosts": hosts, "notes": tuple(d.get("notes", ()))})
+        daemons = d.get("daemons_cgroup", f"{d['cgroup_root']}/daemons")
+        return cls(**{**d, "hosts": hosts, "notes": tuple(d.get("notes", ())), "daemons_cgroup": daemons})
 
 
 def plan_lab(
