@@ -121,3 +121,4 @@ def test_an_uplink_drop_turns_an_exit_on_within_the_budget_with_nothing_lost(ray
     assert report["plan_version"] == 1 and pipe.plans[1].stages[0].nodes  # the stem now runs on the cameras
     device = next(t for t in report["tiers"] if t["tier"] == "device")
     assert device["exited"] > 0  # frames after the switch were answered on the cameras
+    print(f"\n{s['reason']}: at {s['at_s']} s, took {s['switch_s']} s; {len(results)} frames, {device['exited']} answered on the cameras")
