@@ -122,3 +122,26 @@ def test_an_uplink_drop_turns_an_exit_on_within_the_budget_with_nothing_lost(ray
     device = next(t for t in report["tiers"] if t["tier"] == "device")
     assert device["exited"] > 0  # frames after the switch were answered on the cameras
     print(f"\n{s['reason']}: at {s['at_s']} s, took {s['switch_s']} s; {len(results)} frames, {device['exited']} answered on the cameras")
+
+
+def test_a_switch_reloads_a_stage_whose_exits_differ(camnet_with_exit):
+    """Actors keep the stages of earlier versions and reuse one that is the same: a stage with a lower
+    threshold (or an exit more or less) is another module, not the same one."""
+    import dataclasses
+
+    from partition.exit_choice import ExitPlan
+    from partition.exit_stage import LiveExit
+    from runtime.switch import _stage_key
+
+    _, _, graph, c = camnet_with_exit
+    plan = partition(graph, cameras(), "throughput", codec="auto", profiles=PROFILES, pins={"stem": "device", "head": "gateway"})
+
+    def with_exit(threshold):
+        live = (LiveExit(0, "stem", c.nodes[0], 0, "max_softmax", threshold),) if threshold is not None else ()
+        return dataclasses.replace(plan, exits=ExitPlan(live, "agreement", 0.995, 1.0, (), 128, ()))
+
+    low, high, off = with_exit(c.thresholds[0][0]), with_exit(c.thresholds[0][-1]), with_exit(None)
+    assert _stage_key(low, 0) != _stage_key(high, 0)  # a lower threshold: load it
+    assert _stage_key(low, 0) != _stage_key(plan, 0) and _stage_key(off, 0) == _stage_key(plan, 0)  # an exit turned on: load it
+    assert _stage_key(low, 0) == _stage_key(with_exit(c.thresholds[0][0]), 0)  # the same exit: reuse
+    assert _stage_key(low, 1) == _stage_key(high, 1) == _stage_key(plan, 1)  # the gateway's stage is the same
