@@ -50,6 +50,26 @@ class ExitCandidates:
     result_bytes: int  # one exited frame on the wire: envelope + answer
     thresholds: tuple[tuple[float, ...], ...]  # candidates per exit
 
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["calibration"] = self.calibration.to_json()
+        d["budget"] = {"min_agreement": self.budget.min_agreement, "max_error": self.budget.max_error}
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> ExitCandidates:
+        return cls(
+            tuple(d["names"]),
+            tuple(d["nodes"]),
+            tuple(d["rules"]),
+            ExitCalibration.from_json(d["calibration"]),
+            ExitBudget(**d["budget"]),
+            tuple(float(x) for x in d["head_host_s"]),
+            tuple(int(x) for x in d["head_param_bytes"]),
+            int(d["result_bytes"]),
+            tuple(tuple(float(t) for t in ts) for ts in d["thresholds"]),
+        )
+
 
 @dataclass(frozen=True)
 class ExitPlan:
@@ -57,7 +77,9 @@ class ExitPlan:
 
     ``rate_by_tier``: share of frames answered on each tier (the sink's: those that go all the way);
     ``kind``: ``agreement`` (share of frames whose answer has the full model's argmax) or ``error``
-    (mean absolute difference from the full model); ``bound``: the budget on it; ``quality``: its value.
+    (mean absolute difference from the full model); ``bound``: the budget on it; ``quality``: its value;
+    ``candidates``: what the exits were chosen from (calibration, budget, thresholds), so that a re-plan
+    of the running pipeline chooses them again (:class:`~partition.replan.Replanner`).
     """
 
     live: tuple[LiveExit, ...]
@@ -68,10 +90,12 @@ class ExitPlan:
     result_bytes: int
     link_bytes_without: tuple[int, ...]  # the same cut and codecs without exits, per link
     classes_solved: int = 0
+    candidates: ExitCandidates | None = None
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["live"] = [e.to_json() for e in self.live]
+        d["candidates"] = self.candidates.to_json() if self.candidates else None
         return d
 
     @classmethod
@@ -85,6 +109,7 @@ class ExitPlan:
             int(d["result_bytes"]),
             tuple(d["link_bytes_without"]),
             int(d.get("classes_solved", 0)),
+            ExitCandidates.from_json(d["candidates"]) if d.get("candidates") else None,
         )
 
     def thresholds(self) -> dict[str, float]:
@@ -241,7 +266,7 @@ def choose_exits(
     live = tuple(LiveExit(e, c.names[e], c.nodes[e], t, c.rules[e], float(thr)) for e, thr, t in cfg)
     if not answered:
         answered = (0.0,) * (plain.k - 1) + (1.0,)
-    plan = ExitPlan(live, c.budget.kind, c.budget.bound, float(quality), answered, c.result_bytes, tuple(without), tried)
+    plan = ExitPlan(live, c.budget.kind, c.budget.bound, float(quality), answered, c.result_bytes, tuple(without), tried, c)
     notes = list(notes) + [
         f"early exits: {tried} classes (live exits x thresholds x tiers) solved, {skipped} left out by the {c.budget.kind} budget "
         f"{c.budget.bound:g}; live: {', '.join(f'{e.name}@{e.threshold:.3g} on tier {e.tier}' for e in live) or 'none'}"

@@ -7,6 +7,12 @@ searched again: on a slow link int8 at the cut or more layers on the device may 
 proposes the new plan only when it is predicted to be clearly better than the running plan
 under the same measured figures (``min_gain``), and not sooner than ``hold_s`` after the last
 switch, so a noisy link cannot make plans flap.
+
+Early exits are chosen again with the cut: from the candidates given (``exits=``) or, by default,
+those the running plan was chosen from (``plan.exits.candidates``), within the same accuracy
+budget; the running plan is priced with its live exits. A proposal says what it changes about
+exits (:func:`exits_change`), and, should the running plan's live exits not be choosable again
+(a plan made without candidates), that the new plan drops them.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .cost import CostModel
-from .exit_choice import exit_terms
+from .exit_choice import ExitCandidates, ExitPlan, exit_terms
 from .graph import Graph
 from .optimize import calibrate_codecs, partition
 from .plan import Plan
@@ -23,7 +29,7 @@ from .pricing import Problem
 from .solution import objective_value
 from .topology import Topology
 
-__all__ = ["Measured", "Proposal", "Replanner", "measured_topology"]
+__all__ = ["Measured", "Proposal", "Replanner", "measured_topology", "exits_change"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,35 @@ class Proposal:
     predicted_after: float  # the new plan's
     predicted_fps_before: float
     predicted_fps_after: float
+    exits: str = ""  # what the new plan changes about early exits (:func:`exits_change`); "" without exits
+
+
+def exits_change(before: ExitPlan | None, after: ExitPlan | None, tiers) -> str:
+    """What ``after`` changes about the live exits of ``before``, in words; "" when neither has live exits.
+
+    >>> from partition.exit_stage import LiveExit
+    >>> on = ExitPlan((LiveExit(0, "stem", "stem_5", 0, "max_softmax", 0.5),), "agreement", 0.9, 0.92, (0.6, 0, 0.4), 128, ())
+    >>> exits_change(None, on, ("device", "gateway", "edge"))
+    'exits: stem on at 0.5 on device (agreement 0.92, budget 0.9)'
+    """
+    old = {e.index: e for e in (before.live if before else ())}
+    new = {e.index: e for e in (after.live if after else ())}
+    if not old and not new:
+        return ""
+    parts = []
+    for i in sorted(set(old) | set(new)):
+        a, b = old.get(i), new.get(i)
+        if a is None:
+            parts.append(f"{b.name} on at {b.threshold:.3g} on {tiers[b.tier]}")
+        elif b is None:
+            parts.append(f"{a.name} off")
+        else:
+            if b.threshold != a.threshold:
+                parts.append(f"{a.name} threshold {a.threshold:.3g} -> {b.threshold:.3g}")
+            if b.tier != a.tier:
+                parts.append(f"{a.name} moved {tiers[a.tier]} -> {tiers[b.tier]}")
+    budget = f" ({after.kind} {after.quality:.3g}, budget {after.bound:g})" if new else ""
+    return "exits: " + (", ".join(parts) or "unchanged") + budget
 
 
 class Replanner:
@@ -74,6 +109,9 @@ class Replanner:
         objective: the objective to re-plan for (``throughput`` for a stream).
         min_gain: the new plan's objective must be at least this much better (0.15: 15%).
         hold_s: no proposal within this many seconds of the last switch.
+        exits: the early-exit candidates to choose from; by default (``exits_from_plan``) those the
+            running plan carries, so a plan made with exits is re-planned with them.
+        exits_from_plan: False when the running model has no exit heads (re-plan without exits).
         partition_kwargs: the running plan's other settings (codec, pins, SLO, profiles, ...; not a
             ``cost_model``, which is bound to one topology's speeds).
     """
@@ -86,6 +124,8 @@ class Replanner:
         *,
         min_gain: float = 0.15,
         hold_s: float = 10.0,
+        exits: ExitCandidates | None = None,
+        exits_from_plan: bool = True,
         **partition_kwargs,
     ) -> None:
         self.graph = graph
@@ -96,6 +136,8 @@ class Replanner:
         if "cost_model" in partition_kwargs:
             raise ValueError("Replanner re-derives the cost model from the measured speeds: pass profiles=, not cost_model=")
         self.partition_kwargs: Mapping = partition_kwargs
+        self.exits = exits
+        self.exits_from_plan = exits_from_plan
         self.last_switch_s = float("-inf")
         self._ratios: dict[tuple[str, ...], dict] = {}
 
@@ -113,14 +155,14 @@ class Replanner:
         if hold and now_s - self.last_switch_s < self.hold_s:
             return None
         topo = measured_topology(self.topology, measured)
-        kwargs = {"model_name": current.model, **self.partition_kwargs}
+        exits, dropped = self.exits_for(current)
+        kwargs = {"model_name": current.model, **self.partition_kwargs, "exits": exits}
         new = self.energy_first(topo, kwargs) if battery_low else partition(self.graph, topo, self.objective, **kwargs)
         codecs = tuple(current.codecs)
         if codecs not in self._ratios:  # compressors' measured ratios, as the running plan used them
             self._ratios[codecs] = calibrate_codecs(self.graph, codecs, self.partition_kwargs.get("calibration"))[1]
         cm = CostModel(self.graph, topo, self.partition_kwargs.get("profiles"))
         plain = Problem(self.graph, topo, cm, list(codecs), self._ratios[codecs])
-        exits = self.partition_kwargs.get("exits")
         if exits is not None and current.exits is not None and current.exits.live:  # the running plan priced with its exits
             live = tuple((e.index, e.threshold, e.tier) for e in current.exits.live)
             plain = Problem(self.graph, topo, cm, list(codecs), self._ratios[codecs], exit_terms(exits, live, plain)[0])
@@ -132,8 +174,27 @@ class Replanner:
             better = e_after < e_before * (1 - self.min_gain) or (e_after <= e_before * (1 + 1e-9) and better)
         if not better:
             return None
-        why = reason or f"measured {measured.describe(self.topology)}"
-        return Proposal(new, why, before, after, old.throughput_fps, new.predicted.throughput_fps)
+        change = dropped or exits_change(current.exits, new.exits, current.tiers)
+        why = (reason or f"measured {measured.describe(self.topology)}") + (f"; {change}" if change else "")
+        return Proposal(new, why, before, after, old.throughput_fps, new.predicted.throughput_fps, change)
+
+    def exits_for(self, current: Plan) -> tuple[ExitCandidates | None, str]:
+        """The exit candidates to re-plan ``current`` with, and, when its live exits cannot be chosen
+        again, the words that say the new plan drops them ("" otherwise)."""
+        running = current.exits
+        if self.exits is not None:
+            return self.exits, ""
+        if self.exits_from_plan and running is not None and running.candidates is not None:
+            return running.candidates, ""
+        if running is None or not running.live:
+            return None, ""
+        live = ", ".join(f"{e.name}@{e.threshold:.3g} on {current.tiers[e.tier]}" for e in running.live)
+        why = (
+            "the running plan carries no exit candidates (it was not made by partition(..., exits=)); give the Adapter exits="
+            if running.candidates is None
+            else "the running model has no exit heads"
+        )
+        return None, f"exits dropped ({live}): {why}"
 
     def energy_first(self, topo: Topology, kwargs: Mapping) -> Plan:
         """The device tier's ops as the ``energy`` objective places them (least device joules per frame),

@@ -15,6 +15,10 @@
    feeding and collecting frames while the solver works (``plan_s`` in the report).
 4. **Switch**: :meth:`Pipeline.switch` in the background; frames keep flowing on the old plan
    until every actor has the new one.
+   **Early exits** are chosen again with the cut, from the candidates the running plan carries
+   (``partition(..., exits=)`` puts them in ``plan.exits``) or ``exits=`` given here, within the same
+   accuracy budget; a switch's ``exits`` says what changed about them (an exit turned on, a lower
+   threshold, an exit moved to another tier), and a re-plan that cannot keep them says so in its reason.
 5. **Battery, per node**: when a device reports less than ``battery_low_pct`` (emulated
    ``battery:`` conditions, or the board's own battery sensor), a plan is made with the device
    tier planned for energy (least device joules per frame) and the tiers after it for the
@@ -37,14 +41,13 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from partition.cost import CostModel
 from partition.graph import Graph
 from partition.pricing import Problem
 from partition.replan import Measured, Replanner
 
 from .monitor import DriftMonitor, LinkMeter
+from .timeline import TimelineRecorder
 
 __all__ = ["Adapter", "TimelineRecorder"]
 
@@ -64,6 +67,7 @@ class _Switch:
     nodes: tuple[str, ...] = ()  # the devices whose cameras moved (empty: every camera)
     steps_ms: dict | None = None  # from the switch's start: stages built, sent to every actor, live
     loads: dict | None = None  # how the actors came by their stage: probed, told (no probe), reused
+    exits: dict | None = None  # what the new plan changes about early exits: {change, before, after}; None without exits
 
 
 class Adapter:
@@ -71,7 +75,8 @@ class Adapter:
 
     Args:
         graph: the captured model the running plan was made from.
-        objective, codec, partition settings: how to re-plan (``codec="auto"`` lets it pick int8 on a slow link).
+        objective, codec, partition settings: how to re-plan (``codec="auto"`` lets it pick int8 on a slow link;
+            ``exits=`` early-exit candidates, by default those the running plan carries).
     """
 
     def __init__(
@@ -111,10 +116,31 @@ class Adapter:
         self.step_s = 0.0  # the driver's time in step(): measuring, deciding
         self.start_s: float | None = None
 
+    @classmethod
+    def for_pipeline(cls, plan, model, graph: Graph | None = None) -> Adapter:
+        """``Pipeline(adapt=True)``'s adapter: the defaults and ``codec="auto"``; ``graph`` captured again
+        unless given (an :class:`~partition.exits.ExitModel`'s backbone, as ``partition`` saw it)."""
+        if graph is None:
+            from partition import capture
+            from partition.exits import ExitModel
+
+            graph = capture(model.backbone if isinstance(model, ExitModel) else model, plan.example_inputs(), timing="analytic")
+        return cls(graph, codec="auto")
+
     # ------------------------------------------------------------------ setup
     def attach(self, pipe, start_s: float | None = None) -> None:
+        from partition.exits import ExitModel
+
         topo = pipe.topology
-        self.replanner = Replanner(self.graph, topo, self.objective, min_gain=self.min_gain, hold_s=self.hold_s, **self.partition_kwargs)
+        self.replanner = Replanner(
+            self.graph,
+            topo,
+            self.objective,
+            min_gain=self.min_gain,
+            hold_s=self.hold_s,
+            exits_from_plan=isinstance(pipe.model, ExitModel),  # a bare model cannot run exits' heads
+            **self.partition_kwargs,
+        )
         links = [topo.links[j].bandwidth_mbps for j in range(len(topo.path) - 1)]
         self.assumed = Measured(tuple(links), tuple(1.0 for _ in topo.path))
         self.monitor = DriftMonitor(self._expected(self.assumed), self.threshold, self.window_s)
@@ -210,6 +236,7 @@ class Adapter:
             proposal.predicted_fps_after,
             plan_s=round(now - at, 3),
             nodes=nodes,
+            exits=_exits_record(pipe.plan, proposal),
         )
         self.switches.append(record)
         try:
@@ -336,6 +363,7 @@ class Adapter:
                     "nodes": list(s.nodes),
                     "steps_ms": s.steps_ms,
                     "loads": s.loads,
+                    "exits": s.exits,
                     "pause_ms": timeline.longest_gap_ms(s.at_s, end) if timeline else None,
                     # the same figure over as long a stretch just before: what the stream does anyway
                     "gap_before_ms": timeline.longest_gap_ms(s.at_s - span, s.at_s) if timeline else None,
@@ -344,39 +372,13 @@ class Adapter:
         return out
 
 
-class TimelineRecorder:
-    """Per wall-clock second of a stream: results delivered, their p99 latency, the plan version new frames
-    start on; and, per camera, the gaps between its consecutive results (for ``pause_ms``)."""
-
-    def __init__(self, start_s: float | None = None, keep_s: int = 3600) -> None:
-        self.start_s = start_s if start_s is not None else time.perf_counter()
-        self.rows: deque[dict] = deque(maxlen=keep_s)  # the last hour: memory stays flat
-        self._latencies: list[float] = []
-        self._second = 0
-        self._last: dict[int, float] = {}  # source -> when its last result came
-        self.gaps: deque[tuple[float, float]] = deque(maxlen=100_000)  # (at_s, gap_s) between one source's results
-
-    def add(self, results, version: int) -> None:
-        now = time.perf_counter() - self.start_s
-        while now >= self._second + 1:
-            lat = np.asarray(self._latencies)
-            self.rows.append(
-                {
-                    "t_s": self._second,
-                    "fps": float(len(lat)),
-                    "p99_ms": float(np.percentile(lat, 99) * 1e3) if len(lat) else None,
-                    "plan_version": version,
-                }
-            )
-            self._latencies = []
-            self._second += 1
-        for r in results:
-            self._latencies.append(r.latency_s)
-            if r.source in self._last:
-                self.gaps.append((now, now - self._last[r.source]))
-            self._last[r.source] = now
-
-    def longest_gap_ms(self, start_s: float, end_s: float) -> float:
-        """The longest a camera waited between two of its results, for results in ``[start_s, end_s]``."""
-        inside = [g for at, g in self.gaps if start_s <= at <= end_s]
-        return max(inside, default=0.0) * 1e3
+def _exits_record(before, proposal) -> dict | None:
+    """A switch's ``exits``: the change in words and the live exits before and after; None without exits."""
+    if not proposal.exits:
+        return None
+    after = proposal.plan.exits
+    return {
+        "change": proposal.exits,
+        "before": [e.to_json() for e in (before.exits.live if before.exits else ())],
+        "after": [e.to_json() for e in (after.live if after else ())],
+    }

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from partition.plan import Plan
 
-from .adapt import TimelineRecorder
 from .errors import SwitchError
+from .timeline import TimelineRecorder
 
 __all__ = ["LiveChanges"]
 

@@ -21,7 +21,7 @@ from partition.inputs import check_plan_frames, frame_problem, source_frames
 from partition.plan import Plan, structure_digest
 from partition.topology import Topology
 
-from .adapt import Adapter, TimelineRecorder
+from .adapt import Adapter
 from .delivery import Ledger, Result
 from .errors import PipelineError, StageError
 from .flow import SourceQueue
@@ -30,6 +30,7 @@ from .live import LiveChanges
 from .placement import NODE_LABEL, TIER_LABEL
 from .raystart import quiet_ray
 from .report import stage_brief
+from .timeline import TimelineRecorder
 from .wire import Frame, pack
 
 __all__ = ["Pipeline", "Result", "quiet_ray", "NODE_LABEL", "TIER_LABEL"]
@@ -55,7 +56,7 @@ class Pipeline(Lifecycle, LiveChanges):
         conditions: emulated conditions over time (default: the topology's ``conditions:``).
         adapt: re-plan and switch live when measured links or speeds drift from the plan's
             (``True``: an :class:`runtime.adapt.Adapter` with its defaults; or one of your own),
-            during :meth:`stream`.
+            during :meth:`stream`; a plan made with early exits is re-planned with them.
         graph: the captured model the plan was made from (for ``adapt``; default: captured again).
     """
 
@@ -108,10 +109,8 @@ class Pipeline(Lifecycle, LiveChanges):
         self.switch_done: dict | None = None
         self.switch_error: str | None = None
         self.adapter: Adapter | None = adapt if isinstance(adapt, Adapter) else None
-        if adapt is True:
-            from partition import capture
-
-            self.adapter = Adapter(graph if graph is not None else capture(model, plan.example_inputs(), timing="analytic"), codec="auto")
+        if adapt is True:  # early exits the plan carries are chosen again with it
+            self.adapter = Adapter.for_pipeline(plan, model, graph)
         self.timeline: TimelineRecorder | None = None  # per-second figures, from the first poll on
         self._adapted_at = 0.0
         self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits

@@ -65,12 +65,12 @@ class PendingSwitch:
 
     def _same_stage(self, t: int) -> int | None:
         """A version the actors of tier ``t`` hold whose stage is the new plan's (same nodes, inputs,
-        outputs): the newest such of version 0, the versions in use and the last three (what actors keep)."""
-        want = self.plan.stages[t]
+        outputs, live exits and thresholds): the newest such of version 0, the versions in use and the
+        last three (what actors keep)."""
+        want = _stage_key(self.plan, t)
         held = {0, *self.keep, *sorted(self.pipe.plans)[-3:]}
         for version in sorted(held, reverse=True):
-            have = self.pipe.plans[version].stages[t]
-            if (have.nodes, have.inputs, have.outputs) == (want.nodes, want.inputs, want.outputs):
+            if _stage_key(self.pipe.plans[version], t) == want:
                 return version
         return None
 
@@ -197,3 +197,11 @@ def _hosts(stages: dict) -> dict:
         return {}
     cpus = {n["NodeID"]: max(int(n.get("Resources", {}).get("CPU", 1)), 1) for n in ray.nodes() if n.get("Alive")}
     return {name: (host, cpus.get(host, 1)) for name, host in zip(names, where)}
+
+
+def _stage_key(plan: Plan, t: int) -> tuple:
+    """What makes tier ``t``'s stage module: its nodes, inputs, outputs, and the exits it evaluates (a
+    lower threshold is another module)."""
+    spec = plan.stages[t]
+    exits = tuple(e for e in plan.exits.live if e.tier == t) if plan.exits else ()
+    return spec.nodes, spec.inputs, spec.outputs, exits

@@ -105,3 +105,75 @@ def test_not_before_keeps_a_node_off_the_device(chain):
     assert plan.assignment[first] != "device"
     with pytest.raises(Exception, match="not_before"):
         partition(chain, topo, "latency", pins={first: "device"}, not_before={first: "gateway"})
+
+
+def camnet_with_an_exit():
+    """CamNet on 32 x 32 images with an exit after its stem; 10 calibration frames: threshold 0.5 lets 9 leave
+    (one of them wrong: agreement 0.9), 0.95 lets 5 leave (all right); the head costs 0.3 ms on this host."""
+    from partition.exit_calib import ExitBudget, ExitCalibration
+    from partition.exit_choice import ExitCandidates
+    from tests.models import CamNet
+
+    torch.manual_seed(0)
+    graph = capture(CamNet().eval(), (torch.randn(1, 3, 32, 32),), timing="analytic")
+    cal = ExitCalibration(
+        "agreement", ("stem",), ("max_softmax",), ((0.99, 0.98, 0.97, 0.96, 0.95, 0.9, 0.8, 0.7, 0.6, 0.1),), ((1.0,) * 8 + (0.0, 1.0),)
+    )
+    c = ExitCandidates(("stem",), ("stem_5",), ("max_softmax",), cal, ExitBudget(min_agreement=0.9), (3e-4,), (8000,), 128, ((0.5, 0.95),))
+    return graph, c
+
+
+def test_a_plan_made_with_exits_carries_them_and_is_replanned_with_them():
+    from partition import Plan
+
+    graph, c = camnet_with_an_exit()
+    topo = topology(speeds=(0.1, 1.0, 4.0), bandwidth_mbps=(200, 200))
+    pins = {"stem": "device", "head": "edge"}  # the stem's 1,024-byte output crosses both links
+    plan = partition(graph, topo, "latency", pins=pins, exits=c)
+    assert plan.exits.live == () and plan.exits.candidates == c  # at 200 Mbit/s the exit costs more than it saves
+    assert Plan.from_json(plan.to_json()).exits == plan.exits  # what it chose from rides in the plan's JSON
+    replanner = Replanner(graph, topo, "latency", min_gain=0.1, hold_s=0.0, pins=pins)  # no exits= given
+    proposal = replanner.propose(0.0, Plan.from_json(plan.to_json()), Measured((0.5, 200.0), (1.0, 1.0, 1.0)))
+    assert proposal is not None
+    assert [(e.name, e.tier, e.threshold) for e in proposal.plan.exits.live] == [("stem", 0, 0.5)]
+    assert proposal.exits == "exits: stem on at 0.5 on device (agreement 0.9, budget 0.9)"
+    assert proposal.reason == "measured device->gateway 0.5 Mbit/s, gateway->edge 200 Mbit/s; " + proposal.exits
+    assert proposal.plan.exits.candidates == c  # and the next re-plan has them too
+
+
+def test_a_replan_that_cannot_keep_the_exits_says_so():
+    graph, c = camnet_with_an_exit()
+    topo = topology(speeds=(0.1, 1.0, 4.0), bandwidth_mbps=(0.5, 200))
+    pins = {"stem": "device", "head": "edge"}
+    running = partition(graph, topo, "latency", pins=pins, exits=c)
+    assert [e.name for e in running.exits.live] == ["stem"]
+    # a plan whose exits were set by hand (or saved before plans carried their candidates): nothing to choose from
+    bare = dataclasses.replace(running, exits=dataclasses.replace(running.exits, candidates=None))
+    replanner = Replanner(graph, topo, "latency", min_gain=-1.0, hold_s=0.0, pins=pins)  # min_gain -1: propose any plan
+    proposal = replanner.propose(0.0, bare, Measured((0.5, 200.0)))
+    assert proposal.plan.exits is None
+    assert "exits dropped (stem@0.5 on device): the running plan carries no exit candidates" in proposal.reason
+    assert "give the Adapter exits=" in proposal.reason
+    # given the candidates again, the re-plan keeps the exit
+    again = Replanner(graph, topo, "latency", min_gain=-1.0, hold_s=0.0, pins=pins, exits=c).propose(0.0, bare, Measured((0.5, 200.0)))
+    assert [e.name for e in again.plan.exits.live] == ["stem"] and again.exits.startswith("exits: unchanged")
+
+
+def test_exits_change_names_what_changed():
+    from partition.exit_choice import ExitPlan
+    from partition.exit_stage import LiveExit
+    from partition.replan import exits_change
+
+    tiers = ("device", "gateway", "edge")
+
+    def plan(*live, quality=0.95):
+        exits = tuple(LiveExit(i, n, f"{n}_1", t, "max_softmax", thr) for i, n, t, thr in live)
+        return ExitPlan(exits, "agreement", 0.9, quality, (), 96, ())
+
+    a = plan((0, "l1", 0, 0.9), (1, "l2", 1, 0.8))
+    assert exits_change(None, None, tiers) == exits_change(plan(), plan(), tiers) == ""
+    assert exits_change(a, plan((0, "l1", 0, 0.6), (1, "l2", 0, 0.8), quality=0.92), tiers) == (
+        "exits: l1 threshold 0.9 -> 0.6, l2 moved gateway -> device (agreement 0.92, budget 0.9)"
+    )
+    assert exits_change(a, plan(), tiers) == "exits: l1 off, l2 off"
+    assert exits_change(a, a, tiers) == "exits: unchanged (agreement 0.95, budget 0.9)"
