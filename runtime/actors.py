@@ -331,6 +331,7 @@ class StageWorker(PlanVersions):
             else:
                 target = (real + stretch_s(real, self.cfg.scale)) * self._slowdown()
             started, due = self.compute_timeline.book(start, target)
+            self.metrics.note_emulation(time.perf_counter() - start, target)  # a stage slower here than its tier: said
             self.tier_s_total += due - started
             self.metrics.emulated_wait_s.add(max(due - time.perf_counter(), 0.0))
             await sleep_until(due)

@@ -68,6 +68,16 @@ class StageMetrics:
     bad_timestamps: int = 0  # results whose end-to-end time was absurd (kept out of the latency figures)
     exited: int = 0  # frames an early exit of this stage answered (a result frame went on instead)
     mixed_batches: int = 0  # batches holding frames to compute and frames only passing through (exited, errors)
+    emulated_budget_s: float = 0.0  # the tier's time emulation gave the batches (the plan's prediction, x conditions)
+    emulated_real_s: float = 0.0  # what the same batches took on this host before any wait (stage and packing)
+    over_budget: int = 0  # batches that took longer on this host than their tier's time: emulation could not honour it
+
+    def note_emulation(self, real_s: float, budget_s: float) -> None:
+        """One emulated batch: ``real_s`` on this host against the tier's ``budget_s``. Emulation only stretches:
+        a batch over its budget runs at this host's pace, not the tier's."""
+        self.emulated_budget_s += budget_s
+        self.emulated_real_s += real_s
+        self.over_budget += real_s > budget_s
 
     def to_json(self) -> dict:
         return {
@@ -89,5 +99,8 @@ class StageMetrics:
             "replayed": self.replayed,
             "restarts_seen": self.restarts_seen,
             "mixed_batches": self.mixed_batches,
+            "emulated_budget_s": self.emulated_budget_s,
+            "emulated_real_s": self.emulated_real_s,
+            "over_budget": self.over_budget,
             "exited": self.exited,
         }

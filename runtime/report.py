@@ -7,6 +7,8 @@ import math
 import time
 from pathlib import Path
 
+from .emulation_limits import emulation_limits, limits_sentence
+
 __all__ = ["stage_brief", "build_report", "report_tables", "save_report", "summary_line", "measured_bottleneck", "run_facts"]
 
 
@@ -114,6 +116,7 @@ def build_report(pipe) -> dict:
         "tiers": tiers,
         "links": links,
         "nodes": [_node_times(m, plan.tiers[pipe.tier_of[m["node"]]]) for m in stages],
+        "emulation_limits": emulation_limits(stages, pipe.tier_of, plan.tiers, plan.tier_scale) if pipe.emulate else [],
         "predicted": {
             "latency_ms": plan.predicted.latency_s * 1e3,
             "fps": plan.predicted.throughput_fps,
@@ -208,7 +211,9 @@ def report_tables(report: dict):
         f"{report['latency_ms'].get('p50', float('nan')):.1f} / p95 {report['latency_ms'].get('p95', float('nan')):.1f} / "
         f"p99 {report['latency_ms'].get('p99', float('nan')):.1f} ms, {_drops(report)}"
     )
-    tiers = Table(title=head)
+    limits = {r["tier"]: r["factor"] for r in report.get("emulation_limits") or []}
+    caption = f"emulation could not hold: {', '.join(f'{t} {f:g}x slower here' for t, f in limits.items())}" if limits else None
+    tiers = Table(title=head, caption=caption, caption_style="yellow")
     for col in ("tier", "inst", "frames", "compute ms", "(predicted)", "queue ms", "batch", "rejected", "replayed"):
         tiers.add_column(col, justify="right" if col != "tier" else "left")
     for t in report["tiers"]:
@@ -265,7 +270,9 @@ def summary_line(report: dict) -> str:
         f"predicted capacity {p['fps']:.1f} frames/s, bottleneck {p['bottleneck']}"
         + (f"; measured bottleneck {busy['where']} (busy {busy['busy']:.0%})" if busy.get("where") else "")
     )
-    return "; ".join(parts) + (" [emulated]" if report["emulated"] else "")
+    line = "; ".join(parts) + (" [emulated]" if report["emulated"] else "")
+    limits = limits_sentence(report.get("emulation_limits") or [])
+    return line + (f"\nwarning: {limits}" if limits else "")
 
 
 def save_report(report: dict, path: str | Path) -> None:
