@@ -85,9 +85,12 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
         result["cpu_scale"] = topo.lab.cpu_scale
         address = f"{topo.hosts[topo.path[-1].node_names()[0]].address}:{LABS[name]}"
         connect_driver(address, topo, log_to_driver=False)
+        lab_topo = topo
         for label in models:
             spec, shape = MODELS[label]
             model, inputs = get_model(spec, shape)
+            dtype = str(inputs[0].dtype).removeprefix("torch.")  # the sources stream what the model takes (QueueNet: uint8)
+            topo = lab_topo.model_copy(update={"sources": [s.model_copy(update={"dtype": dtype}) for s in lab_topo.sources]})
             graph = capture(model, inputs, timing="analytic")
             profiles = profile_tiers(model, inputs, topo, address, seconds=2.0)["profiles"]
             analytic, profiled = CostModel(graph, topo), CostModel(graph, topo, profiles)
@@ -110,7 +113,7 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
                 print(f"{name} / {label} / {plan_name}: {json.dumps({k: v for k, v in runs[plan_name].items() if k != 'stage_times'})}")
             result["models"][label] = runs
         if name == "three_tier" and models:
-            result["adaptation"] = _adapt(topo, address, folder / "lab", models[0], seconds)
+            result["adaptation"] = _adapt(lab_topo, address, folder / "lab", models[0], seconds)
     finally:
         import ray
 
