@@ -49,6 +49,7 @@ def test_a_low_battery_moves_only_that_cameras_frames_to_an_energy_plan_and_back
     class Pipe:
         def __init__(self):
             self.topology, self.plan = topo, partition(graph, topo, "throughput")
+            self.model = None  # what the pipeline runs: a bare model here (no exit heads)
             self.tier_of = {"device-0": 0, "device-1": 0, "gateway-0": 1, "gateway-1": 1, "edge-0": 2}
             self.stream_nodes = ["device-0", "device-1"]
             self.version, self.plans, self.routes = 0, {0: self.plan}, {}
