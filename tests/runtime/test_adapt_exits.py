@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from partition import Topology, capture, partition
+from partition import capture, partition
 from partition.conditions import ConditionSpec
 from partition.exit_calib import ExitBudget, calibrate
 from partition.exit_choice import exit_candidates
@@ -15,26 +15,12 @@ from partition.exit_train import attach
 from runtime import Pipeline
 from runtime.adapt import Adapter
 from tests.models import CamNet
+from tests.runtime.test_adapt import cameras
 
 # a camera runs a stem convolution in 5 ms and the head's first convolution in 50 ms (fixed, as measured
 # profiles would say): after an uplink drop the stem moves to the cameras, the head never does
 PROFILES = {"device": {"stem_0": 0.005, "stem_2": 0.005, "stem_4": 0.005, "head_0": 0.05}}
 BUDGET = ExitBudget(min_agreement=0.995)
-
-
-def cameras(n=2):
-    return Topology.from_dict(
-        {
-            "name": "two_cameras",
-            "emulate": True,
-            "tiers": [{"name": "device", "nodes": n, "speed": 0.08}, {"name": "gateway", "speed": 0.8}, {"name": "edge", "speed": 6.0}],
-            "links": [
-                {"from": "device", "to": "gateway", "bandwidth": "20 Mbit/s", "latency": "4 ms"},
-                {"from": "gateway", "to": "edge", "bandwidth": "1 Gbit/s", "latency": "1 ms"},
-            ],
-            "sources": [{"count": n, "fps": 10}],
-        }
-    )
 
 
 @pytest.fixture(scope="module")
