@@ -39,7 +39,8 @@ MODELS = {  # name -> (model spec, input shape or None for the model's own)
     "queuenet": ("examples.smart_city.model:load_model", None),
 }
 LABS = {"three_tier": 6396, "smart_city_small": 6397}
-FPS = 2.0  # per stream: below what the slowest lab device can carry, so latency is a frame's, not a queue's
+FPS = 2.0  # per stream, or 60% of what a plan is predicted to carry if less: latency is a frame's, not a queue's
+MIN_FRAMES = 16  # a run streams at least this many frames
 PREFIX, NETWORK = "tb-", "198.19.48.0/20"
 
 
@@ -70,7 +71,7 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
     from runtime import Pipeline
     from runtime.connect import connect_driver
     from runtime.profiling import profile_tiers
-    from runtime.stagetimes import stage_times
+    from runtime.stagetimes import link_times, stage_times
 
     folder = Path(tempfile.mkdtemp(prefix=f"bench-lab-{name}-"))
     topo_file, lab_yaml = folder / "topology.yaml", folder / "lab.yaml"
@@ -92,14 +93,17 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
             dtype = str(inputs[0].dtype).removeprefix("torch.")  # the sources stream what the model takes (QueueNet: uint8)
             topo = lab_topo.model_copy(update={"sources": [s.model_copy(update={"dtype": dtype}) for s in lab_topo.sources]})
             graph = capture(model, inputs, timing="analytic")
-            profiles = profile_tiers(model, inputs, topo, address, seconds=2.0)["profiles"]
+            profiles = profile_tiers(model, inputs, topo, address, seconds=3.0)["profiles"]
             analytic, profiled = CostModel(graph, topo), CostModel(graph, topo, profiles)
             plans = {"tierpipe": partition(graph, topo, "latency", profiles=profiles, model_name=spec)}
             plans.update(baseline_plans(graph, topo, "latency", profiles=profiles, model_name=spec))
+            if label == models[0]:
+                adapt_profiles = profiles
             runs = {}
             for plan_name, plan in plans.items():
+                fps = min(FPS, 0.6 * plan.predicted.throughput_fps)  # below what the plan carries: no queue
                 with Pipeline(plan, model, topo, address=address, emulate=False) as pipe:
-                    report = pipe.stream(seconds, fps=FPS)
+                    report = pipe.stream(max(seconds, MIN_FRAMES / fps), fps=fps)
                 runs[plan_name] = {
                     "predicted_latency_ms": plan.predicted.latency_s * 1e3,
                     "predicted_fps": plan.predicted.throughput_fps,
@@ -109,11 +113,12 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
                     "frames_delivered": report["frames_delivered"],
                     "frames_lost": report["sent_by_sources"] - report["frames_delivered"],
                     "stage_times": stage_times(report, plan, analytic, profiled),
+                    "link_times": link_times(report, profiled),
                 }
                 print(f"{name} / {label} / {plan_name}: {json.dumps({k: v for k, v in runs[plan_name].items() if k != 'stage_times'})}")
             result["models"][label] = runs
         if name == "three_tier" and models:
-            result["adaptation"] = _adapt(lab_topo, address, folder / "lab", models[0], seconds)
+            result["adaptation"] = _adapt(lab_topo, address, folder / "lab", models[0], seconds, adapt_profiles)
     finally:
         import ray
 
@@ -132,23 +137,25 @@ def _yaml(topo) -> str:
     return yaml.safe_dump(topo.model_dump(by_alias=True, exclude={"source_file"}, exclude_none=True), sort_keys=False)
 
 
-def _adapt(topo, address: str, lab_dir: Path, label: str, seconds: float) -> dict:
-    """A real drop of the device uplink (tc) mid-stream, with the adapter on: when it is seen, when the switch lands."""
+def _adapt(topo, address: str, lab_dir: Path, label: str, seconds: float, profiles: dict) -> dict:
+    """A real drop of the gateway's uplink (tc) mid-stream, with the adapter on (re-planning with the profiles:
+    the tiers and links as measured): when it is seen, when the switch lands, frames lost."""
     from partition import capture, partition
     from partition.zoo import get_model
     from runtime import Pipeline
+    from runtime.adapt import Adapter
     from runtime.lab.shape import set_uplink_rate
     from runtime.lab.state import LabState
 
     spec, shape = MODELS[label]
     model, inputs = get_model(spec, shape)
     graph = capture(model, inputs, timing="analytic")
-    plan = partition(graph, topo, "latency", model_name=spec)
+    plan = partition(graph, topo, "latency", profiles=profiles, model_name=spec)
     state = LabState.load(lab_dir / "state.json")
     # the gateway's uplink, the link the frames cross raw: from 500 Mbit/s to 2, where a frame takes longer to
     # send than the stream allows; computing on the gateway and sending the result is then better
     before, after = topo.links[1].bandwidth_mbps, 2.0
-    change_at = max(seconds, 8.0)
+    change_at = max(seconds, 10.0)
     changed: dict = {}
 
     def drop() -> None:
@@ -156,12 +163,13 @@ def _adapt(topo, address: str, lab_dir: Path, label: str, seconds: float) -> dic
         set_uplink_rate(state, "gateway-0", after)
         changed["at"] = time.perf_counter()
 
-    with Pipeline(plan, model, topo, address=address, emulate=False, adapt=True, graph=graph) as pipe:
+    adapter = Adapter(graph, "latency", codec="auto", profiles=profiles)
+    with Pipeline(plan, model, topo, address=address, emulate=False, adapt=adapter, graph=graph) as pipe:
         t0 = time.perf_counter()
         threading.Thread(target=drop, daemon=True).start()
-        report = pipe.stream(change_at + 3 * seconds, fps=FPS)
+        report = pipe.stream(change_at + 20.0, fps=FPS)
     set_uplink_rate(state, "gateway-0", before)
-    switches = [s for s in report["plan_switches"] if not s["error"]]
+    switches = [s for s in report["plan_switches"] if not s["error"] and s["version"] is not None]
     change_s = changed["at"] - t0 if changed else None
     first = next((s for s in switches if change_s is not None and s["at_s"] >= change_s), None)
     return {
@@ -169,7 +177,9 @@ def _adapt(topo, address: str, lab_dir: Path, label: str, seconds: float) -> dic
         "uplink_mbps": [before, after],
         "changed_at_s": change_s,
         "switches": report["plan_switches"],
-        "switched_after_change_s": (first["at_s"] - change_s) if first else None,
+        "detected_after_change_s": (first["at_s"] - change_s) if first else None,
+        "switched_after_change_s": (first["at_s"] + first["switch_s"] - change_s) if first and first["switch_s"] is not None else None,
+        "switches_before_change": sum(1 for s in switches if change_s is not None and s["at_s"] < change_s),
         "frames_lost": report["sent_by_sources"] - report["frames_delivered"],
         "drops": report["drops"],
         "frames_delivered": report["frames_delivered"],

@@ -5,6 +5,13 @@ tier's capacity: ``speed`` (relative to this host) or ``gflops`` (against this
 host's effective GFLOP/s on the model). A table of times measured on the real
 tier machines (``profiles``) overrides the prediction op by op. On a lab topology (written by
 ``tierpipe lab up --out``) the speeds are scaled by the lab's ``cpu_scale``, as its CPU quotas are.
+
+Links: a byte takes ``1 / bandwidth`` on the wire. Profiles measured on real tiers may also carry
+``profiles["_links"]``: per link (``"device->gateway"``), ``call_s``, the fixed time of one frame's
+transfer (the call's overhead and the real propagation; it replaces the topology's ``latency``), and
+``cpu_s_per_byte``, the sender's and receiver's time per byte beyond the wire (serialisation, copies:
+on a slow device this, not the link, bounds what it can send). A measured bandwidth (re-planning)
+changes the wire's part only.
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ from .graph import Graph
 if TYPE_CHECKING:
     from .topology import Topology
 
-__all__ = ["CostModel"]
+__all__ = ["CostModel", "LINKS_KEY", "link_name"]
+
+LINKS_KEY = "_links"  # in profiles: the links measured on the real tiers
+
+
+def link_name(tiers, j: int) -> str:
+    """The key of link ``j`` (tier ``j`` -> ``j + 1``) in ``profiles["_links"]``: ``"device->gateway"``."""
+    return f"{tiers[j].name}->{tiers[j + 1].name}"
 
 
 def _speed(tier, topology: Topology) -> float:
@@ -50,7 +64,8 @@ class CostModel:
         graph: the captured model.
         topology: tiers and links; only the tiers up to the sink are used.
         profiles: optional measured seconds, ``{tier_name: {node_name: seconds}}``,
-            e.g. from profiling the stage on the real tier machine; used wherever present.
+            e.g. from profiling the stage on the real tier machine; used wherever present; and
+            optionally ``"_links": {"a->b": {"call_s", "cpu_s_per_byte"}}`` (see the module's docstring).
 
     >>> from partition import capture, Topology
     >>> from partition.zoo import get_model
@@ -63,7 +78,8 @@ class CostModel:
         self.graph = graph
         self.topology = topology
         self.tiers = topology.path
-        self.profiles = profiles or {}
+        self.profiles = {k: v for k, v in (profiles or {}).items() if k != LINKS_KEY}
+        self._links(dict((profiles or {}).get(LINKS_KEY) or {}))
         unknown = set(self.profiles) - {t.name for t in self.tiers}
         if unknown:
             raise PartitionError(
@@ -90,10 +106,27 @@ class CostModel:
         self.table = np.stack(columns, axis=1) if columns else np.zeros((len(host), 0))
         self.table[[graph.index[i] for i in graph.inputs], :] = 0.0
 
+    def _links(self, measured: dict) -> None:
+        names = [link_name(self.tiers, j) for j in range(len(self.tiers) - 1)]
+        unknown = set(measured) - set(names)
+        if unknown:
+            raise PartitionError(
+                f"profiles name link(s) {sorted(unknown)} that are not on the topology's path {names}; "
+                "profile this topology again (`tierpipe profile MODEL --topology T --address ... --out FILE`)"
+            )
+        links = self.topology.links
+        self.call_s = np.array([measured[n]["call_s"] if n in measured else links[j].latency_ms / 1e3 for j, n in enumerate(names)])
+        self.cpu_s_per_byte = np.array([measured[n]["cpu_s_per_byte"] if n in measured else 0.0 for n in names])
+
+    def link_Bps(self) -> np.ndarray:
+        """Bytes per second each link carries: the wire's bandwidth, less the senders' and receivers' time per byte."""
+        wire = np.array([self.topology.links[j].bandwidth_mbps * 1e6 / 8 for j in range(len(self.tiers) - 1)])
+        return 1.0 / (1.0 / wire + self.cpu_s_per_byte) if len(wire) else wire
+
     @classmethod
-    def with_table(cls, graph: Graph, topology: Topology, table: np.ndarray) -> CostModel:
-        """A cost model with an explicit ``[nodes, tiers]`` table of seconds (tests, oracles)."""
-        cm = cls(graph, topology)
+    def with_table(cls, graph: Graph, topology: Topology, table: np.ndarray, links: dict | None = None) -> CostModel:
+        """A cost model with an explicit ``[nodes, tiers]`` table of seconds (tests, oracles), and ``links`` as profiled."""
+        cm = cls(graph, topology, {LINKS_KEY: links} if links else None)
         cm.table = np.asarray(table, dtype=float).copy()
         return cm
 
@@ -108,11 +141,12 @@ class CostModel:
         return float(self.table[self.graph.index[node], tier])
 
     def link_s(self, link: int, nbytes: float) -> float:
-        """Serialisation time of ``nbytes`` on link ``link`` (tier ``link`` -> ``link + 1``), no propagation."""
-        return nbytes * 8.0 / (self.topology.links[link].bandwidth_mbps * 1e6)
+        """Time ``nbytes`` take on link ``link`` (tier ``link`` -> ``link + 1``): the wire and the per-byte work, no fixed part."""
+        return nbytes * (8.0 / (self.topology.links[link].bandwidth_mbps * 1e6) + self.cpu_s_per_byte[link])
 
     def link_latency_s(self, link: int) -> float:
-        return self.topology.links[link].latency_ms / 1e3
+        """The fixed part of a frame's transfer: the topology's latency, or the profiled call time."""
+        return float(self.call_s[link])
 
     def save_profiles(self, path: str | Path) -> None:
         cols = {t.name: {n.name: float(self.table[i, j]) for i, n in enumerate(self.graph.nodes)} for j, t in enumerate(self.tiers)}
@@ -129,4 +163,4 @@ class CostModel:
             ) from None
         if not isinstance(data, dict) or not all(isinstance(v, dict) for k, v in data.items() if not k.startswith("_")):
             raise PartitionError(f"profiles {path}: expected {{tier: {{op: seconds}}}}, as `tierpipe profile --out` writes")
-        return {k: v for k, v in data.items() if not k.startswith("_")}
+        return {k: v for k, v in data.items() if not k.startswith("_") or k == LINKS_KEY}

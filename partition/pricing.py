@@ -139,8 +139,8 @@ class Problem:
             self.stage_extra_s, self.mem_extra = np.asarray(exits.stage_extra_s, float), np.asarray(exits.mem_extra, float)
             self.link_extra_bytes, self.link_extra_s = np.asarray(exits.link_extra_bytes, float), np.asarray(exits.link_extra_s, float)
             self.energy_extra_j = float(exits.energy_extra_j)
-        self.bw_Bps = np.array([topology.links[j].bandwidth_mbps * 1e6 / 8 for j in range(self.k - 1)])
-        self.prop_s = np.array([topology.links[j].latency_ms / 1e3 for j in range(self.k - 1)])
+        self.bw_Bps = self.cost.link_Bps()  # the wire, and on profiled links the per-byte work of both ends
+        self.prop_s = np.array([self.cost.link_latency_s(j) for j in range(self.k - 1)])
         self.streams = np.array([topology.max_streams(j) for j in range(self.k)], dtype=float)
         self.n_streams = len(topology.source_nodes())
         # per value per link: serialisation + encode on the sender + decode on the receiver

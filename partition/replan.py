@@ -29,7 +29,7 @@ from .pricing import Problem
 from .solution import objective_value
 from .topology import Topology
 
-__all__ = ["Measured", "Proposal", "Replanner", "measured_topology", "exits_change"]
+__all__ = ["Measured", "Proposal", "Replanner", "measured_topology", "measured_profiles", "exits_change"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,21 @@ def measured_topology(topo: Topology, measured: Measured) -> Topology:
             update = {"speed": tier.speed / slow} if tier.speed else {"gflops": tier.gflops / slow}
             tiers[t] = tier.model_copy(update=update)
     return topo.model_copy(update={"links": links, "tiers": tiers})
+
+
+def measured_profiles(profiles: Mapping | None, topo: Topology, measured: Measured) -> Mapping | None:
+    """Profiled op times scaled by each tier's measured slowdown (profiles override the speeds
+    ``measured_topology`` changes, so a tier found slower must be slower in its profile too); links as profiled.
+
+    >>> from partition import Topology
+    >>> t = Topology.load("three_tier")
+    >>> measured_profiles({"device": {"conv": 0.5}, "_links": {}}, t, Measured((None, None), (2.0, None, None)))
+    {'device': {'conv': 1.0}, '_links': {}}
+    """
+    if not profiles:
+        return profiles
+    slow = {topo.path[t].name: s for t, s in enumerate(measured.slowdown) if s is not None and s > 0}
+    return {tier: ({op: v * slow[tier] for op, v in ops.items()} if tier in slow else ops) for tier, ops in profiles.items()}
 
 
 @dataclass(frozen=True)
@@ -156,12 +171,13 @@ class Replanner:
             return None
         topo = measured_topology(self.topology, measured)
         exits, dropped = self.exits_for(current)
-        kwargs = {"model_name": current.model, **self.partition_kwargs, "exits": exits}
+        profiles = measured_profiles(self.partition_kwargs.get("profiles"), self.topology, measured)
+        kwargs = {"model_name": current.model, **self.partition_kwargs, "exits": exits, "profiles": profiles}
         new = self.energy_first(topo, kwargs) if battery_low else partition(self.graph, topo, self.objective, **kwargs)
         codecs = tuple(current.codecs)
         if codecs not in self._ratios:  # compressors' measured ratios, as the running plan used them
             self._ratios[codecs] = calibrate_codecs(self.graph, codecs, self.partition_kwargs.get("calibration"))[1]
-        cm = CostModel(self.graph, topo, self.partition_kwargs.get("profiles"))
+        cm = CostModel(self.graph, topo, profiles)
         plain = Problem(self.graph, topo, cm, list(codecs), self._ratios[codecs])
         if exits is not None and current.exits is not None and current.exits.live:  # the running plan priced with its exits
             live = tuple((e.index, e.threshold, e.tier) for e in current.exits.live)

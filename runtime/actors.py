@@ -211,6 +211,8 @@ class StageWorker(PlanVersions):
         }
         if self.uplink is not None:
             out["wire_bytes_total"], out["wire_busy_s_total"] = self.uplink.wire_bytes_total, self.uplink.wire_busy_s_total
+            if self.uplink.shaper is None:
+                out["wire_calls_total"] = self.uplink.wire_calls_total
         emulated = self.now.get("battery_pct") if self.cfg.emulate else None
         out["battery_pct"] = emulated if emulated is not None else _host_battery_pct()
         return out

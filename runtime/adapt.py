@@ -5,7 +5,10 @@
 1. **Measure** (never read the conditions file): each link's bandwidth is the bytes its senders
    put on the wire over the time they were busy sending them in the last ``window_s``
    (:class:`runtime.monitor.LinkMeter`; the slowest node of a tier stands for its link, since
-   one plan serves every node of a tier); each tier's slowdown is the time its stages spent per
+   one plan serves every node of a tier). On a real link that time is the push's round trip: its
+   fixed part (the cost model's ``call_s``) is taken out, and drift is judged on what the link
+   carries with its ends' work per byte (profiled ``cpu_s_per_byte``: a slow device's serialising
+   must not read as a slow wire); the re-planner gets the wire's share; each tier's slowdown is the time its stages spent per
    frame over the time the running plan predicted for them (the slowest node again).
 2. **Detect**: a :class:`runtime.monitor.DriftMonitor` reports figures that stayed more than
    ``threshold`` off the running plan's for a whole ``window_s``.
@@ -46,7 +49,7 @@ from partition.graph import Graph
 from partition.pricing import Problem
 from partition.replan import Measured, Replanner
 
-from .monitor import DriftMonitor, LinkMeter
+from .monitor import DriftMonitor, LinkEnds, LinkMeter
 from .timeline import TimelineRecorder
 
 __all__ = ["Adapter", "TimelineRecorder"]
@@ -142,12 +145,13 @@ class Adapter:
             **self.partition_kwargs,
         )
         links = [topo.links[j].bandwidth_mbps for j in range(len(topo.path) - 1)]
+        self.ends = LinkEnds.of(CostModel(self.graph, topo, self.partition_kwargs.get("profiles")))
         self.assumed = Measured(tuple(links), tuple(1.0 for _ in topo.path))
         self.monitor = DriftMonitor(self._expected(self.assumed), self.threshold, self.window_s)
         self.start_s = start_s if start_s is not None else time.perf_counter()
 
     def _expected(self, m: Measured) -> dict[str, float]:
-        out = {f"link {j} Mbit/s": bw for j, bw in enumerate(m.bandwidth_mbps) if bw}
+        out = {f"link {j} Mbit/s": self.ends.carried(j, bw) for j, bw in enumerate(m.bandwidth_mbps) if bw}
         out.update({f"tier {t} slowdown": s for t, s in enumerate(m.slowdown) if s})
         return out
 
@@ -326,8 +330,13 @@ class Adapter:
             if "wire_bytes_total" in m and t < k - 1:
                 meter = self.meters.setdefault(node, LinkMeter(self.window_s))
                 if prev and m.get("incarnation") == prev.get("incarnation"):
-                    meter.add(now, m["wire_bytes_total"] - prev["wire_bytes_total"], m["wire_busy_s_total"] - prev["wire_busy_s_total"])
+                    busy = m["wire_busy_s_total"] - prev["wire_busy_s_total"]
+                    if "wire_calls_total" in m:  # a real link: each call's fixed time is not the wire's
+                        busy = max(busy - (m["wire_calls_total"] - prev["wire_calls_total"]) * self.ends.call_s[t], 0.25 * busy)
+                    meter.add(now, m["wire_bytes_total"] - prev["wire_bytes_total"], busy)
                 bw = meter.mbps(now)
+                if bw is not None and "wire_calls_total" in m:
+                    bw = self.ends.wire(t, bw, self.assumed.bandwidth_mbps[t])
                 if bw is not None:
                     bandwidth[t] = bw if bandwidth[t] is None else min(bandwidth[t], bw)
             if prev and m.get("incarnation") == prev.get("incarnation"):

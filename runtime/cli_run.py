@@ -45,6 +45,11 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
 
         conditions = load_conditions(args.conditions, topo)
     adapt = bool(getattr(args, "adapt", False))
+    if adapt and graph is not None and getattr(args, "profiles", None):  # re-plans with the measured tiers' and links' profiles
+        from .adapt import Adapter
+        from .cli import load_profiles
+
+        adapt = Adapter(graph, codec="auto", profiles=load_profiles(args))
     view = None
     if getattr(args, "view", False):
         from .view.run import RunView
@@ -92,8 +97,9 @@ def _add_times(args, report: dict, plan, graph, topo, console) -> None:
     from .stagetimes import link_times, stage_times
 
     profiles = load_profiles(args)
-    report["stage_times"] = stage_times(report, plan, CostModel(graph, topo), CostModel(graph, topo, profiles) if profiles else None)
-    report["link_times"] = link_times(report)
+    profiled = CostModel(graph, topo, profiles) if profiles else None
+    report["stage_times"] = stage_times(report, plan, CostModel(graph, topo), profiled)
+    report["link_times"] = link_times(report, profiled)
     table = Table(title="time per frame: predicted (analytic, profiled) and measured" + ("" if report["emulated"] else ", emulation off"))
     for col in ("stage / link", "predicted ms", "profiled ms", "measured ms", "error", "profiled error"):
         table.add_column(col, justify="left" if col == "stage / link" else "right")
@@ -114,7 +120,7 @@ def _add_times(args, report: dict, plan, graph, topo, console) -> None:
             pct(r["profiled_error"]),
         )
     for r in report["link_times"]:
-        table.add_row(r["link"], ms(r["predicted_s"]), "", ms(r["measured_s"]), pct(r["error"]), "")
+        table.add_row(r["link"], ms(r["predicted_s"]), ms(r["profiled_s"]), ms(r["measured_s"]), pct(r["error"]), pct(r["profiled_error"]))
     console.print(table)
 
 

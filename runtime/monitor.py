@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["LinkMeter", "DriftMonitor"]
+__all__ = ["LinkMeter", "LinkEnds", "DriftMonitor"]
 
 
 class LinkMeter:
@@ -50,6 +50,35 @@ class LinkMeter:
     def _trim(self, now_s: float) -> None:
         while self.samples and self.samples[0][0] < now_s - self.window_s:
             self.samples.popleft()
+
+
+class LinkEnds:
+    """What a real link's ends add to its wire (profiled: ``CostModel.call_s``, ``cpu_s_per_byte``): a fixed
+    time per call, and seconds per Mbit. Drift is judged on what a link carries, the re-planner gets the wire.
+
+    >>> ends = LinkEnds(call_s=(0.01,), s_per_mbit=(0.15,))
+    >>> round(ends.carried(0, 50.0), 3)                  # a 50 Mbit/s wire behind a slow sender
+    5.882
+    >>> round(ends.wire(0, 5.882, planned=50.0), 1), ends.wire(0, 9.0, planned=50.0)
+    (50.0, 5000.0)
+    """
+
+    def __init__(self, call_s, s_per_mbit) -> None:
+        self.call_s, self.s_per_mbit = tuple(call_s), tuple(s_per_mbit)
+
+    @classmethod
+    def of(cls, cost_model) -> LinkEnds:
+        return cls(cost_model.call_s, cost_model.cpu_s_per_byte * 1e6 / 8)
+
+    def carried(self, j: int, wire_mbps: float) -> float:
+        """Mbit/s link ``j`` carries over a wire of ``wire_mbps``, its ends' work per byte included."""
+        return 1.0 / (1.0 / wire_mbps + self.s_per_mbit[j])
+
+    def wire(self, j: int, carried_mbps: float, planned: float) -> float:
+        """The wire's Mbit/s behind a measured ``carried_mbps`` (the inverse of :meth:`carried`); a link carrying
+        more than its ends' work per byte allows reads as a wire 100x its ``planned`` bandwidth."""
+        left = 1.0 / carried_mbps - self.s_per_mbit[j]
+        return 1.0 / left if left > 0.01 / planned else 100.0 * planned
 
 
 class DriftMonitor:

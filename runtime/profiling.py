@@ -6,6 +6,12 @@ after every op (``partition.timing``) for at least ``seconds``, and returns each
 The tiers are profiled one after another, so that one tier's profile does not slow another's on a
 machine they share (a lab); on separate machines that costs only time. The result is the table
 ``CostModel(profiles=...)`` takes: ``{tier: {op: seconds}}``, saved with what it was measured on.
+
+Links are measured too (``profiles["_links"]``): an actor on a node of each tier pushes packed frames of
+a few sizes to an actor on the next tier's node, both in their nodes' cgroups, as a stage pushes to its
+parent; a straight-line fit of the round trip over the bytes gives the fixed time of a transfer
+(``call_s``) and, less the wire's time per byte at the topology's bandwidth, the ends' time per byte
+(``cpu_s_per_byte``). On a lab the device's quota, not its link, often bounds what it can send.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import json
 import platform
 from pathlib import Path
 
+from partition.cost import LINKS_KEY
 from partition.topology import Topology
 
 from .errors import PipelineError
 
-__all__ = ["profile_tiers", "save_profiles", "measure_and_save"]
+__all__ = ["profile_tiers", "profile_links", "save_profiles", "measure_and_save"]
+
+LINK_SIZES = (4 << 10, 64 << 10, 256 << 10)  # bytes per frame the links are measured with
 
 
 def _profile_here(model, inputs: tuple, seconds: float, where: str) -> dict:
@@ -41,8 +50,83 @@ def _profile_here(model, inputs: tuple, seconds: float, where: str) -> dict:
     return {"ops": times, "host": platform.node(), "pid": os.getpid(), "cgroup": cgroup, "torch": torch.__version__}
 
 
-def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None, seconds: float = 3.0) -> dict:
-    """``{"profiles": {tier: {op: s}}, "measured_on": {tier: {node, host, cgroup}}}`` from the cluster at ``address``.
+class _LinkEnd:
+    """One end of a profiled link, in its node's cgroup: ``take`` receives (unpacks) frames; ``send``
+    pushes frames of each size to ``peer`` for ``seconds`` and returns the mean round trip per size."""
+
+    def __init__(self, where: str) -> None:
+        from .nodecpu import join_node_cgroup
+
+        self.cgroup = join_node_cgroup(where)
+
+    def take(self, frames: list) -> int:
+        import numpy as np
+
+        return sum(int(sum(np.asarray(p).nbytes for p in payloads)) + len(env) for env, payloads in frames)
+
+    def send(self, peer, sizes: tuple, seconds: float) -> dict:
+        import statistics
+        import time
+
+        import ray
+        import torch
+
+        from .wire import Frame, pack
+
+        out = {}
+        for size in sizes:
+            frame = pack(Frame(0, 0, [time.time()], {"x": torch.rand(size // 4)}), "raw")
+            ray.get(peer.take.remote([frame]))  # warm: the connection, the receiver's imports
+            times: list[float] = []
+            began = time.perf_counter()
+            while len(times) < 3 or time.perf_counter() - began < seconds:
+                start = time.perf_counter()
+                ray.get(peer.take.remote([frame]))
+                times.append(time.perf_counter() - start)
+            out[size] = statistics.fmean(times)
+        return out
+
+
+def profile_links(topology: Topology, address: str | None, seconds: float = 1.0, sizes: tuple = LINK_SIZES) -> dict:
+    """``{"a->b": {"call_s", "cpu_s_per_byte", "s_per_byte", "round_trip_s": {bytes: s}}}`` for every link on the path."""
+    import numpy as np
+    import ray
+
+    from partition.cost import link_name
+
+    from .placement import actor_options, labelled_nodes
+
+    labelled = labelled_nodes()
+    end = ray.remote(max_restarts=0)(_LinkEnd)
+    out = {}
+    for j in range(len(topology.path) - 1):
+        ends = []
+        for tier in topology.path[j : j + 2]:
+            node = tier.node_names()[0]
+            ends.append(end.options(**actor_options(topology, address, node, tier.name, labelled)).remote(f"link profile on {node}"))
+        try:
+            rtt = ray.get(ends[0].send.remote(ends[1], tuple(sizes), seconds), timeout=600)
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as exc:
+            name = link_name(topology.path, j)
+            raise PipelineError(f"profiling link {name} failed ({type(exc).__name__}: {exc}); are both nodes alive?") from None
+        finally:
+            for a in ends:
+                ray.kill(a)
+        x = np.array(sorted(rtt), dtype=float)
+        slope, intercept = np.polyfit(x, np.array([rtt[b] for b in sorted(rtt)]), 1)
+        wire = 8.0 / (topology.links[j].bandwidth_mbps * 1e6)
+        out[link_name(topology.path, j)] = {
+            "call_s": max(float(intercept), 0.0),
+            "s_per_byte": max(float(slope), 0.0),
+            "cpu_s_per_byte": max(float(slope) - wire, 0.0),
+            "round_trip_s": {str(b): rtt[b] for b in sorted(rtt)},
+        }
+    return out
+
+
+def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None, seconds: float = 3.0, links: bool = True) -> dict:
+    """``{"profiles": {tier: {op: s}, "_links": ...}, "measured_on": {tier: {node, host, cgroup}}}`` from the cluster
+    at ``address`` (``links=False``: the ops only).
 
     Raises:
         PipelineError: a tier has no node in the cluster (names the labels to start it with).
@@ -70,6 +154,8 @@ def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None,
             raise PipelineError(f"profiling on {node} (tier {tier.name}) failed: {exc.cause if hasattr(exc, 'cause') else exc}") from None
         profiles[tier.name] = out["ops"]
         where[tier.name] = {"node": node, "host": out["host"], "cgroup": out["cgroup"], "torch": out["torch"]}
+    if links and len(topology.path) > 1:
+        profiles[LINKS_KEY] = profile_links(topology, address, min(seconds, 2.0))
     return {"profiles": profiles, "measured_on": where}
 
 
@@ -98,6 +184,12 @@ def measure_and_save(args, model, inputs, graph, topology: Topology, predicted, 
         console.print(
             f"{tier.name} on {on['node']} ({on['cgroup'] or 'no cgroup'}): whole model {m * 1e3:.1f} ms measured, "
             f"{p * 1e3:.1f} ms predicted" + (f" ({(p - m) / m:+.0%})" if m else "")
+        )
+    for name, link in result["profiles"].get(LINKS_KEY, {}).items():
+        rate = f"{8e-6 / link['s_per_byte']:.3g} Mbit/s" if link["s_per_byte"] else "too fast to tell"
+        console.print(
+            f"link {name}: {link['call_s'] * 1e3:.1f} ms per transfer, then {rate} measured "
+            f"(the ends' work per byte beyond the wire: {link['cpu_s_per_byte'] * 1e9:.1f} ns)"
         )
     if args.out:
         save_profiles(args.out, result, args.model, topology, args.seconds)

@@ -52,12 +52,24 @@ def stage_times(report: dict, plan, analytic, profiled=None) -> list[dict]:
     return rows
 
 
-def link_times(report: dict) -> list[dict]:
-    """``[{link, predicted_s, measured_s, error}]``: a frame's transfer on each link, predicted (bytes over
-    the bandwidth, plus latency) and measured (from the sender's push to the receiver holding it)."""
+def link_times(report: dict, profiled=None) -> list[dict]:
+    """``[{link, predicted_s, profiled_s, measured_s, error, profiled_error}]``: a frame's transfer on each link,
+    predicted (bytes over the bandwidth, plus latency), from a profiled ``CostModel`` (the link's measured call
+    time and time per byte, for the bytes the frames carried; None without one) and measured (from the
+    sender's push to the receiver holding it)."""
     rows = []
-    for link in report["links"]:
+    for j, link in enumerate(report["links"]):
         measured = link["transfer_ms_mean"] / 1e3 if link["frames"] else None
         predicted = link["predicted_ms"] / 1e3
-        rows.append({"link": link["link"], "predicted_s": predicted, "measured_s": measured, "error": error(predicted, measured)})
+        prof = profiled.link_latency_s(j) + profiled.link_s(j, link["bytes_per_frame"]) if profiled is not None else None
+        rows.append(
+            {
+                "link": link["link"],
+                "predicted_s": predicted,
+                "profiled_s": prof,
+                "measured_s": measured,
+                "error": error(predicted, measured),
+                "profiled_error": error(prof, measured),
+            }
+        )
     return rows

@@ -57,6 +57,7 @@ class Uplink:
         # link; real: the push calls): bytes / busy time is the link's measured bandwidth (monitor.py)
         self.wire_bytes_total = 0
         self.wire_busy_s_total = 0.0
+        self.wire_calls_total = 0  # calls on a real (unshaped) link, whose fixed time is not the wire's
 
     def start(self) -> None:
         if not self._tasks:
@@ -99,9 +100,10 @@ class Uplink:
             for d in data:
                 self.metrics.link_bytes.add(wire_nbytes(d))
             self.metrics.link_s.add(time.perf_counter() - started)
-            if self.shaper is None:
+            if self.shaper is None:  # a real link: the call's round trip, the ends' work included
                 self.wire_bytes_total += nbytes
                 self.wire_busy_s_total += time.perf_counter() - started
+                self.wire_calls_total += 1
             self.metrics.frames_out += len(data)
             self._last_reply = time.perf_counter()
             if reply.get("acked"):

@@ -1,5 +1,7 @@
 """The drift monitor and link meter that decide when to re-plan: plain classes, no Ray."""
 
+from collections import deque
+
 import pytest
 
 from runtime.monitor import DriftMonitor, LinkMeter
@@ -108,3 +110,70 @@ def test_a_low_battery_moves_only_that_cameras_frames_to_an_energy_plan_and_back
     assert adapter.switches[-1].predicted_fps_after > adapter.switches[-1].predicted_fps_before
     step(42.0, {**full, "device-0": 15.0, "device-1": 10.0})  # low again: back on the energy plan at once
     assert pipe.routes == {0: 1, 1: 1} and len(pipe.switched) == 1
+
+
+def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is():
+    """On a real (unshaped) link the busy time is the push's round trip. With the link's profile (10 ms per
+    call, 150 ns per byte at its ends), a device carrying 25.8 Mbit/s over a 50 Mbit/s wire runs as planned:
+    no drift, no re-plan. When the wire drops to 2 Mbit/s, the drift is reported and the re-planner is given
+    the wire's rate (2 Mbit/s), not what the link carried (1.93)."""
+    import dataclasses
+
+    import torch
+
+    from partition import capture, partition
+    from runtime.adapt import Adapter
+    from tests.partition.helpers import topology
+    from tests.partition.test_replan import Funnel
+
+    torch.manual_seed(0)
+    graph = capture(Funnel().eval(), (torch.randn(16, 64),), timing="analytic")
+    graph.nodes = [dataclasses.replace(n, host_time_s=1e-3 if n.op == "compute" else 0.0) for n in graph.nodes]
+    topo = topology(speeds=(1.0, 0.5, 4.0), bandwidth_mbps=(50, 200))
+    profiles = {"_links": {"device->gateway": {"call_s": 0.01, "cpu_s_per_byte": 1.5e-7}}}
+
+    class Pipe:
+        topology, plan, model = topo, partition(graph, topo, "throughput", profiles=profiles), None
+        tier_of = {"device-0": 0, "gateway-0": 1, "edge-0": 2}
+        _pending = switch_done = switch_error = None
+
+    adapter = Adapter(graph, "throughput", hold_s=0.0, background=False, profiles=profiles)
+    adapter.attach(Pipe(), start_s=0.0)
+    totals = {"node": "device-0", "incarnation": 1, "tier_s_total": 0.0, "tier_planned_s_total": 0.0}
+    totals.update(wire_bytes_total=0, wire_busy_s_total=0.0, wire_calls_total=0)
+
+    def second(wire_mbps: float, calls: int) -> None:
+        totals["wire_bytes_total"] += calls * 50_000
+        totals["wire_calls_total"] += calls
+        totals["wire_busy_s_total"] += calls * (0.01 + 50_000 * (8 / (wire_mbps * 1e6) + 1.5e-7))
+        adapter.step(Pipe(), [dict(totals)])
+
+    with _clock() as clock:
+        for _ in range(8):
+            clock.tick()
+            second(50.0, 10)
+        assert adapter.replans == deque() and adapter.switches == []
+        for _ in range(6):
+            clock.tick()
+            second(2.0, 4)
+    first = adapter.replans[0]  # 3 s after the drop (the drift window), for the wire's rate
+    assert first["at_s"] == 12.0 and first["outcome"] == "proposed"
+    assert first["for"] == "device->gateway 2 Mbit/s, gateway->edge 200 Mbit/s"
+
+
+class _clock:
+    """``time.perf_counter`` in runtime.adapt, one second per ``tick``."""
+
+    def __enter__(self):
+        import runtime.adapt
+
+        self.module, self.now = runtime.adapt, 0.0
+        self.real = self.module.time.perf_counter
+        self.module.time.perf_counter = lambda: self.now
+        return self
+
+    def tick(self) -> None:
+        self.now += 1.0
+
+    def __exit__(self, *exc) -> None:
+        self.module.time.perf_counter = self.real

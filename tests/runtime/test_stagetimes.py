@@ -42,7 +42,14 @@ def test_stage_times_divide_each_actors_compute_by_its_frames_and_sum_each_model
     assert rows["gateway-0"]["error"] is None and rows["gateway-0"]["measured_s"] == pytest.approx(0.001)
     assert rows["edge-0"]["measured_s"] is None and rows["edge-0"]["error"] is None
     assert stage_times(report, plan, analytic)[0]["profiled_s"] is None  # no profiles given
-    assert link_times(report) == [{"link": "device->gateway", "predicted_s": 0.025, "measured_s": 0.02, "error": 0.25}]
+    plain = {"link": "device->gateway", "predicted_s": 0.025, "measured_s": 0.02, "error": 0.25}
+    assert link_times(report) == [{**plain, "profiled_s": None, "profiled_error": None}]
+    # a profiled link: 4 ms per call, and the ends' 100 ns per byte on top of the 50 Mbit/s wire (160 ns per byte)
+    report["links"][0]["bytes_per_frame"] = 50_000
+    links = {"device->gateway": {"call_s": 0.004, "cpu_s_per_byte": 1e-7}}
+    row = link_times(report, CostModel(graph, topo, {"_links": links}))[0]
+    assert row["profiled_s"] == pytest.approx(0.004 + 50_000 * (1.6e-7 + 1e-7))  # 17 ms
+    assert row["profiled_error"] == pytest.approx((row["profiled_s"] - 0.02) / 0.02, abs=1e-6)
 
 
 def test_lab_shape_names_what_it_cannot_shape_before_touching_anything(tmp_path):

@@ -1,0 +1,84 @@
+"""Profiled links (``profiles["_links"]``, from `tierpipe profile --address`): a transfer's fixed time and its
+ends' time per byte beyond the wire, priced exactly and by every solver as the brute-force oracle prices them;
+and a re-plan with profiles that honours a tier measured slower (profiles override the tiers' speeds)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from partition import CostModel, Topology, capture, partition
+from partition.bruteforce import brute_force
+from partition.errors import PartitionError
+from partition.pricing import Problem
+from partition.replan import Measured, Replanner
+from partition.solution import objective_value
+from partition.zoo import get_model
+from tests.models import random_graph
+from tests.partition.helpers import topology
+
+
+def _links(rng) -> dict:
+    return {
+        name: {"call_s": float(rng.uniform(0, 0.02)), "cpu_s_per_byte": float(rng.uniform(0, 2e-6))}
+        for name in ("device->gateway", "gateway->edge")
+    }
+
+
+def test_a_frame_pays_each_links_call_time_and_its_ends_time_per_byte_on_top_of_the_wire():
+    rng = np.random.default_rng(0)
+    graph = random_graph(rng, 4, chain=True)
+    topo = topology(bandwidth_mbps=(20, 200), latency_ms=(5, 5))
+    table = np.where([[n.op == "input"] for n in graph.nodes], 0.0, 0.01) * np.ones((4, 3))
+    links = {"device->gateway": {"call_s": 0.003, "cpu_s_per_byte": 4e-7}, "gateway->edge": {"call_s": 0.001, "cpu_s_per_byte": 0.0}}
+    p = Problem(graph, topo, CostModel.with_table(graph, topo, table, links))
+    edge = np.where(p.is_input, 0, 2)  # everything but the input on the edge: the input crosses both links
+    nbytes = graph.nodes[0].bytes_out
+    wire = (8 / 20e6, 8 / 200e6)
+    expected = 0.03 + 0.003 + nbytes * (wire[0] + 4e-7) + 0.001 + nbytes * wire[1]  # no topology latency: the calls replace it
+    assert p.evaluate(edge).latency_s == pytest.approx(expected, rel=1e-9)
+    plain = Problem(graph, topo, CostModel.with_table(graph, topo, table))
+    assert plain.evaluate(edge).latency_s == pytest.approx(0.03 + 0.010 + nbytes * sum(wire), rel=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 8),
+    objective=st.sampled_from(["latency", "throughput"]),
+    solver=st.sampled_from(["exact", "fast"]),
+)
+def test_solvers_equal_brute_force_with_profiled_links(seed, n, objective, solver):
+    rng = np.random.default_rng(seed)
+    chain = solver == "fast"  # the fast throughput path is exact on chains (test_optimal)
+    graph = random_graph(rng, n, chain=chain)
+    topo = topology(bandwidth_mbps=(20, 200), latency_ms=(5, 5))
+    table = rng.uniform(0, 0.05, (len(graph.nodes), 3))
+    table[[i for i, node in enumerate(graph.nodes) if node.op == "input"]] = 0
+    cm = CostModel.with_table(graph, topo, table, _links(rng))
+    _, oracle = brute_force(Problem(graph, topo, cm), key=lambda c: objective_value(objective, c))
+    plan = partition(graph, topo, objective, cost_model=cm, solver=solver)
+    assert objective_value(objective, plan.predicted) == pytest.approx(objective_value(objective, oracle), rel=1e-6, abs=1e-12)
+
+
+def test_profiles_naming_a_link_off_the_path_are_refused_with_the_links_it_has():
+    graph = capture(*get_model("resnet18", [1, 3, 32, 32]), timing="analytic")
+    with pytest.raises(PartitionError, match=r"link\(s\) \['camera->edge'\].*'device->gateway', 'gateway->edge'"):
+        CostModel(graph, Topology.load("three_tier"), {"_links": {"camera->edge": {"call_s": 0.0, "cpu_s_per_byte": 0.0}}})
+
+
+def test_a_replan_with_profiles_honours_a_tier_measured_slower():
+    """Profiles override the tiers' speeds, so a measured slowdown must scale them: an edge measured 50x
+    slower than its profile moves work to the gateway (before the fix, the re-planner kept the plan)."""
+    topo = Topology.load("three_tier")
+    graph = capture(*get_model("resnet18", [1, 3, 64, 64]), timing="analytic")
+    analytic = CostModel(graph, topo)
+    profiles = {t.name: {n.name: float(analytic.table[i, j]) for i, n in enumerate(graph.nodes)} for j, t in enumerate(topo.path)}
+    current = partition(graph, topo, "throughput", profiles=profiles)
+    assert set(current.assignment.values()) >= {"edge"}
+    replanner = Replanner(graph, topo, "throughput", profiles=profiles, hold_s=0.0)
+    assert replanner.propose(0.0, current, Measured((None, None), (1.0, 1.0, 1.0))) is None  # as profiled: keep it
+    proposal = replanner.propose(1.0, current, Measured((None, None), (1.0, 1.0, 50.0)))
+    assert proposal is not None and proposal.predicted_fps_after > 1.15 * proposal.predicted_fps_before
+    moved = [op for op, tier in proposal.plan.assignment.items() if tier == "gateway"]
+    assert len(moved) > len([op for op, tier in current.assignment.items() if tier == "gateway"])
