@@ -62,6 +62,11 @@ def test_profiles_are_measured_in_each_tiers_cgroup_and_partition_uses_them(clus
         # measured on that tier's node, inside its host's cgroup (the CPU quota of its speed on the lab)
         assert data["_about"]["measured_on"][tier.name]["cgroup"].endswith(f"/{PREFIX}lab/{node}")
         assert set(data[tier.name]) == ops - set(graph.inputs) and all(s >= 0 for s in data[tier.name].values())
+    # and each link, from a node of one tier to a node of the next: round trips of three frame sizes, fitted
+    links = data["_links"]
+    assert set(links) == {"device->gateway", "gateway->edge"}
+    for link in links.values():
+        assert len(link["round_trip_s"]) == 3 and link["call_s"] >= 0 and link["s_per_byte"] > 0 and link["cpu_s_per_byte"] >= 0
     # the plan's predicted stage times are the profiled ones: each stage's time is the sum of its ops' measured times
     plan_file = folder / "profiled_plan.json"
     _tierpipe("partition", *MODEL, "--topology", str(lab_yaml), "--profiles", str(profiles), "--out", str(plan_file))
@@ -69,6 +74,8 @@ def test_profiles_are_measured_in_each_tiers_cgroup_and_partition_uses_them(clus
     cm = CostModel(graph, topo, CostModel.load_profiles(profiles))
     for t, stage in enumerate(plan.stages):
         assert plan.predicted.stage_compute_s[t] == pytest.approx(sum(cm.compute_s(op, t) for op in stage.nodes), rel=1e-6, abs=1e-9)
+    for j, (nbytes, seconds) in enumerate(zip(plan.predicted.link_bytes, plan.predicted.link_s)):  # and its links the profiled ones
+        assert seconds == pytest.approx(cm.link_latency_s(j) + cm.link_s(j, nbytes), rel=1e-6)
 
 
 @root_only
