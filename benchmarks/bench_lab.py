@@ -115,7 +115,8 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
                     "stage_times": stage_times(report, plan, analytic, profiled),
                     "link_times": link_times(report, profiled),
                 }
-                print(f"{name} / {label} / {plan_name}: {json.dumps({k: v for k, v in runs[plan_name].items() if k != 'stage_times'})}")
+                brief = {k: v for k, v in runs[plan_name].items() if k not in ("stage_times", "link_times")}
+                print(f"{name} / {label} / {plan_name}: {json.dumps(brief)}")
             result["models"][label] = runs
         if name == "three_tier" and models:
             result["adaptation"] = _adapt(lab_topo, address, folder / "lab", models[0], seconds, adapt_profiles)

@@ -82,8 +82,9 @@ class ReplayBuffer:
             del self._frames[k]
         return len(done)
 
-    def pending(self) -> Iterable[object]:
-        return list(self._frames.values())
+    def pending(self, skip: set | frozenset = frozenset()) -> Iterable[object]:
+        """Unacknowledged frames in send order, but those whose key is in ``skip`` (e.g. still on their way)."""
+        return [f for k, f in self._frames.items() if k not in skip]
 
     @property
     def watermarks(self) -> dict[int, int]:

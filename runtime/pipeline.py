@@ -332,12 +332,11 @@ class Pipeline(Lifecycle, LiveChanges):
         return outs
 
     def _refeed(self) -> None:
-        """Inputs handed to a device stage that may have died with them: feed them again (the sink drops repeats)."""
-        import ray
-
+        """Inputs handed to a device stage that died with them: feed them again (the sink drops repeats)."""
         for node, frames in self.ledger.refeed().items():
             try:
-                ray.get(self.sources[node].hello.remote(), timeout=30)  # wait for its restart
+                if not self._restarted(node):  # waits for a restart
+                    continue
             except Exception as exc:
                 log.warning("device stage %s not back yet (%s)", node, type(exc).__name__)
                 continue

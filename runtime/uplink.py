@@ -51,6 +51,7 @@ class Uplink:
         self._last_arrival = 0.0
         self._tasks: list[asyncio.Task] = []
         self._inflight: set[asyncio.Task] = set()
+        self._outstanding: set[tuple[int, int]] = set()  # keys queued or being pushed: a safety-net replay skips them
         self._replayed_at = 0.0
         self._last_reply = 0.0
         # what the link carried and how long it was busy sending (emulated: serialisation on the shaped
@@ -66,6 +67,7 @@ class Uplink:
     async def send(self, key: tuple[int, int], data: bytes) -> None:
         """Queue one packed frame (waits when ``credits`` frames are already queued: backpressure)."""
         self.replay.add(key, data)
+        self._outstanding.add(key)
         await self._queue.put((key, data))
 
     def ack(self, watermarks: dict[int, int]) -> None:
@@ -88,13 +90,13 @@ class Uplink:
                 arrive = max(arrive, self._last_arrival)  # a link does not reorder
                 self._last_arrival = arrive
                 hold_until = time.time() + (arrive - started)  # the receiver holds the frames until then
-            task = asyncio.ensure_future(self._deliver(data, nbytes, hold_until, started))
+            task = asyncio.ensure_future(self._deliver(data, nbytes, hold_until, started, [k for k, _ in batch]))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             if self.shaper is not None:
                 await sleep_until(free)  # the link is busy serialising these frames
 
-    async def _deliver(self, data: list, nbytes: int, hold_until: float | None, started: float) -> None:
+    async def _deliver(self, data: list, nbytes: int, hold_until: float | None, started: float, keys: list) -> None:
         try:
             reply = await self.parent.push.remote(data, hold_until, time.time() - (time.perf_counter() - started))
             for d in data:
@@ -118,6 +120,7 @@ class Uplink:
                 )
                 asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
         finally:
+            self._outstanding.difference_update(keys)
             self.credits.release()
 
     async def _check_incarnation(self, incarnation: str | None) -> None:
@@ -130,7 +133,7 @@ class Uplink:
             self.metrics.restarts_seen += 1
             asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
 
-    async def _replay_when_back(self, requested_at: float | None = None) -> None:
+    async def _replay_when_back(self, requested_at: float | None = None, safety_net: bool = False) -> None:
         async with self._replaying:
             if requested_at is not None and self._replayed_at > requested_at:
                 return  # a replay that started after this failure already covered it
@@ -145,7 +148,9 @@ class Uplink:
             if incarnation != self.parent_incarnation and self.parent_incarnation is not None:
                 self.metrics.restarts_seen += 1
             self.parent_incarnation = incarnation
-            frames = list(self.replay.pending())
+            # the driver's safety net (a stall: maybe only a slow link) leaves frames on their way alone: re-sending
+            # them would double a slow link's load; after a failure or a restart every unacknowledged frame goes again
+            frames = list(self.replay.pending(self._outstanding if safety_net else frozenset()))
             for i in range(0, len(frames), 16):
                 chunk = frames[i : i + 16]
                 try:
@@ -171,6 +176,6 @@ class Uplink:
 
     async def replay_all(self) -> int:
         """Send every unacknowledged frame again now (the driver's safety net after a stall)."""
-        count = len(self.replay)
-        await self._replay_when_back()
+        count = len(self.replay.pending(self._outstanding))
+        await self._replay_when_back(safety_net=True)
         return count
