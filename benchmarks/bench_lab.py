@@ -63,7 +63,7 @@ def _topology(name: str):
 
 
 # ------------------------------------------------------------------ one lab, in a child process
-def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
+def run_lab(name: str, seconds: float, models: list[str], out: Path, adapt_only: bool = False) -> None:
     from partition import Topology, capture, partition
     from partition.baseline_plans import baseline_plans
     from partition.cost import CostModel
@@ -96,7 +96,8 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path) -> None:
             profiles = profile_tiers(model, inputs, topo, address, seconds=3.0)["profiles"]
             analytic, profiled = CostModel(graph, topo), CostModel(graph, topo, profiles)
             plans = {"tierpipe": partition(graph, topo, "latency", profiles=profiles, model_name=spec)}
-            plans.update(baseline_plans(graph, topo, "latency", profiles=profiles, model_name=spec))
+            if not adapt_only:
+                plans.update(baseline_plans(graph, topo, "latency", profiles=profiles, model_name=spec))
             if label == models[0]:
                 adapt_profiles = profiles
             runs = {}
@@ -184,6 +185,8 @@ def _adapt(topo, address: str, lab_dir: Path, label: str, seconds: float, profil
         "frames_lost": report["sent_by_sources"] - report["frames_delivered"],
         "drops": report["drops"],
         "frames_delivered": report["frames_delivered"],
+        "replans": report["replans"],
+        "link_profile": profiles.get("_links", {}).get("device->gateway"),
     }
 
 
@@ -237,19 +240,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="three_tier and the CNN only")
     ap.add_argument("--seconds", type=float, default=6.0, help="stream time per plan")
+    ap.add_argument("--adapt-only", action="store_true", help="three_tier: profiles of the CNN and the live adaptation run only")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--models", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        run_lab(args.one, args.seconds, json.loads(args.models), Path(args.out))
+        run_lab(args.one, args.seconds, json.loads(args.models), Path(args.out), args.adapt_only)
         return
-    labs = ["three_tier"] if args.quick else list(LABS)
-    models = list(MODELS)[:1] if args.quick else list(MODELS)
+    labs = ["three_tier"] if args.quick or args.adapt_only else list(LABS)
+    models = list(MODELS)[:1] if args.quick or args.adapt_only else list(MODELS)
     results = []
     for name in labs:
         out = Path(tempfile.mkstemp(suffix=".json")[1])
         argv = [sys.executable, __file__, "--one", name, "--models", json.dumps(models), "--out", str(out), "--seconds", str(args.seconds)]
+        argv += ["--adapt-only"] if args.adapt_only else []
         subprocess.run(argv, cwd=ROOT, check=True)
         results.append(json.loads(out.read_text()))
     save("bench_lab", {"seconds_per_run": args.seconds, "summary": summarise(results), "labs": results})

@@ -27,7 +27,7 @@ from .errors import PipelineError
 
 __all__ = ["profile_tiers", "profile_links", "save_profiles", "measure_and_save"]
 
-LINK_SIZES = (4 << 10, 64 << 10, 256 << 10)  # bytes per frame the links are measured with
+LINK_SIZES = (16 << 10, 64 << 10, 256 << 10)  # bytes per frame the links are measured with
 
 
 def _profile_here(model, inputs: tuple, seconds: float, where: str) -> dict:
@@ -155,7 +155,7 @@ def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None,
         profiles[tier.name] = out["ops"]
         where[tier.name] = {"node": node, "host": out["host"], "cgroup": out["cgroup"], "torch": out["torch"]}
     if links and len(topology.path) > 1:
-        profiles[LINKS_KEY] = profile_links(topology, address, min(seconds, 2.0))
+        profiles[LINKS_KEY] = profile_links(topology, address, max(seconds, 1.0))
     return {"profiles": profiles, "measured_on": where}
 
 
