@@ -50,6 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 REMOTE_TOKEN = "$HOME/.tierpipe/ray_token"
 TIER_LABEL, NODE_LABEL = "tier", "tier-node"
+HOST_LABEL = "tier-host"  # the host's address: a host holding several nodes of a tier (a grouped lab) places them all
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,17 @@ def _nodes(topo: Topology) -> list[tuple[str, str]]:
     return [(tier.name, node) for tier in topo.path for node in tier.node_names()]
 
 
+def _host_groups(topo: Topology) -> list[tuple[str, str]]:
+    """(tier, node) of the first node on each distinct host, in path order: one Ray node per host."""
+    seen, out = set(), []
+    for tier, node in _nodes(topo):
+        key = (topo.hosts[node].address, topo.hosts[node].port)
+        if key not in seen:
+            seen.add(key)
+            out.append((tier, node))
+    return out
+
+
 def _check_hosts(topo: Topology) -> None:
     source = topo.source_file or topo.name
     missing = [node for _, node in _nodes(topo) if node not in topo.hosts]
@@ -105,14 +117,14 @@ def _check_hosts(topo: Topology) -> None:
     tiers = dict((node, tier) for tier, node in _nodes(topo))
     for node, host in topo.hosts.items():
         key = (host.address, host.port)
-        if key in seen:
+        if key in seen and tiers.get(seen[key]) != tiers.get(node):  # nodes of one tier may share a host (a grouped lab)
             other = seen[key]
             raise ClusterError(
                 f"{source}: hosts.{node}: host {host.address}:{host.port} is also listed for {other} "
                 f"(tier {tiers.get(other)!r}) while {node} is tier {tiers.get(node)!r}: one machine runs "
-                "one Ray node with one set of labels; give each node its own host"
+                "one Ray node with one set of labels; give each node its own host, or share hosts within a tier only"
             )
-        seen[key] = node
+        seen.setdefault(key, node)
 
 
 def _start_script(
@@ -157,7 +169,7 @@ def plan_up(
     copies, certificate copies (with ``tls``: node -> its bundle, :func:`runtime.tls.node_bundle`), then starts.
 
     Raises:
-        ClusterError: hosts missing, or a host listed for two nodes.
+        ClusterError: hosts missing, or a host listed for nodes of two tiers.
     """
     _check_hosts(topo)
     nodes = _nodes(topo)
@@ -166,7 +178,9 @@ def plan_up(
         raise ClusterError(f"--head {head!r} is not a node of {topo.name}; nodes are {[n for _, n in nodes]}")
     head_host = topo.hosts[head]
     head_address = f"{head_host.address}:{port}"
-    order = [(t, n) for t, n in nodes if n == head] + [(t, n) for t, n in nodes if n != head]
+    hosts = _host_groups(topo)  # a host holding several nodes (a grouped lab) runs one Ray node, named by its first
+    head = next(n for _, n in hosts if topo.hosts[n].address == head_host.address and topo.hosts[n].port == head_host.port)
+    order = [(t, n) for t, n in hosts if n == head] + [(t, n) for t, n in hosts if n != head]
     steps = [Step(n, topo.hosts[n], "check", probe_script(topo.hosts[n])) for _, n in order]
     steps += [
         Step(n, topo.hosts[n], "token", 'umask 077 && mkdir -p "$HOME/.tierpipe" && cat > "$HOME/.tierpipe/ray_token"', stdin=token)
@@ -191,7 +205,7 @@ def plan_up(
                     host.cpus,
                     host.memory_mb,
                     ray=host.ray,
-                    more_labels=tier_labels[tier],
+                    more_labels={**tier_labels[tier], HOST_LABEL: host.address},
                     env=host.env,
                     node_ip=host.address if topo.lab is not None else None,
                     tls_words=_tls.start_words(cluster, node) if tls is not None else "",
@@ -203,7 +217,7 @@ def plan_up(
 
 def plan_down(topo: Topology) -> list[Step]:
     _check_hosts(topo)
-    return [Step(n, topo.hosts[n], "stop", f"{shlex.quote(topo.hosts[n].ray)} stop") for _, n in _nodes(topo)]
+    return [Step(n, topo.hosts[n], "stop", f"{shlex.quote(topo.hosts[n].ray)} stop") for _, n in _host_groups(topo)]
 
 
 def plan_local(topo: Topology, port: int = 6379, per_node_limit: int = 8, object_store_mb: int = 150) -> list[Step]:
@@ -325,12 +339,15 @@ def cluster_status(topo: Topology, nodes: list[dict]) -> tuple[list[dict], bool]
     """Compare what Ray reports (``ray.nodes()``) with the topology. Returns (rows, all present and labelled)."""
     alive = [n for n in nodes if n.get("Alive")]
     by_node = {n.get("Labels", {}).get(NODE_LABEL): n for n in alive if n.get("Labels", {}).get(NODE_LABEL)}
+    by_host = {n.get("Labels", {}).get(HOST_LABEL): n for n in alive if n.get("Labels", {}).get(HOST_LABEL)}
     by_tier: dict[str, list[dict]] = {}
     for n in alive:
         by_tier.setdefault(n.get("Labels", {}).get(TIER_LABEL), []).append(n)
     rows, ok = [], True
     for tier, node in _nodes(topo):
         found = by_node.get(node)
+        if found is None and node in topo.hosts:  # a node of a host that holds several (named by its first)
+            found = by_host.get(topo.hosts[node].address)
         if found is None and by_tier.get(tier) and not any(NODE_LABEL in n.get("Labels", {}) for n in by_tier[tier]):
             found = by_tier[tier][0]  # one raylet for the whole tier (`cluster local`, large)
         if found is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from partition.topology import Topology
 
-from .cluster import NODE_LABEL, TIER_LABEL
+from .cluster import HOST_LABEL, NODE_LABEL, TIER_LABEL
 from .errors import PipelineError
 
 __all__ = ["actor_options", "labelled_nodes", "gpu_share", "NODE_LABEL", "TIER_LABEL"]
@@ -42,8 +42,11 @@ def actor_options(topology: Topology, address: str | None, node: str, tier: str,
         opts["num_gpus"] = gpus
     if address is None:
         return opts  # the local default: everything on this machine
+    host = topology.hosts.get(node) if topology.hosts else None
     if any(lab.get(NODE_LABEL) == node for lab in labelled):
         opts["label_selector"] = {NODE_LABEL: node}
+    elif host is not None and any(lab.get(HOST_LABEL) == host.address for lab in labelled):
+        opts["label_selector"] = {HOST_LABEL: host.address}  # a host that holds several nodes of the tier
     elif any(lab.get(TIER_LABEL) == tier for lab in labelled):
         opts["label_selector"] = {TIER_LABEL: tier}
     else:

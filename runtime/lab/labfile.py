@@ -74,6 +74,6 @@ def lab_topology(
         head.append("# no netem in this kernel: links are shaped to their bandwidth only; latency and loss are not applied.")
     if plan.grouped:
         head.append("# nodes were grouped: lab.groups says which nodes share a host (and its address);")
-        head.append("# `tierpipe cluster up` runs one Ray node per host and refuses shared hosts: raise --max-hosts for it.")
+        head.append("# `tierpipe cluster up` runs one Ray node per host (labelled tier-host=<address>); its nodes' actors go there.")
     text = "\n".join(head) + "\n" + yaml.safe_dump(data, sort_keys=False)
     return lab_topo, text

@@ -63,6 +63,38 @@ def test_a_host_listed_twice_is_refused():
         plan_up(topo_with_hosts(hosts))
 
 
+def test_nodes_of_one_tier_on_one_host_get_one_ray_node_that_places_them_all(monkeypatch):
+    """A grouped lab (more nodes than hosts): one Ray node per host, labelled with the host's address;
+    every node of the group is placed there and `cluster status` counts it up."""
+    from runtime.cluster import HOST_LABEL, NODE_LABEL, TIER_LABEL, cluster_status, plan_down
+    from runtime.placement import actor_options
+
+    monkeypatch.setattr("runtime.placement.gpu_share", lambda topology, tier: 0.0)  # no Ray here
+    topo = Topology.from_dict(
+        {
+            "name": "lab",
+            "tiers": [{"name": "device", "nodes": 3, "speed": 1}, {"name": "edge", "speed": 1}],
+            "links": [{"from": "device", "to": "edge", "bandwidth": "100 Mbit/s"}],
+            "hosts": {**{f"device-{i}": {"address": "192.0.2.1"} for i in range(3)}, "edge-0": {"address": "192.0.2.9"}},
+        },
+        source="lab.yaml",
+    )
+    steps = plan_up(topo)
+    starts = [s for s in steps if s.what == "start"]
+    assert [s.node for s in starts] == ["edge-0", "device-0"]  # the head first; one start for the three devices
+    assert [s.node for s in steps if s.what == "check"] == ["edge-0", "device-0"]
+    assert f"{HOST_LABEL}=192.0.2.1" in starts[1].script and f"{NODE_LABEL}=device-0" in starts[1].script
+    assert [s.node for s in plan_down(topo)] == ["device-0", "edge-0"]
+    labelled = [
+        {TIER_LABEL: "edge", NODE_LABEL: "edge-0", HOST_LABEL: "192.0.2.9"},
+        {TIER_LABEL: "device", NODE_LABEL: "device-0", HOST_LABEL: "192.0.2.1"},
+    ]
+    assert actor_options(topo, "x:1", "device-0", "device", labelled)["label_selector"] == {NODE_LABEL: "device-0"}
+    assert actor_options(topo, "x:1", "device-2", "device", labelled)["label_selector"] == {HOST_LABEL: "192.0.2.1"}
+    rows, ok = cluster_status(topo, [{"Alive": True, "Labels": lab, "Resources": {}} for lab in labelled])
+    assert ok and [r["state"] for r in rows] == ["up"] * 4
+
+
 def test_unknown_head():
     hosts = {n: {"address": f"192.0.2.{i}"} for i, n in enumerate(["device-0", "gateway-0", "edge-0"])}
     with pytest.raises(ClusterError, match="--head 'cloud-0' is not a node"):
