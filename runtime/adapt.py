@@ -331,9 +331,11 @@ class Adapter:
                 meter = self.meters.setdefault(node, LinkMeter(self.window_s))
                 if prev and m.get("incarnation") == prev.get("incarnation"):
                     busy = m["wire_busy_s_total"] - prev["wire_busy_s_total"]
-                    if "wire_calls_total" in m:  # a real link: each call's fixed time is not the wire's
-                        busy = max(busy - (m["wire_calls_total"] - prev["wire_calls_total"]) * self.ends.call_s[t], 0.25 * busy)
-                    meter.add(now, m["wire_bytes_total"] - prev["wire_bytes_total"], busy)
+                    fixed = (m.get("wire_calls_total", 0) - prev.get("wire_calls_total", 0)) * self.ends.call_s[t]
+                    # a real link: each call's fixed time is not the wire's; where it is most of the round trip
+                    # (small frames), the bytes cannot tell the wire's rate, and the sample is left out
+                    if "wire_calls_total" not in m or busy - fixed >= 0.5 * busy:
+                        meter.add(now, m["wire_bytes_total"] - prev["wire_bytes_total"], busy - fixed)
                 bw = meter.mbps(now)
                 if bw is not None and "wire_calls_total" in m:
                     bw = self.ends.wire(t, bw, self.assumed.bandwidth_mbps[t])

@@ -253,9 +253,7 @@ class Pipeline(Lifecycle, LiveChanges):
         if now - self._last_ack > 2.0:
             self._ack()  # a safety net: acknowledgements normally ride on take and push replies
         if self.ledger.held and now - self._last_progress > self.stall_s:
-            log.warning(
-                "no result for %.1f s: re-feeding undelivered inputs and asking every stage to replay what is unacknowledged", self.stall_s
-            )
+            log.warning("no result for %.1f s: feeding restarted devices again, every stage replays what is unacknowledged", self.stall_s)
             self._refeed()
             for h in self.stages.values():
                 h.replay_all.remote()
