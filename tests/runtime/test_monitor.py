@@ -112,11 +112,9 @@ def test_a_low_battery_moves_only_that_cameras_frames_to_an_energy_plan_and_back
     assert pipe.routes == {0: 1, 1: 1} and len(pipe.switched) == 1
 
 
-def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is():
-    """On a real (unshaped) link the busy time is the push's round trip. With the link's profile (10 ms per
-    call, 150 ns per byte at its ends), a device carrying 25.8 Mbit/s over a 50 Mbit/s wire runs as planned:
-    no drift, no re-plan. When the wire drops to 2 Mbit/s, the drift is reported and the re-planner is given
-    the wire's rate (2 Mbit/s), not what the link carried (1.93)."""
+def _real_link():
+    """An adapter over a device whose real (unshaped) uplink is profiled at 10 ms per call and 150 ns per
+    byte at its ends; ``second(wire_mbps, calls, nbytes)`` feeds it one second of that link's counters."""
     import dataclasses
 
     import torch
@@ -142,12 +140,21 @@ def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is():
     totals = {"node": "device-0", "incarnation": 1, "tier_s_total": 0.0, "tier_planned_s_total": 0.0}
     totals.update(wire_bytes_total=0, wire_busy_s_total=0.0, wire_calls_total=0)
 
-    def second(wire_mbps: float, calls: int) -> None:
-        totals["wire_bytes_total"] += calls * 50_000
+    def second(wire_mbps: float, calls: int, nbytes: int = 50_000) -> None:
+        totals["wire_bytes_total"] += calls * nbytes
         totals["wire_calls_total"] += calls
-        totals["wire_busy_s_total"] += calls * (0.01 + 50_000 * (8 / (wire_mbps * 1e6) + 1.5e-7))
+        totals["wire_busy_s_total"] += calls * (0.01 + nbytes * (8 / (wire_mbps * 1e6) + 1.5e-7))
         adapter.step(Pipe(), [dict(totals)])
 
+    return adapter, second
+
+
+def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is():
+    """On a real (unshaped) link the busy time is the push's round trip. With the link's profile, a device
+    carrying 25.8 Mbit/s over a 50 Mbit/s wire runs as planned: no drift, no re-plan. When the wire drops to
+    2 Mbit/s, the drift is reported and the re-planner is given the wire's rate (2 Mbit/s), not what the link
+    carried (1.93)."""
+    adapter, second = _real_link()
     with _clock() as clock:
         for _ in range(8):
             clock.tick()
@@ -159,6 +166,17 @@ def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is():
     first = adapter.replans[0]  # 3 s after the drop (the drift window), for the wire's rate
     assert first["at_s"] == 12.0 and first["outcome"] == "proposed"
     assert first["for"] == "device->gateway 2 Mbit/s, gateway->edge 200 Mbit/s"
+
+
+def test_small_frames_on_a_real_link_do_not_read_as_a_slow_wire():
+    """1 kB frames: the call's 10 ms is most of each round trip, so the bytes cannot tell the wire's rate
+    (they would read as 0.8 Mbit/s on a 50 Mbit/s wire): no measurement, no drift, no re-plan."""
+    adapter, second = _real_link()
+    with _clock() as clock:
+        for _ in range(8):
+            clock.tick()
+            second(50.0, 10, nbytes=1_000)
+    assert adapter.replans == deque() and adapter.switches == []
 
 
 class _clock:
