@@ -140,10 +140,10 @@ def _real_link():
     totals = {"node": "device-0", "incarnation": 1, "tier_s_total": 0.0, "tier_planned_s_total": 0.0}
     totals.update(wire_bytes_total=0, wire_busy_s_total=0.0, wire_calls_total=0)
 
-    def second(wire_mbps: float, calls: int, nbytes: int = 50_000) -> None:
+    def second(wire_mbps: float, calls: int, nbytes: int = 50_000, call_s: float = 0.01) -> None:
         totals["wire_bytes_total"] += calls * nbytes
         totals["wire_calls_total"] += calls
-        totals["wire_busy_s_total"] += calls * (0.01 + nbytes * (8 / (wire_mbps * 1e6) + 1.5e-7))
+        totals["wire_busy_s_total"] += calls * (call_s + nbytes * (8 / (wire_mbps * 1e6) + 1.5e-7))
         adapter.step(Pipe(), [dict(totals)])
 
     return adapter, second
@@ -169,13 +169,14 @@ def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is():
 
 
 def test_small_frames_on_a_real_link_do_not_read_as_a_slow_wire():
-    """1 kB frames: the call's 10 ms is most of each round trip, so the bytes cannot tell the wire's rate
-    (they would read as 0.8 Mbit/s on a 50 Mbit/s wire): no measurement, no drift, no re-plan."""
+    """1 kB frames: a call's fixed time is most of each round trip, so the bytes cannot tell the wire's rate:
+    a call 2 ms slower than profiled would read as a 3.5 Mbit/s link on a 50 Mbit/s wire. No measurement,
+    no drift, no re-plan."""
     adapter, second = _real_link()
     with _clock() as clock:
         for _ in range(8):
             clock.tick()
-            second(50.0, 10, nbytes=1_000)
+            second(50.0, 10, nbytes=1_000, call_s=0.012)
     assert adapter.replans == deque() and adapter.switches == []
 
 
