@@ -102,8 +102,8 @@ def cmd_up(args) -> int:
         _print(f"lab topology written to {args.out}: `tierpipe cluster up {args.out}` starts Ray on the lab's hosts")
         if plan.grouped:
             _print(
-                "note: nodes share hosts in this lab, and `cluster up` starts one Ray node per host, so it refuses "
-                f"{args.out} as it is; `--max-hosts {sum(len(h.nodes) for h in plan.hosts)}` gives every node a host"
+                "note: nodes share hosts in this lab: `cluster up` starts one Ray node per host and places a group's "
+                f"nodes together on it, under one quota; `--max-hosts {sum(len(h.nodes) for h in plan.hosts)}` gives every node a host"
             )
     return 0
 
