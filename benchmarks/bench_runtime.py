@@ -10,6 +10,9 @@
 (d) emulated link accuracy: measured transfer time within 10% of bytes/bandwidth + latency.
 (e) start-up on smart_city: from Pipeline(...) to the first result, 21 actors; and the floor: 21 bare
     actors, and 21 that only import torch and the stage code (one process per node: the import is paid 21 times).
+(f) CPU per delivered frame on smart_city (QueueNet, 16 cameras, emulated, 160 frames/s offered): the CPU
+    seconds of the driver and every Ray process (raylet, GCS, workers), from /proc over the stream, per frame
+    delivered; split by kind of process. Issue 22's baseline: the runtime's second design must cut it 3x.
 """
 
 from __future__ import annotations
@@ -258,6 +261,73 @@ def startup_smart_city() -> dict:
     }
 
 
+def _ray_cpu_s() -> dict[int, tuple[str, float]]:
+    """pid -> (kind, CPU seconds so far) for this driver and every Ray process on this machine (/proc)."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        if pid == os.getpid():
+            kind = "driver"
+        elif "raylet" in cmd:
+            kind = "raylet"
+        elif "gcs_server" in cmd:
+            kind = "gcs"
+        elif cmd.startswith("ray::"):
+            kind = "actors"
+        elif "ray" in cmd and "python" in cmd:
+            kind = "other ray"
+        else:
+            continue
+        out[pid] = (kind, (int(fields[11]) + int(fields[12])) / tick)  # utime + stime
+    return out
+
+
+def cpu_per_frame_smart_city(seconds: float = 20.0, fps_per_camera: float = 10.0) -> dict:
+    """(f) CPU milliseconds per delivered frame, whole system, on smart_city at its cameras' rate."""
+    from examples.smart_city.model import load_model
+
+    model, example = load_model()
+    topo = Topology.load("smart_city")
+    plan = partition(capture(model, example, timing="analytic"), topo, "throughput")
+    with Pipeline(plan, model, topo, emulate=True) as pipe:
+        pipe.stream(3.0, fps=fps_per_camera)  # warm: every actor has run frames
+        before, wall = _ray_cpu_s(), time.perf_counter()
+        report = pipe.stream(seconds, fps=fps_per_camera)
+        after, wall = _ray_cpu_s(), time.perf_counter() - wall
+    by_kind: dict[str, float] = {}
+    for pid, (kind, cpu) in after.items():
+        by_kind[kind] = by_kind.get(kind, 0.0) + cpu - (before[pid][1] if pid in before else 0.0)
+    frames = report["frames_delivered"]
+    total = sum(by_kind.values())
+    out = {
+        "frames_delivered": frames,
+        "wall_s": wall,
+        "fps": frames / wall,
+        "cpu_s": total,
+        "cpu_ms_per_frame": total / max(frames, 1) * 1e3,
+        "cpu_ms_per_frame_by_kind": {k: v / max(frames, 1) * 1e3 for k, v in sorted(by_kind.items())},
+        "cores_busy": total / wall,
+        "latency_ms_p50": report["latency_ms"].get("p50"),
+        "latency_ms_p99": report["latency_ms"].get("p99"),
+    }
+    kinds = ", ".join(f"{k} {v:.2f}" for k, v in out["cpu_ms_per_frame_by_kind"].items())
+    print(
+        f"(f) smart_city at {out['fps']:.0f} frames/s: {out['cpu_ms_per_frame']:.2f} CPU-ms per delivered frame "
+        f"({kinds}); {out['cores_busy']:.2f} cores busy; p50 {out['latency_ms_p50']:.0f} ms, p99 {out['latency_ms_p99']:.0f} ms"
+    )
+    return out
+
+
 class _Probe:
     """A Ray actor that only imports what a stage actor must (nothing, or torch and the stage code)."""
 
@@ -297,6 +367,7 @@ def main() -> None:
         c = big_activations()
         d = emulated_link()
         e = startup_smart_city()
+        f = cpu_per_frame_smart_city()
     finally:
         ray.shutdown()
     save(
@@ -307,6 +378,7 @@ def main() -> None:
             "c_big_activations": c,
             "d_emulated_link": d,
             "e_startup_smart_city": e,
+            "f_cpu_per_frame_smart_city": f,
             "met": a["efficiency"] >= 0.95 and b["met"] and c["int8_ratio"] <= 0.26 and d["max_error"] <= 0.10,
         },
     )

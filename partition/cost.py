@@ -40,21 +40,21 @@ def link_name(tiers, j: int) -> str:
 
 
 def _speed(tier, topology: Topology) -> float:
-    """The tier's speed relative to this host; on a lab (``topology.lab``), its quota's: ``speed x
-    cores_per_speed x cpu_scale`` cores, at most one, since a stage runs one thread.
+    """The tier's speed relative to this host; on a lab (``topology.lab``), its quota's: ``min(speed x
+    cores_per_speed, 1) x cpu_scale`` cores (at most one core: a stage runs one thread).
 
     >>> from partition import Topology
     >>> t = Topology.load("three_tier")
     >>> [_speed(tier, t) for tier in t.path]
     [0.1, 1.0, 4.0]
     >>> from partition.topology import LabSpec
-    >>> lab = t.model_copy(update={"lab": LabSpec(machine_cores=2, cores_per_speed=1, cpu_scale=2 / 5.1)})
+    >>> lab = t.model_copy(update={"lab": LabSpec(machine_cores=2, cores_per_speed=1, cpu_scale=2 / 2.1)})
     >>> [round(_speed(tier, lab), 4) for tier in lab.path]
-    [0.0392, 0.3922, 1.0]
+    [0.0952, 0.9524, 0.9524]
     """
     if topology.lab is None:
         return tier.speed
-    return min(tier.speed * topology.lab.cores_per_speed * topology.lab.cpu_scale, 1.0)
+    return min(tier.speed * topology.lab.cores_per_speed, 1.0) * topology.lab.cpu_scale
 
 
 class CostModel:

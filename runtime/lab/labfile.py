@@ -67,7 +67,7 @@ def lab_topology(
     head = [
         f"# written by `tierpipe lab up {source}` on {datetime.datetime.now().isoformat(timespec='seconds')}:",
         f"# the tiers, links and sources of {source}; hosts: the lab's namespaces on this machine.",
-        f"# CPU quotas: speed x {plan.cores_per_speed:g} core x cpu_scale {plan.cpu_scale:.4f}; the tiers keep their nominal speed "
+        f"# CPU quotas: min(speed x {plan.cores_per_speed:g}, 1) core x cpu_scale {plan.cpu_scale:.4f}; the tiers keep their nominal speed "
         "and plans for this file predict them at their quotas (at most one core: a stage runs one thread).",
     ]
     if not netem:

@@ -16,9 +16,10 @@ tier are *grouped*: one host holds several nodes of one tier, all with the same 
 - **Shaping**: both ends of a host's pair get a tbf at its tier's link ``bandwidth`` (times the
   nodes a grouped host holds: each node has a link of its own); netem adds ``latency``,
   ``jitter`` and ``loss`` where the kernel has it.
-- **CPU**: a node of ``speed`` s gets ``s x cores_per_speed`` cores (speed 1.0 = one core of this
-  machine by default: a stage runs one thread). When the quotas add up to more than
-  ``machine_cores``, all of them are multiplied by ``cpu_scale = machine_cores / demand``. The
+- **CPU**: a node of ``speed`` s gets ``min(s x cores_per_speed, 1)`` cores (speed 1.0 = one core of this
+  machine by default; never more than one, since a stage runs one thread: a faster tier's quota would
+  go unused while it starved the others). When the quotas add up to more than ``machine_cores``, all of
+  them are multiplied by ``cpu_scale = machine_cores / demand``. The
   quota is given over the shortest period that holds it (:func:`period_for`), so a stage of a few
   milliseconds already runs at its tier's pace. The quota binds the node's *stages*: a stage actor
   joins its host's cgroup once it has started (``runtime/nodecpu.py``); sshd and Ray's daemons
@@ -27,9 +28,9 @@ tier are *grouped*: one host holds several nodes of one tier, all with the same 
 >>> from partition import Topology
 >>> lab = plan_lab(Topology.load("three_tier"), machine_cores=2)
 >>> [(h.name, h.address, h.quota_us, h.period_us) for h in lab.hosts]
-[('device-0', '198.18.1.1', 1000, 25500), ('gateway-0', '198.18.2.1', 3921, 10000), ('edge-0', '198.18.3.1', 15686, 10000)]
->>> round(lab.cpu_scale, 4)     # 2 cores / (0.1 + 1.0 + 4.0) cores asked
-0.3922
+[('device-0', '198.18.1.1', 1000, 10500), ('gateway-0', '198.18.2.1', 9523, 10000), ('edge-0', '198.18.3.1', 9523, 10000)]
+>>> round(lab.cpu_scale, 4)     # 2 cores / (0.1 + 1.0 + min(4.0, 1)) cores asked
+0.9524
 """
 
 from __future__ import annotations
@@ -234,7 +235,11 @@ def plan_lab(
                 "(relative to this machine): add 'speed:' to the tier"
             )
     layers = groups(topo, choose_counts(topo, max_hosts))[::-1]  # source tier first
-    demand = sum(t.speed * cores_per_speed * t.nodes for t in path)
+
+    def ask(tier) -> float:  # cores a node of the tier can use: one thread, at most one core
+        return min(tier.speed * cores_per_speed, 1.0)
+
+    demand = sum(ask(t) * t.nodes for t in path)
     scale = min(1.0, machine_cores / demand)
     base = int(net.network_address)
     hosts: list[LabHost] = []
@@ -247,7 +252,7 @@ def plan_lab(
         names.append([(f"{tier.name}-g{k}" if grouped else group[0]) for k, (group, _) in enumerate(layer)])
         link = topo.links[t] if t < len(path) - 1 else None
         for k, (group, _parent) in enumerate(layer):
-            cores = tier.speed * cores_per_speed * len(group) * scale
+            cores = ask(tier) * len(group) * scale
             period = period_for(cores)
             quota = math.floor(cores * period + 1e-6)  # rounded down: the quotas never add up to more than the cores
             if quota < MIN_QUOTA_US:
@@ -291,7 +296,7 @@ def plan_lab(
     if scale < 1:
         notes.append(
             f"the nodes ask for {demand:g} cores and this machine has {machine_cores:g}: every quota scaled by "
-            f"cpu_scale {scale:.4f} (a node of speed s gets s x {cores_per_speed:g} x {scale:.4f} cores)"
+            f"cpu_scale {scale:.4f} (a node of speed s gets min(s x {cores_per_speed:g}, 1) x {scale:.4f} cores)"
         )
     if clamped:
         notes.append(

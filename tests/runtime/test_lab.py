@@ -114,26 +114,26 @@ def test_a_topology_larger_than_the_limit_is_grouped_per_tier_under_one_parent()
 
 def test_quotas_give_each_tier_its_speed_scaled_down_together_to_fit_the_cores():
     topo = Topology.load("three_tier")  # speeds 0.1, 1.0, 4.0: speed 1.0 = one core
-    # asked: 0.1 + 1.0 + 4.0 = 5.1 cores > 2 cores -> cpu_scale 2 / 5.1 = 0.392157;
-    # gateway 0.392157 cores = 3921 us per 10 ms (the shortest period); edge 4 x 0.392157 = 15686 us per 10 ms;
-    # device 0.0392157 cores: 1 ms (the kernel's least quota) per 25.5 ms, the shortest period holding it
+    # asked: 0.1 + 1.0 + min(4.0, 1) = 2.1 cores (a stage runs one thread: the edge can use one core, not four)
+    # > 2 cores -> cpu_scale 2 / 2.1 = 0.952381; gateway and edge 0.952381 cores = 9523 us per 10 ms (the shortest
+    # period); device 0.0952381 cores: 1 ms (the kernel's least quota) per 10.5 ms, the shortest period holding it
     plan = plan_lab(topo, machine_cores=2)
-    assert plan.cpu_scale == pytest.approx(2 / 5.1) and plan.demand_cores == pytest.approx(5.1)
-    assert [(h.quota_us, h.period_us) for h in plan.hosts] == [(1000, 25500), (3921, 10000), (15686, 10000)]
+    assert plan.cpu_scale == pytest.approx(2 / 2.1) and plan.demand_cores == pytest.approx(2.1)
+    assert [(h.quota_us, h.period_us) for h in plan.hosts] == [(1000, 10500), (9523, 10000), (9523, 10000)]
     assert sum(h.cores for h in plan.hosts) <= 2
     assert all(MIN_PERIOD_US <= h.period_us <= PERIOD_US and h.quota_us >= MIN_QUOTA_US for h in plan.hosts)
-    # the ratios between tiers are kept: edge / device = 4.0 / 0.1 = 40
-    assert plan.hosts[2].cores / plan.hosts[0].cores == pytest.approx(40, rel=1e-3)
-    assert any("cpu_scale 0.3922" in n for n in plan.notes)
-    # 8 cores hold the 5.1 asked: no scaling, device 0.1 core = 1000 us of 10000
+    # the ratios between tiers up to one core are kept: gateway / device = 1.0 / 0.1 = 10
+    assert plan.hosts[1].cores / plan.hosts[0].cores == pytest.approx(10, rel=1e-3)
+    assert any("cpu_scale 0.9524" in n for n in plan.notes)
+    # 8 cores hold the 2.1 asked: no scaling, device 0.1 core = 1000 us of 10000
     roomy = plan_lab(topo, machine_cores=8)
-    assert roomy.cpu_scale == 1.0 and [h.cores for h in roomy.hosts] == [0.1, 1.0, 4.0]
-    # 2 cores per speed: 10.2 cores asked on 8 -> 0.784314; device 0.2 x 0.784314 = 0.1569 cores = 1568 us of 10000
-    assert plan_lab(topo, machine_cores=8, cores_per_speed=2).hosts[0].quota_us == 1568
+    assert roomy.cpu_scale == 1.0 and [h.cores for h in roomy.hosts] == [0.1, 1.0, 1.0]
+    # 2 cores per speed: 0.2 + 1 + 1 = 2.2 cores asked on 2 -> 0.909091; device 0.2 x 0.909091 = 0.1818 cores = 1818 us of 10000
+    assert plan_lab(topo, machine_cores=2, cores_per_speed=2).hosts[0].quota_us == 1818
     # a grouped host gets its nodes' cores added up: smart_city on 2 cores, 3 cameras of speed 0.08:
-    # asked 16 x 0.08 + 4 x 0.8 + 6 = 10.48 cores -> scale 2 / 10.48; 3 x 0.08 x 0.190840 = 0.0458 cores
+    # asked 16 x 0.08 + 4 x 0.8 + min(6, 1) = 5.48 cores -> scale 2 / 5.48; 3 x 0.08 x 0.364964 = 0.0876 cores
     city = plan_lab(Topology.load("smart_city"), machine_cores=2, max_hosts=8)
-    assert city.host("device-g0").cores == pytest.approx(3 * 0.08 * 2 / 10.48, rel=1e-3)
+    assert city.host("device-g0").cores == pytest.approx(3 * 0.08 * 2 / 5.48, rel=1e-3)
     # under the kernel's 1 ms minimum even over the longest period: raised to it, and said
     tiny = plan_lab(_topology("- {name: d, speed: 0.001}\n- {name: e, speed: 1}", "- {from: d, to: e, bandwidth: 1 Mbit/s}"), 1)
     assert (tiny.hosts[0].quota_us, tiny.hosts[0].period_us) == (MIN_QUOTA_US, PERIOD_US) and any(
@@ -192,7 +192,7 @@ def test_quotas_are_written_where_each_cgroup_version_reads_them(tmp_path, versi
 def test_the_cli_plans_without_root_and_stays_lean(capsys):
     assert main(["lab", "up", "three_tier", "--dry-run"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "198.18.1.1" in out and "cpu_scale 0.3922" in out
+    assert "198.18.1.1" in out and "cpu_scale 0.9524" in out
     for argv in (["lab", "--help"], ["lab", "up", "smart_city", "--dry-run"]):
         result, text = _probe(*argv)
         assert result["code"] == 0, text
@@ -265,8 +265,8 @@ def test_over_ssh_daemons_run_free_and_a_stage_joining_its_hosts_cgroup_gets_the
     _, _, topo = lab
     ssh = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
     # a busy loop for 1 s of wall time, over ssh, with the host's env (as `cluster up` starts Ray): before joining, it
-    # runs in the daemons' cgroup, unthrottled; after join_node_cgroup, on the device (0.1 x cpu_scale = 0.039 cores
-    # on 2 cores) it gets ~0.04 s of CPU in 1 s; unlimited, it would get up to 1 s
+    # runs in the daemons' cgroup, unthrottled; after join_node_cgroup, on the device (0.1 x cpu_scale = 0.095 cores
+    # on 2 cores) it gets ~0.1 s of CPU in 1 s; unlimited, it would get up to 1 s
     code = (
         "import os, time\nfrom runtime.nodecpu import join_node_cgroup\n"
         "print('before', open('/proc/self/cgroup').read().replace('\\n', ' '))\n"
@@ -287,7 +287,7 @@ def test_over_ssh_daemons_run_free_and_a_stage_joining_its_hosts_cgroup_gets_the
         if node == "device-0":  # (no lower bound on the edge: another job on this machine may take its cores)
             assert cpu_s < 0.25, f"{node} got {cpu_s:.2f} s of CPU in 1 s: its quota is not in force"
     if len(os.sched_getaffinity(0)) == 2:
-        assert topo.lab.cpu_scale == pytest.approx(2 / 5.1, rel=1e-4)
+        assert topo.lab.cpu_scale == pytest.approx(2 / 2.1, rel=1e-4)
 
 
 @root_only
