@@ -39,22 +39,26 @@ def zoo():
 _LOCAL_RAY: dict = {}
 
 
-@pytest.fixture
-def ray_local():
-    """A local Ray shared by the local-pipeline tests: started on first use, and started again when a
-    test in between shut it down or connected this process to another cluster (the cluster tests do
-    both; before, every pipeline after them started a Ray of its own)."""
+def local_ray():
+    """The local Ray the local-pipeline tests share: started on first use, and started again when a test
+    in between shut it down or connected this process to another cluster (the cluster tests do both;
+    before, every pipeline after them started a Ray of its own). Module-scoped fixtures call it too."""
     import ray
 
     from runtime.cluster import reset_token_cache
 
     if ray.is_initialized() and ray.get_runtime_context().gcs_address == _LOCAL_RAY.get("gcs"):
-        yield ray
-        return
+        return ray
     if ray.is_initialized():
         ray.shutdown()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     reset_token_cache()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)  # never a Ray found running
     _LOCAL_RAY["gcs"] = ray.get_runtime_context().gcs_address
-    yield ray
+    return ray
+
+
+@pytest.fixture
+def ray_local():
+    """:func:`local_ray` for one test."""
+    yield local_ray()

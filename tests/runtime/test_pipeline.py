@@ -10,6 +10,7 @@ from partition import Topology, capture, partition
 from partition.zoo import get_model
 from runtime.errors import PipelineError
 from runtime.pipeline import Pipeline
+from tests.conftest import local_ray
 from tests.models import Chain
 
 pytestmark = pytest.mark.ray_local
@@ -109,10 +110,11 @@ def test_lossy_codec_is_within_documented_tolerance(ray_local):
 
 
 def test_order_per_source_with_many_sources_and_fan_in_batching(ray_local):
-    topo = fan_in_topology(devices=6, gateways=2)
+    # four cameras on two gateways: fan-in at both levels (six cameras added two actor starts, not a check)
+    topo = fan_in_topology(devices=4, gateways=2)
     model, plan = chain_plan(topo)
     inputs = [(torch.randn(1, 16),) for _ in range(180)]
-    # 180 frames handed to 6 sources at once, and a stage waits up to 50 ms to fill a batch: fan-in batches form
+    # 180 frames handed to 4 sources at once, and a stage waits up to 50 ms to fill a batch: fan-in batches form
     with Pipeline(plan, model, topo, max_batch=8, max_wait_ms=50, emulate=False) as pipe:
         outputs = pipe.run(inputs)
         report = pipe.report()
@@ -124,36 +126,36 @@ def test_order_per_source_with_many_sources_and_fan_in_batching(ray_local):
     assert report["frames_delivered"] == 180
 
 
-def test_malformed_and_oversized_frames_are_rejected_and_the_stage_keeps_running(ray_local):
+def test_malformed_and_oversized_frames_are_rejected_and_the_stage_keeps_running(ray_local, plain_pipe):
     import ray
 
-    topo = fan_in_topology(devices=2, gateways=1)
-    model, plan = chain_plan(topo)
+    model, pipe = plain_pipe  # the other tests on it send well-formed frames only
     inputs = [(torch.randn(1, 16),) for _ in range(10)]
-    with Pipeline(plan, model, topo, max_batch=1, emulate=False) as pipe:
-        gateway = pipe.stages["gateway-0"]
-        reply = ray.get(gateway.push.remote([b"\x00not msgpack", b"\x01" * (70 << 20)]))
-        assert reply["accepted"] == 0 and len(reply["rejected"]) == 2
-        assert "stage 'gateway' (gateway-0)" in reply["rejected"][0] and "not a tierpipe envelope" in reply["rejected"][0]
-        assert "over the limit" in reply["rejected"][1]
-        outputs = pipe.run(inputs)  # still serving
-        report = pipe.report()
+    gateway = pipe.stages["gateway-0"]
+    reply = ray.get(gateway.push.remote([b"\x00not msgpack", b"\x01" * (70 << 20)]))
+    assert reply["accepted"] == 0 and len(reply["rejected"]) == 2
+    assert "stage 'gateway' (gateway-0)" in reply["rejected"][0] and "not a tierpipe envelope" in reply["rejected"][0]
+    assert "over the limit" in reply["rejected"][1]
+    outputs = pipe.run(inputs)  # still serving
+    report = pipe.report()
     for got, want in zip(outputs, eager(model, inputs)):
         assert torch.equal(got, want)
     assert report["tiers"][1]["rejected"] == 2 and "over the limit" in report["tiers"][1]["last_reject"]
 
 
 def kill_when_busy(ray, handle, after_frames: int):
-    """Kill ``handle`` once it has taken ``after_frames`` frames: mid-run by construction, not by a timer.
+    """Kill ``handle`` once it has taken ``after_frames`` more frames: mid-run by construction, not by a timer.
 
-    Returns the thread and a dict that gets ``frames_in`` at the moment of the kill."""
+    Returns the thread and a dict that gets ``frames_in`` at the moment of the kill, counted from the call
+    (an actor of a pipeline shared by several tests has taken the frames of the tests before)."""
     seen: dict = {}
+    before = ray.get(handle.metrics_json.remote())["frames_in"]
 
     def watch():
         while True:
             m = ray.get(handle.metrics_json.remote())
-            if m["frames_in"] >= after_frames:
-                seen["frames_in"] = m["frames_in"]
+            if m["frames_in"] - before >= after_frames:
+                seen["frames_in"] = m["frames_in"] - before
                 ray.kill(handle, no_restart=False)
                 return
             time.sleep(0.01)
@@ -165,28 +167,57 @@ def kill_when_busy(ray, handle, after_frames: int):
 
 def run_while_killing(ray, pipe, victim: str, inputs, after_frames: int = 20):
     """``pipe.run(inputs)`` while ``victim`` is killed once it has taken ``after_frames`` frames:
-    ``(outputs, report, seen)``, ``seen`` with ``frames_in`` at the kill and the victim's ``pid_before``/``pid_after``."""
+    ``(outputs, report, seen)``, ``seen`` with ``frames_in`` at the kill, the victim's ``pid_before``/``pid_after``
+    and ``delivered``, the frames this run delivered (the report counts those of earlier runs too)."""
     handle = pipe.stages[victim]
     pid_before = ray.get(handle.pid.remote())
+    delivered_before = pipe.report()["frames_delivered"]
     killer, seen = kill_when_busy(ray, handle, after_frames=after_frames)
     outputs = pipe.run(inputs, timeout_s=120)
     killer.join(timeout=10)
-    seen.update(pid_before=pid_before, pid_after=ray.get(handle.pid.remote()))
-    return outputs, pipe.report(), seen
+    report = pipe.report()
+    seen.update(pid_before=pid_before, pid_after=ray.get(handle.pid.remote()), delivered=report["frames_delivered"] - delivered_before)
+    return outputs, report, seen
+
+
+def shared_pipeline(topology: dict, plan_seconds=None, **options):
+    """``(model, pipe)``: one started pipeline of two devices on one gateway for the tests (or cases) whose
+    setup is the same; its start (five actors that each import torch) was most of each test. Each test
+    counts what it checks from where the one before it left off, in whichever order they run."""
+    local_ray()
+    topo = fan_in_topology(devices=2, gateways=1, **topology)
+    model, plan = chain_plan(topo)
+    with Pipeline(slowed(plan, plan_seconds) if plan_seconds else plan, model, topo, **options) as pipe:
+        yield model, pipe
+
+
+@pytest.fixture(scope="module")
+def plain_pipe():
+    """Not emulated, one frame per batch (outputs bit-equal to eager)."""
+    yield from shared_pipeline({}, max_batch=1, emulate=False)
+
+
+@pytest.fixture(scope="module")
+def pipe_to_kill_mid_run():
+    # emulated 8 ms per frame on every tier: each device takes 1.2 s for its 150 frames
+    yield from shared_pipeline({"emulate": True}, (0.008, 0.008, 0.008), max_batch=1, credits=2, stall_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def pipe_to_kill_mid_stream():
+    yield from shared_pipeline({"emulate": True, "fps": 40}, (0.005, 0.005, 0.005), max_batch=1, stall_s=2.0)
 
 
 @pytest.mark.parametrize("victim", ["gateway-0", "edge-0", "device-1"])
-def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, victim):
+def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, pipe_to_kill_mid_run, victim):
     import ray
 
-    # emulated 8 ms per frame on every tier: each device takes 1.2 s for its 150 frames;
+    # each device takes 1.2 s for its 150 frames (8 ms each, emulated);
     # the victim dies once it has taken 20 frames, so most of the run is still ahead of it
-    topo = fan_in_topology(devices=2, gateways=1, emulate=True)
-    model, plan = chain_plan(topo)
+    model, pipe = pipe_to_kill_mid_run
     inputs = [(torch.randn(1, 16),) for _ in range(300)]
     start = time.perf_counter()
-    with Pipeline(slowed(plan, (0.008, 0.008, 0.008)), model, topo, max_batch=1, credits=2, stall_s=2.0) as pipe:
-        outputs, report, seen = run_while_killing(ray, pipe, victim, inputs)
+    outputs, report, seen = run_while_killing(ray, pipe, victim, inputs)
     # the fault really happened, mid-run: a new process, killed while frames were still to come its way
     assert seen["pid_after"] != seen["pid_before"]
     passing = 150 if victim.startswith("device") else len(inputs)
@@ -195,7 +226,7 @@ def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, v
     assert len(outputs) == len(inputs)
     for got, ref in zip(outputs, want):  # every frame exactly once, in order
         assert torch.equal(got, ref)
-    assert report["frames_delivered"] == len(inputs)
+    assert seen["delivered"] == len(inputs)
     print(
         f"\n{victim} killed after {seen['frames_in']} frames: run took {time.perf_counter() - start:.1f} s, "
         f"replayed {sum(t['replayed'] for t in report['tiers'])}, duplicates dropped {report['duplicates_dropped']}"
@@ -203,23 +234,22 @@ def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, v
 
 
 @pytest.mark.parametrize("victim", ["device-0", "gateway-0", "edge-0"])
-def test_killing_a_stage_during_stream_loses_and_duplicates_nothing(ray_local, victim):
+def test_killing_a_stage_during_stream_loses_and_duplicates_nothing(ray_local, pipe_to_kill_mid_stream, victim):
     import ray
 
-    topo = fan_in_topology(devices=2, gateways=1, emulate=True, policy="block", fps=40)
-    model, plan = chain_plan(topo)
-    with Pipeline(slowed(plan, (0.005, 0.005, 0.005)), model, topo, max_batch=1, stall_s=2.0) as pipe:
-        handle = pipe.stages[victim]
-        pid_before = ray.get(handle.pid.remote())
-        killer, seen = kill_when_busy(ray, handle, after_frames=20)
-        report = pipe.stream(seconds=3.0)
-        killer.join(timeout=10)
-        assert ray.get(handle.pid.remote()) != pid_before  # it died while the cameras streamed
-        assert seen["frames_in"] >= 20
-        delivered = dict(pipe.ledger.delivered)
+    _, pipe = pipe_to_kill_mid_stream
+    handle = pipe.stages[victim]
+    pid_before = ray.get(handle.pid.remote())
+    sent_before = pipe.report()["sent_by_sources"]
+    killer, seen = kill_when_busy(ray, handle, after_frames=20)
+    report = pipe.stream(seconds=3.0)
+    killer.join(timeout=10)
+    assert ray.get(handle.pid.remote()) != pid_before  # it died while the cameras streamed
+    assert seen["frames_in"] >= 20
+    delivered = dict(pipe.ledger.delivered)
     # every frame the cameras produced arrived, each once and in order (the ledger's watermark is gap-free);
     # how many they produced in 3 s depends on how fast the victim restarted (block policy), so no count
-    assert report["frames_delivered"] == report["sent_by_sources"] >= seen["frames_in"]
+    assert report["frames_delivered"] == report["sent_by_sources"] >= sent_before + seen["frames_in"]
     assert report["drops"] == 0
     assert delivered == {s: n - 1 for s, n in pipe.ledger.next_seq.items()} and not pipe.ledger.held
 
@@ -235,21 +265,18 @@ def test_drop_oldest_counts_its_drops_and_delivers_the_rest_in_order(ray_local):
     assert report["frames_delivered"] == report["sent_by_sources"] > 0  # every admitted frame arrives
 
 
-def test_block_stream_delivers_everything(ray_local):
-    topo = fan_in_topology(devices=2, gateways=1, policy="block", fps=30)
-    model, plan = chain_plan(topo)
-    with Pipeline(plan, model, topo, max_batch=4) as pipe:
-        report = pipe.stream(seconds=1.0)
+def test_block_stream_delivers_everything(ray_local, plain_pipe):
+    _, pipe = plain_pipe  # block sources
+    report = pipe.stream(seconds=1.0, fps=30)
     assert report["drops"] == 0 and report["frames_delivered"] == report["sent_by_sources"] > 0
     assert report["latency_ms"]["p50"] > 0
 
 
-def test_wrong_input_shape_is_a_clear_error(ray_local):
-    topo = fan_in_topology(devices=2, gateways=1)
-    model, plan = chain_plan(topo)
-    with Pipeline(plan, model, topo) as pipe:
-        with pytest.raises(PipelineError, match=r"input 1, value 0: got \[1, 8\].*expects \[1, 16\] float32"):
-            pipe.run([(torch.randn(1, 16),), (torch.randn(1, 8),)])
+def test_wrong_input_shape_is_a_clear_error(ray_local, plain_pipe):
+    _, pipe = plain_pipe
+    with pytest.raises(PipelineError, match=r"input 1, value 0: got \[1, 8\].*expects \[1, 16\] float32"):
+        pipe.run([(torch.randn(1, 16),), (torch.randn(1, 8),)])
+    assert pipe.pending() == 0  # refused before any frame went in: the pipeline serves on
 
 
 def test_plan_for_another_topology_is_refused():

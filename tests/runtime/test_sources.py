@@ -7,7 +7,7 @@ import torch
 
 from runtime import Pipeline
 from runtime.errors import PipelineError
-from tests.runtime.test_pipeline import chain_plan, eager, fan_in_topology, kill_when_busy, slowed
+from tests.runtime.test_pipeline import chain_plan, eager, fan_in_topology, kill_when_busy, shared_pipeline, slowed
 
 pytestmark = pytest.mark.ray_local
 
@@ -74,35 +74,39 @@ def test_drop_oldest_sources_drop_stale_frames_and_deliver_the_rest_gap_free(ray
         assert idx == sorted(idx) and idx[-1] == len(sent[s]) - 1
 
 
+@pytest.fixture(scope="module")
+def pipe_to_kill():
+    """Shared by the kill cases (each counts from where the last left off) and the bad-submit checks."""
+    yield from shared_pipeline({"emulate": True}, (0.005, 0.005, 0.005), max_batch=1, credits=2, stall_s=2.0, window=16)
+
+
 @pytest.mark.parametrize("victim", ["gateway-0", "device-1"])
-def test_a_stage_killed_while_frames_stream_in_loses_and_duplicates_nothing(ray_local, victim):
-    topo = fan_in_topology(devices=2, gateways=1, emulate=True, policy="block")
-    model, plan = chain_plan(topo)
+def test_a_stage_killed_while_frames_stream_in_loses_and_duplicates_nothing(ray_local, pipe_to_kill, victim):
+    model, pipe = pipe_to_kill
     xs = [torch.randn(1, 16) for _ in range(200)]
-    with Pipeline(slowed(plan, (0.005, 0.005, 0.005)), model, topo, max_batch=1, credits=2, stall_s=2.0, window=16) as pipe:
-        handle = pipe.stages[victim]
-        pid_before = ray.get(handle.pid.remote())
-        killer, seen = kill_when_busy(ray, handle, after_frames=20)
-        results = []
-        for i, x in enumerate(xs):
-            pipe.submit(i % 2, x)
-            results += pipe.poll(0.0)
-        results += list(pipe.results(timeout_s=60))
-        killer.join(timeout=10)
-        assert ray.get(handle.pid.remote()) != pid_before  # it really died, mid-stream
-        assert seen["frames_in"] < 100
+    first = {s: pipe.ledger.next_seq.get(s, 0) for s in (0, 1)}  # the seqs the frames before this case took
+    handle = pipe.stages[victim]
+    pid_before = ray.get(handle.pid.remote())
+    killer, seen = kill_when_busy(ray, handle, after_frames=20)
+    results = []
+    for i, x in enumerate(xs):
+        pipe.submit(i % 2, x)
+        results += pipe.poll(0.0)
+    results += list(pipe.results(timeout_s=60))
+    killer.join(timeout=10)
+    assert ray.get(handle.pid.remote()) != pid_before  # it really died, mid-stream
+    assert seen["frames_in"] < 100
     got = by_source(results)
     for s in (0, 1):
-        assert [r.seq for r in got[s]] == list(range(100))
+        assert [r.seq for r in got[s]] == list(range(first[s], first[s] + 100))
         for r, want in zip(got[s], eager(model, [(x,) for x in xs[s::2]])):
             assert torch.equal(r.output, want)
 
 
-def test_submit_names_the_bad_source_and_shape(ray_local):
-    topo = fan_in_topology(devices=2, gateways=1)
-    model, plan = chain_plan(topo)
-    with Pipeline(plan, model, topo) as pipe:
-        with pytest.raises(PipelineError, match=r"source 7 does not exist.*2 streams"):
-            pipe.submit(7, torch.randn(1, 16))
-        with pytest.raises(PipelineError, match=r"got \[1, 8\].*expects \[1, 16\]"):
-            pipe.submit(0, torch.randn(1, 8))
+def test_submit_names_the_bad_source_and_shape(ray_local, pipe_to_kill):
+    _, pipe = pipe_to_kill
+    with pytest.raises(PipelineError, match=r"source 7 does not exist.*2 streams"):
+        pipe.submit(7, torch.randn(1, 16))
+    with pytest.raises(PipelineError, match=r"got \[1, 8\].*expects \[1, 16\]"):
+        pipe.submit(0, torch.randn(1, 8))
+    assert pipe.pending() == 0  # neither frame went in
