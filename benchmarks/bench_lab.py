@@ -9,8 +9,9 @@ For each lab (three_tier, and smart_city cut to what this machine holds: 2 camer
    device, all on edge, Neurosurgeon, DADS), each for real on the lab: per stage, the analytic and the
    profiled prediction against the measured time; end-to-end latency and fps predicted vs measured; the
    measured ranking of the five plans against the predicted one.
-3. **Live adaptation** (three_tier, CNN): `lab shape` drops the device's uplink mid-stream from 50 to
-   1.5 Mbit/s (a real tc change, no conditions file); when the adapter sees it, when it switches, frames lost.
+3. **Live adaptation** (three_tier, CNN): `lab shape --upstream-only` drops the device's uplink mid-stream
+   from 50 to 1.5 Mbit/s (a real tc change, no conditions file); when the adapter sees it, when it switches,
+   frames lost.
 
 Each lab runs in a child process (a driver joins its lab's head namespace). Prints and saves
 `benchmarks/results/bench_lab.json`. `--quick`: three_tier and the CNN only.
@@ -154,15 +155,16 @@ def _adapt(topo, address: str, lab_dir: Path, label: str, seconds: float, profil
     graph = capture(model, inputs, timing="analytic")
     plan = partition(graph, topo, "latency", profiles=profiles, model_name=spec)
     state = LabState.load(lab_dir / "state.json")
-    # the device's uplink, which the frames cross raw (the device is too slow to compute on): from 50 Mbit/s to
-    # 1.5, where a raw frame takes longer to send than the stream allows; a smaller codec then keeps up
+    # the device's uplink, which the frames cross raw: upstream from 50 Mbit/s to 1.5, where a raw frame takes
+    # longer to send than the stream allows. Upstream only: on the lab the driver feeds the camera's frames to the
+    # device over the same link (a camera makes its own), and the new plan's stages reach the device over it
     before, after = topo.links[0].bandwidth_mbps, 1.5
     change_at = max(seconds, 10.0)
     changed: dict = {}
 
     def drop() -> None:
         time.sleep(change_at)
-        set_uplink_rate(state, "device-0", after)
+        set_uplink_rate(state, "device-0", after, upstream_only=True)  # the frames still reach the device
         changed["at"] = time.perf_counter()
 
     adapter = Adapter(graph, "latency", codec="auto", profiles=profiles)

@@ -84,6 +84,7 @@ class StageWorker(PlanVersions):
         self.tier_s_total = 0.0  # the tier's time spent on frames (emulated where emulation is on)
         self.tier_planned_s_total = 0.0  # what the plans' nominal figures predicted for the same frames
         self.frames_by_plan: dict[int, int] = {}
+        self._holding: set[tuple[int, int]] = set()  # frames taken and not yet handed to the uplink
         log.info(
             "%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8], self.versions[0].runner.batchable, device
         )
@@ -127,7 +128,12 @@ class StageWorker(PlanVersions):
                 rejected.append(str(exc))
                 log.warning("%s", exc)
                 continue
+            if self.uplink is not None and (frame.key in self._holding or frame.key in self.uplink.replay):
+                self.metrics.repeats += 1  # fed or replayed again while this stage still holds it: once is enough
+                continue
             self.metrics.frames_in += 1
+            if self.uplink is not None:
+                self._holding.add(frame.key)
             await self._queue.put((frame, time.perf_counter()))
             if sent_at is not None:
                 self.metrics.inbound_s.add(time.time() - sent_at)
@@ -353,6 +359,7 @@ class StageWorker(PlanVersions):
                     self._ready.set()
             else:
                 await self.uplink.send(frame.key, item)
+                self._holding.discard(frame.key)  # the uplink holds it now, until it is acknowledged
 
 
 def _by_plan(batch: list[tuple[Frame, float]]) -> list[list[tuple[Frame, float]]]:

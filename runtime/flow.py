@@ -94,6 +94,9 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return len(self._frames)
 
+    def __contains__(self, key: tuple[int, int]) -> bool:
+        return key in self._frames
+
 
 class ReorderBuffer(Generic[T]):
     """Releases each source's results in sequence order, once each.

@@ -143,18 +143,7 @@ class Lifecycle:
                 f"actors for {names} did not start within {self.ready_timeout_s:.0f} s: their tier's nodes "
                 "are missing, full, or cannot import tierpipe. Check `tierpipe cluster status`"
             )
-        self._incarnations = {pending[r]: inc for r, inc in zip(ready, ray.get(ready)) if pending[r] in self.stages}
-
-    def _restarted(self, node: str, timeout_s: float = 30.0) -> bool:
-        """Wait for device stage ``node`` to answer; True when it is another incarnation than the one fed
-        (it lost what it held: feed it again), False when it is the same (slow, not dead: it sends on what
-        it holds, and a second copy would only load its links)."""
-        import ray
-
-        incarnation = ray.get(self.sources[node].hello.remote(), timeout=timeout_s)
-        known = self._incarnations.get(node)
-        self._incarnations[node] = incarnation
-        return incarnation != known
+        ray.get(ready)
 
     def _tier_scales(self) -> list[float]:
         if self.plan.tier_scale:

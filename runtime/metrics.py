@@ -62,6 +62,7 @@ class StageMetrics:
     frames_in: int = 0
     frames_out: int = 0
     rejected: int = 0
+    repeats: int = 0  # frames fed or replayed again while this stage still held them: dropped
     last_reject: str = ""
     replayed: int = 0
     restarts_seen: int = 0
@@ -94,6 +95,7 @@ class StageMetrics:
             "inbound_s": self.inbound_s.summary(),
             "link_bytes_total": self.link_bytes.total,
             "rejected": self.rejected,
+            "repeats": self.repeats,
             "last_reject": self.last_reject,
             "bad_timestamps": self.bad_timestamps,
             "replayed": self.replayed,

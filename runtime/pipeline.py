@@ -253,7 +253,7 @@ class Pipeline(Lifecycle, LiveChanges):
         if now - self._last_ack > 2.0:
             self._ack()  # a safety net: acknowledgements normally ride on take and push replies
         if self.ledger.held and now - self._last_progress > self.stall_s:
-            log.warning("no result for %.1f s: feeding restarted devices again, every stage replays what is unacknowledged", self.stall_s)
+            log.warning("no result for %.1f s: devices get the undelivered inputs again, stages replay the unacknowledged", self.stall_s)
             self._refeed()
             for h in self.stages.values():
                 h.replay_all.remote()
@@ -330,11 +330,13 @@ class Pipeline(Lifecycle, LiveChanges):
         return outs
 
     def _refeed(self) -> None:
-        """Inputs handed to a device stage that died with them: feed them again (the sink drops repeats)."""
+        """Inputs handed to a device stage that may have died with them, or whose feed failed: feed them again
+        (a device that still holds one drops the repeat; the sink drops any that got through twice)."""
+        import ray
+
         for node, frames in self.ledger.refeed().items():
             try:
-                if not self._restarted(node):  # waits for a restart
-                    continue
+                ray.get(self.sources[node].hello.remote(), timeout=30)  # wait for its restart
             except Exception as exc:
                 log.warning("device stage %s not back yet (%s)", node, type(exc).__name__)
                 continue

@@ -35,6 +35,7 @@ def register(sub) -> None:
     sh = lsub.add_parser("shape", help="change a host's uplink rate now (tc on both ends), e.g. `lab shape device-0 '10 Mbit/s'`")
     sh.add_argument("host", help="a lab host or a topology node it holds")
     sh.add_argument("rate", help="the new rate with its unit, e.g. '10 Mbit/s'")
+    sh.add_argument("--upstream-only", action="store_true", help="only what the host sends (a congested uplink); default both ways")
     _dir_arg(sh)
     sh.set_defaults(func=cmd_shape)
     down = lsub.add_parser("down", help="remove every namespace, link, cgroup, process and file the lab made, and nothing else")
@@ -171,7 +172,7 @@ def cmd_shape(args) -> int:
     state = LabState.load(lab_dir(args.dir) / "state.json")
     if state is None:
         raise LabError(f"lab shape: no lab recorded in {lab_dir(args.dir)}; `tierpipe lab up TOPOLOGY` makes one")
-    for line in set_uplink_rate(state, args.host, mbps):
+    for line in set_uplink_rate(state, args.host, mbps, args.upstream_only):
         _print(line)
-    _print(f"{args.host}: uplink now {mbps:g} Mbit/s both ways")
+    _print(f"{args.host}: uplink now {mbps:g} Mbit/s " + ("upstream" if args.upstream_only else "both ways"))
     return 0

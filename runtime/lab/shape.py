@@ -13,8 +13,9 @@ from .state import LabState
 __all__ = ["set_uplink_rate"]
 
 
-def set_uplink_rate(state: LabState, host: str, rate_mbps: float) -> list[str]:
-    """Set the tbf rate of ``host``'s uplink (both ends) to ``rate_mbps``; returns the commands run.
+def set_uplink_rate(state: LabState, host: str, rate_mbps: float, upstream_only: bool = False) -> list[str]:
+    """Set the tbf rate of ``host``'s uplink (both ends; ``upstream_only``: the host's end, what it sends) to
+    ``rate_mbps``; returns the commands run.
 
     ``host`` is a lab host or a topology node it holds. Raises LabError for an unknown host, a sink
     host (its link to this machine is not shaped) or a rate that is not positive.
@@ -35,7 +36,8 @@ def set_uplink_rate(state: LabState, host: str, rate_mbps: float) -> list[str]:
     parent = plan.host(h.parent)
     where = ["parent", "1:1", "handle", "10:"] if state.netem else ["root"]
     done = []
-    for dev, ns in ((h.uplink, h.netns), (h.downlink, parent.netns)):
+    ends = ((h.uplink, h.netns),) if upstream_only else ((h.uplink, h.netns), (h.downlink, parent.netns))
+    for dev, ns in ends:
         argv = ["tc", "-n", ns, "qdisc", "change", "dev", dev, *where, *shape.tbf_args()]
         run(argv, fix="is the lab up? `tierpipe lab status`")
         done.append(" ".join(argv))

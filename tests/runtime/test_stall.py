@@ -1,7 +1,8 @@
-"""A slow stage is not a dead one: the driver's stall safety net (no result for ``stall_s``) feeds a device
-stage its frames again only when that stage is another incarnation than the one it fed. Before, every stall
-fed every undelivered frame again, so a device slower than ``stall_s`` computed (and sent up its scarce
-link) each frame several times, and a slow link fell further behind with each stall."""
+"""A slow stage is not a dead one. The driver's stall safety net (no result for ``stall_s``) feeds every
+undelivered input to its device again and has every stage replay what is unacknowledged; a stage that still
+holds a frame drops the repeat (counted in ``repeats``), and a stage replays only frames not already on their
+way. Before, a device slower than ``stall_s`` computed (and sent up its scarce link) each frame several times,
+and a slow link fell further behind with each stall."""
 
 import logging
 
@@ -20,8 +21,8 @@ def test_a_device_slower_than_the_stall_time_computes_each_frame_once(caplog):
     with caplog.at_level(logging.WARNING, logger="runtime.pipeline"):
         with Pipeline(slowed(plan, (0.8, 0.001, 0.001)), model, topo, max_batch=1, stall_s=0.3) as pipe:
             report = pipe.stream(2.0, fps=2)
-    assert any("no result for 0.3 s" in r.getMessage() for r in caplog.records)  # the safety net ran
+    assert any("no result for 0.3 s" in r.getMessage() for r in caplog.records)  # the safety net ran (feeding all again)
     sent = report["sent_by_sources"]
     assert sent >= 4 and report["frames_delivered"] == sent
     device = next(n for n in report["nodes"] if n["node"] == "device-0")
-    assert device["frames"] == sent  # each frame computed once on the device: none fed again
+    assert device["frames"] == sent  # each frame computed once on the device: the repeats were dropped
