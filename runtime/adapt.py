@@ -330,12 +330,12 @@ class Adapter:
             if "wire_bytes_total" in m and t < k - 1:
                 meter = self.meters.setdefault(node, LinkMeter(self.window_s))
                 if prev and m.get("incarnation") == prev.get("incarnation"):
-                    busy = m["wire_busy_s_total"] - prev["wire_busy_s_total"]
+                    busy, nbytes = m["wire_busy_s_total"] - prev["wire_busy_s_total"], m["wire_bytes_total"] - prev["wire_bytes_total"]
                     fixed = (m.get("wire_calls_total", 0) - prev.get("wire_calls_total", 0)) * self.ends.call_s[t]
-                    # a real link: each call's fixed time is not the wire's; where it is most of the round trip
-                    # (small frames), the bytes cannot tell the wire's rate, and the sample is left out
-                    if "wire_calls_total" not in m or busy - fixed >= 0.5 * busy:
-                        meter.add(now, m["wire_bytes_total"] - prev["wire_bytes_total"], busy - fixed)
+                    # a real link: each call's fixed time is not the wire's; where it would be most of the round
+                    # trip at the assumed rate (small frames), the bytes cannot tell the wire's rate: left out
+                    if "wire_calls_total" not in m or nbytes * 8e-6 / self.assumed.bandwidth_mbps[t] >= fixed:
+                        meter.add(now, nbytes, max(busy - fixed, 0.5 * busy))
                 bw = meter.mbps(now)
                 if bw is not None and "wire_calls_total" in m:
                     bw = self.ends.wire(t, bw, self.assumed.bandwidth_mbps[t])
@@ -348,7 +348,7 @@ class Adapter:
                 recent.append((now, spent, planned))
                 recent[:] = [r for r in recent if r[0] >= now - self.window_s]
                 s_sum, p_sum = sum(r[1] for r in recent), sum(r[2] for r in recent)
-                if p_sum > 1e-3:  # time spent / time the plan's nominal figures predict
+                if p_sum > 0.05:  # time spent / time predicted; a stage of a few ms in the window is its overheads
                     ratio = s_sum / p_sum
                     slowdown[t] = ratio if slowdown[t] is None else max(slowdown[t], ratio)
         return Measured(tuple(bandwidth), tuple(slowdown))

@@ -140,7 +140,7 @@ def _real_link():
     totals = {"node": "device-0", "incarnation": 1, "tier_s_total": 0.0, "tier_planned_s_total": 0.0}
     totals.update(wire_bytes_total=0, wire_busy_s_total=0.0, wire_calls_total=0)
 
-    def second(wire_mbps: float, calls: int, nbytes: int = 50_000, call_s: float = 0.01) -> None:
+    def second(wire_mbps: float, calls: int, nbytes: int = 200_000, call_s: float = 0.01) -> None:
         totals["wire_bytes_total"] += calls * nbytes
         totals["wire_calls_total"] += calls
         totals["wire_busy_s_total"] += calls * (call_s + nbytes * (8 / (wire_mbps * 1e6) + 1.5e-7))
@@ -162,16 +162,16 @@ def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is():
         assert adapter.replans == deque() and adapter.switches == []
         for _ in range(6):
             clock.tick()
-            second(2.0, 4)
-    first = adapter.replans[0]  # 3 s after the drop (the drift window), for the wire's rate
-    assert first["at_s"] == 12.0 and first["outcome"] == "proposed"
+            second(2.0, 1)
+    first = adapter.replans[0]  # 4 s after the drop (the meter's window, then the drift window), for the wire's rate
+    assert first["at_s"] == 13.0 and first["outcome"] == "proposed"
     assert first["for"] == "device->gateway 2 Mbit/s, gateway->edge 200 Mbit/s"
 
 
 def test_small_frames_on_a_real_link_do_not_read_as_a_slow_wire():
-    """1 kB frames: a call's fixed time is most of each round trip, so the bytes cannot tell the wire's rate:
-    a call 2 ms slower than profiled would read as a 3.5 Mbit/s link on a 50 Mbit/s wire. No measurement,
-    no drift, no re-plan."""
+    """1 kB frames: a call's fixed time would be most of each round trip at the planned rate, so the bytes
+    cannot tell the wire's rate: a call 2 ms slower than profiled would read as a 3.5 Mbit/s link on a
+    50 Mbit/s wire. No measurement, no drift, no re-plan."""
     adapter, second = _real_link()
     with _clock() as clock:
         for _ in range(8):
