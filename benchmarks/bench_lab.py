@@ -103,7 +103,7 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path, adapt_only:
                 adapt_profiles = profiles
             runs = {}
             for plan_name, plan in plans.items():
-                fps = min(FPS, 0.6 * plan.predicted.throughput_fps)  # below what the plan carries: no queue
+                fps = min(FPS, 0.6 * plan.predicted.stream_fps)  # per stream, below what the plan carries: no queue
                 with Pipeline(plan, model, topo, address=address, emulate=False) as pipe:
                     report = pipe.stream(max(seconds, MIN_FRAMES / fps), fps=fps)
                 runs[plan_name] = {

@@ -114,6 +114,11 @@ class CostModel:
                 f"profiles name link(s) {sorted(unknown)} that are not on the topology's path {names}; "
                 "profile this topology again (`tierpipe profile MODEL --topology T --address ... --out FILE`)"
             )
+        for name, link in measured.items():
+            if not isinstance(link, dict) or not {"call_s", "cpu_s_per_byte"} <= set(link):
+                raise PartitionError(
+                    f"profiles: _links.{name} needs call_s and cpu_s_per_byte (seconds), as `tierpipe profile --address` writes"
+                )
         links = self.topology.links
         self.call_s = np.array([measured[n]["call_s"] if n in measured else links[j].latency_ms / 1e3 for j, n in enumerate(names)])
         self.cpu_s_per_byte = np.array([measured[n]["cpu_s_per_byte"] if n in measured else 0.0 for n in names])
@@ -142,7 +147,7 @@ class CostModel:
 
     def link_s(self, link: int, nbytes: float) -> float:
         """Time ``nbytes`` take on link ``link`` (tier ``link`` -> ``link + 1``): the wire and the per-byte work, no fixed part."""
-        return nbytes * (8.0 / (self.topology.links[link].bandwidth_mbps * 1e6) + self.cpu_s_per_byte[link])
+        return nbytes / float(self.link_Bps()[link])
 
     def link_latency_s(self, link: int) -> float:
         """The fixed part of a frame's transfer: the topology's latency, or the profiled call time."""

@@ -332,5 +332,5 @@ def _make_plan(
         method=method,
         notes=tuple(notes),
         partition_s=seconds,
-        **deployment_facts(topology),
+        **deployment_facts(topology, [problem.cost.link_latency_s(j) for j in range(len(names) - 1)]),
     )

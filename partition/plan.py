@@ -43,16 +43,17 @@ def structure_digest(topology) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def deployment_facts(topology) -> dict:
+def deployment_facts(topology, fixed_s: list[float] | None = None) -> dict:
     """The ``parents``, ``link_figures``, ``topology_digest`` and the streams' demand (``input_streams``,
-    ``tier_load_fps``) a plan made for ``topology`` carries."""
+    ``tier_load_fps``) a plan made for ``topology`` carries. ``fixed_s``: each link's fixed time per transfer
+    as the cost model priced it (a profiled link's call time; by default the topology's latency)."""
     path = topology.path
     links = tuple(
         {
             "src": path[j].name,
             "dst": path[j + 1].name,
             "bandwidth_mbps": topology.links[j].bandwidth_mbps,
-            "latency_ms": topology.links[j].latency_ms,
+            "latency_ms": fixed_s[j] * 1e3 if fixed_s is not None else topology.links[j].latency_ms,
         }
         for j in range(len(path) - 1)
     )
@@ -118,7 +119,7 @@ class Plan:
     tier_scale: tuple[float, ...] = ()  # seconds on each tier per second on the profiling host
     # what the runtime needs besides the stages, so a running pipeline can switch to this plan alone:
     parents: dict[str, str] = field(default_factory=dict)  # node -> the node it sends to
-    link_figures: tuple[dict, ...] = ()  # per link on the path: {src, dst, bandwidth_mbps, latency_ms}
+    link_figures: tuple[dict, ...] = ()  # per link on the path: {src, dst, bandwidth_mbps, latency_ms (the fixed time priced)}
     topology_digest: str = ""  # the node structure it was made for (:func:`structure_digest`)
     # what the plan answers (explain.py): the demand, the plan next to it, baselines priced alike
     input_streams: tuple[dict, ...] = ()  # per topology source: {name, count, fps}; () when it lists none

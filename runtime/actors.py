@@ -276,8 +276,10 @@ class StageWorker(PlanVersions):
             for group in _by_plan(batch):  # a batch runs on one plan; order is kept
                 try:
                     await self._process(group)
-                except Exception:  # never let one batch stop the stage
+                except Exception:  # never let one batch stop the stage; its frames may come again (replay, refeed)
                     log.exception("%s: unexpected failure on a batch", self.cfg.where)
+                    if self.uplink is not None:
+                        self._holding.difference_update(f.key for f, _ in group if f.key not in self.uplink.replay)
 
     async def _run(self, runner: BatchRunner, values: list[dict]) -> list:
         if self._inline:  # a small stage: a thread hop would cost more than the compute

@@ -339,7 +339,7 @@ def cluster_status(topo: Topology, nodes: list[dict]) -> tuple[list[dict], bool]
     """Compare what Ray reports (``ray.nodes()``) with the topology. Returns (rows, all present and labelled)."""
     alive = [n for n in nodes if n.get("Alive")]
     by_node = {n.get("Labels", {}).get(NODE_LABEL): n for n in alive if n.get("Labels", {}).get(NODE_LABEL)}
-    by_host = {n.get("Labels", {}).get(HOST_LABEL): n for n in alive if n.get("Labels", {}).get(HOST_LABEL)}
+    by_host = {(n["Labels"].get(TIER_LABEL), n["Labels"][HOST_LABEL]): n for n in alive if n.get("Labels", {}).get(HOST_LABEL)}
     by_tier: dict[str, list[dict]] = {}
     for n in alive:
         by_tier.setdefault(n.get("Labels", {}).get(TIER_LABEL), []).append(n)
@@ -347,7 +347,7 @@ def cluster_status(topo: Topology, nodes: list[dict]) -> tuple[list[dict], bool]
     for tier, node in _nodes(topo):
         found = by_node.get(node)
         if found is None and node in topo.hosts:  # a node of a host that holds several (named by its first)
-            found = by_host.get(topo.hosts[node].address)
+            found = by_host.get((tier, topo.hosts[node].address))
         if found is None and by_tier.get(tier) and not any(NODE_LABEL in n.get("Labels", {}) for n in by_tier[tier]):
             found = by_tier[tier][0]  # one raylet for the whole tier (`cluster local`, large)
         if found is None:

@@ -59,7 +59,7 @@ class LinkEnds:
     >>> ends = LinkEnds(call_s=(0.01,), s_per_mbit=(0.15,))
     >>> round(ends.carried(0, 50.0), 3)                  # a 50 Mbit/s wire behind a slow sender
     5.882
-    >>> round(ends.wire(0, 5.882, planned=50.0), 1), ends.wire(0, 9.0, planned=50.0)
+    >>> round(ends.wire(0, 5.882, planned_mbps=50.0), 1), ends.wire(0, 9.0, planned_mbps=50.0)
     (50.0, 5000.0)
     """
 
@@ -74,11 +74,11 @@ class LinkEnds:
         """Mbit/s link ``j`` carries over a wire of ``wire_mbps``, its ends' work per byte included."""
         return 1.0 / (1.0 / wire_mbps + self.s_per_mbit[j])
 
-    def wire(self, j: int, carried_mbps: float, planned: float) -> float:
+    def wire(self, j: int, carried_mbps: float, planned_mbps: float) -> float:
         """The wire's Mbit/s behind a measured ``carried_mbps`` (the inverse of :meth:`carried`); a link carrying
-        more than its ends' work per byte allows reads as a wire 100x its ``planned`` bandwidth."""
+        more than its ends' work per byte allows reads as a wire 100x its ``planned_mbps``."""
         left = 1.0 / carried_mbps - self.s_per_mbit[j]
-        return 1.0 / left if left > 0.01 / planned else 100.0 * planned
+        return 1.0 / left if left > 0.01 / planned_mbps else 100.0 * planned_mbps
 
 
 class DriftMonitor:

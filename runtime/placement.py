@@ -45,8 +45,8 @@ def actor_options(topology: Topology, address: str | None, node: str, tier: str,
     host = topology.hosts.get(node) if topology.hosts else None
     if any(lab.get(NODE_LABEL) == node for lab in labelled):
         opts["label_selector"] = {NODE_LABEL: node}
-    elif host is not None and any(lab.get(HOST_LABEL) == host.address for lab in labelled):
-        opts["label_selector"] = {HOST_LABEL: host.address}  # a host that holds several nodes of the tier
+    elif host is not None and any(lab.get(HOST_LABEL) == host.address and lab.get(TIER_LABEL) == tier for lab in labelled):
+        opts["label_selector"] = {TIER_LABEL: tier, HOST_LABEL: host.address}  # a host that holds several nodes of the tier
     elif any(lab.get(TIER_LABEL) == tier for lab in labelled):
         opts["label_selector"] = {TIER_LABEL: tier}
     else:

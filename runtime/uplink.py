@@ -52,6 +52,7 @@ class Uplink:
         self._tasks: list[asyncio.Task] = []
         self._inflight: set[asyncio.Task] = set()
         self._outstanding: set[tuple[int, int]] = set()  # keys queued or being pushed: a safety-net replay skips them
+        self._calls_out, self._busy_since = 0, 0.0  # pushes in flight, and since when one has been (real links)
         self._replayed_at = 0.0
         self._last_reply = 0.0
         # what the link carried and how long it was busy sending (emulated: serialisation on the shaped
@@ -90,6 +91,9 @@ class Uplink:
                 arrive = max(arrive, self._last_arrival)  # a link does not reorder
                 self._last_arrival = arrive
                 hold_until = time.time() + (arrive - started)  # the receiver holds the frames until then
+            if self.shaper is None and not self._calls_out:  # a real link: busy while any call is out
+                self._busy_since = started
+            self._calls_out += 1
             task = asyncio.ensure_future(self._deliver(data, nbytes, hold_until, started, [k for k, _ in batch]))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
@@ -102,9 +106,8 @@ class Uplink:
             for d in data:
                 self.metrics.link_bytes.add(wire_nbytes(d))
             self.metrics.link_s.add(time.perf_counter() - started)
-            if self.shaper is None:  # a real link: the call's round trip, the ends' work included
+            if self.shaper is None:  # a real link: the calls' round trips, the ends' work included
                 self.wire_bytes_total += nbytes
-                self.wire_busy_s_total += time.perf_counter() - started
                 self.wire_calls_total += 1
             self.metrics.frames_out += len(data)
             self._last_reply = time.perf_counter()
@@ -121,6 +124,9 @@ class Uplink:
                 asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
         finally:
             self._outstanding.difference_update(keys)
+            self._calls_out -= 1
+            if self.shaper is None and not self._calls_out:  # overlapping calls count once: the time any was out
+                self.wire_busy_s_total += time.perf_counter() - self._busy_since
             self.credits.release()
 
     async def _check_incarnation(self, incarnation: str | None) -> None:

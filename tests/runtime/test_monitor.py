@@ -149,50 +149,45 @@ def _real_link():
     return adapter, second
 
 
-def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is():
+def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is(monkeypatch):
     """On a real (unshaped) link the busy time is the push's round trip. With the link's profile, a device
     carrying 25.8 Mbit/s over a 50 Mbit/s wire runs as planned: no drift, no re-plan. When the wire drops to
     2 Mbit/s, the drift is reported and the re-planner is given the wire's rate (2 Mbit/s), not what the link
     carried (1.93)."""
     adapter, second = _real_link()
-    with _clock() as clock:
-        for _ in range(8):
-            clock.tick()
-            second(50.0, 10)
-        assert adapter.replans == deque() and adapter.switches == []
-        for _ in range(6):
-            clock.tick()
-            second(2.0, 1)
+    monkeypatch.setattr("runtime.adapt.time", clock := _Clock())
+    for _ in range(8):
+        clock.tick()
+        second(50.0, 10)
+    assert adapter.replans == deque() and adapter.switches == []
+    for _ in range(6):
+        clock.tick()
+        second(2.0, 1)
     first = adapter.replans[0]  # 4 s after the drop (the meter's window, then the drift window), for the wire's rate
     assert first["at_s"] == 13.0 and first["outcome"] == "proposed"
     assert first["for"] == "device->gateway 2 Mbit/s, gateway->edge 200 Mbit/s"
 
 
-def test_small_frames_on_a_real_link_do_not_read_as_a_slow_wire():
+def test_small_frames_on_a_real_link_do_not_read_as_a_slow_wire(monkeypatch):
     """1 kB frames: a call's fixed time would be most of each round trip at the planned rate, so the bytes
     cannot tell the wire's rate: a call 2 ms slower than profiled would read as a 3.5 Mbit/s link on a
     50 Mbit/s wire. No measurement, no drift, no re-plan."""
     adapter, second = _real_link()
-    with _clock() as clock:
-        for _ in range(8):
-            clock.tick()
-            second(50.0, 10, nbytes=1_000, call_s=0.012)
+    monkeypatch.setattr("runtime.adapt.time", clock := _Clock())
+    for _ in range(8):
+        clock.tick()
+        second(50.0, 10, nbytes=1_000, call_s=0.012)
     assert adapter.replans == deque() and adapter.switches == []
 
 
-class _clock:
-    """``time.perf_counter`` in runtime.adapt, one second per ``tick``."""
+class _Clock:
+    """Stands for the ``time`` module in runtime.adapt (monkeypatched there only): one second per ``tick``."""
 
-    def __enter__(self):
-        import runtime.adapt
+    def __init__(self) -> None:
+        self.now = 0.0
 
-        self.module, self.now = runtime.adapt, 0.0
-        self.real = self.module.time.perf_counter
-        self.module.time.perf_counter = lambda: self.now
-        return self
+    def perf_counter(self) -> float:
+        return self.now
 
     def tick(self) -> None:
         self.now += 1.0
-
-    def __exit__(self, *exc) -> None:
-        self.module.time.perf_counter = self.real
