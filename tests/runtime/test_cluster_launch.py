@@ -90,7 +90,7 @@ def test_nodes_of_one_tier_on_one_host_get_one_ray_node_that_places_them_all(mon
         {TIER_LABEL: "device", NODE_LABEL: "device-0", HOST_LABEL: "192.0.2.1"},
     ]
     assert actor_options(topo, "x:1", "device-0", "device", labelled)["label_selector"] == {NODE_LABEL: "device-0"}
-    assert actor_options(topo, "x:1", "device-2", "device", labelled)["label_selector"] == {HOST_LABEL: "192.0.2.1"}
+    assert actor_options(topo, "x:1", "device-2", "device", labelled)["label_selector"] == {TIER_LABEL: "device", HOST_LABEL: "192.0.2.1"}
     rows, ok = cluster_status(topo, [{"Alive": True, "Labels": lab, "Resources": {}} for lab in labelled])
     assert ok and [r["state"] for r in rows] == ["up"] * 4
 
