@@ -334,9 +334,10 @@ class Adapter:
                 if prev and m.get("incarnation") == prev.get("incarnation"):
                     busy, nbytes = m["wire_busy_s_total"] - prev["wire_busy_s_total"], m["wire_bytes_total"] - prev["wire_bytes_total"]
                     fixed = (m.get("wire_calls_total", 0) - prev.get("wire_calls_total", 0)) * self.ends.call_s[t]
-                    # a real link: each call's fixed time is not the wire's; where it would be most of the round
-                    # trip at the assumed rate (small frames), the bytes cannot tell the wire's rate: left out
-                    if "wire_calls_total" not in m or nbytes * 8e-6 / self.assumed.bandwidth_mbps[t] >= fixed:
+                    # a real link: each call's fixed time is not the wire's. Where it would be most of the round trip
+                    # at the assumed rate (small frames) and the round trips are not far longer than it either, the
+                    # bytes cannot tell the wire's rate: left out
+                    if "wire_calls_total" not in m or nbytes * 8e-6 / self.assumed.bandwidth_mbps[t] >= fixed or busy >= 4 * fixed:
                         meter.add(now, nbytes, max(busy - fixed, 0.5 * busy))
                 bw = meter.mbps(now)
                 if bw is not None and "wire_calls_total" in m:

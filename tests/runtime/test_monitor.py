@@ -171,13 +171,18 @@ def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is(monkeypa
 def test_small_frames_on_a_real_link_do_not_read_as_a_slow_wire(monkeypatch):
     """1 kB frames: a call's fixed time would be most of each round trip at the planned rate, so the bytes
     cannot tell the wire's rate: a call 2 ms slower than profiled would read as a 3.5 Mbit/s link on a
-    50 Mbit/s wire. No measurement, no drift, no re-plan."""
+    50 Mbit/s wire. No measurement, no drift, no re-plan; until the round trips grow far past the call's time."""
     adapter, second = _real_link()
     monkeypatch.setattr("runtime.adapt.time", clock := _Clock())
     for _ in range(8):
         clock.tick()
         second(50.0, 10, nbytes=1_000, call_s=0.012)
     assert adapter.replans == deque() and adapter.switches == []
+    # a wire that drops 250x shows even through small frames: the round trips become far longer than the call
+    for _ in range(6):
+        clock.tick()
+        second(0.2, 1, nbytes=20_000, call_s=0.012)
+    assert adapter.replans and adapter.replans[0]["for"].startswith("device->gateway 0.2")
 
 
 class _Clock:
