@@ -125,8 +125,10 @@ class Uplink:
         finally:
             self._outstanding.difference_update(keys)
             self._calls_out -= 1
-            if self.shaper is None and not self._calls_out:  # overlapping calls count once: the time any was out
-                self.wire_busy_s_total += time.perf_counter() - self._busy_since
+            if self.shaper is None:  # overlapping calls count once: the time any was out, counted as each returns
+                now = time.perf_counter()
+                self.wire_busy_s_total += now - self._busy_since
+                self._busy_since = now
             self.credits.release()
 
     async def _check_incarnation(self, incarnation: str | None) -> None:

@@ -66,14 +66,15 @@ def test_overlapping_pushes_count_once_in_the_busy_time_and_a_safety_net_replay_
         clock.now = 3.0
         parent.gates[0].set()  # A back at 3 s
         await asyncio.sleep(0.01)
+        mid = up.wire_busy_s_total  # counted as each push returns, also while another is still out
         clock.now = 4.0
         parent.gates[1].set()  # B back at 4 s
         await asyncio.sleep(0.01)
         for task in up._tasks:
             task.cancel()
-        return up, parent, replayed
+        return up, parent, replayed, mid
 
-    up, parent, replayed = asyncio.run(scenario())
+    up, parent, replayed, mid = asyncio.run(scenario())
     assert replayed == 0 and len(parent.got) == 2  # the replay re-sent nothing (before: both again)
-    assert up.wire_calls_total == 2
+    assert up.wire_calls_total == 2 and mid == 3.0
     assert up.wire_busy_s_total == 4.0  # busy from 0 to 4 s; the round trips add up to 6 s
