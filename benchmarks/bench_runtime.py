@@ -297,7 +297,9 @@ def cpu_per_frame_smart_city(seconds: float = 20.0, fps_per_camera: float = 10.0
     from examples.smart_city.model import load_model
 
     model, example = load_model()
-    topo = Topology.load("smart_city")
+    city = Topology.load("smart_city")  # its cameras stream what QueueNet takes (the demo's frames)
+    dtype = str(example[0].dtype).removeprefix("torch.")
+    topo = city.model_copy(update={"sources": [s.model_copy(update={"shape": None, "dtype": dtype}) for s in city.sources]})
     plan = partition(capture(model, example, timing="analytic"), topo, "throughput")
     with Pipeline(plan, model, topo, emulate=True) as pipe:
         pipe.stream(3.0, fps=fps_per_camera)  # warm: every actor has run frames
