@@ -5,6 +5,7 @@ from collections import deque
 import pytest
 
 from runtime.monitor import DriftMonitor, LinkMeter
+from tests.runtime.test_uplink import Clock
 
 
 def test_a_flapping_link_never_drifts_and_a_steady_drop_drifts_once_per_window():
@@ -155,7 +156,7 @@ def test_a_real_links_slow_sender_is_not_a_slow_wire_but_a_wire_drop_is(monkeypa
     2 Mbit/s, the drift is reported and the re-planner is given the wire's rate (2 Mbit/s), not what the link
     carried (1.93)."""
     adapter, second = _real_link()
-    monkeypatch.setattr("runtime.adapt.time", clock := _Clock())
+    monkeypatch.setattr("runtime.adapt.time", clock := Clock())
     for _ in range(8):
         clock.tick()
         second(50.0, 10)
@@ -173,7 +174,7 @@ def test_small_frames_on_a_real_link_do_not_read_as_a_slow_wire(monkeypatch):
     cannot tell the wire's rate: a call 2 ms slower than profiled would read as a 3.5 Mbit/s link on a
     50 Mbit/s wire. No measurement, no drift, no re-plan; until the round trips grow far past the call's time."""
     adapter, second = _real_link()
-    monkeypatch.setattr("runtime.adapt.time", clock := _Clock())
+    monkeypatch.setattr("runtime.adapt.time", clock := Clock())
     for _ in range(8):
         clock.tick()
         second(50.0, 10, nbytes=1_000, call_s=0.012)
@@ -183,16 +184,3 @@ def test_small_frames_on_a_real_link_do_not_read_as_a_slow_wire(monkeypatch):
         clock.tick()
         second(0.2, 1, nbytes=20_000, call_s=0.012)
     assert adapter.replans and adapter.replans[0]["for"].startswith("device->gateway 0.2")
-
-
-class _Clock:
-    """Stands for the ``time`` module in runtime.adapt (monkeypatched there only): one second per ``tick``."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def tick(self) -> None:
-        self.now += 1.0

@@ -12,8 +12,8 @@ from runtime.uplink import Uplink
 from runtime.wire import Frame, pack
 
 
-class _Clock:
-    """``time`` in runtime.uplink (monkeypatched there only), moved by the test."""
+class Clock:
+    """Stands for the ``time`` module in one runtime module (monkeypatched there only), moved by the test."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -23,6 +23,9 @@ class _Clock:
 
     def time(self) -> float:
         return 1e9 + self.now
+
+    def tick(self) -> None:
+        self.now += 1.0
 
 
 class _Parent:
@@ -50,7 +53,7 @@ def _frame(seq: int):
 
 
 def test_overlapping_pushes_count_once_in_the_busy_time_and_a_safety_net_replay_skips_them(monkeypatch):
-    monkeypatch.setattr("runtime.uplink.time", clock := _Clock())
+    monkeypatch.setattr("runtime.uplink.time", clock := Clock())
 
     async def scenario():
         parent = _Parent()
