@@ -241,7 +241,7 @@ def test_up_status_down_over_real_ssh(sshd, token, monkeypatch):
         rows, ok = cluster_status(topo, ray.nodes())
         ray.shutdown()
         assert ok and [r["state"] for r in rows] == ["up", "up", "up"]
-        assert rows[1]["labels"] == "tier=gateway,tier-node=gateway-0"
+        assert rows[1]["labels"] == "tier=gateway,tier-host=127.0.0.2,tier-node=gateway-0"
     finally:
         stopped = execute(plan_down(topo))
     assert stopped == ["device-0: stopped", "gateway-0: stopped", "edge-0: stopped"]
