@@ -146,8 +146,10 @@ class Adapter:
         )
         links = [topo.links[j].bandwidth_mbps for j in range(len(topo.path) - 1)]
         # an emulated link is its wire alone (the shaper's time): the profiled ends' work is for real links
-        ends = LinkEnds.of(CostModel(self.graph, topo, self.partition_kwargs.get("profiles")))
-        self.ends = LinkEnds((0.0,) * len(links), (0.0,) * len(links)) if getattr(pipe, "emulate", False) else ends
+        if getattr(pipe, "emulate", False):
+            self.ends = LinkEnds((0.0,) * len(links), (0.0,) * len(links))
+        else:
+            self.ends = LinkEnds.of(CostModel(self.graph, topo, self.partition_kwargs.get("profiles")))
         self.assumed = Measured(tuple(links), tuple(1.0 for _ in topo.path))
         self.monitor = DriftMonitor(self._expected(self.assumed), self.threshold, self.window_s)
         self.start_s = start_s if start_s is not None else time.perf_counter()
