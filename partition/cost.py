@@ -12,6 +12,11 @@ transfer (the call's overhead and the real propagation; it replaces the topology
 ``cpu_s_per_byte``, the sender's and receiver's time per byte beyond the wire (serialisation, copies:
 on a slow device this, not the link, bounds what it can send). A measured bandwidth (re-planning)
 changes the wire's part only.
+
+Stage calls: ``profiles["_calls"]``: per tier, the time the runtime adds to a stage it runs off the
+actor's event loop (a thread hop; stages under ``INLINE_BELOW_S`` run on the loop and skip it).
+:meth:`CostModel.stage_s` adds it to a stage's ops; the solvers do not price it (it is a step, not a
+sum over ops), so it shows in the run's report (``stage_times``), not in the plan's choice.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from .graph import Graph
 if TYPE_CHECKING:
     from .topology import Topology
 
-__all__ = ["CostModel", "LINKS_KEY", "link_name"]
+__all__ = ["CostModel", "LINKS_KEY", "CALLS_KEY", "INLINE_BELOW_S", "link_name"]
 
 LINKS_KEY = "_links"  # in profiles: the links measured on the real tiers
+CALLS_KEY = "_calls"  # in profiles: per tier, the runtime's time to call a stage off its event loop
+INLINE_BELOW_S = 0.002  # a stage faster than this per frame runs on the actor's event loop, without the call's thread hop
 
 
 def link_name(tiers, j: int) -> str:
@@ -78,7 +85,8 @@ class CostModel:
         self.graph = graph
         self.topology = topology
         self.tiers = topology.path
-        self.profiles = {k: v for k, v in (profiles or {}).items() if k != LINKS_KEY}
+        self.profiles = {k: v for k, v in (profiles or {}).items() if k not in (LINKS_KEY, CALLS_KEY)}
+        calls = dict((profiles or {}).get(CALLS_KEY) or {})
         self._links(dict((profiles or {}).get(LINKS_KEY) or {}))
         unknown = set(self.profiles) - {t.name for t in self.tiers}
         if unknown:
@@ -104,6 +112,13 @@ class CostModel:
                 col = np.array([measured.get(n.name, c) for n, c in zip(graph.nodes, col)])
             columns.append(col)
         self.table = np.stack(columns, axis=1) if columns else np.zeros((len(host), 0))
+        unknown = set(calls) - {t.name for t in self.tiers}
+        if unknown or not all(isinstance(v, (int, float)) and v >= 0 for v in calls.values()):
+            raise PartitionError(
+                f"profiles: {CALLS_KEY} must map tiers of the path {[t.name for t in self.tiers]} to seconds >= 0 "
+                f"(got {calls}); profile again with `tierpipe profile MODEL --address ... --out FILE`"
+            )
+        self.stage_call_s = np.array([float(calls.get(t.name, 0.0)) for t in self.tiers])
         self.table[[graph.index[i] for i in graph.inputs], :] = 0.0
 
     def _links(self, measured: dict) -> None:
@@ -145,6 +160,22 @@ class CostModel:
     def compute_s(self, node: str, tier: int) -> float:
         return float(self.table[self.graph.index[node], tier])
 
+    def stage_s(self, nodes, tier: int, calls: bool = True) -> float:
+        """A stage's time per frame on tier ``tier``: its ops, plus the profiled call overhead when it is
+        slow enough to run off the event loop (as ``runtime/actors.py`` decides from its measured time).
+
+        >>> from partition import capture, Topology
+        >>> from partition.zoo import get_model
+        >>> g = capture(*get_model("resnet18"))
+        >>> cm = CostModel(g, Topology.load("three_tier"), {"_calls": {"edge": 0.001}})
+        >>> ops = [n.name for n in g.nodes]
+        >>> round(cm.stage_s(ops, 2) - cm.stage_s(ops, 2, calls=False), 6), cm.stage_s([], 2)
+        (0.001, 0.0)
+        """
+        ops = float(sum(self.compute_s(n, tier) for n in nodes))
+        call = float(self.stage_call_s[tier]) if calls else 0.0
+        return ops + call if nodes and ops + call >= INLINE_BELOW_S else ops
+
     def link_s(self, link: int, nbytes: float) -> float:
         """Time ``nbytes`` take on link ``link`` (tier ``link`` -> ``link + 1``): the wire and the per-byte work, no fixed part."""
         return nbytes / float(self.link_Bps()[link])
@@ -166,6 +197,6 @@ class CostModel:
             raise PartitionError(
                 f"profiles {path}: not JSON ({exc}); `tierpipe profile MODEL --address ... --out FILE` writes one"
             ) from None
-        if not isinstance(data, dict) or not all(isinstance(v, dict) for k, v in data.items() if not k.startswith("_")):
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for k, v in data.items() if not k.startswith("_") or k == CALLS_KEY):
             raise PartitionError(f"profiles {path}: expected {{tier: {{op: seconds}}}}, as `tierpipe profile --out` writes")
-        return {k: v for k, v in data.items() if not k.startswith("_") or k == LINKS_KEY}
+        return {k: v for k, v in data.items() if not k.startswith("_") or k in (LINKS_KEY, CALLS_KEY)}

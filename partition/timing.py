@@ -17,12 +17,22 @@ __all__ = ["time_nodes"]
 
 
 def time_nodes(
-    gm: fx.GraphModule, example_inputs: tuple, repeats: int, warmup: int, stat: str = "median", min_seconds: float = 0.0
+    gm: fx.GraphModule,
+    example_inputs: tuple,
+    repeats: int,
+    warmup: int,
+    stat: str = "median",
+    min_seconds: float = 0.0,
+    every_s: float = 0.0,
 ) -> dict[str, float]:
     """Wall time of every op, measured inside the generated forward: the median of ``repeats`` runs
     (this host, free), or with ``stat="mean"`` the mean over at least ``repeats`` runs and
     ``min_seconds`` (a CPU under a quota: an op's mean includes its share of the waits the quota
     imposes, so the ops add up to the forward's real time there; a median would miss the waits).
+
+    ``every_s``: start a run at most every ``every_s`` seconds, as frames arrive at a stage (a camera at 10
+    frames/s: 0.1). An op run now and then is slower than in a tight loop (cold caches and branch
+    predictors, Python's and torch's dispatch): ops of a few microseconds take 2-3x longer.
 
     A copy of the graph gets a ``perf_counter`` stamp before the first op and
     after every op, so the ops run as fast as in eager mode; an op's time is the
@@ -43,12 +53,16 @@ def time_nodes(
     cost = _stamp_cost()
     samples: dict[str, list[float]] = {n.name: [] for n in ops}
     began = None
+    run_began = time.perf_counter()
     i = 0
     while i < warmup + repeats or (began is not None and time.perf_counter() - began < min_seconds):
         if i == warmup:
             began = time.perf_counter()
         i += 1
         stamps.clear()
+        if every_s and i > 1:  # the idle time before the next frame: not timed
+            time.sleep(max(every_s - (time.perf_counter() - run_began), 0.0))
+        run_began = time.perf_counter()
         stamped(*example_inputs)
         if i > warmup:
             for n, before, after in zip(ops, stamps, stamps[1:]):

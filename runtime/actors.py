@@ -17,6 +17,7 @@ import uuid
 
 import torch
 
+from partition.cost import INLINE_BELOW_S
 from partition.exit_stage import ANSWER, is_exited, settle
 from partition.split import Stage
 
@@ -316,7 +317,7 @@ class StageWorker(PlanVersions):
                     log.warning("%s", err)
                     outputs = [{_ERROR: str(err)}]
             real = time.perf_counter() - start
-            self._inline = real < 0.002 * len(good)
+            self._inline = real < INLINE_BELOW_S * len(good)
             self.metrics.compute_s.add(real)
             self.metrics.batch.add(len(good))
             self.metrics.mixed_batches += len(good) < len(frames)

@@ -7,6 +7,12 @@ The tiers are profiled one after another, so that one tier's profile does not sl
 machine they share (a lab); on separate machines that costs only time. The result is the table
 ``CostModel(profiles=...)`` takes: ``{tier: {op: seconds}}``, saved with what it was measured on.
 
+The ops run as a stage runs them: one frame at a time, started at most as often as frames reach the
+tier's busiest node (:func:`frame_interval`: a camera at 10 frames/s, 0.1 s), not in a tight loop,
+where an op of a few microseconds runs 2-3x faster than it will in the pipeline. Each tier also
+times the runtime's call of a stage off its event loop (the thread hop of ``actors.py``), in the
+same rhythm: ``profiles["_calls"]``, which ``CostModel.stage_s`` adds to a stage slow enough to take it.
+
 Links are measured too (``profiles["_links"]``): an actor on a node of each tier pushes packed frames of
 a few sizes to an actor on the next tier's node, both in their nodes' cgroups, as a stage pushes to its
 parent; a straight-line fit of the round trip over the bytes gives the fixed time of a transfer
@@ -20,21 +26,66 @@ import json
 import platform
 from pathlib import Path
 
-from partition.cost import LINKS_KEY
+from partition.cost import CALLS_KEY, LINKS_KEY
 from partition.topology import Topology
 
 from .errors import PipelineError
 
-__all__ = ["profile_tiers", "profile_links", "save_profiles", "measure_and_save"]
+__all__ = ["profile_tiers", "profile_links", "save_profiles", "measure_and_save", "frame_interval"]
 
 # bytes per frame the links are measured with: all above Ray's 100 KiB inline limit, so one line fits one path
 # (the object store's); smaller frames ride in the call and cost less, so their priced fixed time is an upper bound
 LINK_SIZES = (128 << 10, 256 << 10, 512 << 10)
 
 
-def _profile_here(model, inputs: tuple, seconds: float, where: str) -> dict:
-    """Runs on the tier's node: the ops' mean times there, and what the node is. The model is traced
-    there as a stage actor traces it (the same op names as the captured graph)."""
+def frame_interval(topology: Topology, tier: int) -> float:
+    """Seconds between frames at the tier's busiest node: its streams at the sources' mean rate.
+
+    >>> frame_interval(Topology.load("three_tier"), 0), round(frame_interval(Topology.load("smart_city"), 2), 4)
+    (0.1, 0.0042)
+    """
+    fps = [s.fps for s in topology.sources for _ in range(s.count or 1)] or [10.0]
+    return 1.0 / (topology.max_streams(tier) * sum(fps) / len(fps))
+
+
+def _call_overhead_s(every_s: float, runs: int = 12) -> float:
+    """The runtime's extra time for a stage run off the event loop (``actors.py``: a thread hop under the
+    stage lock) over the same stage run on the loop, each started every ``every_s`` as frames come."""
+    import asyncio
+    import statistics
+    import time
+
+    import torch
+
+    from .actors import _run_locked
+
+    class _Tiny:  # the smallest stage: one op
+        x = torch.zeros(16)
+
+        def run(self, values: list) -> list:
+            return [torch.add(self.x, 1) for _ in values]
+
+    tiny, hop, inline = _Tiny(), [], []
+
+    async def measure() -> None:
+        for _ in range(runs):
+            await asyncio.sleep(every_s)
+            began = time.perf_counter()
+            await asyncio.to_thread(_run_locked, tiny, [{}])
+            hop.append(time.perf_counter() - began)
+            await asyncio.sleep(every_s)
+            began = time.perf_counter()
+            _run_locked(tiny, [{}])
+            inline.append(time.perf_counter() - began)
+
+    asyncio.run(measure())
+    return max(statistics.fmean(hop[1:]) - statistics.fmean(inline[1:]), 0.0)
+
+
+def _profile_here(model, inputs: tuple, seconds: float, where: str, every_s: float = 0.0) -> dict:
+    """Runs on the tier's node: the ops' mean times there, one frame every ``every_s``, the stage call's
+    overhead, and what the node is. The model is traced there as a stage actor traces it (the same op
+    names as the captured graph)."""
     import os
 
     import torch
@@ -48,8 +99,9 @@ def _profile_here(model, inputs: tuple, seconds: float, where: str) -> dict:
     gm, _ = trace(model, inputs)
     cgroup = join_node_cgroup(where)
     with torch.no_grad():
-        times = time_nodes(gm, inputs, repeats=3, warmup=1, stat="mean", min_seconds=seconds)
-    return {"ops": times, "host": platform.node(), "pid": os.getpid(), "cgroup": cgroup, "torch": torch.__version__}
+        times = time_nodes(gm, inputs, repeats=3, warmup=1, stat="mean", min_seconds=seconds, every_s=every_s)
+    call = _call_overhead_s(min(max(every_s, 0.01), 0.25))
+    return {"ops": times, "call_s": call, "host": platform.node(), "pid": os.getpid(), "cgroup": cgroup, "torch": torch.__version__}
 
 
 class _LinkEnd:
@@ -139,23 +191,26 @@ def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None,
 
     labelled = labelled_nodes()
     task = ray.remote(max_calls=1)(_profile_here)  # the worker exits after it: none stays under the quota
-    profiles, where = {}, {}
+    profiles, where, calls = {}, {}, {}
     model_ref = ray.put(model)
     inputs_ref = ray.put(tuple(inputs))
-    for tier in topology.path:
+    for t, tier in enumerate(topology.path):
         node = tier.node_names()[0]
         opts = actor_options(topology, address, node, tier.name, labelled)
         opts["num_cpus"] = 0
         try:
-            out = ray.get(task.options(**opts).remote(model_ref, inputs_ref, seconds, f"profile of {tier.name} ({node})"), timeout=600)
+            every = min(frame_interval(topology, t), 0.5)
+            label = f"profile of {tier.name} ({node})"
+            out = ray.get(task.options(**opts).remote(model_ref, inputs_ref, seconds, label, every), timeout=600)
         except ray.exceptions.GetTimeoutError:
             raise PipelineError(
                 f"profiling on {node} (tier {tier.name}) took over 10 minutes: is that node alive and its quota sane?"
             ) from None
         except ray.exceptions.RayTaskError as exc:
             raise PipelineError(f"profiling on {node} (tier {tier.name}) failed: {exc.cause if hasattr(exc, 'cause') else exc}") from None
-        profiles[tier.name] = out["ops"]
-        where[tier.name] = {"node": node, "host": out["host"], "cgroup": out["cgroup"], "torch": out["torch"]}
+        profiles[tier.name], calls[tier.name] = out["ops"], out["call_s"]
+        where[tier.name] = {"node": node, "host": out["host"], "cgroup": out["cgroup"], "torch": out["torch"], "frame_every_s": every}
+    profiles[CALLS_KEY] = calls
     if links and len(topology.path) > 1:
         profiles[LINKS_KEY] = profile_links(topology, address, max(seconds, 1.0))
     return {"profiles": profiles, "measured_on": where}
@@ -185,7 +240,9 @@ def measure_and_save(args, model, inputs, graph, topology: Topology, predicted, 
         m, p = float(measured.table[:, t].sum()), float(predicted.table[:, t].sum())
         console.print(
             f"{tier.name} on {on['node']} ({on['cgroup'] or 'no cgroup'}): whole model {m * 1e3:.1f} ms measured, "
-            f"{p * 1e3:.1f} ms predicted" + (f" ({(p - m) / m:+.0%})" if m else "")
+            f"{p * 1e3:.1f} ms predicted"
+            + (f" ({(p - m) / m:+.0%})" if m else "")
+            + f"; a stage call adds {result['profiles'][CALLS_KEY][tier.name] * 1e3:.2f} ms, one frame every {on['frame_every_s']:.3g} s"
         )
     for name, link in result["profiles"].get(LINKS_KEY, {}).items():
         rate = f"{8e-6 / link['s_per_byte']:.3g} Mbit/s" if link["s_per_byte"] else "too fast to tell"

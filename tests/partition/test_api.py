@@ -36,10 +36,12 @@ def test_docstring_examples_of_the_user_facing_modules():
     import doctest
 
     import examples.smart_city.sumocfg
+    import partition.cost
     import partition.extras
+    import partition.timing
     import partition.inputs
     import partition.units
     import runtime.report
 
-    for module in (partition.inputs, partition.extras, partition.units, runtime.report, runtime, examples.smart_city.sumocfg):
+    for module in (partition.inputs, partition.extras, partition.units, partition.cost, partition.timing, runtime.report, runtime, examples.smart_city.sumocfg):
         assert doctest.testmod(module).failed == 0, module.__name__

@@ -82,3 +82,42 @@ def test_a_replan_with_profiles_honours_a_tier_measured_slower():
     assert proposal is not None and proposal.predicted_fps_after > 1.15 * proposal.predicted_fps_before
     moved = [op for op, tier in proposal.plan.assignment.items() if tier == "gateway"]
     assert len(moved) > len([op for op, tier in current.assignment.items() if tier == "gateway"])
+
+
+def test_a_profiled_stage_call_is_added_to_stages_that_run_off_the_event_loop_and_bad_ones_are_refused():
+    """``profiles["_calls"]``: the runtime hops to a thread for a stage of 2 ms or more (``INLINE_BELOW_S``), and
+    the profiled hop is then part of the stage's time; a faster stage runs on the loop and an empty one not at all."""
+    topo = Topology.load("three_tier")
+    graph = capture(*get_model("resnet18", [1, 3, 32, 32]), timing="analytic")
+    ops = [n.name for n in graph.nodes if n.op != "input"]
+    table = np.zeros((len(graph.nodes), 3))
+    table[graph.index[ops[0]], :] = 0.0005  # 0.5 ms
+    table[graph.index[ops[1]], :] = 0.003  # 3 ms
+    cm = CostModel.with_table(graph, topo, table)
+    cm.stage_call_s = CostModel(graph, topo, {"_calls": {"device": 0.01, "gateway": 0.001}}).stage_call_s
+    assert cm.stage_s(ops[1:2], 0) == pytest.approx(0.013)  # off the loop: ops plus the hop
+    assert cm.stage_s(ops[0:1], 1) == pytest.approx(0.0005)  # 0.5 + 1 ms < 2 ms: on the loop, no hop
+    assert cm.stage_s(ops[0:1], 0) == pytest.approx(0.0105)  # 0.5 + 10 ms: the runtime measures it slow, so it hops
+    assert cm.stage_s(ops[1:2], 2) == pytest.approx(0.003)  # no call profiled for the edge
+    assert cm.stage_s([], 0) == 0.0
+    for bad in ({"cloud": 0.001}, {"edge": -1.0}, {"edge": "fast"}):
+        with pytest.raises(PartitionError, match="_calls must map tiers"):
+            CostModel(graph, topo, {"_calls": bad})
+
+
+def test_ops_timed_one_frame_every_interval_idle_between_frames():
+    """``time_nodes(every_s=...)`` starts a run at most every ``every_s`` and does not count the idle time."""
+    import time
+
+    import torch
+
+    from partition.timing import time_nodes
+    from partition.tracer import trace
+
+    model, inputs = get_model("resnet18", [1, 3, 16, 16])
+    gm, _ = trace(model, inputs)
+    began = time.perf_counter()
+    with torch.no_grad():
+        times = time_nodes(gm, inputs, repeats=4, warmup=1, stat="mean", every_s=0.1)
+    assert time.perf_counter() - began >= 0.4  # 5 runs, 4 gaps of at least 0.1 s between their starts
+    assert 0 < sum(times.values()) < 0.1  # the gaps are not the ops' time
