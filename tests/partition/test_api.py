@@ -38,10 +38,11 @@ def test_docstring_examples_of_the_user_facing_modules():
     import examples.smart_city.sumocfg
     import partition.cost
     import partition.extras
-    import partition.timing
     import partition.inputs
+    import partition.timing
     import partition.units
     import runtime.report
 
-    for module in (partition.inputs, partition.extras, partition.units, partition.cost, partition.timing, runtime.report, runtime, examples.smart_city.sumocfg):
+    modules = (partition.inputs, partition.extras, partition.units, partition.cost, partition.timing, runtime.report, runtime)
+    for module in (*modules, examples.smart_city.sumocfg):
         assert doctest.testmod(module).failed == 0, module.__name__
