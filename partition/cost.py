@@ -13,10 +13,11 @@ transfer (the call's overhead and the real propagation; it replaces the topology
 on a slow device this, not the link, bounds what it can send). A measured bandwidth (re-planning)
 changes the wire's part only.
 
-Stage calls: ``profiles["_calls"]``: per tier, the time the runtime adds to a stage it runs off the
-actor's event loop (a thread hop; stages under ``INLINE_BELOW_S`` run on the loop and skip it).
-:meth:`CostModel.stage_s` adds it to a stage's ops; the solvers do not price it (it is a step, not a
-sum over ops), so it shows in the run's report (``stage_times``), not in the plan's choice.
+Stage calls: ``profiles["_calls"]``: per tier, ``stage_s``, the runtime's own time per stage call (its
+batch runner and stage wrapper), and ``hop_s``, what a stage run off the actor's event loop adds (a
+thread hop; stages under ``INLINE_BELOW_S`` run on the loop and skip it). :meth:`CostModel.stage_s`
+adds them to a stage's ops; the solvers do not price them (a step per used tier, not a sum over ops),
+so they show in the run's report (``stage_times``), not in the plan's choice.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["CostModel", "LINKS_KEY", "CALLS_KEY", "INLINE_BELOW_S", "link_name"]
 
 LINKS_KEY = "_links"  # in profiles: the links measured on the real tiers
-CALLS_KEY = "_calls"  # in profiles: per tier, the runtime's time to call a stage off its event loop
+CALLS_KEY = "_calls"  # in profiles: per tier, the runtime's own time per stage call (stage_s) and thread hop (hop_s)
 INLINE_BELOW_S = 0.002  # a stage faster than this per frame runs on the actor's event loop, without the call's thread hop
 
 
@@ -62,6 +63,20 @@ def _speed(tier, topology: Topology) -> float:
     if topology.lab is None:
         return tier.speed
     return min(tier.speed * topology.lab.cores_per_speed, 1.0) * topology.lab.cpu_scale
+
+
+def _calls(calls: dict, tiers) -> tuple[np.ndarray, np.ndarray]:
+    """Per tier, (a stage call's time beyond its ops, a thread hop's) from ``profiles["_calls"]``."""
+    names = [t.name for t in tiers]
+    good = set(calls) <= set(names) and all(
+        isinstance(v, dict) and all(isinstance(v.get(k), (int, float)) and v[k] >= 0 for k in ("stage_s", "hop_s")) for v in calls.values()
+    )
+    if not good:
+        raise PartitionError(
+            f"profiles: {CALLS_KEY} must map tiers of the path {names} to {{stage_s, hop_s}} in seconds >= 0 "
+            f"(got {calls}); profile again with `tierpipe profile MODEL --address ... --out FILE`"
+        )
+    return tuple(np.array([float(calls.get(n, {}).get(k, 0.0)) for n in names]) for k in ("stage_s", "hop_s"))
 
 
 class CostModel:
@@ -112,13 +127,7 @@ class CostModel:
                 col = np.array([measured.get(n.name, c) for n, c in zip(graph.nodes, col)])
             columns.append(col)
         self.table = np.stack(columns, axis=1) if columns else np.zeros((len(host), 0))
-        unknown = set(calls) - {t.name for t in self.tiers}
-        if unknown or not all(isinstance(v, (int, float)) and v >= 0 for v in calls.values()):
-            raise PartitionError(
-                f"profiles: {CALLS_KEY} must map tiers of the path {[t.name for t in self.tiers]} to seconds >= 0 "
-                f"(got {calls}); profile again with `tierpipe profile MODEL --address ... --out FILE`"
-            )
-        self.stage_call_s = np.array([float(calls.get(t.name, 0.0)) for t in self.tiers])
+        self.stage_call_s, self.hop_s = _calls(calls, self.tiers)
         self.table[[graph.index[i] for i in graph.inputs], :] = 0.0
 
     def _links(self, measured: dict) -> None:
@@ -161,20 +170,24 @@ class CostModel:
         return float(self.table[self.graph.index[node], tier])
 
     def stage_s(self, nodes, tier: int, calls: bool = True) -> float:
-        """A stage's time per frame on tier ``tier``: its ops, plus the profiled call overhead when it is
-        slow enough to run off the event loop (as ``runtime/actors.py`` decides from its measured time).
+        """A stage's time per frame on tier ``tier``: its ops, the profiled call overhead when it has any,
+        and the thread hop when it is slow enough to run off the event loop (as ``runtime/actors.py`` decides
+        from its measured time). ``calls=False``: the ops alone, as the solvers price a stage.
 
         >>> from partition import capture, Topology
         >>> from partition.zoo import get_model
         >>> g = capture(*get_model("resnet18"))
-        >>> cm = CostModel(g, Topology.load("three_tier"), {"_calls": {"edge": 0.001}})
+        >>> cm = CostModel(g, Topology.load("three_tier"), {"_calls": {"edge": {"stage_s": 0.001, "hop_s": 0.0005}}})
         >>> ops = [n.name for n in g.nodes]
         >>> round(cm.stage_s(ops, 2) - cm.stage_s(ops, 2, calls=False), 6), cm.stage_s([], 2)
-        (0.001, 0.0)
+        (0.0015, 0.0)
         """
         ops = float(sum(self.compute_s(n, tier) for n in nodes))
-        call = float(self.stage_call_s[tier]) if calls else 0.0
-        return ops + call if nodes and ops + call >= INLINE_BELOW_S else ops
+        if not nodes or not calls:
+            return ops
+        ops += float(self.stage_call_s[tier])
+        hop = float(self.hop_s[tier])
+        return ops + hop if ops + hop >= INLINE_BELOW_S else ops
 
     def link_s(self, link: int, nbytes: float) -> float:
         """Time ``nbytes`` take on link ``link`` (tier ``link`` -> ``link + 1``): the wire and the per-byte work, no fixed part."""

@@ -24,6 +24,7 @@ def time_nodes(
     stat: str = "median",
     min_seconds: float = 0.0,
     every_s: float = 0.0,
+    clock: str = "wall",
 ) -> dict[str, float]:
     """Wall time of every op, measured inside the generated forward: the median of ``repeats`` runs
     (this host, free), or with ``stat="mean"`` the mean over at least ``repeats`` runs and
@@ -34,12 +35,18 @@ def time_nodes(
     frames/s: 0.1). An op run now and then is slower than in a tight loop (cold caches and branch
     predictors, Python's and torch's dispatch): ops of a few microseconds take 2-3x longer.
 
+    ``clock="cpu"``: each op's CPU time (this thread's), not its wall time: under a CPU quota a short
+    burst runs at full speed and a long one waits, so wall times of ops depend on where the quota's
+    period fell; their CPU time does not (``tierpipe profile`` divides it by the quota's cores).
+
     A copy of the graph gets a ``perf_counter`` stamp before the first op and
     after every op, so the ops run as fast as in eager mode; an op's time is the
     gap between its two stamps, less the stamp's own cost.
     """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, not {clock!r}")
     stamps: list[float] = []
-    stamp = _Stamp(stamps)
+    stamp = _Stamp(stamps, CLOCKS[clock])
     graph = copy.deepcopy(gm.graph)
     ops = [n for n in graph.nodes if n.op not in ("placeholder", "output")]
     if not ops:
@@ -50,7 +57,7 @@ def time_nodes(
         with graph.inserting_after(n):
             graph.call_function(stamp, ())
     stamped = fx.GraphModule(gm, graph)
-    cost = _stamp_cost()
+    cost = _stamp_cost(clock)
     samples: dict[str, list[float]] = {n.name: [] for n in ops}
     began = None
     run_began = time.perf_counter()
@@ -71,22 +78,26 @@ def time_nodes(
     return {name: reduce(v) for name, v in samples.items()}
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
 class _Stamp:
-    """A callable fx can put in a graph: appends ``perf_counter()`` to a list."""
+    """A callable fx can put in a graph: appends the clock's time (``perf_counter()``) to a list."""
 
     __name__ = "tierpipe_stamp"
 
-    def __init__(self, stamps: list[float]) -> None:
+    def __init__(self, stamps: list[float], clock=time.perf_counter) -> None:
         self.stamps = stamps
+        self.clock = clock
 
     def __call__(self) -> None:
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(self.clock())
 
 
-@functools.lru_cache(maxsize=1)
-def _stamp_cost() -> float:
+@functools.lru_cache(maxsize=2)
+def _stamp_cost(clock: str = "wall") -> float:
     stamps: list[float] = []
-    stamp = _Stamp(stamps)
+    stamp = _Stamp(stamps, CLOCKS[clock])
     for _ in range(3):
         stamps.clear()
         for _ in range(1000):

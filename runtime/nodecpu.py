@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["NODE_CGROUP_ENV", "join_node_cgroup"]
+__all__ = ["NODE_CGROUP_ENV", "join_node_cgroup", "node_cores"]
 
 NODE_CGROUP_ENV = "TIERPIPE_NODE_CGROUP"
 log = logging.getLogger(__name__)
@@ -39,3 +39,28 @@ def join_node_cgroup(where: str = "this process") -> str | None:
         ) from None
     log.info("%s: joined cgroup %s", where, folder)
     return folder
+
+
+def node_cores(folder: str | None = None) -> float | None:
+    """The cores the node's cgroup (``folder``, default ``$TIERPIPE_NODE_CGROUP``) may use: its quota over its
+    period (cgroup v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``, v2 ``cpu.max``); None without a cgroup or quota.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "cpu.cfs_quota_us").write_text("1000"), (d / "cpu.cfs_period_us").write_text("10500")
+    >>> round(node_cores(str(d)), 4), node_cores(None) if NODE_CGROUP_ENV not in os.environ else None
+    (0.0952, None)
+    >>> _ = (d / "cpu.max").write_text("max 100000"); node_cores(str(d)) is None
+    True
+    """
+    folder = folder if folder is not None else os.environ.get(NODE_CGROUP_ENV)
+    if not folder:
+        return None
+    path = Path(folder)
+    try:
+        if (path / "cpu.max").exists():
+            quota, period = (path / "cpu.max").read_text().split()
+            return None if quota == "max" else int(quota) / int(period)
+        quota = int((path / "cpu.cfs_quota_us").read_text())
+        return None if quota < 0 else quota / int((path / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None

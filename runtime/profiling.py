@@ -9,9 +9,12 @@ machine they share (a lab); on separate machines that costs only time. The resul
 
 The ops run as a stage runs them: one frame at a time, started at most as often as frames reach the
 tier's busiest node (:func:`frame_interval`: a camera at 10 frames/s, 0.1 s), not in a tight loop,
-where an op of a few microseconds runs 2-3x faster than it will in the pipeline. Each tier also
-times the runtime's call of a stage off its event loop (the thread hop of ``actors.py``), in the
-same rhythm: ``profiles["_calls"]``, which ``CostModel.stage_s`` adds to a stage slow enough to take it.
+where an op of a few microseconds runs 2-3x faster than it will in the pipeline. They are timed in
+CPU seconds, divided by the cores the node's cgroup quota gives (a lab; 1 elsewhere): a quota is a
+budget per period, so a burst shorter than it runs at full speed and wall times would say more about
+the period than about the tier. Each tier also times the runtime's own CPU per stage call (the
+``BatchRunner`` and stage wrapper; and the thread hop of a stage run off the event loop), in the
+same rhythm: ``profiles["_calls"]``, which ``CostModel.stage_s`` adds to a stage's ops.
 
 Links are measured too (``profiles["_links"]``): an actor on a node of each tier pushes packed frames of
 a few sizes to an actor on the next tier's node, both in their nodes' cgroups, as a stage pushes to its
@@ -48,44 +51,52 @@ def frame_interval(topology: Topology, tier: int) -> float:
     return 1.0 / (topology.max_streams(tier) * sum(fps) / len(fps))
 
 
-def _call_overhead_s(every_s: float, runs: int = 12) -> float:
-    """The runtime's extra time for a stage run off the event loop (``actors.py``: a thread hop under the
-    stage lock) over the same stage run on the loop, each started every ``every_s`` as frames come."""
+def _call_overhead_s(every_s: float, runs: int = 16) -> tuple[float, float]:
+    """CPU seconds the runtime spends calling a stage beyond its ops: ``(on the event loop, the extra of a thread
+    hop)``, as ``actors.py`` runs a stage (``BatchRunner`` under the stage lock; off the loop through
+    ``asyncio.to_thread``), each call started every ``every_s`` as frames come. Medians of CPU time: the
+    process's other threads (Ray's) add noise to a hop's CPU, not a bias."""
     import asyncio
     import statistics
     import time
 
     import torch
+    import torch.fx as fx
+
+    from partition.split import Stage, StageSpec
 
     from .actors import _run_locked
+    from .batching import BatchRunner
 
-    class _Tiny:  # the smallest stage: one op
-        x = torch.zeros(16)
+    class _Module(torch.nn.Module):  # the smallest stage: one op
+        def forward(self, x):
+            return (x + 1,)
 
-        def run(self, values: list) -> list:
-            return [torch.add(self.x, 1) for _ in values]
-
-    tiny, hop, inline = _Tiny(), [], []
+    stage = Stage(StageSpec(0, "probe", ("add",), ("x",), ("add",)), fx.symbolic_trace(_Module()))
+    runner, values = BatchRunner(stage, {}, max_batch=1), [{"x": torch.zeros(16)}]
+    hop, inline = [], []
 
     async def measure() -> None:
         for _ in range(runs):
             await asyncio.sleep(every_s)
-            began = time.perf_counter()
-            await asyncio.to_thread(_run_locked, tiny, [{}])
-            hop.append(time.perf_counter() - began)
+            began = time.thread_time()
+            _run_locked(runner, values)
+            inline.append(time.thread_time() - began)
             await asyncio.sleep(every_s)
-            began = time.perf_counter()
-            _run_locked(tiny, [{}])
-            inline.append(time.perf_counter() - began)
+            began = time.process_time()
+            await asyncio.to_thread(_run_locked, runner, values)
+            hop.append(time.process_time() - began)
 
     asyncio.run(measure())
-    return max(statistics.fmean(hop[1:]) - statistics.fmean(inline[1:]), 0.0)
+    on_loop = statistics.median(inline[1:])
+    return on_loop, max(statistics.median(hop[1:]) - on_loop, 0.0)
 
 
 def _profile_here(model, inputs: tuple, seconds: float, where: str, every_s: float = 0.0) -> dict:
     """Runs on the tier's node: the ops' mean times there, one frame every ``every_s``, the stage call's
-    overhead, and what the node is. The model is traced there as a stage actor traces it (the same op
-    names as the captured graph)."""
+    overhead, and what the node is. Times are CPU seconds over the node's cores (its cgroup's quota;
+    1 without): what a CPU of that speed takes, not where a quota's period happened to fall. The model
+    is traced there as a stage actor traces it (the same op names as the captured graph)."""
     import os
 
     import torch
@@ -93,15 +104,24 @@ def _profile_here(model, inputs: tuple, seconds: float, where: str, every_s: flo
     from partition.timing import time_nodes
     from partition.tracer import trace
 
-    from .nodecpu import join_node_cgroup
+    from .nodecpu import join_node_cgroup, node_cores
 
     torch.set_num_threads(1)  # as a stage actor runs
     gm, _ = trace(model, inputs)
     cgroup = join_node_cgroup(where)
+    cores = min(node_cores() or 1.0, 1.0)  # a stage runs one thread
     with torch.no_grad():
-        times = time_nodes(gm, inputs, repeats=3, warmup=1, stat="mean", min_seconds=seconds, every_s=every_s)
-    call = _call_overhead_s(min(max(every_s, 0.01), 0.25))
-    return {"ops": times, "call_s": call, "host": platform.node(), "pid": os.getpid(), "cgroup": cgroup, "torch": torch.__version__}
+        cpu = time_nodes(gm, inputs, repeats=3, warmup=1, stat="mean", min_seconds=seconds, every_s=every_s, clock="cpu")
+    stage_cpu, hop_cpu = _call_overhead_s(min(max(every_s, 0.01), 0.25))
+    return {
+        "ops": {op: v / cores for op, v in cpu.items()},
+        "call": {"stage_s": stage_cpu / cores, "hop_s": hop_cpu / cores},
+        "cores": cores,
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "cgroup": cgroup,
+        "torch": torch.__version__,
+    }
 
 
 class _LinkEnd:
@@ -208,8 +228,15 @@ def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None,
             ) from None
         except ray.exceptions.RayTaskError as exc:
             raise PipelineError(f"profiling on {node} (tier {tier.name}) failed: {exc.cause if hasattr(exc, 'cause') else exc}") from None
-        profiles[tier.name], calls[tier.name] = out["ops"], out["call_s"]
-        where[tier.name] = {"node": node, "host": out["host"], "cgroup": out["cgroup"], "torch": out["torch"], "frame_every_s": every}
+        profiles[tier.name], calls[tier.name] = out["ops"], out["call"]
+        where[tier.name] = {
+            "node": node,
+            "host": out["host"],
+            "cgroup": out["cgroup"],
+            "torch": out["torch"],
+            "frame_every_s": every,
+            "cores": out["cores"],
+        }
     profiles[CALLS_KEY] = calls
     if links and len(topology.path) > 1:
         profiles[LINKS_KEY] = profile_links(topology, address, max(seconds, 1.0))
@@ -242,7 +269,8 @@ def measure_and_save(args, model, inputs, graph, topology: Topology, predicted, 
             f"{tier.name} on {on['node']} ({on['cgroup'] or 'no cgroup'}): whole model {m * 1e3:.1f} ms measured, "
             f"{p * 1e3:.1f} ms predicted"
             + (f" ({(p - m) / m:+.0%})" if m else "")
-            + f"; a stage call adds {result['profiles'][CALLS_KEY][tier.name] * 1e3:.2f} ms, one frame every {on['frame_every_s']:.3g} s"
+            + f"; a stage call adds {result['profiles'][CALLS_KEY][tier.name]['stage_s'] * 1e3:.2f} ms"
+            + f" (+{result['profiles'][CALLS_KEY][tier.name]['hop_s'] * 1e3:.2f} off the event loop); {on['cores']:.3g} cores"
         )
     for name, link in result["profiles"].get(LINKS_KEY, {}).items():
         rate = f"{8e-6 / link['s_per_byte']:.3g} Mbit/s" if link["s_per_byte"] else "too fast to tell"
