@@ -41,8 +41,10 @@ def test_docstring_examples_of_the_user_facing_modules():
     import partition.inputs
     import partition.timing
     import partition.units
+    import runtime.nodecpu
     import runtime.report
 
     modules = (partition.inputs, partition.extras, partition.units, partition.cost, partition.timing, runtime.report, runtime)
+    modules += (runtime.nodecpu,)
     for module in (*modules, examples.smart_city.sumocfg):
         assert doctest.testmod(module).failed == 0, module.__name__
