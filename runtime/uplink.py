@@ -51,6 +51,7 @@ class Uplink:
         self._last_arrival = 0.0
         self._tasks: list[asyncio.Task] = []
         self._inflight: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task] = set()  # replays started from callbacks (_spawn)
         self._outstanding: set[tuple[int, int]] = set()  # keys queued or being pushed: a safety-net replay skips them
         self._calls_out, self._busy_since = 0, 0.0  # pushes in flight, and since when one has been (real links)
         self._replayed_at = 0.0
@@ -60,6 +61,14 @@ class Uplink:
         self.wire_bytes_total = 0
         self.wire_busy_s_total = 0.0
         self.wire_calls_total = 0  # calls on a real (unshaped) link, whose fixed time is not the wire's
+
+    def _spawn(self, coro) -> asyncio.Task:
+        """Start a background task and hold it until it is done: the event loop keeps only a weak reference
+        to a task, so one nobody holds may be collected mid-replay (and frames never re-sent)."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     def start(self) -> None:
         if not self._tasks:
@@ -121,7 +130,7 @@ class Uplink:
                 log.warning(
                     "%s: parent unavailable (%s); will replay %d unacknowledged frames", self.name, type(exc).__name__, len(self.replay)
                 )
-                asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
+                self._spawn(self._replay_when_back(time.perf_counter()))
         finally:
             self._outstanding.difference_update(keys)
             self._calls_out -= 1
@@ -139,7 +148,7 @@ class Uplink:
         elif incarnation != self.parent_incarnation:
             self.parent_incarnation = incarnation
             self.metrics.restarts_seen += 1
-            asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
+            self._spawn(self._replay_when_back(time.perf_counter()))
 
     async def _replay_when_back(self, requested_at: float | None = None, safety_net: bool = False) -> None:
         async with self._replaying:
@@ -166,7 +175,7 @@ class Uplink:
                     self.metrics.replayed += len(chunk)
                 except Exception as exc:
                     log.warning("%s: replay interrupted (%s); retrying", self.name, type(exc).__name__)
-                    asyncio.ensure_future(self._replay_when_back())
+                    self._spawn(self._replay_when_back())
                     return
 
     async def _watch(self) -> None:
@@ -180,7 +189,7 @@ class Uplink:
                 await self._check_incarnation(incarnation)
             except Exception as exc:
                 log.debug("%s: watchdog saw %s", self.name, type(exc).__name__)
-                asyncio.ensure_future(self._replay_when_back(time.perf_counter()))
+                self._spawn(self._replay_when_back(time.perf_counter()))
 
     async def replay_all(self) -> int:
         """Send every unacknowledged frame again now (the driver's safety net after a stall)."""

@@ -81,3 +81,32 @@ def test_overlapping_pushes_count_once_in_the_busy_time_and_a_safety_net_replay_
     assert replayed == 0 and len(parent.got) == 2  # the replay re-sent nothing (before: both again)
     assert up.wire_calls_total == 2 and mid == 3.0
     assert up.wire_busy_s_total == 4.0  # busy from 0 to 4 s; the round trips add up to 6 s
+
+
+def test_a_replay_started_by_a_restarted_parent_is_held_until_it_has_re_sent_the_unacknowledged_frames():
+    """A new incarnation in a push reply starts a replay from a callback; the event loop holds tasks only weakly,
+    so the uplink holds it (``_background``) until every unacknowledged frame has gone again."""
+
+    async def scenario():
+        parent = _Parent()
+        up = Uplink(parent, StageMetrics("device", "device-0"), credits=4, shaper=None, watch_s=100.0, name="t")
+        up.start()
+        await up.send((0, 0), _frame(0))
+        await asyncio.sleep(0.01)
+        parent.gates[0].set()  # the first push returns without acknowledging: frame 0 stays in the replay buffer
+        await asyncio.sleep(0.01)
+        up.parent_incarnation = "parent-0"  # as if the parent's first life answered before
+        await up._check_incarnation("parent-1")  # a reply from a new life: replay
+        await asyncio.sleep(0.01)
+        held = list(up._background)
+        for gate in parent.gates[1:]:
+            gate.set()
+        await asyncio.sleep(0.01)
+        for task in up._tasks:
+            task.cancel()
+        return up, parent, held
+
+    up, parent, held = asyncio.run(scenario())
+    assert len(held) == 1  # held while it waited for the parent to take the replayed frames
+    assert [len(d) for d in parent.got] == [1, 1] and up.metrics.replayed == 1 and up.metrics.restarts_seen == 1
+    assert not up._background  # let go once done
