@@ -31,6 +31,7 @@ import numpy as np
 from .codec import codec_seconds_per_byte, nominal_codec_seconds_per_byte
 from .errors import PartitionError
 from .graph import Graph
+from .split import INLINE_BELOW_S
 
 if TYPE_CHECKING:
     from .topology import Topology
@@ -39,7 +40,6 @@ __all__ = ["CostModel", "LINKS_KEY", "CALLS_KEY", "INLINE_BELOW_S", "link_name"]
 
 LINKS_KEY = "_links"  # in profiles: the links measured on the real tiers
 CALLS_KEY = "_calls"  # in profiles: per tier, the runtime's own time per stage call (stage_s) and thread hop (hop_s)
-INLINE_BELOW_S = 0.002  # a stage faster than this per frame runs on the actor's event loop, without the call's thread hop
 
 
 def link_name(tiers, j: int) -> str:

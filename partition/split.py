@@ -31,7 +31,11 @@ from .errors import StageError
 from .graph import Graph
 from .shapes import SYM_SIZE, local_size, shape_only_nodes
 
-__all__ = ["StageSpec", "Stage", "stage_specs", "build_stages", "make_stage", "run_stages"]
+# a stage faster than this per frame runs on its actor's event loop, without a thread hop (runtime/actors.py;
+# CostModel.stage_s predicts the same)
+INLINE_BELOW_S = 0.002
+
+__all__ = ["INLINE_BELOW_S", "StageSpec", "Stage", "stage_specs", "build_stages", "make_stage", "run_stages"]
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ import uuid
 
 import torch
 
-from partition.cost import INLINE_BELOW_S
 from partition.exit_stage import ANSWER, is_exited, settle
-from partition.split import Stage
+from partition.split import INLINE_BELOW_S, Stage
 
 from .batching import BatchRunner
 from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
