@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["NODE_CGROUP_ENV", "join_node_cgroup", "node_cores"]
+__all__ = ["NODE_CGROUP_ENV", "join_node_cgroup", "node_cores", "cpu_quota"]
 
 NODE_CGROUP_ENV = "TIERPIPE_NODE_CGROUP"
 log = logging.getLogger(__name__)
@@ -41,9 +41,23 @@ def join_node_cgroup(where: str = "this process") -> str | None:
     return folder
 
 
+def cpu_quota(folder: str | Path) -> tuple[int | None, int] | None:
+    """A cgroup's (quota µs or None for no limit, period µs): v2 ``cpu.max`` where it has one, else v1
+    ``cpu.cfs_quota_us``/``cpu.cfs_period_us``; None when it cannot be read (gone, or no cpu controller)."""
+    path = Path(folder)
+    try:
+        if (path / "cpu.max").exists():
+            quota, period = (path / "cpu.max").read_text().split()
+            return (None if quota == "max" else int(quota)), int(period)
+        quota = int((path / "cpu.cfs_quota_us").read_text())
+        return (None if quota < 0 else quota), int((path / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def node_cores(folder: str | None = None) -> float | None:
     """The cores the node's cgroup (``folder``, default ``$TIERPIPE_NODE_CGROUP``) may use: its quota over its
-    period (cgroup v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``, v2 ``cpu.max``); None without a cgroup or quota.
+    period (:func:`cpu_quota`); None without a cgroup or quota.
 
     >>> import tempfile; d = Path(tempfile.mkdtemp())
     >>> _ = (d / "cpu.cfs_quota_us").write_text("1000"), (d / "cpu.cfs_period_us").write_text("10500")
@@ -53,14 +67,5 @@ def node_cores(folder: str | None = None) -> float | None:
     True
     """
     folder = folder if folder is not None else os.environ.get(NODE_CGROUP_ENV)
-    if not folder:
-        return None
-    path = Path(folder)
-    try:
-        if (path / "cpu.max").exists():
-            quota, period = (path / "cpu.max").read_text().split()
-            return None if quota == "max" else int(quota) / int(period)
-        quota = int((path / "cpu.cfs_quota_us").read_text())
-        return None if quota < 0 else quota / int((path / "cpu.cfs_period_us").read_text())
-    except (OSError, ValueError):
-        return None
+    quota = cpu_quota(folder) if folder else None
+    return quota[0] / quota[1] if quota and quota[0] is not None else None

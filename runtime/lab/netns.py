@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LabError
+from ..nodecpu import cpu_quota
 
 __all__ = [
     "run",
@@ -133,15 +134,7 @@ class Cgroups:
 
     def quota(self, rel: str) -> tuple[int | None, int] | None:
         """(quota µs or None for no limit, period µs); None when the cgroup is gone."""
-        path = self.path(rel)
-        try:
-            if self.version == 2:
-                quota, period = (path / "cpu.max").read_text().split()
-                return (None if quota == "max" else int(quota)), int(period)
-            quota = int((path / "cpu.cfs_quota_us").read_text())
-            return (None if quota < 0 else quota), int((path / "cpu.cfs_period_us").read_text())
-        except (OSError, ValueError):
-            return None
+        return cpu_quota(self.path(rel))
 
     def procs(self, rel: str) -> list[int]:
         try:
