@@ -52,7 +52,7 @@ class StageWorker(PlanVersions):
     fetches the versions it lacks from the pipeline's registry when their first frame arrives.
     """
 
-    def __init__(self, cfg: StageConfig, stage: Stage, parent=None, registry=None) -> None:
+    def __init__(self, cfg: StageConfig, stage: Stage, parent=None, registry=None, freeze: bool = True) -> None:
         torch.set_num_threads(cfg.threads)
         self.cgroup = join_node_cgroup(cfg.where)  # on a lab host: the tier's CPU quota from here on
         self.cfg = cfg
@@ -88,7 +88,8 @@ class StageWorker(PlanVersions):
         log.info(
             "%s up: incarnation %s, batchable=%s, device=%s", cfg.where, self.incarnation[:8], self.versions[0].runner.batchable, device
         )
-        freeze_heap()
+        if freeze:  # a process hosting many nodes freezes once (packing.py)
+            freeze_heap()
 
     def _start(self) -> None:
         if self._worker is not None:
@@ -247,7 +248,7 @@ class StageWorker(PlanVersions):
         """Stop the background tasks, so the process can exit quietly."""
         tasks = [self._worker, self._conditions]
         if self.uplink is not None:
-            tasks += [*self.uplink._tasks, *self.uplink._inflight]
+            tasks += [*self.uplink._tasks, *self.uplink._inflight, *self.uplink._background]
         for task in tasks:
             if task is not None:
                 task.cancel()

@@ -2,7 +2,18 @@
 
 from partition.errors import StageError, TierpipeError, WireError
 
-__all__ = ["TierpipeError", "StageError", "WireError", "UnknownPlanError", "PipelineError", "ClusterError", "SwitchError", "LabError"]
+__all__ = [
+    "TierpipeError",
+    "StageError",
+    "WireError",
+    "UnknownPlanError",
+    "PipelineError",
+    "ClusterError",
+    "SwitchError",
+    "LabError",
+    "NodeGoneError",
+    "unavailable",
+]
 
 
 class PipelineError(TierpipeError):
@@ -28,3 +39,15 @@ class UnknownPlanError(WireError):
 
 class SwitchError(TierpipeError):
     """A plan switch could not be prepared on every stage: the old plan keeps running."""
+
+
+class NodeGoneError(TierpipeError):
+    """A call to an emulated node that was killed while it ran (``Pipeline.kill``): the node is back
+    as a new incarnation, and its senders replay to it as after a process kill."""
+
+
+def unavailable() -> tuple[type[BaseException], ...]:
+    """The errors that mean "this stage's actor or node is gone (for now)": its senders wait and replay."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
+    return (ActorUnavailableError, RayActorError, NodeGoneError)

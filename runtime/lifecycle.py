@@ -17,6 +17,7 @@ from partition.plan import Plan
 from .actors import StageConfig, StageWorker
 from .connect import connect_driver
 from .errors import PipelineError
+from .packing import NodeHandle, NodeHost, ask_all, pack_groups, processes_of, tell_all
 from .placement import actor_options, labelled_nodes
 from .raystart import start_local_ray
 from .registry import PlanRegistry
@@ -58,6 +59,7 @@ class Lifecycle:
         labelled = labelled_nodes() if self.address is not None else []
         stage_modules = self.plan.build_stages(self.model)
         worker = ray.remote(max_restarts=-1, max_task_retries=0)(StageWorker)
+        host_actor = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=100_000)(NodeHost)
         self.registry = ray.remote(num_cpus=0)(PlanRegistry).remote()
         scales = self._tier_scales()
         last = len(self.plan.tiers) - 1
@@ -65,9 +67,10 @@ class Lifecycle:
             tier = self.topology.path[t]
             module_ref = ray.put(stage_modules[t])  # each instance of tier t gets stage t only
             self._module_refs.append(module_ref)  # kept in scope: a restarted actor needs it again
+            configs = {}
             for node in tier.node_names():
                 link = self.topology.links[t] if t < last else None
-                cfg = StageConfig(
+                configs[node] = StageConfig(
                     tier=t,
                     tier_name=tier.name,
                     node=node,
@@ -94,28 +97,41 @@ class Lifecycle:
                     speed=tier.speed,
                     conditions=tuple(changes_for(self.conditions, self.topology, node)) if self.emulate else (),
                 )
-                parent = self.stages[self.topology.parents[node]] if t < last else None
-                self.stages[node] = worker.options(name=None, **self._placement(node, tier.name, labelled)).remote(
-                    cfg, module_ref, parent, self.registry
+            for group in pack_groups(tier.node_names(), self.processes_per_tier):
+                parents = [self.stages[self.topology.parents[node]] if t < last else None for node in group]
+                options = self._placement(group[0], tier.name, labelled)
+                if self.processes_per_tier is None:
+                    self.stages[group[0]] = worker.options(name=None, **options).remote(
+                        configs[group[0]], module_ref, parents[0], self.registry
+                    )
+                    continue
+                host = host_actor.options(name=None, **options).remote(
+                    module_ref, [(configs[n], p) for n, p in zip(group, parents)], self.registry
                 )
+                self.hosts.append(host)
+                for node in group:
+                    self.stages[node] = NodeHandle(host, node)
         for node in dict.fromkeys(self.stream_nodes):
-            self.sources[node] = self.stages[node]
+            self.sources[node] = handle = self.stages[node]
+            host = handle.host if isinstance(handle, NodeHandle) else None
+            self.feeder.connect(node, handle, host, group=host)
         self._wait_ready()
 
     def close(self) -> None:
         import ray
 
         try:
-            ray.get([h.shutdown.remote() for h in self.stages.values()], timeout=5)
+            ask_all(self.stages, "shutdown", timeout_s=5)
         except Exception:  # an actor already gone: nothing to stop
             pass
-        for handle in self.stages.values():
+        for handle in processes_of(self.stages):
             try:
                 ray.kill(handle, no_restart=True)
             except Exception:  # already gone
                 pass
         self.stages.clear()
         self.sources.clear()
+        self.hosts.clear()
         if self.registry is not None:
             try:
                 ray.kill(self.registry)
@@ -127,6 +143,19 @@ class Lifecycle:
             ray.shutdown()
             self._own_ray = False
 
+    def kill(self, node: str, process: bool = False) -> None:
+        """Kill ``node`` as a fault would, and let it come back: with ``process``, the whole actor process
+        it runs in (every node a packed process hosts, restarted by Ray); else only this node (a packed
+        node loses its state and starts again as a new incarnation; an unpacked node is its process).
+        Its senders replay what it lost, so nothing is lost or delivered twice."""
+        import ray
+
+        handle = self.stages[node]
+        if isinstance(handle, NodeHandle) and not process:
+            ray.get(handle.host.kill_node.remote(node))
+        else:
+            ray.kill(handle.host if isinstance(handle, NodeHandle) else handle, no_restart=False)
+
     # ------------------------------------------------------------------ placement
     def _placement(self, node: str, tier: str, labelled: list[dict]) -> dict:
         return actor_options(self.topology, self.address, node, tier, labelled)
@@ -134,7 +163,7 @@ class Lifecycle:
     def _wait_ready(self) -> None:
         import ray
 
-        pending = {h.hello.remote(): n for n, h in self.stages.items()}
+        pending = {ref: ", ".join(nodes) for nodes, ref, _ in tell_all(self.stages, "hello")}
         pending[self.registry.get.remote(0, 0)] = "the plan registry"  # started now, not at the first switch
         ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=self.ready_timeout_s)
         if waiting:

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from partition.plan import Plan
 
-from .errors import SwitchError
+from .errors import SwitchError, unavailable
+from .packing import ask_all, tell_all
 from .timeline import TimelineRecorder
 
 __all__ = ["LiveChanges"]
@@ -103,8 +104,8 @@ class LiveChanges:
         if self.adapter is not None and now - self._adapted_at >= 1.0:
             self._adapted_at = now
             try:  # counters only: percentiles of 21 actors' samples every second would cost a core
-                counters = ray.get([h.counters.remote() for h in self.stages.values()], timeout=10)
-            except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                counters = list(ask_all(self.stages, "counters", timeout_s=10).values())
+            except (*unavailable(), ray.exceptions.GetTimeoutError):
                 counters = None  # an actor is restarting: measure next round (its counters start again)
             if counters is not None:
                 self.adapter.step(self, counters)
@@ -132,5 +133,4 @@ class LiveChanges:
             self._clock_t0 = now
         if now - self._clock_sent >= 2.0:
             self._clock_sent = now
-            for handle in self.stages.values():
-                handle.start_clock.remote(self._clock_t0)
+            tell_all(self.stages, "start_clock", self._clock_t0)

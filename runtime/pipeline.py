@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 
 import torch
@@ -23,10 +22,12 @@ from partition.topology import Topology
 
 from .adapt import Adapter
 from .delivery import Ledger, Result
-from .errors import PipelineError, StageError
+from .errors import PipelineError, StageError, unavailable
+from .feeding import Feeder
 from .flow import SourceQueue
 from .lifecycle import Lifecycle
 from .live import LiveChanges
+from .packing import resolve_pack, tell_all
 from .placement import NODE_LABEL, TIER_LABEL
 from .raystart import quiet_ray
 from .report import stage_brief
@@ -58,6 +59,9 @@ class Pipeline(Lifecycle, LiveChanges):
             (``True``: an :class:`runtime.adapt.Adapter` with its defaults; or one of your own),
             during :meth:`stream`; a plan made with early exits is re-planned with them.
         graph: the captured model the plan was made from (for ``adapt``; default: captured again).
+        pack: processes for the nodes (:mod:`runtime.packing`): ``"auto"`` packs a local run's nodes into
+            as many processes as there are cores (one per tier at least) and gives each node of a cluster
+            its own; ``"node"``, ``"tier"``, or a number of processes per tier.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class Pipeline(Lifecycle, LiveChanges):
         conditions: list | None = None,
         adapt: bool | Adapter = False,
         graph=None,
+        pack: str | int = "auto",
     ) -> None:
         if list(plan.tiers) != [t.name for t in topology.path]:
             raise PipelineError(
@@ -115,7 +120,9 @@ class Pipeline(Lifecycle, LiveChanges):
         self._adapted_at = 0.0
         self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits
         self.queue_frames, self.threads, self.stall_s, self.ready_timeout_s = queue_frames, threads, stall_s, ready_timeout_s
-        self.stages: dict[str, object] = {}  # node -> actor handle
+        self.processes_per_tier = resolve_pack(pack, address, len(topology.path))  # None: a process per node
+        self.hosts: list = []  # the processes that host packed nodes (runtime.packing.NodeHost)
+        self.stages: dict[str, object] = {}  # node -> actor handle (a NodeHandle where nodes share a process)
         self.sources: dict[str, object] = {}  # device node -> its stage actor, which hosts its cameras
         self.stream_nodes = topology.source_nodes()  # source id -> device node
         self.tier_of = {node: i for i, tier in enumerate(topology.path) for node in tier.node_names()}
@@ -124,8 +131,7 @@ class Pipeline(Lifecycle, LiveChanges):
         self.window, self.queue_per_source = window, queue_per_source
         self.ledger = Ledger()  # numbering, held frames, exactly-once delivery
         self._waiting: dict[int, SourceQueue] = {}  # submitted frames not yet admitted, per source
-        self._unsent: dict[str, deque] = {}  # admitted frames not yet fed, per device node
-        self._feeds: dict[str, list] = {}  # feed calls in flight, per device node
+        self.feeder = Feeder(credits, _finished, self._feed_failed)  # admitted frames on their way to the devices
         self._results_buffer: list[Result] = []
         self._submitted = 0
         self._started = 0.0
@@ -154,41 +160,31 @@ class Pipeline(Lifecycle, LiveChanges):
         seq = self.ledger.next_seq.get(source, 0)
         packed = pack(Frame(source, seq, [born], dict(zip(self.plan.stages[0].inputs, x)), self.routes.get(source, self.version)))
         self.ledger.admit(source, node, packed)
-        self._unsent.setdefault(node, deque()).append(packed)
+        self.feeder.queue(node, packed)
         return seq
 
     def _pump(self) -> None:
         """Admit waiting frames (within each source's window) and feed device stages (within their credits),
         several frames per call when several are queued."""
-        import ray
-
         self._tick_clock()
         self._check_switch()
         for source, queue in self._waiting.items():
             while len(queue) and self.ledger.in_flight(source) < self.window:
                 born, x = queue.pop()
                 self._admit(source, x, born)
-        blocked = [n for n, unsent in self._unsent.items() if unsent and len(self._feeds.get(n, ())) >= self.credits]
-        if blocked:  # reap finished feed calls: one wait for all of them
-            refs = [r for calls in self._feeds.values() for r in calls]
-            done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
-            for node, calls in self._feeds.items():
-                for ref in [r for r in calls if r in done]:
-                    self._feed_failed(node, ref)
-                calls[:] = [r for r in calls if r not in done]
-        for node, unsent in self._unsent.items():
-            calls = self._feeds.setdefault(node, [])
-            while unsent and len(calls) < self.credits:
-                chunk = [unsent.popleft() for _ in range(min(len(unsent), 32))]
-                calls.append(self.sources[node].feed.remote(chunk))
+        self.feeder.pump()
 
-    def _feed_failed(self, node: str, ref) -> None:
+    def _feed_failed(self, nodes: list[str], ref) -> None:
         import ray
 
         try:
-            ray.get(ref)
-        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as exc:
-            log.warning("device stage %s unavailable (%s): its frames will be fed again", node, type(exc).__name__)
+            reply = ray.get(ref)
+        except unavailable() as exc:
+            log.warning("device stages %s unavailable (%s): their frames will be fed again", nodes, type(exc).__name__)
+            return
+        for node, outcome in reply.items() if isinstance(reply, dict) and "accepted" not in reply else ():
+            if isinstance(outcome, str):  # one node of a packed process: killed while it took frames
+                log.warning("device stage %s: %s; its frames will be fed again", node, outcome)
 
     def submit(self, source: int, *inputs: torch.Tensor, timeout_s: float = 60.0) -> None:
         """Hand one frame of ``source`` (e.g. a camera's latest image) to the pipeline; returns at once
@@ -237,7 +233,7 @@ class Pipeline(Lifecycle, LiveChanges):
         for node, ref in refs.items():
             try:
                 reply = ray.get(ref)
-            except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as exc:
+            except unavailable() as exc:
                 log.warning("sink %s unavailable (%s); waiting for its restart", node, type(exc).__name__)
                 time.sleep(0.2)
                 continue
@@ -255,8 +251,7 @@ class Pipeline(Lifecycle, LiveChanges):
         if self.ledger.held and now - self._last_progress > self.stall_s:
             log.warning("no result for %.1f s: devices get the undelivered inputs again, stages replay the unacknowledged", self.stall_s)
             self._refeed()
-            for h in self.stages.values():
-                h.replay_all.remote()
+            tell_all(self.stages, "replay_all")
             self._last_progress = time.perf_counter()
         self._pump()
         self._wall_s = time.perf_counter() - self._wall_start
@@ -282,8 +277,7 @@ class Pipeline(Lifecycle, LiveChanges):
 
     def _ack(self) -> None:
         marks = self.ledger.watermarks()
-        for h in self.stages.values():
-            h.ack.remote(marks)
+        tell_all(self.stages, "ack", marks)
         self._last_ack = time.perf_counter()
 
     def _sinks(self) -> dict:
@@ -340,7 +334,7 @@ class Pipeline(Lifecycle, LiveChanges):
             except Exception as exc:
                 log.warning("device stage %s not back yet (%s)", node, type(exc).__name__)
                 continue
-            self._unsent[node] = deque(frames)  # re-sent in admission order
+            self.feeder.refeed(node, frames)  # re-sent in admission order
         self._pump()
 
     def stream(
@@ -396,3 +390,9 @@ class Pipeline(Lifecycle, LiveChanges):
         from .report import build_report
 
         return build_report(self)
+
+
+def _finished(refs: list) -> set:
+    import ray
+
+    return set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])

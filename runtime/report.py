@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 from .emulation_limits import emulation_limits, limits_sentence
+from .errors import unavailable
+from .packing import ask_all
 
 __all__ = ["stage_brief", "build_report", "report_tables", "save_report", "summary_line", "measured_bottleneck", "run_facts"]
 
@@ -17,9 +19,9 @@ def _gather(handles: dict, tries: int = 20) -> list[dict]:
     on its own until it answers (with the fresh counters of its new incarnation)."""
     import ray
 
-    errors = (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
+    errors = (*unavailable(), ray.exceptions.GetTimeoutError)
     try:
-        return ray.get([h.metrics_json.remote() for h in handles.values()], timeout=10)
+        return list(ask_all(handles, "metrics_json", timeout_s=10).values())
     except errors:
         pass
     out = []
@@ -37,9 +39,7 @@ def _gather(handles: dict, tries: int = 20) -> list[dict]:
 
 def stage_brief(stages: dict) -> dict:
     """Frames in, out and unacknowledged per stage actor (``stages``: node -> handle), for error messages."""
-    import ray
-
-    metrics = ray.get([h.metrics_json.remote() for h in stages.values()])
+    metrics = ask_all(stages, "metrics_json").values()
     return {m["node"]: {"in": m["frames_in"], "out": m["frames_out"], "unacked": m.get("unacked", 0)} for m in metrics}
 
 

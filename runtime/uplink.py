@@ -17,6 +17,7 @@ import logging
 import time
 
 from .emulation import LinkShaper, sleep_until
+from .errors import unavailable
 from .flow import ReplayBuffer
 from .metrics import StageMetrics
 from .wire import wire_nbytes
@@ -27,11 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _is_actor_failure(exc: BaseException) -> bool:
-    try:
-        from ray.exceptions import ActorUnavailableError, RayActorError
-    except ImportError:  # pragma: no cover - ray is a dependency
-        return False
-    return isinstance(exc, (RayActorError, ActorUnavailableError))
+    return isinstance(exc, unavailable())
 
 
 class Uplink:

@@ -14,6 +14,8 @@ from collections import deque
 
 from partition.units import bytes_per_s
 
+from ..packing import ask_all
+
 __all__ = ["PipelineProbe", "tiers_static", "Series"]
 
 
@@ -88,7 +90,7 @@ class PipelineProbe:
         import ray
 
         try:
-            return ray.get([h.metrics_json.remote() for h in self.pipe.stages.values()], timeout=self.timeout_s)
+            return list(ask_all(self.pipe.stages, "metrics_json", timeout_s=self.timeout_s).values())
         except (ray.exceptions.RayError, TimeoutError):
             return None
 

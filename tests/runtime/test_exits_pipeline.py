@@ -11,7 +11,7 @@ from partition.exit_calib import calibrate
 from runtime.pipeline import Pipeline
 from tests.conftest import local_ray
 from tests.partition.test_exits import chain_with_exits, plan_with_live
-from tests.runtime.test_pipeline import fan_in_topology, run_while_killing, slowed
+from tests.runtime.test_pipeline import assert_killed, fan_in_topology, run_while_killing, slowed
 
 pytestmark = pytest.mark.ray_local
 
@@ -85,7 +85,7 @@ def test_killing_a_stage_actor_with_exits_loses_and_duplicates_nothing(ray_local
     want = eager_rule(em, inputs, thresholds)
     start = time.perf_counter()
     outputs, report, seen = run_while_killing(ray, pipe, victim, inputs)
-    assert seen["pid_after"] != seen["pid_before"]
+    assert_killed(seen, "process")
     passing = 150 if victim.startswith("device") else len(inputs)
     assert 20 <= seen["frames_in"] < passing  # killed mid-run
     check_exactly_once_in_order(outputs, want, inputs)

@@ -143,12 +143,14 @@ def test_malformed_and_oversized_frames_are_rejected_and_the_stage_keeps_running
     assert report["tiers"][1]["rejected"] == 2 and "over the limit" in report["tiers"][1]["last_reject"]
 
 
-def kill_when_busy(ray, handle, after_frames: int):
-    """Kill ``handle`` once it has taken ``after_frames`` more frames: mid-run by construction, not by a timer.
+def kill_when_busy(ray, pipe, victim: str, after_frames: int, how: str = "process"):
+    """Kill ``victim`` once it has taken ``after_frames`` more frames: mid-run by construction, not by a timer.
+    ``how``: "process" kills its actor process (every node a packed process hosts); "node" only the node.
 
     Returns the thread and a dict that gets ``frames_in`` at the moment of the kill, counted from the call
     (an actor of a pipeline shared by several tests has taken the frames of the tests before)."""
     seen: dict = {}
+    handle = pipe.stages[victim]
     before = ray.get(handle.metrics_json.remote())["frames_in"]
 
     def watch():
@@ -156,7 +158,7 @@ def kill_when_busy(ray, handle, after_frames: int):
             m = ray.get(handle.metrics_json.remote())
             if m["frames_in"] - before >= after_frames:
                 seen["frames_in"] = m["frames_in"] - before
-                ray.kill(handle, no_restart=False)
+                pipe.kill(victim, process=how == "process")
                 return
             time.sleep(0.01)
 
@@ -165,19 +167,30 @@ def kill_when_busy(ray, handle, after_frames: int):
     return thread, seen
 
 
-def run_while_killing(ray, pipe, victim: str, inputs, after_frames: int = 20):
+def identity(ray, handle) -> tuple:
+    """(process, incarnation) of a node: a process kill changes both, a node kill the incarnation."""
+    return ray.get(handle.pid.remote()), ray.get(handle.hello.remote())
+
+
+def run_while_killing(ray, pipe, victim: str, inputs, after_frames: int = 20, how: str = "process"):
     """``pipe.run(inputs)`` while ``victim`` is killed once it has taken ``after_frames`` frames:
-    ``(outputs, report, seen)``, ``seen`` with ``frames_in`` at the kill, the victim's ``pid_before``/``pid_after``
-    and ``delivered``, the frames this run delivered (the report counts those of earlier runs too)."""
+    ``(outputs, report, seen)``, ``seen`` with ``frames_in`` at the kill, the victim's ``before``/``after``
+    identity and ``delivered``, the frames this run delivered (the report counts those of earlier runs too)."""
     handle = pipe.stages[victim]
-    pid_before = ray.get(handle.pid.remote())
+    before = identity(ray, handle)
     delivered_before = pipe.report()["frames_delivered"]
-    killer, seen = kill_when_busy(ray, handle, after_frames=after_frames)
+    killer, seen = kill_when_busy(ray, pipe, victim, after_frames=after_frames, how=how)
     outputs = pipe.run(inputs, timeout_s=120)
     killer.join(timeout=10)
     report = pipe.report()
-    seen.update(pid_before=pid_before, pid_after=ray.get(handle.pid.remote()), delivered=report["frames_delivered"] - delivered_before)
+    seen.update(before=before, after=identity(ray, handle), delivered=report["frames_delivered"] - delivered_before)
     return outputs, report, seen
+
+
+def assert_killed(seen: dict, how: str) -> None:
+    """The fault really happened: a new incarnation, and with ``how="process"`` a new process."""
+    assert seen["after"][1] != seen["before"][1]
+    assert (seen["after"][0] != seen["before"][0]) == (how == "process")
 
 
 def shared_pipeline(topology: dict, plan_seconds=None, **options):
@@ -198,18 +211,24 @@ def plain_pipe():
 
 
 @pytest.fixture(scope="module")
-def pipe_to_kill_mid_run():
+def pipe_to_kill_mid_run(request):
     # emulated 8 ms per frame on every tier: each device takes 1.2 s for its 150 frames
-    yield from shared_pipeline({"emulate": True}, (0.008, 0.008, 0.008), max_batch=1, credits=2, stall_s=2.0)
+    yield from shared_pipeline({"emulate": True}, (0.008, 0.008, 0.008), max_batch=1, credits=2, stall_s=2.0, pack=request.param)
 
 
 @pytest.fixture(scope="module")
-def pipe_to_kill_mid_stream():
-    yield from shared_pipeline({"emulate": True, "fps": 40}, (0.005, 0.005, 0.005), max_batch=1, stall_s=2.0)
+def pipe_to_kill_mid_stream(request):
+    yield from shared_pipeline({"emulate": True, "fps": 40}, (0.005, 0.005, 0.005), max_batch=1, stall_s=2.0, pack=request.param)
+
+
+# a process per node (a real cluster's layout), and packed (a local run's: the devices share a process, and
+# so do the gateways): a packed process killed takes all its nodes with it; a packed node killed, only itself
+FAULTS = [("node", "process"), ("tier", "process"), ("tier", "node")]
 
 
 @pytest.mark.parametrize("victim", ["gateway-0", "edge-0", "device-1"])
-def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, pipe_to_kill_mid_run, victim):
+@pytest.mark.parametrize("pipe_to_kill_mid_run,how", FAULTS, indirect=["pipe_to_kill_mid_run"])
+def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, pipe_to_kill_mid_run, how, victim):
     import ray
 
     # each device takes 1.2 s for its 150 frames (8 ms each, emulated);
@@ -217,9 +236,9 @@ def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, p
     model, pipe = pipe_to_kill_mid_run
     inputs = [(torch.randn(1, 16),) for _ in range(300)]
     start = time.perf_counter()
-    outputs, report, seen = run_while_killing(ray, pipe, victim, inputs)
-    # the fault really happened, mid-run: a new process, killed while frames were still to come its way
-    assert seen["pid_after"] != seen["pid_before"]
+    outputs, report, seen = run_while_killing(ray, pipe, victim, inputs, how=how)
+    # the fault really happened, mid-run: a new incarnation, killed while frames were still to come its way
+    assert_killed(seen, how)
     passing = 150 if victim.startswith("device") else len(inputs)
     assert 20 <= seen["frames_in"] < passing
     want = eager(model, inputs)
@@ -234,17 +253,19 @@ def test_killing_a_stage_actor_mid_run_loses_and_duplicates_nothing(ray_local, p
 
 
 @pytest.mark.parametrize("victim", ["device-0", "gateway-0", "edge-0"])
-def test_killing_a_stage_during_stream_loses_and_duplicates_nothing(ray_local, pipe_to_kill_mid_stream, victim):
+@pytest.mark.parametrize("pipe_to_kill_mid_stream,how", FAULTS, indirect=["pipe_to_kill_mid_stream"])
+def test_killing_a_stage_during_stream_loses_and_duplicates_nothing(ray_local, pipe_to_kill_mid_stream, how, victim):
     import ray
 
     _, pipe = pipe_to_kill_mid_stream
     handle = pipe.stages[victim]
-    pid_before = ray.get(handle.pid.remote())
+    before = identity(ray, handle)
     sent_before = pipe.report()["sent_by_sources"]
-    killer, seen = kill_when_busy(ray, handle, after_frames=20)
+    killer, seen = kill_when_busy(ray, pipe, victim, after_frames=20, how=how)
     report = pipe.stream(seconds=3.0)
     killer.join(timeout=10)
-    assert ray.get(handle.pid.remote()) != pid_before  # it died while the cameras streamed
+    seen.update(before=before, after=identity(ray, handle))
+    assert_killed(seen, how)  # it died while the cameras streamed
     assert seen["frames_in"] >= 20
     delivered = dict(pipe.ledger.delivered)
     # every frame the cameras produced arrived, each once and in order (the ledger's watermark is gap-free);

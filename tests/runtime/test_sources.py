@@ -86,15 +86,15 @@ def test_a_stage_killed_while_frames_stream_in_loses_and_duplicates_nothing(ray_
     xs = [torch.randn(1, 16) for _ in range(200)]
     first = {s: pipe.ledger.next_seq.get(s, 0) for s in (0, 1)}  # the seqs the frames before this case took
     handle = pipe.stages[victim]
-    pid_before = ray.get(handle.pid.remote())
-    killer, seen = kill_when_busy(ray, handle, after_frames=20)
+    before = ray.get(handle.hello.remote())
+    killer, seen = kill_when_busy(ray, pipe, victim, after_frames=20, how="node")  # one node of a packed process
     results = []
     for i, x in enumerate(xs):
         pipe.submit(i % 2, x)
         results += pipe.poll(0.0)
     results += list(pipe.results(timeout_s=60))
     killer.join(timeout=10)
-    assert ray.get(handle.pid.remote()) != pid_before  # it really died, mid-stream
+    assert ray.get(handle.hello.remote()) != before  # it really died, mid-stream
     assert seen["frames_in"] < 100
     got = by_source(results)
     for s in (0, 1):
