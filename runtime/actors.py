@@ -25,12 +25,12 @@ from .emulation import LinkShaper, Timeline, sleep_until, stretch_s
 from .errors import StageError, UnknownPlanError
 from .flow import ReorderBuffer
 from .metrics import Series, StageMetrics, percentiles
-from .nodecpu import join_node_cgroup
+from .nodecpu import host_battery_pct, join_node_cgroup
 from .stage_config import StageConfig
 from .uplink import Uplink
 from .versions import STAGE_LOCK, PlanVersions, Version, freeze_heap
 from .wire import ERROR as _ERROR
-from .wire import Frame, pack, unpack
+from .wire import Frame, pack, shippable, unpack
 
 __all__ = ["StageConfig", "StageWorker"]
 
@@ -197,7 +197,8 @@ class StageWorker(PlanVersions):
         out = self.results.ready()[:max_frames]
         for source, seq, _ in out:
             self.delivered[source] = seq
-        return {"incarnation": self.incarnation, "results": [(s, q, v[0], v[1]) for s, q, v in out], "duplicates": self.results.duplicates}
+        results = [(s, q, shippable(v[0]), v[1]) for s, q, v in out]  # tensors travel as numpy arrays
+        return {"incarnation": self.incarnation, "results": results, "duplicates": self.results.duplicates}
 
     def _has_ready(self) -> bool:
         return any(self.results.next_seq.get(s, 0) in w for s, w in self.results.pending.items())
@@ -221,7 +222,7 @@ class StageWorker(PlanVersions):
             if self.uplink.shaper is None:
                 out["wire_calls_total"] = self.uplink.wire_calls_total
         emulated = self.now.get("battery_pct") if self.cfg.emulate else None
-        out["battery_pct"] = emulated if emulated is not None else _host_battery_pct()
+        out["battery_pct"] = emulated if emulated is not None else host_battery_pct()
         return out
 
     async def metrics_json(self) -> dict:
@@ -387,14 +388,3 @@ def _result(values):
     if is_exited(values):
         return values[ANSWER]
     return values
-
-
-def _host_battery_pct() -> float | None:
-    """This machine's battery charge, where it has one (a camera board, a laptop); None on mains power."""
-    try:
-        import psutil  # Ray ships it
-
-        battery = psutil.sensors_battery()
-    except (ImportError, AttributeError, NotImplementedError, OSError):
-        return None
-    return float(battery.percent) if battery is not None and not battery.power_plugged else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 from partition.conditions import changes_for
 from partition.graph import TensorSpec
@@ -17,7 +18,7 @@ from partition.plan import Plan
 from .actors import StageConfig, StageWorker
 from .connect import connect_driver
 from .errors import PipelineError
-from .packing import NodeHandle, NodeHost, ask_all, pack_groups, processes_of, tell_all
+from .packing import NodeHandle, NodeHost, ask_all, processes_of, tell_all
 from .placement import actor_options, labelled_nodes
 from .raystart import start_local_ray
 from .registry import PlanRegistry
@@ -59,15 +60,14 @@ class Lifecycle:
         labelled = labelled_nodes() if self.address is not None else []
         stage_modules = self.plan.build_stages(self.model)
         worker = ray.remote(max_restarts=-1, max_task_retries=0)(StageWorker)
-        host_actor = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=100_000)(NodeHost)
         self.registry = ray.remote(num_cpus=0)(PlanRegistry).remote()
         scales = self._tier_scales()
         last = len(self.plan.tiers) - 1
+        configs, module_refs = {}, {}
         for t in reversed(range(last + 1)):
             tier = self.topology.path[t]
-            module_ref = ray.put(stage_modules[t])  # each instance of tier t gets stage t only
-            self._module_refs.append(module_ref)  # kept in scope: a restarted actor needs it again
-            configs = {}
+            module_refs[t] = ray.put(stage_modules[t])  # each instance of tier t gets stage t only
+            self._module_refs.append(module_refs[t])  # kept in scope: a restarted actor needs it again
             for node in tier.node_names():
                 link = self.topology.links[t] if t < last else None
                 configs[node] = StageConfig(
@@ -97,25 +97,37 @@ class Lifecycle:
                     speed=tier.speed,
                     conditions=tuple(changes_for(self.conditions, self.topology, node)) if self.emulate else (),
                 )
-            for group in pack_groups(tier.node_names(), self.processes_per_tier):
-                parents = [self.stages[self.topology.parents[node]] if t < last else None for node in group]
-                options = self._placement(group[0], tier.name, labelled)
-                if self.processes_per_tier is None:
-                    self.stages[group[0]] = worker.options(name=None, **options).remote(
-                        configs[group[0]], module_ref, parents[0], self.registry
-                    )
-                    continue
-                host = host_actor.options(name=None, **options).remote(
-                    module_ref, [(configs[n], p) for n, p in zip(group, parents)], self.registry
-                )
-                self.hosts.append(host)
-                for node in group:
-                    self.stages[node] = NodeHandle(host, node)
+            if self.groups is None:  # a process per node, parents first
+                for node in tier.node_names():
+                    parent = self.stages[self.topology.parents[node]] if t < last else None
+                    actor = worker.options(name=None, **self._placement(node, tier.name, labelled))
+                    self.stages[node] = actor.remote(configs[node], module_refs[t], parent, self.registry)
+        if self.groups is not None:
+            self._start_hosts(configs, module_refs, labelled)
         for node in dict.fromkeys(self.stream_nodes):
             self.sources[node] = handle = self.stages[node]
             host = handle.host if isinstance(handle, NodeHandle) else None
             self.feeder.connect(node, handle, host, group=host)
         self._wait_ready()
+
+    def _start_hosts(self, configs: dict, module_refs: dict, labelled: list[dict]) -> None:
+        """Packed nodes: one :class:`NodeHost` per group, named so that hosts can find each other."""
+        import ray
+
+        host_actor = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=100_000)(NodeHost)
+        prefix = f"tierpipe-{uuid.uuid4().hex[:12]}"
+        name_of = {node: f"{prefix}-{i}" for i, group in enumerate(self.groups) for node in group}
+        parents = self.topology.parents
+        for group in self.groups:
+            tiers = sorted({configs[n].tier for n in group})
+            hosted = [(configs[n], (parents[n], name_of[parents[n]]) if n in parents else None) for n in group]
+            options = [self._placement(n, configs[n].tier_name, labelled) for n in group]
+            gpus = max(o.get("num_gpus", 0.0) for o in options)
+            opts = {**options[0], **({"num_gpus": gpus} if gpus else {})}
+            host = host_actor.options(name=name_of[group[0]], **opts).remote(hosted, self.registry, tiers, *[module_refs[t] for t in tiers])
+            self.hosts.append(host)
+            for node in group:
+                self.stages[node] = NodeHandle(host, node)
 
     def close(self) -> None:
         import ray

@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["NODE_CGROUP_ENV", "join_node_cgroup", "node_cores", "cpu_quota"]
+__all__ = ["NODE_CGROUP_ENV", "join_node_cgroup", "node_cores", "cpu_quota", "host_battery_pct"]
 
 NODE_CGROUP_ENV = "TIERPIPE_NODE_CGROUP"
 log = logging.getLogger(__name__)
@@ -69,3 +69,14 @@ def node_cores(folder: str | None = None) -> float | None:
     folder = folder if folder is not None else os.environ.get(NODE_CGROUP_ENV)
     quota = cpu_quota(folder) if folder else None
     return quota[0] / quota[1] if quota and quota[0] is not None else None
+
+
+def host_battery_pct() -> float | None:
+    """This machine's battery charge, where it has one (a camera board, a laptop); None on mains power."""
+    try:
+        import psutil  # Ray ships it
+
+        battery = psutil.sensors_battery()
+    except (ImportError, AttributeError, NotImplementedError, OSError):
+        return None
+    return float(battery.percent) if battery is not None and not battery.power_plugged else None

@@ -1,4 +1,4 @@
-"""Emulated nodes packed into few processes: one :class:`NodeHost` actor runs many nodes of a tier.
+"""Emulated nodes packed into few processes: one :class:`NodeHost` actor runs many nodes.
 
 On a real cluster every node is its own machine, so every node gets its own actor process
 (``pack="node"``). In a local run a process per node costs a Python process that imports torch
@@ -25,50 +25,55 @@ import os
 
 from .errors import NodeGoneError, PipelineError
 
-__all__ = ["NodeHandle", "NodeHost", "ask_all", "pack_groups", "processes_of", "resolve_pack", "tell_all"]
+__all__ = ["NodeHandle", "NodeHost", "ask_all", "pack_groups", "processes_of", "tell_all"]
 
 log = logging.getLogger(__name__)
 
 
-def resolve_pack(pack: str | int, address: str | None, tiers: int = 3, cores: int | None = None) -> int | None:
-    """Processes per tier for ``pack`` (None: one process per node).
+def pack_groups(topology, pack: str | int, address: str | None, cores: int | None = None) -> list[list[str]] | None:
+    """The nodes of ``topology`` grouped into processes for ``pack`` (None: a process per node).
 
-    ``"auto"`` packs a local run (``address`` None) into as many processes as the machine has cores,
-    shared out over the ``tiers`` (at least one per tier: 2 cores and 3 tiers give one process per tier),
-    and gives each node its own process on a cluster, where each node is its own machine; ``"node"``
-    always gives each node a process; ``"tier"`` one process per tier; an int caps the processes per tier.
+    - ``"auto"``: on a cluster (``address`` given) a process per node, since each node is its own
+      machine; in a local run, half as many processes as this machine has cores (at least one: the
+      driver needs a core too).
+    - ``"node"``: a process per node. ``"tier"``: one process per tier. An int: that many processes.
 
-    >>> resolve_pack("auto", None, tiers=3, cores=2), resolve_pack("auto", None, tiers=3, cores=16)
-    (1, 5)
-    >>> resolve_pack("auto", "auto"), resolve_pack("tier", "auto"), resolve_pack(3, None), resolve_pack("node", None)
-    (None, 1, 3, None)
+    Nodes are cut into processes in depth-first order from the sink, so a node mostly shares its process
+    with its parent and its frames reach it without a Ray call.
+
+    >>> from partition import Topology
+    >>> tiers = [{"name": n, "nodes": k, "speed": 1} for n, k in (("d", 4), ("g", 2), ("e", 1))]
+    >>> links = [{"from": "d", "to": "g", "bandwidth": "10 Mbit/s"}, {"from": "g", "to": "e", "bandwidth": "10 Mbit/s"}]
+    >>> t = Topology.from_dict({"name": "t", "tiers": tiers, "links": links})
+    >>> pack_groups(t, 2, None)
+    [['e-0', 'g-0', 'd-0', 'd-1'], ['g-1', 'd-2', 'd-3']]
+    >>> pack_groups(t, "tier", None), pack_groups(t, "auto", None, cores=2), pack_groups(t, "auto", "auto")
+    ([['d-0', 'd-1', 'd-2', 'd-3'], ['g-0', 'g-1'], ['e-0']], [['e-0', 'g-0', 'd-0', 'd-1', 'g-1', 'd-2', 'd-3']], None)
 
     Raises:
-        PipelineError: an unknown value, saying which are known.
+        PipelineError: an unknown ``pack``, saying which are known.
     """
-    if pack == "node":
+    if pack == "node" or (pack == "auto" and address is not None):
         return None
-    if pack == "auto":
-        return None if address is not None else max((cores or os.cpu_count() or 1) // max(tiers, 1), 1)
     if pack == "tier":
-        return 1
-    if isinstance(pack, int) and not isinstance(pack, bool) and pack >= 1:
-        return pack
-    raise PipelineError(f"pack={pack!r} is not known: use 'auto', 'node', 'tier' or a number of processes per tier (>= 1)")
-
-
-def pack_groups(nodes: list[str], processes: int | None) -> list[list[str]]:
-    """``nodes`` of one tier split into at most ``processes`` groups of consecutive nodes, as even as can be.
-
-    >>> pack_groups(["d0", "d1", "d2", "d3", "d4"], 2)
-    [['d0', 'd1', 'd2'], ['d3', 'd4']]
-    >>> pack_groups(["d0", "d1"], None), pack_groups(["e0"], 4)
-    ([['d0'], ['d1']], [['e0']])
-    """
-    if processes is None:
-        return [[n] for n in nodes]
-    per = math.ceil(len(nodes) / max(min(processes, len(nodes)), 1))
-    return [nodes[i : i + per] for i in range(0, len(nodes), per)]
+        return [list(tier.node_names()) for tier in topology.path]
+    if pack == "auto":
+        processes = max((cores or os.cpu_count() or 2) // 2, 1)
+    elif isinstance(pack, int) and not isinstance(pack, bool) and pack >= 1:
+        processes = pack
+    else:
+        raise PipelineError(f"pack={pack!r} is not known: use 'auto', 'node', 'tier' or a number of processes (>= 1)")
+    children: dict[str, list[str]] = {}
+    for node, parent in topology.parents.items():
+        children.setdefault(parent, []).append(node)
+    order: list[str] = []
+    stack = list(reversed(topology.path[-1].node_names()))
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(reversed(children.get(node, [])))
+    per = math.ceil(len(order) / min(processes, len(order)))
+    return [order[i : i + per] for i in range(0, len(order), per)]
 
 
 class _Method:
@@ -84,20 +89,60 @@ class _Method:
 class NodeHandle:
     """One node of a :class:`NodeHost`, used like the node's own actor handle (``h.push.remote(frames)``).
 
-    Picklable: stages hold their parent's handle to push to it.
+    Picklable: stages hold their parent's handle to push to it. Built from the host's Ray actor name
+    (``host_name``), it finds the host when first used: hosts are created knowing only each other's
+    names, since a child's host and its parent's may each hold the other's nodes.
     """
 
-    def __init__(self, host, node: str) -> None:
-        self.host = host
+    def __init__(self, host, node: str, host_name: str | None = None) -> None:
+        self._host = host
         self.node = node
+        self.host_name = host_name
+
+    @property
+    def host(self):
+        if self._host is None:
+            import ray
+
+            self._host = ray.get_actor(self.host_name)
+        return self._host
+
+    def __getstate__(self) -> dict:
+        return {"_host": None if self.host_name else self._host, "node": self.node, "host_name": self.host_name}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     def __getattr__(self, name: str) -> _Method:
-        if name.startswith("_") or name in ("host", "node"):
+        if name.startswith("_") or name in ("host", "node", "host_name"):
             raise AttributeError(name)
         return _Method(self.host, self.node, name)
 
     def __repr__(self) -> str:
         return f"NodeHandle({self.node})"
+
+
+class _LocalMethod:
+    __slots__ = ("host", "node", "name")
+
+    def __init__(self, host, node: str, name: str) -> None:
+        self.host, self.node, self.name = host, node, name
+
+    def remote(self, *args, **kwargs) -> asyncio.Task:
+        return asyncio.ensure_future(self.host.call(self.node, self.name, *args, **kwargs))
+
+
+class LocalHandle:
+    """A parent node hosted in the same process: its methods are called directly (no Ray call, no copy);
+    the frames still cross the emulated link, encoded as on the wire."""
+
+    def __init__(self, host: NodeHost, node: str) -> None:
+        self.host, self.node = host, node
+
+    def __getattr__(self, name: str) -> _LocalMethod:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _LocalMethod(self.host, self.node, name)
 
 
 def processes_of(stages: dict) -> list:
@@ -135,28 +180,117 @@ def ask_all(stages: dict, method: str, *args, timeout_s: float | None = None, **
     return {node: out[node] for node in stages}
 
 
-class NodeHost:
-    """Many nodes of one tier in one process (wrapped with ``ray.remote`` by the pipeline).
+class Courier:
+    """Pushes from the nodes of this process to the nodes of another, coalesced: one Ray call per
+    destination process at most every ``linger_s`` (the first after a quiet spell goes at once).
 
-    Args:
-        stage: the tier's stage module, shared by the nodes (frames run one at a time in a process).
-        nodes: ``(StageConfig, parent handle)`` of each node it hosts.
-        registry: the pipeline's plan registry (restarted nodes fetch plan versions from it).
+    A Ray call costs its two ends about a millisecond of CPU whatever it carries; 16 cameras sending a
+    frame each to their gateways in one call instead of 16 is most of what packing saves per frame.
     """
 
-    def __init__(self, stage, nodes: list, registry=None) -> None:
+    def __init__(self, linger_s: float = 0.002) -> None:
+        self.linger_s = linger_s
+        self.pending: dict = {}  # destination host -> [(node, args, future)]
+        self.last: dict = {}  # destination host -> loop time of its last call
+        self.tasks: set[asyncio.Task] = set()
+        self.calls = 0
+
+    def push(self, handle: NodeHandle, *args) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        batch = self.pending.get(handle.host)
+        if batch is None:
+            batch = self.pending[handle.host] = []
+            wait = self.last.get(handle.host, float("-inf")) + self.linger_s - loop.time()
+            loop.call_later(max(wait, 0.0), self._flush, handle.host)
+        batch.append((handle.node, args, future))
+        return future
+
+    def _flush(self, host) -> None:
+        batch = self.pending.pop(host)
+        self.last[host] = asyncio.get_running_loop().time()
+        self.calls += 1
+        task = asyncio.ensure_future(self._settle(host.push_many.remote([(node, args) for node, args, _ in batch]), batch))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    @staticmethod
+    async def _settle(ref, batch: list) -> None:
+        try:
+            replies = await ref
+        except Exception as exc:  # the destination process died: every push in the call failed with it
+            replies = [exc] * len(batch)
+        for (_, _, future), reply in zip(batch, replies):
+            if future.done():
+                continue
+            if isinstance(reply, BaseException):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+
+class _CoalescedPush:
+    __slots__ = ("courier", "handle")
+
+    def __init__(self, courier: Courier, handle: NodeHandle) -> None:
+        self.courier, self.handle = courier, handle
+
+    def remote(self, *args):
+        return self.courier.push(self.handle, *args)
+
+
+class CoalescedHandle:
+    """A parent node as its children in this process see it: ``push`` goes through the :class:`Courier`,
+    anything else straight to the node."""
+
+    def __init__(self, courier: Courier, handle: NodeHandle) -> None:
+        self.push = _CoalescedPush(courier, handle)
+        self.handle = handle
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.handle, name)
+
+
+class NodeHost:
+    """Many nodes in one process (wrapped with ``ray.remote`` and a unique actor name by the pipeline).
+
+    Args:
+        nodes: ``(StageConfig, parent)`` of each node it hosts; ``parent`` is ``(node, host name)``
+            of the node it sends to, or None for a sink.
+        registry: the pipeline's plan registry (restarted nodes fetch plan versions from it).
+        tiers, *stages: the stage module of each tier it hosts nodes of, shared by those nodes (frames
+            run one at a time in a process).
+    """
+
+    def __init__(self, nodes: list, registry, tiers: list[int], *stages) -> None:
         from .actors import StageWorker
 
         self._make = StageWorker
-        self.stage = stage
+        self.stages = dict(zip(tiers, stages))
         self.registry = registry
-        self.specs = {cfg.node: (cfg, parent) for cfg, parent in nodes}
-        self.workers = {node: StageWorker(cfg, stage, parent, registry, freeze=False) for node, (cfg, parent) in self.specs.items()}
+        self.courier = Courier()
+        hosted = {cfg.node for cfg, _ in nodes}
+        self.specs = {cfg.node: (cfg, self._parent(parent, hosted)) for cfg, parent in nodes}
+        self.workers = {node: self._worker(node) for node in self.specs}
         self.calls: dict[str, set[asyncio.Task]] = {node: set() for node in self.specs}
         self.kills: dict[str, int] = dict.fromkeys(self.specs, 0)
         from .versions import freeze_heap
 
         freeze_heap()  # once for the process, not once per node
+
+    def _parent(self, parent, hosted: set):
+        if parent is None:
+            return None
+        node, host_name = parent
+        if node in hosted:
+            return LocalHandle(self, node)
+        return CoalescedHandle(self.courier, NodeHandle(None, node, host_name))
+
+    def _worker(self, node: str):
+        cfg, parent = self.specs[node]
+        return self._make(cfg, self.stages[cfg.tier], parent, self.registry, freeze=False)
 
     async def call(self, node: str, method: str, *args, **kwargs):
         """Run ``method`` of ``node``'s worker. A call cut short by :meth:`kill_node` raises
@@ -180,8 +314,8 @@ class NodeHost:
         """Kill one emulated node: its queued and unacknowledged frames and loaded plan versions are lost,
         its calls in progress fail, and it starts again under a new incarnation. Returns that incarnation."""
         old = self.workers[node]
-        cfg, parent = self.specs[node]
-        self.workers[node] = self._make(cfg, self.stage, parent, self.registry, freeze=False)
+        cfg = self.specs[node][0]
+        self.workers[node] = self._worker(node)
         await old.shutdown()
         for task in list(self.calls[node]):
             task.cancel()
@@ -194,11 +328,19 @@ class NodeHost:
         replies = await asyncio.gather(*(self.call(n, method, *args, **kwargs) for n in nodes))
         return dict(zip(nodes, replies))
 
+    async def push_many(self, pushes: list) -> list:
+        """``[(node, push args)]`` from another process's :class:`Courier`: each node's push reply, or the
+        error that refused it (returned, not raised: one node's fault is not the others')."""
+        return await asyncio.gather(*(self.call(node, "push", *args) for node, args in pushes), return_exceptions=True)
+
     async def feed_many(self, chunks: dict) -> dict:
         """Feed several device nodes in one call: node -> its feed reply, or the error that cut it short
         (that node's frames are fed again by the driver's stall watch; the others are not held up)."""
         replies = await asyncio.gather(*(self.call(n, "feed", frames) for n, frames in chunks.items()), return_exceptions=True)
         return {n: (f"{type(r).__name__}: {r}" if isinstance(r, BaseException) else r) for n, r in zip(chunks, replies)}
+
+    async def courier_calls(self) -> int:
+        return self.courier.calls
 
     async def nodes(self) -> list[str]:
         return sorted(self.workers)

@@ -23,11 +23,11 @@ from partition.topology import Topology
 from .adapt import Adapter
 from .delivery import Ledger, Result
 from .errors import PipelineError, StageError, unavailable
-from .feeding import Feeder
+from .feeding import Feeder, ray_finished, ray_settle
 from .flow import SourceQueue
 from .lifecycle import Lifecycle
 from .live import LiveChanges
-from .packing import resolve_pack, tell_all
+from .packing import pack_groups, tell_all
 from .placement import NODE_LABEL, TIER_LABEL
 from .raystart import quiet_ray
 from .report import stage_brief
@@ -37,6 +37,8 @@ from .wire import Frame, pack
 __all__ = ["Pipeline", "Result", "quiet_ray", "NODE_LABEL", "TIER_LABEL"]
 
 log = logging.getLogger(__name__)
+
+POLL_EVERY_S = 0.02  # a stream asks the sinks for results at most this often
 
 
 class Pipeline(Lifecycle, LiveChanges):
@@ -60,8 +62,8 @@ class Pipeline(Lifecycle, LiveChanges):
             during :meth:`stream`; a plan made with early exits is re-planned with them.
         graph: the captured model the plan was made from (for ``adapt``; default: captured again).
         pack: processes for the nodes (:mod:`runtime.packing`): ``"auto"`` packs a local run's nodes into
-            as many processes as there are cores (one per tier at least) and gives each node of a cluster
-            its own; ``"node"``, ``"tier"``, or a number of processes per tier.
+            half as many processes as there are cores (at least one) and gives each node of a cluster its
+            own; ``"node"``, ``"tier"``, or a number of processes.
     """
 
     def __init__(
@@ -120,7 +122,7 @@ class Pipeline(Lifecycle, LiveChanges):
         self._adapted_at = 0.0
         self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits
         self.queue_frames, self.threads, self.stall_s, self.ready_timeout_s = queue_frames, threads, stall_s, ready_timeout_s
-        self.processes_per_tier = resolve_pack(pack, address, len(topology.path))  # None: a process per node
+        self.groups = pack_groups(topology, pack, address)  # the nodes of each process; None: a process per node
         self.hosts: list = []  # the processes that host packed nodes (runtime.packing.NodeHost)
         self.stages: dict[str, object] = {}  # node -> actor handle (a NodeHandle where nodes share a process)
         self.sources: dict[str, object] = {}  # device node -> its stage actor, which hosts its cameras
@@ -131,7 +133,7 @@ class Pipeline(Lifecycle, LiveChanges):
         self.window, self.queue_per_source = window, queue_per_source
         self.ledger = Ledger()  # numbering, held frames, exactly-once delivery
         self._waiting: dict[int, SourceQueue] = {}  # submitted frames not yet admitted, per source
-        self.feeder = Feeder(credits, _finished, self._feed_failed)  # admitted frames on their way to the devices
+        self.feeder = Feeder(credits, ray_finished, ray_settle)  # admitted frames on their way to the devices
         self._results_buffer: list[Result] = []
         self._submitted = 0
         self._started = 0.0
@@ -173,18 +175,6 @@ class Pipeline(Lifecycle, LiveChanges):
                 born, x = queue.pop()
                 self._admit(source, x, born)
         self.feeder.pump()
-
-    def _feed_failed(self, nodes: list[str], ref) -> None:
-        import ray
-
-        try:
-            reply = ray.get(ref)
-        except unavailable() as exc:
-            log.warning("device stages %s unavailable (%s): their frames will be fed again", nodes, type(exc).__name__)
-            return
-        for node, outcome in reply.items() if isinstance(reply, dict) and "accepted" not in reply else ():
-            if isinstance(outcome, str):  # one node of a packed process: killed while it took frames
-                log.warning("device stage %s: %s; its frames will be fed again", node, outcome)
 
     def submit(self, source: int, *inputs: torch.Tensor, timeout_s: float = 60.0) -> None:
         """Hand one frame of ``source`` (e.g. a camera's latest image) to the pipeline; returns at once
@@ -228,6 +218,9 @@ class Pipeline(Lifecycle, LiveChanges):
         buffered = len(out)
         if not self._wall_start:
             self._wall_start = time.perf_counter()
+        due = self.feeder.next_due()  # frames held back to ride together must not wait for the sinks
+        if due is not None:
+            timeout_s = max(min(timeout_s, due - time.perf_counter()), 0.0)
         marks = self.ledger.watermarks()
         refs = {node: h.take.remote(4096, timeout_s, marks) for node, h in self._sinks().items()}
         for node, ref in refs.items():
@@ -360,7 +353,7 @@ class Pipeline(Lifecycle, LiveChanges):
         fps = fps or (self.topology.sources[0].fps if self.topology.sources else 10.0)
         samples = [x if isinstance(x, (tuple, list)) else (x,) for x in (inputs or [self.plan.example_inputs()])]
         start = time.perf_counter()
-        last_update, k, n = 0.0, 0, len(self.stream_nodes)
+        last_update, last_poll, k, n = 0.0, 0.0, 0, len(self.stream_nodes)
         while time.perf_counter() - start < seconds:
             # the cameras take their frames in turn, spread over the interval: cameras are not in phase, and
             # all of them at once would queue a burst at every shared stage that no real camera sees
@@ -376,7 +369,11 @@ class Pipeline(Lifecycle, LiveChanges):
                     on_update(self.report())
                 if now >= due:
                     break
+                if now - last_poll < POLL_EVERY_S:  # results come in batches: a call per frame would cost a core
+                    time.sleep(min(due, last_poll + POLL_EVERY_S) - now)
+                    continue
                 self.poll(min(due - now, 0.05))
+                last_poll = time.perf_counter()
         for _ in self.results(timeout_s=drain_s):
             pass
         self._ack()
@@ -390,9 +387,3 @@ class Pipeline(Lifecycle, LiveChanges):
         from .report import build_report
 
         return build_report(self)
-
-
-def _finished(refs: list) -> set:
-    import ray
-
-    return set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])

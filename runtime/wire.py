@@ -245,3 +245,43 @@ def _unpack(data, expected, where: str, max_nbytes: int, versions: bool) -> Fram
         missing, extra = sorted(set(expected) - set(values)), sorted(set(values) - set(expected))
         raise WireError(f"{where}: frame carries the wrong values: missing {missing}, unexpected {extra}; the sender runs another plan")
     return Frame(source, seq, ts, values, plan)
+
+
+class _Shipped:
+    """A result tensor on its way to the driver: pickled as a numpy array (out of band, no copy) and
+    rebuilt as a tensor on arrival. A plain tensor pickles through its storage: 0.1-0.3 ms a tensor
+    at each end, more than the sink spends on a small model's frame."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __reduce__(self):
+        return (_tensor_from, (self.array,))
+
+
+def _tensor_from(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def shippable(value):
+    """``value`` (a result: a tensor, or tuples, lists and dicts of them, or anything else) with its CPU
+    tensors wrapped to travel as numpy arrays; it unpickles as the same value.
+
+    >>> import pickle
+    >>> out = pickle.loads(pickle.dumps(shippable({"logits": torch.arange(3.0), "n": (torch.tensor([1]), 2)})))
+    >>> out["logits"], out["n"]
+    (tensor([0., 1., 2.]), (tensor([1]), 2))
+    """
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "cpu" or value.requires_grad or value.dtype in (torch.bfloat16,) or value.is_conj():
+            return value
+        return _Shipped(value.contiguous().numpy())
+    if isinstance(value, tuple) and type(value) is tuple:
+        return tuple(shippable(v) for v in value)
+    if isinstance(value, list):
+        return [shippable(v) for v in value]
+    if isinstance(value, dict) and type(value) is dict:
+        return {k: shippable(v) for k, v in value.items()}
+    return value
