@@ -52,7 +52,9 @@ class StageWorker(PlanVersions):
     fetches the versions it lacks from the pipeline's registry when their first frame arrives.
     """
 
-    def __init__(self, cfg: StageConfig, stage: Stage, parent=None, registry=None, freeze: bool = True) -> None:
+    def __init__(
+        self, cfg: StageConfig, stage: Stage, parent=None, registry=None, freeze: bool = True, batchable: bool | None = None
+    ) -> None:
         torch.set_num_threads(cfg.threads)
         self.cgroup = join_node_cgroup(cfg.where)  # on a lab host: the tier's CPU quota from here on
         self.cfg = cfg
@@ -61,11 +63,8 @@ class StageWorker(PlanVersions):
         self.e2e = Series()
         device = cfg.device if (cfg.device == "cuda" and torch.cuda.is_available()) else "cpu"
         self.device = device
-        self.versions: dict[int, Version] = {
-            0: Version(
-                BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch), cfg.expected, cfg.codec_up, cfg.emulated_compute_s
-            )
-        }
+        runner = BatchRunner(stage, cfg.expected, device=device, max_batch=cfg.max_batch, batchable=batchable)  # no probe if known
+        self.versions: dict[int, Version] = {0: Version(runner, cfg.expected, cfg.codec_up, cfg.emulated_compute_s)}
         self._specs = {0: cfg.expected}  # what each held plan version's frames carry (for unpack)
         self.registry = registry
         self.parent = parent

@@ -89,3 +89,13 @@ def non_negative_int(text: str) -> int:
 
 def port(text: str) -> int:
     return _int(text, 1, 65535)
+
+
+def pack(text: str) -> str | int:
+    """``--pack``: auto, node, tier, or a number of processes (>= 1)."""
+    if text in ("auto", "node", "tier"):
+        return text
+    try:
+        return _int(text, 1)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto, node, tier or a number of processes (1 or more)") from None

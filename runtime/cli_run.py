@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.live import Live
 
-from .argtypes import add_view_args, positive, positive_int
+from .argtypes import add_view_args, pack, positive, positive_int
 
 
 def register(sub, partition_args) -> None:
@@ -17,6 +17,12 @@ def register(sub, partition_args) -> None:
     p.add_argument("--address", help="an existing Ray cluster ('auto' for `tierpipe cluster local`); default: local Ray")
     p.add_argument("--emulate", choices=["on", "off"], help="override the topology's emulate switch")
     p.add_argument("--max-batch", type=positive_int, default=8, help="frames a stage runs at once (default 8)")
+    p.add_argument(
+        "--pack",
+        type=pack,
+        default="auto",
+        help="processes for the nodes: auto (local: half as many as cores, nodes packed; cluster: one per node), node, tier, or a number",
+    )
     p.add_argument("--report", default="tierpipe-run/report.json", help="where to write the JSON report")
     p.add_argument(
         "--conditions",
@@ -38,7 +44,7 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
     from .pipeline import Pipeline
     from .report import report_tables, summary_line
 
-    console.print(f"starting {sum(t.nodes for t in topo.path)} stage actors ({'local Ray' if not args.address else args.address})...")
+    console.print(f"starting {sum(t.nodes for t in topo.path)} nodes ({'local Ray' if not args.address else args.address})...")
     conditions = None
     if getattr(args, "conditions", None):
         from partition.conditions import load_conditions
@@ -58,7 +64,16 @@ def _stream(args, model, plan, topo, seconds: float, fps: float | None, emulate:
         view.start(console)
     try:
         with Pipeline(
-            plan, model, topo, address=args.address, emulate=emulate, max_batch=max_batch, conditions=conditions, adapt=adapt, graph=graph
+            plan,
+            model,
+            topo,
+            address=args.address,
+            emulate=emulate,
+            max_batch=max_batch,
+            conditions=conditions,
+            adapt=adapt,
+            graph=graph,
+            pack=getattr(args, "pack", "auto"),
         ) as pipe:
             if view is not None:
                 view.attach(pipe)

@@ -65,6 +65,10 @@ class Feeder:
         self.calls: dict[str, list] = {}  # feed calls in flight, per device node
         self.handles: dict[str, object] = {}  # node -> its handle (feed, hello)
         self.groups: dict[object, tuple[object, list[str]]] = {}  # process -> (its host handle or None, its nodes)
+        self.group_of: dict[str, object] = {}
+        self.ref_nodes: dict = {}  # feed call in flight -> the nodes it feeds
+        self.reaped_at = 0.0
+        self.waiting_nodes: set[str] = set()  # nodes with frames waiting (a city has 1,000 nodes: never scan them all)
 
     def connect(self, node: str, handle, host=None, group=None) -> None:
         """Feed ``node`` through ``handle.feed``, or, with ``host``, through ``host.feed_many`` together
@@ -72,36 +76,41 @@ class Feeder:
         self.handles[node] = handle
         key = group if host is not None else ("node", node)
         self.groups.setdefault(key, (host, []))[1].append(node)
+        self.group_of[node] = key
         self.unsent.setdefault(node, deque())
         self.calls.setdefault(node, [])
 
     def queue(self, node: str, packed) -> None:
         self.unsent[node].append(packed)
+        self.waiting_nodes.add(node)
 
     def refeed(self, node: str, frames: list) -> None:
         """Replace what waits for ``node`` with ``frames`` (its undelivered ones, in admission order)."""
         self.unsent[node] = deque(frames)
+        if frames:
+            self.waiting_nodes.add(node)
 
     def next_due(self) -> float | None:
         """When frames held back by ``linger_s`` are due to go (None: none are waiting)."""
-        due = [self.last.get(key, 0.0) + self.linger_s for key, (_, nodes) in self.groups.items() if any(self.unsent[n] for n in nodes)]
+        due = [self.last.get(key, 0.0) + self.linger_s for key in {self.group_of[n] for n in self.waiting_nodes}]
         return min(due) if due else None
 
     def pump(self, flush: bool = False) -> None:
-        """Reap finished calls when a node with frames is out of credits, then send all that credits and
-        ``linger_s`` allow (``flush``: all that credits allow)."""
-        if any(self.unsent[n] and len(self.calls[n]) >= self.credits for n in self.unsent):
-            refs = list(dict.fromkeys(r for calls in self.calls.values() for r in calls))
-            done = self.finished(refs)
-            for ref in refs:
-                if ref in done:
-                    self.settle([n for n, calls in self.calls.items() if ref in calls], ref)
-            for calls in self.calls.values():
-                calls[:] = [r for r in calls if r not in done]
+        """Reap finished calls (every ``linger_s``, or at once when a node with frames is out of credits),
+        then send all that credits and ``linger_s`` allow (``flush``: all that credits allow)."""
         now = self.clock()
-        for key, (host, nodes) in self.groups.items():
+        blocked = any(len(self.calls[n]) >= self.credits for n in self.waiting_nodes)
+        if self.ref_nodes and (blocked or now - self.reaped_at >= self.linger_s):
+            self.reaped_at = now
+            for ref in self.finished(list(self.ref_nodes)):
+                nodes = self.ref_nodes.pop(ref)
+                self.settle(nodes, ref)
+                for n in nodes:
+                    self.calls[n].remove(ref)
+        for key in {self.group_of[n] for n in self.waiting_nodes}:
+            host, _ = self.groups[key]
             while True:
-                ready = [n for n in nodes if self.unsent[n] and len(self.calls[n]) < self.credits]
+                ready = sorted(n for n in self.waiting_nodes if self.group_of[n] == key and len(self.calls[n]) < self.credits)
                 if not ready:
                     break
                 if not flush and now - self.last.get(key, float("-inf")) < self.linger_s:
@@ -110,8 +119,11 @@ class Feeder:
                 self.last[key] = now
                 chunks = {n: [self.unsent[n].popleft() for _ in range(min(len(self.unsent[n]), self.chunk))] for n in ready}
                 ref = host.feed_many.remote(chunks) if host is not None else self.handles[ready[0]].feed.remote(chunks[ready[0]])
+                self.ref_nodes[ref] = ready
                 for n in ready:
                     self.calls[n].append(ref)
+                    if not self.unsent[n]:
+                        self.waiting_nodes.discard(n)
 
     def waiting(self) -> int:
         return sum(len(q) for q in self.unsent.values())

@@ -202,7 +202,10 @@ class Courier:
         if batch is None:
             batch = self.pending[handle.host] = []
             wait = self.last.get(handle.host, float("-inf")) + self.linger_s - loop.time()
-            loop.call_later(max(wait, 0.0), self._flush, handle.host)
+            if wait > 0:
+                loop.call_later(wait, self._flush, handle.host)
+            else:
+                loop.call_soon(self._flush, handle.host)
         batch.append((handle.node, args, future))
         return future
 
@@ -271,6 +274,8 @@ class NodeHost:
         self.stages = dict(zip(tiers, stages))
         self.registry = registry
         self.courier = Courier()
+        self.batchable: dict[int, bool] = {}
+        self.resolved = False  # the hosts of parents in other processes looked up (_resolve)
         hosted = {cfg.node for cfg, _ in nodes}
         self.specs = {cfg.node: (cfg, self._parent(parent, hosted)) for cfg, parent in nodes}
         self.workers = {node: self._worker(node) for node in self.specs}
@@ -288,13 +293,23 @@ class NodeHost:
             return LocalHandle(self, node)
         return CoalescedHandle(self.courier, NodeHandle(None, node, host_name))
 
+    async def _resolve(self) -> None:
+        """Look up the other processes this one sends to, off the event loop (a lookup blocks), once."""
+        far = [p.handle for _, p in self.specs.values() if isinstance(p, CoalescedHandle)]
+        await asyncio.to_thread(lambda: [h.host for h in far])
+        self.resolved = True
+
     def _worker(self, node: str):
         cfg, parent = self.specs[node]
-        return self._make(cfg, self.stages[cfg.tier], parent, self.registry, freeze=False)
+        worker = self._make(cfg, self.stages[cfg.tier], parent, self.registry, freeze=False, batchable=self.batchable.get(cfg.tier))
+        self.batchable[cfg.tier] = worker.versions[0].runner.batchable  # one probe per tier, not one per node
+        return worker
 
     async def call(self, node: str, method: str, *args, **kwargs):
         """Run ``method`` of ``node``'s worker. A call cut short by :meth:`kill_node` raises
         :class:`NodeGoneError`, which senders treat as a dead actor (they replay once it answers again)."""
+        if not self.resolved:
+            await self._resolve()
         worker = self.workers.get(node)
         if worker is None:
             raise PipelineError(f"this process hosts {sorted(self.workers)}, not {node!r}")

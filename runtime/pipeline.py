@@ -133,6 +133,7 @@ class Pipeline(Lifecycle, LiveChanges):
         self.window, self.queue_per_source = window, queue_per_source
         self.ledger = Ledger()  # numbering, held frames, exactly-once delivery
         self._waiting: dict[int, SourceQueue] = {}  # submitted frames not yet admitted, per source
+        self._queued: set[int] = set()  # the sources with frames in _waiting
         self.feeder = Feeder(credits, ray_finished, ray_settle)  # admitted frames on their way to the devices
         self._results_buffer: list[Result] = []
         self._submitted = 0
@@ -170,10 +171,13 @@ class Pipeline(Lifecycle, LiveChanges):
         several frames per call when several are queued."""
         self._tick_clock()
         self._check_switch()
-        for source, queue in self._waiting.items():
+        for source in list(self._queued):  # only the sources with frames waiting: a city has 1,000
+            queue = self._waiting[source]
             while len(queue) and self.ledger.in_flight(source) < self.window:
                 born, x = queue.pop()
                 self._admit(source, x, born)
+            if not len(queue):
+                self._queued.discard(source)
         self.feeder.pump()
 
     def submit(self, source: int, *inputs: torch.Tensor, timeout_s: float = 60.0) -> None:
@@ -189,7 +193,9 @@ class Pipeline(Lifecycle, LiveChanges):
         self._source(source)
         self._check_input(self._submitted, inputs)
         self._submitted += 1
-        queue = self._waiting.setdefault(source, SourceQueue(self.topology.policy_of(source), self.queue_per_source))
+        queue = self._waiting.get(source)
+        if queue is None:
+            queue = self._waiting[source] = SourceQueue(self.topology.policy_of(source), self.queue_per_source)
         deadline = time.perf_counter() + timeout_s
         while not queue.offer((time.time(), inputs)):  # block: full until results come back
             arrived = self.poll(0.01)
@@ -198,6 +204,7 @@ class Pipeline(Lifecycle, LiveChanges):
                 raise PipelineError(
                     f"source {source} could not hand over a frame for {timeout_s:.0f} s: per stage: {stage_brief(self.stages)}"
                 )
+        self._queued.add(source)
         self._pump()
 
     @property

@@ -35,6 +35,7 @@ __all__ = ["register", "main", "FULL", "QUICK"]
 FULL = {"seeds": (1, 2, 3), "end_s": 1200.0, "camera_fps": 0.2}
 QUICK = {"seeds": (1,), "end_s": 240.0, "camera_fps": 1.0}
 CAMERA_FPS = 1.0
+REALTIME_FPS = 10.0  # --realtime: a live deployment's camera rate
 
 
 def register(sub) -> None:
@@ -70,7 +71,10 @@ def register(sub) -> None:
         "--controller", choices=("max_pressure", "greedy"), help="the camera-driven controller (default: the better one on exact queues)"
     )
     d.add_argument(
-        "--realtime", action="store_true", help="pace simulated time to the wall clock (a live deployment): nothing waits for frames"
+        "--realtime",
+        action="store_true",
+        help=f"pace simulated time to the wall clock (a live deployment): nothing waits for frames; cameras at "
+        f"{REALTIME_FPS:g} frames/s unless --camera-fps says otherwise, SUMO stepping as often",
     )
     d.add_argument("--out", default="tierpipe-demo", help="report directory (default tierpipe-demo/)")
     d.add_argument(
@@ -122,7 +126,7 @@ def main(args) -> int:
     )
     if args.quick and args.end is None and not default:
         scenario = replace(scenario, end_s=min(scenario.end_s, scenario.begin_s + QUICK["end_s"]))
-    fps = args.camera_fps or (preset["camera_fps"] if default else CAMERA_FPS)
+    fps = args.camera_fps or (REALTIME_FPS if args.realtime else preset["camera_fps"] if default else CAMERA_FPS)
     check_rates(fps, args.control_step, args.lag)
     config = DemoConfig(
         seeds=tuple(args.seeds or preset["seeds"]),

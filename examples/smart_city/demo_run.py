@@ -47,7 +47,9 @@ class DemoConfig:
     exit_error: float = 0.05  # its budget: mean absolute difference from the full model, vehicles per lane
 
     def options(self, controller: str = "max_pressure") -> SimOptions:
-        return SimOptions(self.control_step_s, self.min_green_s, self.max_green_s, self.lag_s, controller)
+        # SUMO steps as often as the cameras take frames (at most a second apart): 10 frames/s are 10 steps a second
+        step = min(1.0, 1.0 / self.camera_fps) if self.camera_fps > 1 else None
+        return SimOptions(self.control_step_s, self.min_green_s, self.max_green_s, self.lag_s, controller, step)
 
 
 def wifi_drop(topology: dict, path: Path) -> Path:

@@ -80,6 +80,7 @@ class SimOptions:
     max_green_s: float = 60.0
     lag_s: float = 1.0  # camera mode: a decision at t uses frames taken at or before t - lag_s
     controller: str = "max_pressure"  # camera mode's controller
+    step_s: float | None = None  # SUMO's step (None: the scenario's own, 1 s by default); 10 frames/s needs 0.1 s
 
 
 class _Halting(Mapping):
@@ -149,6 +150,8 @@ class TrafficSim:
         ]
         if extra:
             cmd += ["-a", ",".join(extra)]
+        if options.step_s:
+            cmd += ["--step-length", f"{options.step_s:g}"]
         libsumo.start(cmd)
         self.t = libsumo.simulation.getTime()
         self.dt = libsumo.simulation.getDeltaT()

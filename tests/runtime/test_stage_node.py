@@ -30,6 +30,7 @@ STAGE_MODULES = {
     "runtime.flow",
     "runtime.metrics",
     "runtime.nodecpu",
+    "runtime.packing",
     "runtime.registry",
     "runtime.stage_config",
     "runtime.uplink",
@@ -40,16 +41,21 @@ STAGE_MODULES = {
 NEVER = ("matplotlib", "libsumo", "sumolib", "scipy", "highspy", "pint", "rich", "examples", "transformers")
 
 
-def test_a_stage_actor_loads_only_the_per_frame_path_and_a_stream_reports_what_it_ran(ray_local):
+@pytest.mark.parametrize("pack", ["node", "auto"])
+def test_a_stage_actor_loads_only_the_per_frame_path_and_a_stream_reports_what_it_ran(ray_local, pack):
     import ray
+
+    from runtime.packing import processes_of
 
     torch.manual_seed(0)
     model, example = Chain().eval(), (torch.randn(1, 16),)
     topo = fan_in_topology(devices=2, gateways=1, fps=20)
     plan = partition(capture(model, example, timing="analytic"), topo, "throughput", pins={"layers.0": "device"})
-    with Pipeline(plan, model, topo, emulate=False) as pipe:
+    with Pipeline(plan, model, topo, emulate=False, pack=pack) as pipe:
         report = pipe.stream(1.0)
-        loaded = {node: set(ray.get(h.__ray_call__.remote(lambda self: list(sys.modules)))) for node, h in pipe.stages.items()}
+        processes = processes_of(pipe.stages)  # a process per node, or one hosting them all (2 cores)
+        loaded = {i: set(ray.get(h.__ray_call__.remote(lambda self: list(sys.modules)))) for i, h in enumerate(processes)}
+    assert len(loaded) == (len(pipe.tier_of) if pack == "node" else 1)
     for node, modules in loaded.items():
         own = {m for m in modules if m.split(".")[0] in ("partition", "runtime", "examples")}
         assert own <= STAGE_MODULES, f"{node} loaded {sorted(own - STAGE_MODULES)}"
