@@ -75,6 +75,7 @@ class StageWorker(PlanVersions):
         self._ready = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._inline = False  # run the stage on the event loop (set from measured compute)
+        self.pool = None  # a packed process's StagePool: frames of its nodes that run the same stage, run together
         self.compute_timeline = Timeline()  # emulated compute, back to back on a virtual clock
         self.acked: dict[int, int] = {}  # delivered watermarks the driver announced (via take or the parent)
         self.clock_t0: float | None = None  # wall time the stream started (conditions count from it)
@@ -172,10 +173,9 @@ class StageWorker(PlanVersions):
         return (self.cfg.speed / speed) if (speed and self.cfg.speed) else 1.0
 
     async def ack(self, watermarks: dict) -> None:
-        marks = {int(k): int(v) for k, v in watermarks.items()}
-        self.acked = marks
+        self.acked = watermarks  # the driver's: source -> delivered watermark
         if self.uplink is not None:
-            self.uplink.ack(marks)
+            self.uplink.ack(watermarks)  # looks up only the sources this node carries
 
     async def replay_all(self) -> int:
         return await self.uplink.replay_all() if self.uplink is not None else 0
@@ -186,7 +186,7 @@ class StageWorker(PlanVersions):
         ``acked``: the driver's delivered watermarks, handed down to the senders in push replies."""
         self._start()
         if acked:
-            self.acked = {int(k): int(v) for k, v in acked.items()}
+            self.acked = acked
         if not self._has_ready():
             self._ready.clear()
             try:
@@ -283,6 +283,8 @@ class StageWorker(PlanVersions):
                         self._holding.difference_update(f.key for f, _ in group if f.key not in self.uplink.replay)
 
     async def _run(self, runner: BatchRunner, values: list[dict]) -> list:
+        if self.pool is not None:
+            return await self.pool.run(runner, values)
         if self._inline:  # a small stage: a thread hop would cost more than the compute
             with STAGE_LOCK:  # never while a new stage is unpickled (versions.py)
                 return runner.run(values)

@@ -70,14 +70,28 @@ class ReplayBuffer:
         self._acked: dict[int, int] = {}
 
     def add(self, key: tuple[int, int], frame: object) -> None:
-        if key[1] > self._acked.get(key[0], -1):
+        mark = self._acked.get(key[0])
+        if mark is None:  # a source this link carries: its acknowledgements count from now on
+            self._acked[key[0]] = mark = -1
+        if key[1] > mark:
             self._frames[key] = frame
 
     def ack(self, watermarks: dict[int, int]) -> int:
-        """Forget frames with ``seq <= watermarks[source]``. Returns how many were dropped."""
-        for src, mark in watermarks.items():
-            self._acked[int(src)] = max(self._acked.get(int(src), -1), int(mark))
-        done = [k for k in self._frames if k[1] <= self._acked.get(k[0], -1)]
+        """Forget frames with ``seq <= watermarks[source]``. Returns how many were dropped.
+
+        Only the sources this link has carried are looked up: a city's watermarks name 1,000 sources,
+        and a camera's link carries one of them."""
+        if watermarks and not isinstance(next(iter(watermarks)), int):  # keys through JSON or msgpack
+            watermarks = {int(k): int(v) for k, v in watermarks.items()}
+        moved = False
+        for src, mark in self._acked.items():
+            new = watermarks.get(src)
+            if new is not None and new > mark:
+                self._acked[src] = new
+                moved = True
+        if not moved:
+            return 0
+        done = [k for k in self._frames if k[1] <= self._acked[k[0]]]
         for k in done:
             del self._frames[k]
         return len(done)
@@ -88,7 +102,7 @@ class ReplayBuffer:
 
     @property
     def watermarks(self) -> dict[int, int]:
-        """Per source, the highest sequence number acknowledged so far."""
+        """Per source this link carries, the highest sequence number acknowledged so far."""
         return dict(self._acked)
 
     def __len__(self) -> int:

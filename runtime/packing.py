@@ -22,20 +22,24 @@ import asyncio
 import logging
 import math
 import os
+import time
 
 from .errors import NodeGoneError, PipelineError
 
-__all__ = ["NodeHandle", "NodeHost", "ask_all", "pack_groups", "processes_of", "tell_all"]
+__all__ = ["NODES_PER_PROCESS", "NodeHandle", "NodeHost", "ask_all", "pack_groups", "processes_of", "tell_all"]
 
 log = logging.getLogger(__name__)
+
+
+NODES_PER_PROCESS = 8  # pack="auto": a local run's processes each host at least this many nodes (or all there are)
 
 
 def pack_groups(topology, pack: str | int, address: str | None, cores: int | None = None) -> list[list[str]] | None:
     """The nodes of ``topology`` grouped into processes for ``pack`` (None: a process per node).
 
     - ``"auto"``: on a cluster (``address`` given) a process per node, since each node is its own
-      machine; in a local run, half as many processes as this machine has cores (at least one: the
-      driver needs a core too).
+      machine; in a local run, a process per core, but no more than one per ``NODES_PER_PROCESS``
+      nodes (a process of its own per node costs more calls than it gains).
     - ``"node"``: a process per node. ``"tier"``: one process per tier. An int: that many processes.
 
     Nodes are cut into processes in depth-first order from the sink, so a node mostly shares its process
@@ -47,7 +51,7 @@ def pack_groups(topology, pack: str | int, address: str | None, cores: int | Non
     >>> t = Topology.from_dict({"name": "t", "tiers": tiers, "links": links})
     >>> pack_groups(t, 2, None)
     [['e-0', 'g-0', 'd-0', 'd-1'], ['g-1', 'd-2', 'd-3']]
-    >>> pack_groups(t, "tier", None), pack_groups(t, "auto", None, cores=2), pack_groups(t, "auto", "auto")
+    >>> pack_groups(t, "tier", None), pack_groups(t, "auto", None, cores=16), pack_groups(t, "auto", "auto")
     ([['d-0', 'd-1', 'd-2', 'd-3'], ['g-0', 'g-1'], ['e-0']], [['e-0', 'g-0', 'd-0', 'd-1', 'g-1', 'd-2', 'd-3']], None)
 
     Raises:
@@ -57,8 +61,9 @@ def pack_groups(topology, pack: str | int, address: str | None, cores: int | Non
         return None
     if pack == "tier":
         return [list(tier.node_names()) for tier in topology.path]
+    nodes = sum(t.nodes for t in topology.path)
     if pack == "auto":
-        processes = max((cores or os.cpu_count() or 2) // 2, 1)
+        processes = max(min(cores or os.cpu_count() or 1, math.ceil(nodes / NODES_PER_PROCESS)), 1)
     elif isinstance(pack, int) and not isinstance(pack, bool) and pack >= 1:
         processes = pack
     else:
@@ -232,6 +237,73 @@ class Courier:
                 future.set_result(reply)
 
 
+class StagePool:
+    """The frames of this process's nodes that run the same stage module, run as one batch.
+
+    A node of a packed process hands its frames here instead of running them itself; the frames that
+    come in one turn of the event loop run together (batched where the stage allows, as a node's own
+    fan-in batches are), and each node gets its own outputs back. Each node still books its tier's
+    emulated time for its own frames: only the host's real work is shared. 1,000 cameras in one process
+    cost a forward pass per turn, not one per frame.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[int, list] = {}  # id(stage) -> [(runner, values, future)]
+        self.threaded: dict[int, bool] = {}  # id(stage) -> its last batch was long: run it off the loop
+        self.tasks: set[asyncio.Task] = set()
+        self.batches = 0
+
+    def run(self, runner, values: list[dict]) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        key = id(runner.stage)
+        batch = self.pending.get(key)
+        if batch is None:
+            batch = self.pending[key] = []
+            loop.call_soon(self._flush, key)
+        batch.append((runner, values, future))
+        return future
+
+    def _flush(self, key: int) -> None:
+        task = asyncio.ensure_future(self._run(key, self.pending.pop(key)))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, key: int, batch: list) -> None:
+        from partition.split import INLINE_BELOW_S
+
+        from .versions import STAGE_LOCK
+
+        runner = batch[0][0]
+        values = [v for _, vs, _ in batch for v in vs]
+        self.batches += 1
+        start = time.perf_counter()
+        try:
+            if self.threaded.get(key):
+                outputs = await asyncio.to_thread(_locked_run, runner, values)
+            else:
+                with STAGE_LOCK:
+                    outputs = runner.run(values)
+        except Exception as exc:  # each node retries its own frames one by one (a bad frame fails alone)
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.threaded[key] = time.perf_counter() - start >= INLINE_BELOW_S
+        at = 0
+        for _, vs, future in batch:
+            if not future.done():
+                future.set_result(outputs[at : at + len(vs)])
+            at += len(vs)
+
+
+def _locked_run(runner, values: list[dict]) -> list:
+    from .versions import STAGE_LOCK
+
+    with STAGE_LOCK:
+        return runner.run(values)
+
+
 class _CoalescedPush:
     __slots__ = ("courier", "handle")
 
@@ -278,6 +350,7 @@ class NodeHost:
         self.resolved = False  # the hosts of parents in other processes looked up (_resolve)
         hosted = {cfg.node for cfg, _ in nodes}
         self.specs = {cfg.node: (cfg, self._parent(parent, hosted)) for cfg, parent in nodes}
+        self.pool = StagePool()
         self.workers = {node: self._worker(node) for node in self.specs}
         self.calls: dict[str, set[asyncio.Task]] = {node: set() for node in self.specs}
         self.kills: dict[str, int] = dict.fromkeys(self.specs, 0)
@@ -303,6 +376,7 @@ class NodeHost:
         cfg, parent = self.specs[node]
         worker = self._make(cfg, self.stages[cfg.tier], parent, self.registry, freeze=False, batchable=self.batchable.get(cfg.tier))
         self.batchable[cfg.tier] = worker.versions[0].runner.batchable  # one probe per tier, not one per node
+        worker.pool = self.pool
         return worker
 
     async def call(self, node: str, method: str, *args, **kwargs):

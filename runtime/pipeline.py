@@ -62,8 +62,8 @@ class Pipeline(Lifecycle, LiveChanges):
             during :meth:`stream`; a plan made with early exits is re-planned with them.
         graph: the captured model the plan was made from (for ``adapt``; default: captured again).
         pack: processes for the nodes (:mod:`runtime.packing`): ``"auto"`` packs a local run's nodes into
-            half as many processes as there are cores (at least one) and gives each node of a cluster its
-            own; ``"node"``, ``"tier"``, or a number of processes.
+            a process per core (at least 8 nodes each) and gives each node of a cluster its own process;
+            ``"node"``, ``"tier"``, or a number of processes.
     """
 
     def __init__(
