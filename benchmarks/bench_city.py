@@ -21,12 +21,14 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import save  # noqa: E402
 from partition import Topology, capture, partition  # noqa: E402
+from runtime.emulation_limits import limits_sentence  # noqa: E402
 from runtime.pipeline import Pipeline  # noqa: E402
 
 
@@ -91,15 +93,14 @@ def main() -> None:
         ready = time.perf_counter() - start
         pipe.run([example])
         first = time.perf_counter() - start
-        print(f"start-up: {len(pipe.hosts) or len(pipe.stages)} processes ready in {ready:.1f} s, first result after {first:.1f} s")
+        processes = len(pipe.hosts) or len(pipe.stages)
+        print(f"start-up: {processes} processes ready in {ready:.1f} s, first result after {first:.1f} s")
         before = pipe.ledger.total
-
-        def update(report: dict) -> None:
-            if not mid and time.perf_counter() - streaming > args.seconds / 2:
-                mid.update(memory_mb())
-
+        sampler = threading.Timer(args.seconds / 2, lambda: mid.update(memory_mb()))  # mid-stream
+        sampler.start()
         streaming = time.perf_counter()
-        report = pipe.stream(args.seconds, fps=args.fps, on_update=update)
+        report = pipe.stream(args.seconds, fps=args.fps)
+        sampler.join()
         wall = time.perf_counter() - streaming
         delivered = pipe.ledger.total - before
         lost = pipe.admitted - pipe.ledger.total
@@ -109,7 +110,9 @@ def main() -> None:
         "topology": topo.name,
         "nodes": sum(t.nodes for t in topo.path),
         "pack": args.pack,
-        "processes": report.get("processes"),
+        "processes": processes,
+        "predicted_latency_ms": plan.predicted.latency_s * 1e3,
+        "predicted_fps": plan.predicted.throughput_fps,
         "ray_floor_s": floor,
         "ready_s": ready,
         "first_result_s": first,
@@ -124,14 +127,19 @@ def main() -> None:
         "delivered_twice": twice,
         "dropped_by_cameras": report["drops"],
         "repeats_dropped_at_sinks": report["duplicates_dropped"],
+        "emulation_limits": limits_sentence(report.get("emulation_limits") or []),
+        "measured_bottleneck": report.get("measured_bottleneck"),
         "memory_mb": mid,
         "memory_mb_total": round(sum(mid.values()), 1),
     }
     print(
         f"{topo.name}: {out['sustained_fps']:.0f} frames/s sustained of {offered:.0f} offered for {args.seconds:.0f} s; "
-        f"p50 {out['latency_ms_p50']:.0f} ms, p99 {out['latency_ms_p99']:.0f} ms; lost {lost}, delivered twice {twice}, "
+        f"p50 {out['latency_ms_p50']:.0f} ms, p99 {out['latency_ms_p99']:.0f} ms (the plan predicts "
+        f"{out['predicted_latency_ms']:.0f} ms a frame, queueing left out); lost {lost}, delivered twice {twice}, "
         f"dropped by cameras {report['drops']}; memory {out['memory_mb_total']:.0f} MB in {len(mid)} processes"
     )
+    if out["emulation_limits"]:
+        print(out["emulation_limits"])
     save("city", out)
 
 
