@@ -34,12 +34,13 @@ log = logging.getLogger(__name__)
 NODES_PER_PROCESS = 8  # pack="auto": a local run's processes each host at least this many nodes (or all there are)
 
 
-def pack_groups(topology, pack: str | int, address: str | None, cores: int | None = None) -> list[list[str]] | None:
+def pack_groups(topology, pack: str | int, address: str | None, emulate: bool = True, cores: int | None = None) -> list[list[str]] | None:
     """The nodes of ``topology`` grouped into processes for ``pack`` (None: a process per node).
 
     - ``"auto"``: on a cluster (``address`` given) a process per node, since each node is its own
-      machine; in a local run, a process per core, but no more than one per ``NODES_PER_PROCESS``
-      nodes (a process of its own per node costs more calls than it gains).
+      machine. In a local run, a process per core: emulated, no more than one per ``NODES_PER_PROCESS``
+      nodes (the tiers' time is emulated, so a process is only a host, and more of them cost start-up
+      and calls); not emulated, up to one per node (real compute runs stages side by side, a core each).
     - ``"node"``: a process per node. ``"tier"``: one process per tier. An int: that many processes.
 
     Nodes are cut into processes in depth-first order from the sink, so a node mostly shares its process
@@ -63,7 +64,7 @@ def pack_groups(topology, pack: str | int, address: str | None, cores: int | Non
         return [list(tier.node_names()) for tier in topology.path]
     nodes = sum(t.nodes for t in topology.path)
     if pack == "auto":
-        processes = max(min(cores or os.cpu_count() or 1, math.ceil(nodes / NODES_PER_PROCESS)), 1)
+        processes = max(min(cores or os.cpu_count() or 1, math.ceil(nodes / NODES_PER_PROCESS) if emulate else nodes), 1)
     elif isinstance(pack, int) and not isinstance(pack, bool) and pack >= 1:
         processes = pack
     else:

@@ -62,8 +62,8 @@ class Pipeline(Lifecycle, LiveChanges):
             during :meth:`stream`; a plan made with early exits is re-planned with them.
         graph: the captured model the plan was made from (for ``adapt``; default: captured again).
         pack: processes for the nodes (:mod:`runtime.packing`): ``"auto"`` packs a local run's nodes into
-            a process per core (at least 8 nodes each) and gives each node of a cluster its own process;
-            ``"node"``, ``"tier"``, or a number of processes.
+            a process per core (emulated: at least 8 nodes each) and gives each node of a cluster its own
+            process; ``"node"``, ``"tier"``, or a number of processes.
     """
 
     def __init__(
@@ -122,7 +122,7 @@ class Pipeline(Lifecycle, LiveChanges):
         self._adapted_at = 0.0
         self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits
         self.queue_frames, self.threads, self.stall_s, self.ready_timeout_s = queue_frames, threads, stall_s, ready_timeout_s
-        self.groups = pack_groups(topology, pack, address)  # the nodes of each process; None: a process per node
+        self.groups = pack_groups(topology, pack, address, self.emulate)  # the nodes of each process; None: a process per node
         self.hosts: list = []  # the processes that host packed nodes (runtime.packing.NodeHost)
         self.stages: dict[str, object] = {}  # node -> actor handle (a NodeHandle where nodes share a process)
         self.sources: dict[str, object] = {}  # device node -> its stage actor, which hosts its cameras

@@ -42,6 +42,7 @@ def test_pack_modes():
     topo = tree(4, 2, 1)
     assert pack_groups(topo, "node", None) is None
     assert pack_groups(topo, "auto", "ray://cluster:10001") is None  # on a cluster each node is a machine
+    assert len(pack_groups(topo, "auto", None, emulate=False, cores=2)) == 2  # real compute: a core per process
     assert pack_groups(topo, "tier", None) == [["device-0", "device-1", "device-2", "device-3"], ["gateway-0", "gateway-1"], ["edge-0"]]
     assert pack_groups(topo, "auto", None, cores=2) == [
         [n for n in ("edge-0", "gateway-0", "device-0", "device-1", "gateway-1", "device-2", "device-3")]
