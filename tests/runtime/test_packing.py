@@ -10,7 +10,8 @@ import pytest
 from partition import Topology
 from runtime.errors import NodeGoneError, PipelineError
 from runtime.feeding import Feeder
-from runtime.packing import Courier, NodeHandle, NodeHost, pack_groups
+from runtime.hostshare import Courier
+from runtime.packing import NodeHandle, NodeHost, pack_groups
 
 
 def tree(devices: int, gateways: int, edges: int) -> Topology:
@@ -208,5 +209,35 @@ def test_killing_one_packed_node_fails_its_calls_and_leaves_the_others_alone():
         waiting["d1"].cancel()
         with pytest.raises(PipelineError, match="not 'x9'"):
             await host.call("x9", "hello")
+
+    asyncio.run(main())
+
+
+class _Runner:
+    """A stage that doubles numbers and fails on "bad" (a whole batch with a bad frame fails)."""
+
+    def __init__(self, stage) -> None:
+        self.stage, self.calls = stage, []
+
+    def run(self, values):
+        self.calls.append(list(values))
+        if "bad" in values:
+            raise ValueError("a bad frame")
+        return [v * 2 for v in values]
+
+
+def test_stage_pool_runs_the_frames_of_several_nodes_together_and_a_bad_frame_fails_only_its_node():
+    from runtime.hostshare import StagePool
+
+    async def main():
+        pool, stage = StagePool(), object()
+        a, b, other = _Runner(stage), _Runner(stage), _Runner(object())
+        got = await asyncio.gather(pool.run(a, [1, 2]), pool.run(b, [3]), pool.run(other, [5]))
+        assert got == [[2, 4], [6], [10]]
+        assert a.calls == [[1, 2, 3]] and b.calls == [] and other.calls == [[5]]  # one run per stage module
+        good, bad = pool.run(a, [7]), pool.run(b, ["bad"])
+        assert await good == [14]  # batched with another node's bad frame, run again on its own
+        with pytest.raises(ValueError, match="a bad frame"):
+            await bad
 
     asyncio.run(main())

@@ -30,6 +30,7 @@ STAGE_MODULES = {
     "runtime.flow",
     "runtime.metrics",
     "runtime.nodecpu",
+    "runtime.hostshare",
     "runtime.packing",
     "runtime.registry",
     "runtime.stage_config",

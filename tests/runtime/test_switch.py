@@ -78,7 +78,8 @@ def test_switch_under_load_keeps_every_frame_once_in_order(ray_local):
     assert report["frames_delivered"] == len(inputs) and report["duplicates_dropped"] == 0
 
 
-def test_an_actor_killed_during_a_switch_loses_nothing(ray_local):
+@pytest.mark.parametrize("pack,how", [("node", "process"), ("tier", "process"), ("tier", "node")])
+def test_an_actor_killed_during_a_switch_loses_nothing(ray_local, pack, how):
     import os
     import signal
 
@@ -87,10 +88,13 @@ def test_an_actor_killed_during_a_switch_loses_nothing(ray_local):
     topo = fan_in_topology(devices=2, gateways=1)
     model, plan, other = two_plans(topo)
     killed = []
-    with Pipeline(plan, model, topo, max_batch=4) as pipe:
+    with Pipeline(plan, model, topo, max_batch=4, pack=pack) as pipe:
 
-        def kill_gateway():
-            os.kill(ray.get(pipe.stages["gateway-0"].pid.remote()), signal.SIGKILL)
+        def kill_gateway():  # its process (SIGKILL, as a crash), or the gateway node alone in its packed process
+            if how == "process":
+                os.kill(ray.get(pipe.stages["gateway-0"].pid.remote()), signal.SIGKILL)
+            else:
+                pipe.kill("gateway-0")
             killed.append(True)
 
         inputs, results, _ = stream_through_switch(pipe, other, during_switch=kill_gateway)
