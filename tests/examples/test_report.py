@@ -68,3 +68,21 @@ def test_the_verdict_says_who_wins_by_how_much_and_when_it_is_noise():
     assert verdict(t, "max_pressure")[1] == (
         "It beats fixed time (the network's program) (22.0 s) by 5%, within the seeds' spread (±3.0 s)."
     )
+
+
+def test_a_realtime_run_is_held_to_the_cameras_rate_in_its_targets():
+    from examples.smart_city.report import _targets
+
+    def report(fps, realtime):
+        return {
+            "pipeline": {"fps": fps, "latency_ms": {"p99": 60.0}, "uplink_saving_vs_raw": 0.75},
+            "traffic": {"mean_delay_s": {"camera": 14.4, "greedy_truth": 14.3}},
+            "time": {"realtime": realtime, "frames_per_simulated_s": 160.0},  # 16 cameras x 10 frames/s
+        }
+
+    rows = {t["target"]: t for t in _targets(report(159.9, True), "greedy")}
+    kept = rows["frames/s delivered vs the cameras' rate (realtime)"]
+    assert kept["met"] and kept["value"] == 0.999
+    behind = {t["target"]: t for t in _targets(report(120.0, True), "greedy")}["frames/s delivered vs the cameras' rate (realtime)"]
+    assert not behind["met"] and "could not keep up" in behind["why"]
+    assert not any("realtime" in t["target"] for t in _targets(report(20.0, False), "greedy"))  # simulated time waits
