@@ -135,7 +135,11 @@ class StageWorker(PlanVersions):
             self.metrics.frames_in += 1
             if self.uplink is not None:
                 self._holding.add(frame.key)
-            await self._queue.put((frame, time.perf_counter()))
+            try:
+                await self._queue.put((frame, time.perf_counter()))
+            except asyncio.CancelledError:  # never queued: a replay of it must not be taken for a repeat
+                self._holding.discard(frame.key)
+                raise
             if sent_at is not None:
                 self.metrics.inbound_s.add(time.time() - sent_at)
         return {"incarnation": self.incarnation, "accepted": len(frames) - len(rejected), "rejected": rejected, "acked": self._watermarks()}

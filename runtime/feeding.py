@@ -92,7 +92,8 @@ class Feeder:
 
     def next_due(self) -> float | None:
         """When frames held back by ``linger_s`` are due to go (None: none are waiting)."""
-        due = [self.last.get(key, 0.0) + self.linger_s for key in {self.group_of[n] for n in self.waiting_nodes}]
+        ready = {self.group_of[n] for n in self.waiting_nodes if len(self.calls[n]) < self.credits}  # out of credits: not due
+        due = [self.last.get(key, 0.0) + self.linger_s for key in ready]
         return min(due) if due else None
 
     def pump(self, flush: bool = False) -> None:
@@ -104,9 +105,9 @@ class Feeder:
             self.reaped_at = now
             for ref in self.finished(list(self.ref_nodes)):
                 nodes = self.ref_nodes.pop(ref)
-                self.settle(nodes, ref)
                 for n in nodes:
                     self.calls[n].remove(ref)
+                self.settle(nodes, ref)
         for key in {self.group_of[n] for n in self.waiting_nodes}:
             host, _ = self.groups[key]
             while True:

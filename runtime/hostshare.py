@@ -52,7 +52,14 @@ class Courier:
         batch = self.pending.pop(host)
         self.last[host] = asyncio.get_running_loop().time()
         self.calls += 1
-        task = asyncio.ensure_future(self._settle(host.push_many.remote([(node, args) for node, args, _ in batch]), batch))
+        try:
+            ref = host.push_many.remote([(node, args) for node, args, _ in batch])
+        except Exception as exc:  # not even sent (e.g. arguments Ray cannot serialise): every push fails with it
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        task = asyncio.ensure_future(self._settle(ref, batch))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -120,9 +127,12 @@ class StagePool:
                     outputs = runner.run(values)
         except Exception as exc:
             if len(batch) == 1:  # the node retries its own frames one by one (a bad frame fails alone)
-                batch[0][2].set_exception(exc)
+                if not batch[0][2].done():
+                    batch[0][2].set_exception(exc)
                 return
             for runner, vs, future in batch:  # another node's frame may be the bad one: each node's frames alone
+                if future.done():  # its node was killed meanwhile
+                    continue
                 try:
                     with STAGE_LOCK:
                         future.set_result(runner.run(vs))

@@ -134,8 +134,10 @@ class _LocalMethod:
     def __init__(self, host, node: str, name: str) -> None:
         self.host, self.node, self.name = host, node, name
 
-    def remote(self, *args, **kwargs) -> asyncio.Task:
-        return asyncio.ensure_future(self.host.call(self.node, self.name, *args, **kwargs))
+    def remote(self, *args, **kwargs) -> asyncio.Future:
+        """The call runs as a task of the host, shielded: a caller that gives up (a killed child) must not
+        cut the parent's push short halfway, as a dead caller of a Ray actor would not either."""
+        return asyncio.shield(self.host.spawn(self.host.call(self.node, self.name, *args, **kwargs)))
 
 
 class LocalHandle:
@@ -206,6 +208,7 @@ class NodeHost:
         self.courier = Courier()
         self.batchable: dict[int, bool] = {}
         self.resolved = False  # the hosts of parents in other processes looked up (_resolve)
+        self.tasks: set[asyncio.Task] = set()  # calls between nodes of this process (spawn)
         hosted = {cfg.node for cfg, _ in nodes}
         self.specs = {cfg.node: (cfg, self._parent(parent, hosted)) for cfg, parent in nodes}
         self.pool = StagePool()
@@ -223,6 +226,14 @@ class NodeHost:
         if node in hosted:
             return LocalHandle(self, node)
         return CoalescedHandle(self.courier, NodeHandle(None, node, host_name))
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Start ``coro`` as a task held until done (the event loop holds tasks only weakly)."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a caller that left does not read it
+        return task
 
     async def _resolve(self) -> None:
         """Look up the other processes this one sends to, off the event loop (a lookup blocks), once."""

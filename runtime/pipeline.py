@@ -122,6 +122,8 @@ class Pipeline(Lifecycle, LiveChanges):
         self._adapted_at = 0.0
         self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits
         self.queue_frames, self.threads, self.stall_s, self.ready_timeout_s = queue_frames, threads, stall_s, ready_timeout_s
+        if address is not None and pack not in ("auto", "node"):
+            raise PipelineError(f"pack={pack!r} with address={address!r}: on a cluster every node is its own machine; use pack='node'")
         self.groups = pack_groups(topology, pack, address, self.emulate)  # the nodes of each process; None: a process per node
         self.hosts: list = []  # the processes that host packed nodes (runtime.packing.NodeHost)
         self.stages: dict[str, object] = {}  # node -> actor handle (a NodeHandle where nodes share a process)

@@ -221,9 +221,10 @@ def pipe_to_kill_mid_stream(request):
     yield from shared_pipeline({"emulate": True, "fps": 40}, (0.005, 0.005, 0.005), max_batch=1, stall_s=2.0, pack=request.param)
 
 
-# a process per node (a real cluster's layout), and packed (a local run's: the devices share a process, and
-# so do the gateways): a packed process killed takes all its nodes with it; a packed node killed, only itself
-FAULTS = [("node", "process"), ("tier", "process"), ("tier", "node")]
+# a process per node (a real cluster's layout), and packed: a process per tier (a node's parent in another
+# process) or one for all (its parent in the same process); a packed process killed takes all its nodes with
+# it; a packed node killed, only itself
+FAULTS = [("node", "process"), ("tier", "process"), ("tier", "node"), (1, "node")]
 
 
 @pytest.mark.parametrize("victim", ["gateway-0", "edge-0", "device-1"])
