@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -30,3 +31,17 @@ def save(name: str, payload: dict) -> Path:
     print(json.dumps(summary, indent=1))
     print(f"saved {path}")
     return path
+
+
+@contextmanager
+def started(plan, model, topo, example, **options):
+    """A pipeline timed from ``Pipeline(...)`` to its first result: yields ``(pipe, start-up figures)``
+    (``processes``, ``ready_s``, ``first_result_s``), and closes it after."""
+    from runtime.pipeline import Pipeline
+
+    start = time.perf_counter()
+    with Pipeline(plan, model, topo, **options) as pipe:
+        ready = time.perf_counter() - start
+        pipe.run([example])
+        figures = {"processes": len(pipe.hosts) or len(pipe.stages), "ready_s": ready, "first_result_s": time.perf_counter() - start}
+        yield pipe, figures

@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import save  # noqa: E402
+from benchmarks._common import save, started  # noqa: E402
 from partition import Topology, capture, partition  # noqa: E402
 from runtime.emulation_limits import limits_sentence  # noqa: E402
-from runtime.pipeline import Pipeline  # noqa: E402
 
 
 def ray_floor_s() -> float:
@@ -88,12 +87,8 @@ def main() -> None:
     floor = ray_floor_s()
     print(f"{topo.name}: {sum(t.nodes for t in topo.path)} nodes, {len(topo.source_nodes())} cameras; bare Ray start {floor:.1f} s")
     mid: dict = {}
-    start = time.perf_counter()
-    with Pipeline(plan, model, topo, emulate=True, pack=pack) as pipe:
-        ready = time.perf_counter() - start
-        pipe.run([example])
-        first = time.perf_counter() - start
-        processes = len(pipe.hosts) or len(pipe.stages)
+    with started(plan, model, topo, example, emulate=True, pack=pack) as (pipe, figures):
+        processes, ready, first = figures["processes"], figures["ready_s"], figures["first_result_s"]
         print(f"start-up: {processes} processes ready in {ready:.1f} s, first result after {first:.1f} s")
         before = pipe.ledger.total
         sampler = threading.Timer(args.seconds / 2, lambda: mid.update(memory_mb()))  # mid-stream

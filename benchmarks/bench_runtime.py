@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import save  # noqa: E402
+from benchmarks._common import save, started  # noqa: E402
 from partition import Topology, capture, partition  # noqa: E402
 from runtime.pipeline import Pipeline  # noqa: E402
 from tests.models import Chain  # noqa: E402
@@ -252,14 +252,12 @@ def startup_smart_city() -> dict:
     model, example, plan, topo = _smart_city_queuenet()
     out: dict = {}
     for pack in ("auto", "node"):
-        start = time.perf_counter()
-        with Pipeline(plan, model, topo, emulate=True, pack=pack) as pipe:
-            ready = time.perf_counter() - start
-            pipe.run([example])
-            first = time.perf_counter() - start
-            processes = len(pipe.hosts) or len(pipe.stages)
-        out[pack] = {"processes": processes, "ready_s": ready, "first_result_s": first}
-        print(f"(e) smart_city, pack={pack}: {processes} processes; first result {first:.1f} s after Pipeline(...) (ready {ready:.1f} s)")
+        with started(plan, model, topo, example, emulate=True, pack=pack) as (_, figures):
+            out[pack] = figures
+        print(
+            f"(e) smart_city, pack={pack}: {figures['processes']} processes; first result {figures['first_result_s']:.1f} s "
+            f"after Pipeline(...) (ready {figures['ready_s']:.1f} s)"
+        )
         time.sleep(2)
     start = time.perf_counter()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)

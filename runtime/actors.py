@@ -28,7 +28,7 @@ from .metrics import Series, StageMetrics, percentiles
 from .nodecpu import host_battery_pct, join_node_cgroup
 from .stage_config import StageConfig
 from .uplink import Uplink
-from .versions import STAGE_LOCK, PlanVersions, Version, freeze_heap
+from .versions import PlanVersions, Version, freeze_heap, run_locked
 from .wire import ERROR as _ERROR
 from .wire import Frame, pack, shippable, unpack
 
@@ -37,11 +37,6 @@ __all__ = ["StageConfig", "StageWorker"]
 MAX_LATENCY_S = 3600.0  # an end-to-end time beyond this (or negative) comes from a wrong clock, not the pipeline
 
 log = logging.getLogger(__name__)
-
-
-def _run_locked(runner: BatchRunner, values: list[dict]) -> list:
-    with STAGE_LOCK:  # never while a new stage is unpickled (versions.py)
-        return runner.run(values)
 
 
 class StageWorker(PlanVersions):
@@ -290,9 +285,8 @@ class StageWorker(PlanVersions):
         if self.pool is not None:
             return await self.pool.run(runner, values)
         if self._inline:  # a small stage: a thread hop would cost more than the compute
-            with STAGE_LOCK:  # never while a new stage is unpickled (versions.py)
-                return runner.run(values)
-        return await asyncio.to_thread(_run_locked, runner, values)
+            return run_locked(runner, values)
+        return await asyncio.to_thread(run_locked, runner, values)
 
     async def _run_one(self, runner: BatchRunner, frame: Frame):
         try:

@@ -13,6 +13,10 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from partition.split import INLINE_BELOW_S
+
+from .versions import run_locked
+
 if TYPE_CHECKING:
     from .packing import NodeHandle
 
@@ -48,8 +52,15 @@ class Courier:
         batch.append((handle.node, args, future))
         return future
 
+    def flush(self) -> None:
+        """Send every push waiting out ``linger_s`` now."""
+        for host in list(self.pending):
+            self._flush(host)
+
     def _flush(self, host) -> None:
-        batch = self.pending.pop(host)
+        batch = self.pending.pop(host, None)
+        if batch is None:  # already sent by flush()
+            return
         self.last[host] = asyncio.get_running_loop().time()
         self.calls += 1
         try:
@@ -92,7 +103,6 @@ class StagePool:
         self.pending: dict[int, list] = {}  # id(stage) -> [(runner, values, future)]
         self.threaded: dict[int, bool] = {}  # id(stage) -> its last batch was long: run it off the loop
         self.tasks: set[asyncio.Task] = set()
-        self.batches = 0
 
     def run(self, runner, values: list[dict]) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -111,20 +121,14 @@ class StagePool:
         task.add_done_callback(self.tasks.discard)
 
     async def _run(self, key: int, batch: list) -> None:
-        from partition.split import INLINE_BELOW_S
-
-        from .versions import STAGE_LOCK
-
         runner = batch[0][0]
         values = [v for _, vs, _ in batch for v in vs]
-        self.batches += 1
         start = time.perf_counter()
         try:
             if self.threaded.get(key):
-                outputs = await asyncio.to_thread(_locked_run, runner, values)
+                outputs = await asyncio.to_thread(run_locked, runner, values)
             else:
-                with STAGE_LOCK:
-                    outputs = runner.run(values)
+                outputs = run_locked(runner, values)
         except Exception as exc:
             if len(batch) == 1:  # the node retries its own frames one by one (a bad frame fails alone)
                 if not batch[0][2].done():
@@ -134,8 +138,7 @@ class StagePool:
                 if future.done():  # its node was killed meanwhile
                     continue
                 try:
-                    with STAGE_LOCK:
-                        future.set_result(runner.run(vs))
+                    future.set_result(run_locked(runner, vs))
                 except Exception as own:
                     future.set_exception(own)
             return
@@ -145,13 +148,6 @@ class StagePool:
             if not future.done():
                 future.set_result(outputs[at : at + len(vs)])
             at += len(vs)
-
-
-def _locked_run(runner, values: list[dict]) -> list:
-    from .versions import STAGE_LOCK
-
-    with STAGE_LOCK:
-        return runner.run(values)
 
 
 class _CoalescedPush:

@@ -297,9 +297,6 @@ class NodeHost:
         replies = await asyncio.gather(*(self.call(n, "feed", frames) for n, frames in chunks.items()), return_exceptions=True)
         return {n: (f"{type(r).__name__}: {r}" if isinstance(r, BaseException) else r) for n, r in zip(chunks, replies)}
 
-    async def courier_calls(self) -> int:
-        return self.courier.calls
-
     async def nodes(self) -> list[str]:
         return sorted(self.workers)
 

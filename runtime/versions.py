@@ -20,6 +20,12 @@ from .batching import BatchRunner
 STAGE_LOCK = threading.Lock()
 
 
+def run_locked(runner: BatchRunner, values: list[dict]) -> list:
+    """``runner.run(values)`` under :data:`STAGE_LOCK` (never while a new stage is unpickled)."""
+    with STAGE_LOCK:
+        return runner.run(values)
+
+
 def _fetch_stage(ref):
     """The stage behind ``ref``: fetched while frames go on, unpickled while none runs."""
     import ray
@@ -34,7 +40,7 @@ def _probe_runner(*args) -> BatchRunner:
         return BatchRunner(*args)
 
 
-__all__ = ["PlanVersions", "Version", "freeze_heap"]
+__all__ = ["PlanVersions", "Version", "freeze_heap", "run_locked"]
 
 
 @dataclass

@@ -118,46 +118,48 @@ def test_feeder_feeds_unpacked_nodes_each_through_its_own_actor():
 
 
 class _Host:
-    """Another process's host: push_many records each call and answers when the test says."""
+    """Another process's host: push_many records each call; the test answers each call by its index."""
 
     def __init__(self) -> None:
         self.calls: list = []
-        self.replies: asyncio.Queue = asyncio.Queue()
+        self.answers: list[asyncio.Future] = []
         self.push_many = SimpleNamespace(remote=self._push_many)
 
     def _push_many(self, pushes):
         self.calls.append(pushes)
-        return self._reply()
+        self.answers.append(asyncio.get_running_loop().create_future())
+        return self.answers[-1]
 
-    async def _reply(self):
-        reply = await self.replies.get()
+    def answer(self, i: int, reply) -> None:
         if isinstance(reply, BaseException):
-            raise reply
-        return reply
+            self.answers[i].set_exception(reply)
+        else:
+            self.answers[i].set_result(reply)
 
 
 def test_courier_coalesces_pushes_to_one_process_and_hands_each_node_its_own_reply():
     async def main():
         host = _Host()
-        courier = Courier(linger_s=0.05)
+        courier = Courier(linger_s=60.0)  # the linger never runs out during the test: flush() ends it
         first = courier.push(NodeHandle(host, "g0"), ["f0"])
         await asyncio.sleep(0)  # the first push after a quiet spell goes on the next turn
         assert [[n for n, _ in c] for c in host.calls] == [["g0"]]
         late = [courier.push(NodeHandle(host, node), [f"f{i}"]) for i, node in enumerate(("g0", "g1", "g2"), start=1)]
-        await asyncio.sleep(0.01)
+        for _ in range(3):
+            await asyncio.sleep(0)
         assert len(host.calls) == 1  # within the linger: they wait, together
-        await asyncio.sleep(0.06)
+        courier.flush()
         assert [[n for n, _ in c] for c in host.calls] == [["g0"], ["g0", "g1", "g2"]]
-        host.replies.put_nowait([{"acked": {}}])
-        host.replies.put_nowait([{"acked": {0: 1}}, NodeGoneError("node g1 was killed"), {"acked": {}}])
+        host.answer(0, [{"acked": {}}])
+        host.answer(1, [{"acked": {0: 1}}, NodeGoneError("node g1 was killed"), {"acked": {}}])
         assert await first == {"acked": {}}
         assert await late[0] == {"acked": {0: 1}}
         with pytest.raises(NodeGoneError):  # only the node that was killed fails
             await late[1]
         assert await late[2] == {"acked": {}}
         dead = courier.push(NodeHandle(host, "g0"), ["f9"])
-        await asyncio.sleep(0.06)
-        host.replies.put_nowait(RuntimeError("the process died"))
+        courier.flush()
+        host.answer(2, RuntimeError("the process died"))
         with pytest.raises(RuntimeError, match="the process died"):  # a dead process fails every push it carried
             await dead
         assert courier.calls == 3
