@@ -65,8 +65,8 @@ def _call_overhead_s(every_s: float, runs: int = 16) -> tuple[float, float]:
 
     from partition.split import Stage, StageSpec
 
-    from .actors import _run_locked
     from .batching import BatchRunner
+    from .versions import run_locked
 
     class _Module(torch.nn.Module):  # the smallest stage: one op
         def forward(self, x):
@@ -80,11 +80,11 @@ def _call_overhead_s(every_s: float, runs: int = 16) -> tuple[float, float]:
         for _ in range(runs):
             await asyncio.sleep(every_s)
             began = time.thread_time()
-            _run_locked(runner, values)
+            run_locked(runner, values)
             inline.append(time.thread_time() - began)
             await asyncio.sleep(every_s)
             began = time.process_time()
-            await asyncio.to_thread(_run_locked, runner, values)
+            await asyncio.to_thread(run_locked, runner, values)
             hop.append(time.process_time() - began)
 
     asyncio.run(measure())
