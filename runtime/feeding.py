@@ -4,7 +4,7 @@ Admitted frames wait here per device node until the node has room: at most ``cre
 flight per node, up to ``chunk`` frames per call, and the frames of all the nodes one process hosts in
 one call (a city's 1,000 cameras packed into two processes cost two calls, not 1,000). Calls to one
 process go at most every ``linger_s``: the first frame after a quiet spell goes at once, and frames
-that come faster ride together (1,000 frames/s cost 200 calls, not 1,000).
+that come faster ride together (1,000 frames/s to two processes cost 80 calls a second, not 1,000).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Feeder:
         finished: Callable[[list], set],
         settle: Callable[[list, object], None],
         chunk: int = 32,
-        linger_s: float = 0.01,
+        linger_s: float = 0.025,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.credits = credits

@@ -2,7 +2,7 @@
 and the stage runs.
 
 - :class:`Courier`: pushes from this process's nodes to the nodes of another process, one Ray call per
-  destination at most every 2 ms.
+  destination at most every 5 ms.
 - :class:`StagePool`: frames of this process's nodes that run the same stage module in one turn of the
   event loop, run as one batch.
 """
@@ -31,7 +31,7 @@ class Courier:
     frame each to their gateways in one call instead of 16 is most of what packing saves per frame.
     """
 
-    def __init__(self, linger_s: float = 0.002) -> None:
+    def __init__(self, linger_s: float = 0.005) -> None:
         self.linger_s = linger_s
         self.pending: dict = {}  # destination host -> [(node, args, future)]
         self.last: dict = {}  # destination host -> loop time of its last call
@@ -142,7 +142,7 @@ class StagePool:
                 except Exception as own:
                     future.set_exception(own)
             return
-        self.threaded[key] = time.perf_counter() - start >= INLINE_BELOW_S
+        self.threaded[key] = time.perf_counter() - start >= INLINE_BELOW_S * len(values)  # per frame, as a node decides
         at = 0
         for _, vs, future in batch:
             if not future.done():

@@ -38,7 +38,7 @@ __all__ = ["Pipeline", "Result", "quiet_ray", "NODE_LABEL", "TIER_LABEL"]
 
 log = logging.getLogger(__name__)
 
-POLL_EVERY_S = 0.02  # a stream asks the sinks for results at most this often
+POLL_EVERY_S = 0.025  # a stream asks the sinks for results at most this often
 
 
 class Pipeline(Lifecycle, LiveChanges):
