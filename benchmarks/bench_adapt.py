@@ -85,14 +85,13 @@ def switch_paced(plans, model, topo, seconds: float, fps: float) -> dict:
             due = start + k / (fps * n)
             while (now := time.perf_counter()) < due:
                 clock = now - pipe.timeline.start_s if pipe.timeline else 0.0
-                if todo and now - start >= todo[0][0] and pipe._pending is None:
+                if todo and now - start >= todo[0][0] and not pipe.switching:
                     pipe.switch(todo.pop(0)[1], wait=False)
                     windows.append([clock, None])
-                if windows and windows[-1][1] is None and pipe._pending is None:
+                if windows and windows[-1][1] is None and not pipe.switching:
                     windows[-1][1] = clock
                     steps.append(pipe.switch_done)
                 lat += [(clock, r.latency_s) for r in pipe.poll(min(due - now, 0.05))]  # (poll hands over the buffer)
-                pipe._results_buffer.clear()
         for _ in pipe.results(timeout_s=60):
             pass
         report = pipe.report()

@@ -42,7 +42,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from partition.cost import CostModel
 from partition.graph import Graph
@@ -71,6 +71,7 @@ class _Switch:
     steps_ms: dict | None = None  # from the switch's start: stages built, sent to every actor, live
     loads: dict | None = None  # how the actors came by their stage: probed, told (no probe), reused
     exits: dict | None = None  # what the new plan changes about early exits: {change, before, after}; None without exits
+    handle: object = field(default=None, repr=False)  # the pipeline's SwitchHandle (runtime.driver), while it loads
 
 
 class Adapter:
@@ -146,7 +147,7 @@ class Adapter:
         )
         links = [topo.links[j].bandwidth_mbps for j in range(len(topo.path) - 1)]
         # an emulated link is its wire alone (the shaper's time): the profiled ends' work is for real links
-        if getattr(pipe, "emulate", False):
+        if pipe.emulate:
             self.ends = LinkEnds((0.0,) * len(links), (0.0,) * len(links))
         else:
             self.ends = LinkEnds.of(CostModel(self.graph, topo, self.partition_kwargs.get("profiles")))
@@ -170,7 +171,7 @@ class Adapter:
             if not self._planning.is_alive():
                 self._planned(pipe)
             return
-        if pipe._pending is not None:  # a switch is in progress: decide next round
+        if pipe.switching:  # a switch is in progress: decide next round
             return
         full = Measured(
             tuple(b if b is not None else a for b, a in zip(measured.bandwidth_mbps, self.assumed.bandwidth_mbps)),
@@ -248,7 +249,8 @@ class Adapter:
         )
         self.switches.append(record)
         try:
-            pipe.switch(proposal.plan, emulated_compute_s=nominal, wait=False, sources=self._sources(pipe, nodes) if nodes else None)
+            moved = self._sources(pipe, nodes) if nodes else None
+            record.handle = pipe.switch(proposal.plan, emulated_compute_s=nominal, wait=False, sources=moved)
         except Exception as exc:  # refused before it started (another in progress, other tiers)
             record.error = str(exc)
             return
@@ -310,18 +312,15 @@ class Adapter:
             del self.low[n]
 
     def _finish_switch(self, pipe, now: float) -> None:
-        if self.switches and self.switches[-1].done_s is None and self.switches[-1].error is None and pipe._pending is None:
-            record = self.switches[-1]
-            if pipe.switch_error:
-                record.error = pipe.switch_error
-            elif pipe.switch_done:
-                record.version, record.done_s = pipe.switch_done["version"], round(now, 3)
-                record.steps_ms = {
-                    "built": pipe.switch_done.get("build_ms"),
-                    "sent": pipe.switch_done.get("shipped_ms"),
-                    "live": pipe.switch_done.get("prepare_ms"),
-                }
-                record.loads = pipe.switch_done.get("loads")
+        record = self.switches[-1] if self.switches else None
+        if record is not None and record.done_s is None and record.error is None and record.handle is not None and record.handle.done:
+            done = record.handle.result
+            if record.handle.error:
+                record.error = record.handle.error
+            else:
+                record.version, record.done_s = done["version"], round(now, 3)
+                record.steps_ms = {"built": done.get("build_ms"), "sent": done.get("shipped_ms"), "live": done.get("prepare_ms")}
+                record.loads = done.get("loads")
 
     def _measure(self, pipe, metrics: list[dict], now: float) -> Measured:
         k = len(pipe.plan.tiers)

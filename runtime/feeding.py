@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["Feeder", "ray_finished", "ray_settle"]
+__all__ = ["Feeder", "ray_answered", "ray_finished", "ray_settle"]
 
 log = logging.getLogger("runtime.pipeline")
 
@@ -135,6 +135,17 @@ def ray_finished(refs: list) -> set:
     import ray
 
     return set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+
+
+def ray_answered(ref) -> bool:
+    """True when a finished call succeeded (Ray's ``get`` of a done call: it does not wait)."""
+    import ray
+
+    try:
+        ray.get(ref, timeout=0)
+        return True
+    except Exception:  # the actor is still restarting, or failed: asked again at the next stall
+        return False
 
 
 def ray_settle(nodes: list[str], ref) -> None:

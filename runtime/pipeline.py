@@ -1,9 +1,13 @@
 """``Pipeline``: a plan's stages as Ray actors across the tiers of a topology.
 
-One stage actor per tier node (as the topology's fan-in says) and one source
-actor per device node with input streams. Actors push frames straight to the
-next tier; the driver only hands inputs to the sources and takes results from
-the sink, acknowledging them so every sender can forget what was delivered.
+One stage actor per tier node (as the topology's fan-in says), or many nodes packed into a process in
+emulation. Actors push frames straight to the next tier; the driver only hands inputs to the device nodes
+and takes results from the sinks, acknowledging them so every sender can forget what was delivered.
+
+The driver is made of parts with one job each (:mod:`runtime.driver`: admission, feeding, collection,
+recovery, switching, the conditions' clock, observation), owned here and driven by one step loop,
+:meth:`Pipeline.poll`; the actors are a :class:`runtime.deployment.Deployment`. Ray calls happen here
+and in the deployment, at the edges; the parts are plain classes.
 The README's Python example (run by tests/runtime/test_cli_lean.py) shows the whole API.
 """
 
@@ -15,33 +19,29 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from partition.errors import CaptureError
-from partition.inputs import check_plan_frames, frame_problem, source_frames
-from partition.plan import Plan, structure_digest
+from partition.inputs import frame_problem
+from partition.plan import Plan
 from partition.topology import Topology
 
 from .adapt import Adapter
 from .delivery import Ledger, Result
-from .errors import PipelineError, StageError, unavailable
-from .feeding import Feeder, ray_finished, ray_settle
-from .flow import SourceQueue
-from .lifecycle import Lifecycle
-from .live import LiveChanges
-from .packing import pack_groups, tell_all
+from .deployment import Deployment, check_fit
+from .driver import Admission, Collector, ConditionsClock, DriverView, Observer, PlanBook, Recovery, Switcher, SwitchHandle
+from .errors import PipelineError, StageError, SwitchError
+from .feeding import Feeder, ray_answered, ray_finished, ray_settle
+from .packing import NodeHandle, pack_groups, tell_all
 from .placement import NODE_LABEL, TIER_LABEL
 from .raystart import quiet_ray
 from .report import stage_brief
-from .timeline import TimelineRecorder
+from .switch import PendingSwitch
 from .wire import Frame, pack
 
 __all__ = ["Pipeline", "Result", "quiet_ray", "NODE_LABEL", "TIER_LABEL"]
 
 log = logging.getLogger(__name__)
 
-POLL_EVERY_S = 0.025  # a stream asks the sinks for results at most this often
 
-
-class Pipeline(Lifecycle, LiveChanges):
+class Pipeline:
     """Run ``plan`` over ``topology``: a context manager.
 
     Args:
@@ -88,63 +88,71 @@ class Pipeline(Lifecycle, LiveChanges):
         graph=None,
         pack: str | int = "auto",
     ) -> None:
-        if list(plan.tiers) != [t.name for t in topology.path]:
-            raise PipelineError(
-                f"plan is for tiers {list(plan.tiers)} but topology {topology.name!r} has "
-                f"{[t.name for t in topology.path]}; partition for this topology"
-            )
-        if plan.topology_digest and plan.topology_digest != structure_digest(topology):
-            raise PipelineError(
-                f"plan was made for topology {plan.topology!r} with other nodes or fan-in than "
-                f"{topology.name!r} has (structure {plan.topology_digest} vs "
-                f"{structure_digest(topology)}); partition for this topology"
-            )
-        try:  # the frames the topology's sources declare are the frames the plan was made for
-            check_plan_frames(plan, source_frames(topology))
-        except CaptureError as exc:
-            raise PipelineError(str(exc)) from None
-        self.plan, self.model, self.topology, self.address = plan, model, topology, address
+        check_fit(plan, topology)
+        self.model, self.topology, self.address = model, topology, address
         self.emulate = topology.emulate if emulate is None else emulate
-        self.conditions = list(topology.conditions if conditions is None else conditions)
-        self._clock_t0: float | None = None  # the stream's start (wall clock): conditions count from it
-        self._clock_sent = 0.0
-        self.version = 0  # the plan new frames start on (switch())
-        self.routes: dict[int, int] = {}  # source -> another plan for its new frames (route())
-        self.plans: dict[int, Plan] = {0: plan}
-        self.registry = None  # plan versions for restarted actors (registry.py)
-        self._pending = None  # a switch in progress (switch.py)
-        self.switch_done: dict | None = None
-        self.switch_error: str | None = None
-        self.adapter: Adapter | None = adapt if isinstance(adapt, Adapter) else None
-        if adapt is True:  # early exits the plan carries are chosen again with it
-            self.adapter = Adapter.for_pipeline(plan, model, graph)
-        self.timeline: TimelineRecorder | None = None  # per-second figures, from the first poll on
-        self._adapted_at = 0.0
-        self.max_batch, self.max_wait_s, self.credits = max_batch, max_wait_ms / 1e3, credits
-        self.queue_frames, self.threads, self.stall_s, self.ready_timeout_s = queue_frames, threads, stall_s, ready_timeout_s
+        conditions = list(topology.conditions if conditions is None else conditions)
         if address is not None and pack not in ("auto", "node"):
             raise PipelineError(f"pack={pack!r} with address={address!r}: on a cluster every node is its own machine; use pack='node'")
-        self.groups = pack_groups(topology, pack, address, self.emulate)  # the nodes of each process; None: a process per node
-        self.hosts: list = []  # the processes that host packed nodes (runtime.packing.NodeHost)
-        self.stages: dict[str, object] = {}  # node -> actor handle (a NodeHandle where nodes share a process)
-        self.sources: dict[str, object] = {}  # device node -> its stage actor, which hosts its cameras
         self.stream_nodes = topology.source_nodes()  # source id -> device node
         self.tier_of = {node: i for i, tier in enumerate(topology.path) for node in tier.node_names()}
-        self._own_ray = False
-        self._module_refs: list = []
-        self.window, self.queue_per_source = window, queue_per_source
+        groups = pack_groups(topology, pack, address, self.emulate)  # the nodes of each process; None: a process per node
+        settings = dict(max_batch=max_batch, max_wait_s=max_wait_ms / 1e3, credits=credits, queue_frames=queue_frames, threads=threads)
+        self.deployment = Deployment(plan, model, topology, address, self.emulate, conditions, groups, ready_timeout_s, **settings)
+        self.book = PlanBook(plan)
         self.ledger = Ledger()  # numbering, held frames, exactly-once delivery
-        self._waiting: dict[int, SourceQueue] = {}  # submitted frames not yet admitted, per source
-        self._queued: set[int] = set()  # the sources with frames in _waiting
+        self.admission = Admission(topology.policy_of, window, queue_per_source)
         self.feeder = Feeder(credits, ray_finished, ray_settle)  # admitted frames on their way to the devices
-        self._results_buffer: list[Result] = []
-        self._submitted = 0
-        self._started = 0.0
-        self._wall_start = 0.0
-        self._wall_s = 0.0
-        self._last_ack = self._last_progress = time.perf_counter()
+        self.collector = Collector(self.ledger)
+        self.recovery = Recovery(stall_s, self.deployment.hello, ray_finished, ray_answered)
+        self.clock = ConditionsClock(self.emulate and bool(conditions))
+        self.switcher = Switcher()
+        if adapt is True:  # early exits the plan carries are chosen again with it
+            adapt = Adapter.for_pipeline(plan, model, graph)
+        self.observer = Observer(adapt if isinstance(adapt, Adapter) else None)
+        self.view = DriverView(self)  # what the adapter and the reports read
+        self._submitted = 0  # inputs checked so far (for error messages)
 
-    # ------------------------------------------------------------------ running
+    # ------------------------------------------------------------------ what the parts hold
+    plan = property(lambda self: self.book.plan, doc="The plan of every source without a route.")
+    plans = property(lambda self: self.book.plans, doc="Plan versions by number.")
+    version = property(lambda self: self.book.version, doc="The plan version new frames start on.")
+    routes = property(lambda self: self.book.routes, doc="Sources whose new frames start on another version.")
+    plan_label = property(lambda self: self.book.label, doc="``v2``, or ``v2 (v3 on 1 camera)``.")
+    stages = property(lambda self: self.deployment.stages, doc="node -> actor handle.")
+    hosts = property(lambda self: self.deployment.hosts, doc="The packed processes (NodeHost actors).")
+    registry = property(lambda self: self.deployment.registry, doc="The plan registry actor.")
+    adapter = property(lambda self: self.observer.adapter, doc="The live adapter, or None.")
+    timeline = property(lambda self: self.observer.timeline, doc="Per-second figures, from the first poll on.")
+    switching = property(lambda self: self.switcher.switching, doc="A plan switch is loading.")
+    switch_done = property(lambda self: self.switcher.last.result if self.switcher.last else None, doc="The last switch's result.")
+    switch_error = property(lambda self: self.switcher.last.error if self.switcher.last else None, doc="Why the last switch failed.")
+    admitted = property(lambda self: self.view.admitted, doc="Frames numbered so far (each is delivered exactly once).")
+    dropped = property(lambda self: self.view.dropped, doc="Frames ``drop-oldest`` sources dropped in :meth:`submit`.")
+
+    # ------------------------------------------------------------------ life
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start Ray (or join the cluster) and every actor; returns when all answer."""
+        self.deployment.start()
+        for node, handle in self.deployment.sources.items():
+            host = handle.host if isinstance(handle, NodeHandle) else None
+            self.feeder.connect(node, handle, host, group=host)
+
+    def close(self) -> None:
+        self.deployment.close()
+
+    def kill(self, node: str, process: bool = False) -> None:
+        """Kill ``node`` as a fault would, and let it come back (:meth:`runtime.deployment.Deployment.kill`)."""
+        self.deployment.kill(node, process)
+
+    # ------------------------------------------------------------------ frames in
     def _check_input(self, i: int, x: tuple) -> None:
         problem = frame_problem(self.plan.inputs, x)
         if problem:
@@ -157,30 +165,18 @@ class Pipeline(Lifecycle, LiveChanges):
             )
         return self.stream_nodes[source]
 
-    def _admit(self, source: int, x: tuple, born: float) -> int:
-        """Number a frame, hold it in the ledger and queue it for its device stage."""
-        node = self.stream_nodes[source]
+    def _admit(self, source: int, item: tuple) -> int:
+        """Number a frame (``item``: ``(born, inputs)``), hold it in the ledger and queue it for its device."""
+        born, x = item
         if not self.ledger.held:
-            self._last_progress = time.perf_counter()  # the stall clock starts with the first frame in flight
+            self.recovery.progress()  # the stall clock starts with the first frame in flight
         seq = self.ledger.next_seq.get(source, 0)
-        packed = pack(Frame(source, seq, [born], dict(zip(self.plan.stages[0].inputs, x)), self.routes.get(source, self.version)))
+        version = self.book.version_for(source)
+        packed = pack(Frame(source, seq, [born], dict(zip(self.book.plans[version].stages[0].inputs, x)), version))
+        node = self.stream_nodes[source]
         self.ledger.admit(source, node, packed)
         self.feeder.queue(node, packed)
         return seq
-
-    def _pump(self) -> None:
-        """Admit waiting frames (within each source's window) and feed device stages (within their credits),
-        several frames per call when several are queued."""
-        self._tick_clock()
-        self._check_switch()
-        for source in list(self._queued):  # only the sources with frames waiting: a city has 1,000
-            queue = self._waiting[source]
-            while len(queue) and self.ledger.in_flight(source) < self.window:
-                born, x = queue.pop()
-                self._admit(source, x, born)
-            if not len(queue):
-                self._queued.discard(source)
-        self.feeder.pump()
 
     def submit(self, source: int, *inputs: torch.Tensor, timeout_s: float = 60.0) -> None:
         """Hand one frame of ``source`` (e.g. a camera's latest image) to the pipeline; returns at once
@@ -195,69 +191,68 @@ class Pipeline(Lifecycle, LiveChanges):
         self._source(source)
         self._check_input(self._submitted, inputs)
         self._submitted += 1
-        queue = self._waiting.get(source)
-        if queue is None:
-            queue = self._waiting[source] = SourceQueue(self.topology.policy_of(source), self.queue_per_source)
         deadline = time.perf_counter() + timeout_s
-        while not queue.offer((time.time(), inputs)):  # block: full until results come back
-            arrived = self.poll(0.01)
-            self._results_buffer.extend(arrived)
+        while not self.admission.offer(source, (time.time(), inputs)):  # block: full until results come back
+            self.collector.hold(self.poll(0.01))
             if time.perf_counter() > deadline:
                 raise PipelineError(
                     f"source {source} could not hand over a frame for {timeout_s:.0f} s: per stage: {stage_brief(self.stages)}"
                 )
-        self._queued.add(source)
         self._pump()
 
-    @property
-    def admitted(self) -> int:
-        """Frames numbered and handed to the pipeline so far (each is delivered exactly once)."""
-        return sum(self.ledger.next_seq.values())
-
-    @property
-    def dropped(self) -> int:
-        """Frames that ``drop-oldest`` sources dropped in :meth:`submit`."""
-        return sum(q.dropped for q in self._waiting.values())
-
+    # ------------------------------------------------------------------ the step loop
     def poll(self, timeout_s: float = 0.05) -> list[Result]:
-        """Results that have arrived (waiting up to ``timeout_s`` for the first), in order per source, each once."""
-        import ray
-
-        out, self._results_buffer = self._results_buffer, []
+        """One step of the driver: results that have arrived (waiting up to ``timeout_s`` for the first), in
+        order per source, each once; then acknowledgements, the stall watch, a switch's progress, admission
+        and feeding. Nothing in it waits longer than ``timeout_s`` for a node."""
+        out = self.collector.drain()
         buffered = len(out)
-        if not self._wall_start:
-            self._wall_start = time.perf_counter()
         due = self.feeder.next_due()  # frames held back to ride together must not wait for the sinks
         if due is not None:
             timeout_s = max(min(timeout_s, due - time.perf_counter()), 0.0)
-        marks = self.ledger.watermarks()
-        refs = {node: h.take.remote(4096, timeout_s, marks) for node, h in self._sinks().items()}
-        for node, ref in refs.items():
-            try:
-                reply = ray.get(ref)
-            except unavailable() as exc:
-                log.warning("sink %s unavailable (%s); waiting for its restart", node, type(exc).__name__)
-                time.sleep(0.2)
-                continue
-            if self.ledger.sink_restarted(node, reply["incarnation"]):
-                self.stages[node].advance.remote(self.ledger.watermarks())  # the restarted sink skips what we have
-            for src, seq, value, latency in reply["results"]:
-                if self.ledger.deliver(src, seq):
-                    out.append(Result(src, seq, value, latency))
-        now = time.perf_counter()
+        out += self._collect(timeout_s)
         if len(out) > buffered:
-            self._last_progress = now  # new results, not ones handed back from the buffer
-        self._observe(out[buffered:], now)
-        if now - self._last_ack > 2.0:
-            self._ack()  # a safety net: acknowledgements normally ride on take and push replies
-        if self.ledger.held and now - self._last_progress > self.stall_s:
-            log.warning("no result for %.1f s: devices get the undelivered inputs again, stages replay the unacknowledged", self.stall_s)
-            self._refeed()
+            self.recovery.progress()  # new results, not ones handed back from the buffer
+        self.observer.observe(self.view, out[buffered:], self.book.version, self.deployment.counters)
+        if self.recovery.ack_due():
+            self.acknowledge()  # a safety net: acknowledgements normally ride on take and push replies
+        if self.recovery.stalled(bool(self.ledger.held)):
+            log.warning(
+                "no result for %.1f s: devices get the undelivered inputs again, stages replay the unacknowledged", self.recovery.stall_s
+            )
+            self.recovery.ask({node for node, _ in self.ledger.held.values()})
             tell_all(self.stages, "replay_all")
-            self._last_progress = time.perf_counter()
         self._pump()
-        self._wall_s = time.perf_counter() - self._wall_start
         return out
+
+    def _collect(self, timeout_s: float) -> list[Result]:
+        """What the sinks have released (the deployment calls them; :class:`Collector` decides what is new)."""
+        out: list[Result] = []
+        for node, reply in self.deployment.take(timeout_s, self.ledger.watermarks()):
+            results, restarted = self.collector.take(node, reply)
+            if restarted:
+                self.stages[node].advance.remote(self.ledger.watermarks())  # the restarted sink skips what we have
+            out += results
+        return out
+
+    def _pump(self) -> None:
+        """Announce the conditions' start, finish a switch, feed recovered devices again, admit and feed."""
+        t0 = self.clock.tick()
+        if t0 is not None:
+            tell_all(self.stages, "start_clock", t0)
+        self.switcher.step()
+        back = self.recovery.back()
+        if back:
+            frames = self.ledger.refeed()
+            for node in back:
+                self.feeder.refeed(node, frames.get(node, []))  # re-sent in admission order
+        self.admission.admit(self.ledger.in_flight, self._admit)
+        self.feeder.pump()
+
+    def acknowledge(self) -> None:
+        """Tell every node what was delivered, so senders forget it (also rides on replies)."""
+        tell_all(self.stages, "ack", self.ledger.watermarks())
+        self.recovery.acked()
 
     def results(self, timeout_s: float = 60.0):
         """Iterate over results as they arrive until every submitted frame is delivered (or ``timeout_s``
@@ -275,16 +270,9 @@ class Pipeline(Lifecycle, LiveChanges):
 
     def pending(self) -> int:
         """Frames submitted and not yet delivered (waiting, in flight, or ready to be polled)."""
-        return sum(len(q) for q in self._waiting.values()) + len(self.ledger.held) + len(self._results_buffer)
+        return self.admission.waiting() + len(self.ledger.held) + len(self.collector.buffer)
 
-    def _ack(self) -> None:
-        marks = self.ledger.watermarks()
-        tell_all(self.stages, "ack", marks)
-        self._last_ack = time.perf_counter()
-
-    def _sinks(self) -> dict:
-        return {n: h for n, h in self.stages.items() if self.tier_of[n] == len(self.plan.tiers) - 1}
-
+    # ------------------------------------------------------------------ ways of running
     def run(self, inputs: Sequence, source: int | None = None, timeout_s: float = 300.0) -> list:
         """Run a finite list of input tuples through the pipeline; outputs in the same order.
 
@@ -303,7 +291,7 @@ class Pipeline(Lifecycle, LiveChanges):
             self._source(src)
             keys.append((src, -1))
         born = time.time()
-        keys = [(src, self._admit(src, tuple(x), born)) for (src, _), x in zip(keys, inputs)]
+        keys = [(src, self._admit(src, (born, tuple(x)))) for (src, _), x in zip(keys, inputs)]
         wanted, got = set(keys), {}
         start = time.perf_counter()
         self._pump()
@@ -312,32 +300,18 @@ class Pipeline(Lifecycle, LiveChanges):
                 if (r.source, r.seq) in wanted:
                     got[(r.source, r.seq)] = r.output
                 else:
-                    self._results_buffer.append(r)  # a submitted frame's: poll hands it out later
+                    self.collector.hold([r])  # a submitted frame's: poll hands it out later
             if time.perf_counter() - start > timeout_s:
                 raise PipelineError(
                     f"{len(wanted) - len(got)} of {len(wanted)} frames missing after {timeout_s:.0f} s; "
                     f"per stage: {stage_brief(self.stages)}"
                 )
-        self._ack()
+        self.acknowledge()
         outs = [got[k] for k in keys]
         errors = [(i, o) for i, o in enumerate(outs) if isinstance(o, StageError)]
         if errors:
             raise StageError(f"{len(errors)} of {len(outs)} inputs failed; first, input {errors[0][0]}: {errors[0][1]}")
         return outs
-
-    def _refeed(self) -> None:
-        """Inputs handed to a device stage that may have died with them, or whose feed failed: feed them again
-        (a device that still holds one drops the repeat; the sink drops any that got through twice)."""
-        import ray
-
-        for node, frames in self.ledger.refeed().items():
-            try:
-                ray.get(self.sources[node].hello.remote(), timeout=30)  # wait for its restart
-            except Exception as exc:
-                log.warning("device stage %s not back yet (%s)", node, type(exc).__name__)
-                continue
-            self.feeder.refeed(node, frames)  # re-sent in admission order
-        self._pump()
 
     def stream(
         self,
@@ -360,40 +334,63 @@ class Pipeline(Lifecycle, LiveChanges):
         Raises:
             PipelineError: frames still undelivered ``drain_s`` after the sources stopped.
         """
-        fps = fps or (self.topology.sources[0].fps if self.topology.sources else 10.0)
-        samples = [x if isinstance(x, (tuple, list)) else (x,) for x in (inputs or [self.plan.example_inputs()])]
-        start = time.perf_counter()
-        last_update, update_s, last_poll, k, n = 0.0, 0.0, 0.0, 0, len(self.stream_nodes)
-        while time.perf_counter() - start < seconds:
-            # the cameras take their frames in turn, spread over the interval: cameras are not in phase, and
-            # all of them at once would queue a burst at every shared stage that no real camera sees
-            src, tick = k % n, k // n
-            self.submit(src, *samples[(tick + src) % len(samples)], timeout_s=drain_s)
-            k += 1
-            due = start + k / (fps * n)
-            while True:
-                self._results_buffer.clear()  # counted by the ledger; a stream keeps no outputs
-                now = time.perf_counter()
-                if on_update and now - last_update > max(0.5, 20 * update_s):  # a city's report costs more: less often
-                    on_update(self.report())
-                    last_update, update_s = time.perf_counter(), time.perf_counter() - now
-                if now >= due:
-                    break
-                if now - last_poll < POLL_EVERY_S:  # results come in batches: a call per frame would cost a core
-                    time.sleep(min(due, last_poll + POLL_EVERY_S) - now)
-                    continue
-                self.poll(min(due - now, 0.05))
-                last_poll = time.perf_counter()
-        for _ in self.results(timeout_s=drain_s):
-            pass
-        self._ack()
-        report = self.report()
-        report["offered"] = {"streams": n, "fps_per_stream": fps, "fps": fps * n, "seconds": seconds}
-        return report
+        from .streaming import stream_live
+
+        return stream_live(self, seconds, fps, inputs, on_update, drain_s)
+
+    # ------------------------------------------------------------------ plans
+    def switch(
+        self,
+        plan: Plan,
+        emulated_compute_s: Sequence[float] | None = None,
+        timeout_s: float = 60.0,
+        wait: bool = True,
+        sources: Sequence[int] | None = None,
+    ) -> dict | SwitchHandle:
+        """Run new frames on ``plan``, with no pause: while every actor loads the new stage, frames go on
+        flowing on the old plan (this call keeps feeding and collecting them); frames in flight finish on
+        the plan they started with; delivery stays exactly once and in order per source.
+
+        If any actor cannot load its stage (or does not answer within ``timeout_s``), nothing changes and
+        :class:`SwitchError` says which and why.
+
+        Args:
+            emulated_compute_s: per tier, the time emulation makes each stage take on the new plan
+                (default: the plan's prediction).
+            wait: False: start the switch and return its :class:`~runtime.driver.SwitchHandle` at once;
+                it completes inside later calls (``submit``, ``poll``...): ``handle.done``, then
+                ``handle.result`` or ``handle.error``, or ``handle.wait(pipe.poll)``.
+            sources: only these sources' new frames move to ``plan`` (a plan for some nodes: a camera
+                low on battery, see :meth:`route`); the others stay on theirs. Default: every source
+                without a route of its own.
+
+        Returns:
+            ``{"version", "prepare_ms", "build_ms", "shipped_ms", "sources", "loads"}`` (with ``wait``).
+        """
+        if self.switcher.switching:
+            raise SwitchError(f"a switch to plan version {self.switcher.pending.version} is still in progress")
+        if sources is not None:
+            sources = [int(s) for s in sources]
+            for source in sources:
+                self._source(source)  # exists, or a PipelineError that says which do
+        emulated = emulated_compute_s
+        handle = self.switcher.begin(PendingSwitch(self.book, self.deployment, self.model, plan, emulated, timeout_s, sources))
+        if not wait:
+            return handle
+        return handle.wait(lambda: self.collector.hold(self.poll(0.02)))
+
+    def route(self, sources: Sequence[int], version: int | None = None) -> None:
+        """New frames of ``sources`` start on plan ``version`` (None: on :attr:`version`, the plan of
+        every source without a route); frames in flight finish on theirs. No loading: the version is
+        one every actor has or fetches (:meth:`switch` with ``sources`` prepares a new one)."""
+        sources = list(sources)
+        for source in sources:
+            self._source(source)
+        self.book.route(sources, version)
 
     # ------------------------------------------------------------------ report
     def report(self) -> dict:
         """Per stage, per link and end-to-end figures, with the plan's predictions beside them."""
         from .report import build_report
 
-        return build_report(self)
+        return build_report(self.view)

@@ -43,12 +43,13 @@ def stage_brief(stages: dict) -> dict:
     return {m["node"]: {"in": m["frames_in"], "out": m["frames_out"], "unacked": m.get("unacked", 0)} for m in metrics}
 
 
-def build_report(pipe) -> dict:
-    stages = _gather(pipe.stages)
-    plan = pipe.plan
+def build_report(view) -> dict:
+    """The report of a running pipeline, from its :class:`runtime.driver.DriverView`."""
+    stages = _gather(view.stages)
+    plan = view.plan
     tiers = []
     for t, name in enumerate(plan.tiers):
-        mine = [m for m in stages if pipe.tier_of[m["node"]] == t]
+        mine = [m for m in stages if view.tier_of[m["node"]] == t]
         frames = sum(m["frames_in"] for m in mine)
         batches = sum(m["batch"]["count"] for m in mine)
         tiers.append(
@@ -75,8 +76,8 @@ def build_report(pipe) -> dict:
         )
     links = []
     for j in range(len(plan.tiers) - 1):
-        mine = [m for m in stages if pipe.tier_of[m["node"]] == j]
-        receivers = [m for m in stages if pipe.tier_of[m["node"]] == j + 1]
+        mine = [m for m in stages if view.tier_of[m["node"]] == j]
+        receivers = [m for m in stages if view.tier_of[m["node"]] == j + 1]
         sent = sum(m["link_bytes"]["count"] for m in mine)
         total = sum(m["link_bytes_total"] for m in mine)
         links.append(
@@ -94,42 +95,42 @@ def build_report(pipe) -> dict:
                 "predicted_ms": plan.predicted.link_s[j] * 1e3,
             }
         )
-    wall = pipe._wall_s or 1e-9
+    wall = view.wall_s or 1e-9
     sinks = [m for m in stages if "e2e_latency_s" in m]
     e2e = sinks[0]["e2e_latency_s"] if len(sinks) == 1 else _merge(sinks)
-    offered = pipe.admitted + pipe.dropped
+    offered = view.admitted + view.dropped
     return {
         "model": plan.model,
-        "topology": pipe.topology.name,
-        "emulated": pipe.emulate,
-        "frames_delivered": pipe.ledger.total,
-        "wall_s": pipe._wall_s,
-        "fps": pipe.ledger.total / wall,
+        "topology": view.topology.name,
+        "emulated": view.emulate,
+        "frames_delivered": view.delivered,
+        "wall_s": view.wall_s,
+        "fps": view.delivered / wall,
         "latency_ms": {k: v * 1e3 for k, v in e2e.items() if k.startswith("p") or k == "mean"},
         "latency_recent_ms": {k: v * 1e3 for k, v in (sinks[0].get("e2e_recent_s", {}) if len(sinks) == 1 else {}).items()},
-        "drops": pipe.dropped,
-        "sent_by_sources": pipe.admitted,
-        "drop_share": pipe.dropped / offered if offered else 0.0,
+        "drops": view.dropped,
+        "sent_by_sources": view.admitted,
+        "drop_share": view.dropped / offered if offered else 0.0,
         "measured_bottleneck": measured_bottleneck(tiers, links, wall),
         "run": run_facts(plan),
         "duplicates_dropped": sum(m.get("duplicates_dropped", 0) for m in sinks),
         "tiers": tiers,
         "links": links,
-        "nodes": [_node_times(m, plan.tiers[pipe.tier_of[m["node"]]]) for m in stages],
-        "emulation_limits": emulation_limits(stages, pipe.tier_of, plan.tiers, plan.tier_scale) if pipe.emulate else [],
+        "nodes": [_node_times(m, plan.tiers[view.tier_of[m["node"]]]) for m in stages],
+        "emulation_limits": emulation_limits(stages, view.tier_of, plan.tiers, plan.tier_scale) if view.emulate else [],
         "predicted": {
             "latency_ms": plan.predicted.latency_s * 1e3,
             "fps": plan.predicted.throughput_fps,
             "bottleneck": plan.predicted.bottleneck,
         },
         "exits": exit_report(plan, tiers, links),
-        "plan_version": pipe.version,
-        "plan_routes": {str(source): version for source, version in sorted(pipe.routes.items())},  # cameras on another plan
-        "plan_label": pipe.plan_label,
-        "plan_switches": pipe.adapter.report(pipe.timeline) if pipe.adapter is not None else [],
-        "replans": list(pipe.adapter.replans) if pipe.adapter is not None else [],
-        "adapt_driver_s": pipe.adapter.step_s if pipe.adapter is not None else 0.0,
-        "timeline": list(pipe.timeline.rows) if pipe.timeline is not None else [],
+        "plan_version": view.version,
+        "plan_routes": {str(source): version for source, version in sorted(view.routes.items())},  # cameras on another plan
+        "plan_label": view.plan_label,
+        "plan_switches": view.adapter.report(view.timeline) if view.adapter is not None else [],
+        "replans": list(view.adapter.replans) if view.adapter is not None else [],
+        "adapt_driver_s": view.adapter.step_s if view.adapter is not None else 0.0,
+        "timeline": list(view.timeline.rows) if view.timeline is not None else [],
     }
 
 

@@ -32,24 +32,35 @@ class PendingSwitch:
     """One switch in progress: :meth:`check` from the driver's loop until it returns a result."""
 
     def __init__(
-        self, pipe, plan: Plan, emulated_compute_s: Sequence[float] | None, timeout_s: float, sources: Sequence[int] | None = None
+        self,
+        book,
+        deployment,
+        model,
+        plan: Plan,
+        emulated_compute_s: Sequence[float] | None,
+        timeout_s: float,
+        sources: Sequence[int] | None = None,
     ) -> None:
-        if list(plan.tiers) != list(pipe.plan.tiers):
+        """``book``: the pipeline's :class:`runtime.driver.PlanBook` (the new version goes live in it);
+        ``deployment``: its :class:`runtime.deployment.Deployment` (the actors, the registry)."""
+        running = book.plan
+        if list(plan.tiers) != list(running.tiers):
             raise SwitchError(
-                f"the new plan is for tiers {list(plan.tiers)}, the pipeline runs {list(pipe.plan.tiers)}; partition for the same topology"
+                f"the new plan is for tiers {list(plan.tiers)}, the pipeline runs {list(running.tiers)}; partition for the same topology"
             )
-        if plan.topology_digest and pipe.plan.topology_digest and plan.topology_digest != pipe.plan.topology_digest:
+        if plan.topology_digest and running.topology_digest and plan.topology_digest != running.topology_digest:
             raise SwitchError(
                 f"the new plan was made for another node structure (topology {plan.topology!r}, "
-                f"{plan.topology_digest} vs the running {pipe.plan.topology_digest}); partition for "
+                f"{plan.topology_digest} vs the running {running.topology_digest}); partition for "
                 "the running topology (link figures and speeds may differ, nodes and fan-in may not)"
             )
-        if [s.shape for s in plan.inputs] != [s.shape for s in pipe.plan.inputs]:
+        if [s.shape for s in plan.inputs] != [s.shape for s in running.inputs]:
             raise SwitchError("the new plan takes other inputs than the running one; make it for the same model")
-        self.pipe, self.plan, self.timeout_s = pipe, plan, timeout_s
+        self.book, self.deployment, self.model = book, deployment, model
+        self.plan, self.timeout_s = plan, timeout_s
         self.sources = None if sources is None else list(sources)  # None: the plan of every unrouted source
-        self.version = max(pipe.plans) + 1
-        self.keep = sorted({pipe.version, *pipe.routes.values()})  # versions new frames still start on
+        self.version = book.next_version()
+        self.keep = book.in_use()  # versions new frames still start on
         self.emulated = list(emulated_compute_s) if emulated_compute_s is not None else list(plan.predicted.stage_compute_s)
         self.started = time.perf_counter()
         self.calls: dict = {}  # prepare ref -> node
@@ -68,9 +79,9 @@ class PendingSwitch:
         outputs, live exits and thresholds): the newest such of version 0, the versions in use and the
         last three (what actors keep)."""
         want = _stage_key(self.plan, t)
-        held = {0, *self.keep, *sorted(self.pipe.plans)[-3:]}
+        held = {0, *self.keep, *sorted(self.book.plans)[-3:]}
         for version in sorted(held, reverse=True):
-            if _stage_key(self.pipe.plans[version], t) == want:
+            if _stage_key(self.book.plans[version], t) == want:
                 return version
         return None
 
@@ -82,17 +93,17 @@ class PendingSwitch:
         import ray
 
         try:
-            modules = self.plan.build_stages(self.pipe.model)
+            modules = self.plan.build_stages(self.model)
             self.built_ms = (time.perf_counter() - self.started) * 1e3
-            self._hosts = _hosts(self.pipe.stages)
+            self._hosts = _hosts(self.deployment.stages)
             last = len(self.plan.tiers) - 1
-            for t, tier in enumerate(self.pipe.topology.path):
+            for t, tier in enumerate(self.deployment.topology.path):
                 ref = ray.put(modules[t])
-                expected = self.pipe._expected(t, self.plan)
+                expected = self.deployment.expected(t, self.plan)
                 codec = self.plan.codecs[t] if t < last else "raw"
                 entry = ray.put(([ref], expected, codec, self.emulated[t]))
                 self.refs += [ref, entry]
-                self.calls[self.pipe.registry.put.remote(t, self.version, [entry])] = "the plan registry"
+                self.calls[self.deployment.registry.put.remote(t, self.version, [entry])] = "the plan registry"
                 args = (self.version, [ref], expected, codec, self.emulated[t], self.keep)
                 same = self._same_stage(t)
                 nodes = tier.node_names()
@@ -101,7 +112,7 @@ class PendingSwitch:
                     self._later[nodes[0]] = (nodes[1:], args)
                 else:  # nothing to fetch or run: no need to spread these over time
                     for node in nodes:
-                        self.calls[self.pipe.stages[node].prepare.remote(*args, same_as=same)] = node
+                        self.calls[self.deployment.stages[node].prepare.remote(*args, same_as=same)] = node
             self.shipped_ms = (time.perf_counter() - self.started) * 1e3
         except Exception as exc:
             self.error = f"cannot build or ship the new plan's stages ({type(exc).__name__}: {str(exc)[:300]})"
@@ -132,7 +143,7 @@ class PendingSwitch:
             host, cap = self._hosts.get(node, (node, 1))
             if busy.get(host, 0) < cap:
                 busy[host] = busy.get(host, 0) + 1
-                self.calls[self.pipe.stages[node].prepare.remote(*args, **kw)] = node
+                self.calls[self.deployment.stages[node].prepare.remote(*args, **kw)] = node
             else:
                 waiting.append((node, args, kw))
         self._queue = waiting
@@ -166,16 +177,10 @@ class PendingSwitch:
             if failed:
                 self.error = f"could not be loaded on {sorted(failed)}"
         if self.error is not None:
-            ray.get(self.pipe.registry.drop.remote(self.version))
-            raise SwitchError(f"plan version {self.version} {self.error}; the old plan (version {self.pipe.version}) runs on")
-        pipe = self.pipe
-        pipe._module_refs.extend(self.refs)  # kept in scope while frames of this version may exist
-        pipe.plans[self.version] = self.plan
-        if self.sources is None:
-            pipe.version = self.version
-            pipe.plan = self.plan
-        else:
-            pipe.route(self.sources, self.version)
+            ray.get(self.deployment.registry.drop.remote(self.version))
+            raise SwitchError(f"plan version {self.version} {self.error}; the old plan (version {self.book.version}) runs on")
+        self.deployment.keep(self.refs)  # kept in scope while frames of this version may exist
+        self.book.adopt(self.version, self.plan, self.sources)
         return {
             "version": self.version,
             "prepare_ms": (time.perf_counter() - self.started) * 1e3,

@@ -75,22 +75,22 @@ class PipelineProbe:
     """
 
     def __init__(self, pipe, timeout_s: float = 2.0) -> None:
-        self.pipe = pipe
+        self.view = pipe.view  # what observers read (runtime.driver.DriverView)
         self.timeout_s = timeout_s
         self.series = Series()
         self._t0 = self._last_t = time.perf_counter()
-        self._last_delivered = pipe.ledger.total  # fps counts from now, not from the pipeline's start
+        self._last_delivered = self.view.delivered  # fps counts from now, not from the pipeline's start
         self._last_bytes: dict[str, float] = {}
         self._figures: dict | None = None
 
     def static(self) -> dict:
-        return tiers_static(self.pipe.plan)
+        return tiers_static(self.view.plan)
 
     def _metrics(self) -> list[dict] | None:
         import ray
 
         try:
-            return list(ask_all(self.pipe.stages, "metrics_json", timeout_s=self.timeout_s).values())
+            return list(ask_all(self.view.stages, "metrics_json", timeout_s=self.timeout_s).values())
         except (ray.exceptions.RayError, TimeoutError):
             return None
 
@@ -101,12 +101,12 @@ class PipelineProbe:
             return self._figures
         now = time.perf_counter()
         dt = max(now - self._last_t, 1e-6)
-        delivered = self.pipe.ledger.total
+        delivered = self.self.view.delivered
         fps = (delivered - self._last_delivered) / dt
         sink = next((m for m in metrics if "e2e_recent_s" in m), {})
         recent = sink.get("e2e_recent_s") or {}
         p50, p99 = (recent[q] * 1e3 if math.isfinite(recent.get(q, math.nan)) else None for q in ("p50", "p99"))
-        capacity = {f["src"]: bytes_per_s(f["bandwidth_mbps"]) for f in self.pipe.plan.link_figures}
+        capacity = {f["src"]: bytes_per_s(f["bandwidth_mbps"]) for f in self.view.plan.link_figures}
         nodes, links = {}, {}
         for m in metrics:
             node = m["node"]
@@ -119,16 +119,16 @@ class PipelineProbe:
                 "queue_depth": m.get("queued", 0),
                 "frames": m["frames_in"],
             }
-            if node in self.pipe.plan.parents:
+            if node in self.view.plan.parents:
                 total = float(m["link_bytes_total"])
                 rate = max(total - self._last_bytes.get(node, total), 0.0) / dt
                 self._last_bytes[node] = total
                 links[node] = {"bytes_s": round(rate, 1), "capacity_bytes_s": capacity.get(node.rsplit("-", 1)[0])}
-        plan = self.pipe.plans[self.pipe.version]
+        plan = self.view.plans[self.view.version]
         ops: dict[str, int] = {t: 0 for t in plan.tiers}
         for tier in plan.assignment.values():
             ops[tier] = ops.get(tier, 0) + 1
-        switches = self.pipe.adapter.report(self.pipe.timeline) if self.pipe.adapter is not None else []
+        switches = self.view.adapter.report(self.view.timeline) if self.view.adapter is not None else []
         self._last_t, self._last_delivered = now, delivered
         self.series.add(now - self._t0, fps, p50, p99)
         self._figures = {
@@ -136,9 +136,9 @@ class PipelineProbe:
             "p50_ms": None if p50 is None else round(p50, 1),
             "p99_ms": None if p99 is None else round(p99, 1),
             "delivered": delivered,
-            "sent": self.pipe.admitted,
-            "dropped": self.pipe.dropped,
-            "plan": {"version": self.pipe.version, "label": self.pipe.plan_label, "ops": ops, "codecs": list(plan.codecs)},
+            "sent": self.view.admitted,
+            "dropped": self.view.dropped,
+            "plan": {"version": self.view.version, "label": self.view.plan_label, "ops": ops, "codecs": list(plan.codecs)},
             "nodes": nodes,
             "links": links,
             "switches": [{"at_s": s.get("at_s"), "version": s.get("version"), "reason": s.get("reason", "")} for s in switches],

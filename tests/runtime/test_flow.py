@@ -184,15 +184,15 @@ def test_cuda_tiers_ask_ray_for_their_gpu(monkeypatch):
     """Ray hides GPUs from actors that request none, so the edge (accelerator: cuda) must request one."""
     import ray
 
-    from runtime.pipeline import Pipeline
+    from runtime.deployment import Deployment
 
-    pipe = Pipeline.__new__(Pipeline)  # placement only: no plan, no Ray started
-    pipe.topology, pipe.address = Topology.load("smart_city"), None
+    deployment = Deployment.__new__(Deployment)  # placement only: no plan, no Ray started
+    deployment.topology, deployment.address = Topology.load("smart_city"), None
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
-    assert pipe._placement("edge-0", "edge", []) == {"num_cpus": 0, "num_gpus": 1.0}
-    assert pipe._placement("device-3", "device", []) == {"num_cpus": 0}
+    assert deployment.placement("edge-0", "edge", []) == {"num_cpus": 0, "num_gpus": 1.0}
+    assert deployment.placement("device-3", "device", []) == {"num_cpus": 0}
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    assert pipe._placement("edge-0", "edge", []) == {"num_cpus": 0}  # no GPU: the stage runs on the CPU
+    assert deployment.placement("edge-0", "edge", []) == {"num_cpus": 0}  # no GPU: the stage runs on the CPU
 
 
 def test_raw_payloads_leave_as_views_of_the_tensor_and_one_blob_is_still_accepted():

@@ -40,6 +40,7 @@ def test_a_low_battery_moves_only_that_cameras_frames_to_an_energy_plan_and_back
 
     from partition import capture, partition
     from runtime.adapt import Adapter
+    from runtime.driver import SwitchHandle
     from tests.partition.helpers import topology
     from tests.partition.test_replan import Funnel
 
@@ -56,7 +57,7 @@ def test_a_low_battery_moves_only_that_cameras_frames_to_an_energy_plan_and_back
             self.tier_of = {"device-0": 0, "device-1": 0, "gateway-0": 1, "gateway-1": 1, "edge-0": 2}
             self.stream_nodes = ["device-0", "device-1"]
             self.version, self.plans, self.routes = 0, {0: self.plan}, {}
-            self._pending, self.switch_done, self.switch_error, self.switched = None, None, None, []
+            self.emulate, self.switching, self.switched = False, False, []
 
         def switch(self, plan, emulated_compute_s=None, wait=True, sources=None):
             self.switched.append((plan, sources))
@@ -66,7 +67,9 @@ def test_a_low_battery_moves_only_that_cameras_frames_to_an_energy_plan_and_back
                 self.plan, self.version = plan, version
             else:
                 self.route(sources, version)
-            self.switch_done = {"version": version, "sources": sources}
+            handle = SwitchHandle(version)  # done at once: the adapter reads its result next round
+            handle.result = {"version": version, "sources": sources}
+            return handle
 
         def route(self, sources, version=None):
             for s in sources:
@@ -134,7 +137,7 @@ def _real_link():
     class Pipe:
         topology, plan, model = topo, partition(graph, topo, "throughput", profiles=profiles), None
         tier_of = {"device-0": 0, "gateway-0": 1, "edge-0": 2}
-        _pending = switch_done = switch_error = None
+        emulate = switching = False
 
     adapter = Adapter(graph, "throughput", hold_s=0.0, background=False, profiles=profiles)
     adapter.attach(Pipe(), start_s=0.0)

@@ -50,7 +50,7 @@ def stream_through_switch(pipe, new_plan, sources=2, before=30, after=30, during
     pipe.switch(new_plan, wait=False, sources=switch_sources)
     if during_switch is not None:
         during_switch()
-    while pipe._pending is not None:  # frames keep flowing while every actor loads the new stage
+    while pipe.switching:  # frames keep flowing while every actor loads the new stage
         one()
         time.sleep(0.01)
     during = len(inputs) - before
