@@ -73,7 +73,7 @@ def main(model_name: str = "resnet50", frames_n: int = 64) -> None:
             threads=torch.get_num_threads(),
         )
         worker = StageWorker(cfg, plan.build_stages(model, tiers=[edge])[0])
-        assert worker.runner.device.type == device
+        assert worker.versions[0].runner.device.type == device
         asyncio.run(drive(worker, packed[:16], 16))  # warm up
         worker = StageWorker(cfg, plan.build_stages(model, tiers=[edge])[0])
         got, seconds = asyncio.run(drive(worker, packed, frames_n))
@@ -83,13 +83,13 @@ def main(model_name: str = "resnet50", frames_n: int = 64) -> None:
         scale = max(float(w.abs().max()) for w in want)
         out[device] = {
             "frames_per_s": frames_n / seconds,
-            "batchable": worker.runner.batchable,
+            "batchable": worker.versions[0].runner.batchable,
             "mean_batch": worker.metrics.batch.total / max(worker.metrics.batch.count, 1),
             "max_abs_diff_vs_eager_cpu": diff,
             "relative": diff / scale,
         }
         print(
-            f"edge stage on {device}: {frames_n / seconds:8.1f} frames/s, batchable={worker.runner.batchable}, "
+            f"edge stage on {device}: {frames_n / seconds:8.1f} frames/s, batchable={worker.versions[0].runner.batchable}, "
             f"mean batch {out[device]['mean_batch']:.1f}, max |diff| vs eager CPU {diff:.2e} ({diff / scale:.1e} of range)"
         )
     out["speedup_cuda_vs_cpu"] = out["cuda"]["frames_per_s"] / out["cpu"]["frames_per_s"]

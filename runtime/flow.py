@@ -13,6 +13,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
+from .node.acks import Marks
+
 __all__ = ["SourceQueue", "ReplayBuffer", "ReorderBuffer", "POLICIES"]
 
 T = TypeVar("T")
@@ -67,13 +69,10 @@ class ReplayBuffer:
 
     def __init__(self) -> None:
         self._frames: OrderedDict[tuple[int, int], object] = OrderedDict()
-        self._acked: dict[int, int] = {}
+        self._marks = Marks()  # what the driver delivered, per source this link carries (runtime.node.acks)
 
     def add(self, key: tuple[int, int], frame: object) -> None:
-        mark = self._acked.get(key[0])
-        if mark is None:  # a source this link carries: its acknowledgements count from now on
-            self._acked[key[0]] = mark = -1
-        if key[1] > mark:
+        if self._marks.carry(key):  # a frame already delivered is not kept
             self._frames[key] = frame
 
     def ack(self, watermarks: dict[int, int]) -> int:
@@ -81,17 +80,9 @@ class ReplayBuffer:
 
         Only the sources this link has carried are looked up: a city's watermarks name 1,000 sources,
         and a camera's link carries one of them."""
-        if watermarks and not isinstance(next(iter(watermarks)), int):  # keys through JSON or msgpack
-            watermarks = {int(k): int(v) for k, v in watermarks.items()}
-        moved = False
-        for src, mark in self._acked.items():
-            new = watermarks.get(src)
-            if new is not None and new > mark:
-                self._acked[src] = new
-                moved = True
-        if not moved:
+        if not self._marks.learn(watermarks):
             return 0
-        done = [k for k in self._frames if k[1] <= self._acked[k[0]]]
+        done = self._marks.covered(self._frames)
         for k in done:
             del self._frames[k]
         return len(done)
@@ -103,7 +94,7 @@ class ReplayBuffer:
     @property
     def watermarks(self) -> dict[int, int]:
         """Per source this link carries, the highest sequence number acknowledged so far."""
-        return dict(self._acked)
+        return dict(self._marks.marks)
 
     def __len__(self) -> int:
         return len(self._frames)

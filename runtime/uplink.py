@@ -1,7 +1,9 @@
-"""The sending side of a link, inside an actor: credits, emulated timing, replay after a restart.
+"""The sending side of a link, inside an actor: credits, replay after a restart, and a link model.
 
 Frames handed to :meth:`Uplink.send` are kept in a :class:`ReplayBuffer` until the
-sink acknowledges them. At most ``credits`` pushes are in flight to the parent.
+sink acknowledges them (:mod:`runtime.node.acks`). At most ``credits`` pushes are in flight
+to the parent. What the link costs (an emulated link's wire time, a real link's busy time)
+is its link model's (:mod:`runtime.node.links`): the sending code is the same for both.
 When the parent dies (a push fails) or comes back as a new incarnation (seen on a
 push reply or by the watchdog), every unacknowledged frame is sent again in order;
 the sink drops the duplicates.
@@ -20,6 +22,7 @@ from .emulation import LinkShaper, sleep_until
 from .errors import unavailable
 from .flow import ReplayBuffer
 from .metrics import StageMetrics
+from .node.links import link_model
 from .wire import wire_nbytes
 
 __all__ = ["Uplink"]
@@ -32,32 +35,51 @@ def _is_actor_failure(exc: BaseException) -> bool:
 
 
 class Uplink:
+    """Sends one node's packed frames to its parent.
+
+    Args:
+        parent: the parent node's handle (``push.remote``, ``hello.remote``).
+        metrics: the node's metrics (link figures, replays, restarts seen).
+        credits: pushes in flight at most.
+        shaper: the emulated link's timing (:class:`runtime.emulation.LinkShaper`); None: a real link.
+        watch_s: how often an idle uplink with unacknowledged frames checks its parent is the same.
+        name: for log lines (the node's ``where``).
+    """
+
     def __init__(
         self, parent, metrics: StageMetrics, credits: int = 4, shaper: LinkShaper | None = None, watch_s: float = 0.5, name: str = "uplink"
     ) -> None:
         self.parent = parent
         self.metrics = metrics
         self.credits = asyncio.Semaphore(credits)
-        self.shaper = shaper
+        self.link = link_model(shaper)
         self.watch_s = watch_s
         self.name = name
         self.replay = ReplayBuffer()
         self.parent_incarnation: str | None = None
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=max(credits, 1))
         self._replaying = asyncio.Lock()
-        self._last_arrival = 0.0
         self._tasks: list[asyncio.Task] = []
         self._inflight: set[asyncio.Task] = set()
         self._background: set[asyncio.Task] = set()  # replays started from callbacks (_spawn)
         self._outstanding: set[tuple[int, int]] = set()  # keys queued or being pushed: a safety-net replay skips them
-        self._calls_out, self._busy_since = 0, 0.0  # pushes in flight, and since when one has been (real links)
         self._replayed_at = 0.0
         self._last_reply = 0.0
-        # what the link carried and how long it was busy sending (emulated: serialisation on the shaped
-        # link; real: the push calls): bytes / busy time is the link's measured bandwidth (monitor.py)
-        self.wire_bytes_total = 0
-        self.wire_busy_s_total = 0.0
-        self.wire_calls_total = 0  # calls on a real (unshaped) link, whose fixed time is not the wire's
+
+    # what the link carried and how long it was busy sending (emulated: serialisation on the shaped
+    # link; real: the push calls): bytes / busy time is the link's measured bandwidth (monitor.py)
+    @property
+    def wire_bytes_total(self) -> int:
+        return self.link.wire_bytes_total
+
+    @property
+    def wire_busy_s_total(self) -> float:
+        return self.link.wire_busy_s_total
+
+    @property
+    def wire_calls_total(self) -> int:
+        """Calls on a real link, whose fixed time is not the wire's (0 on an emulated one)."""
+        return self.link.wire_calls_total
 
     def _spawn(self, coro) -> asyncio.Task:
         """Start a background task and hold it until it is done: the event loop keeps only a weak reference
@@ -70,6 +92,11 @@ class Uplink:
     def start(self) -> None:
         if not self._tasks:
             self._tasks = [asyncio.ensure_future(self._sender()), asyncio.ensure_future(self._watch())]
+
+    def stop(self) -> None:
+        """Cancel every task this uplink started (sending, watching, pushes in flight, replays)."""
+        for task in [*self._tasks, *self._inflight, *self._background]:
+            task.cancel()
 
     async def send(self, key: tuple[int, int], data: bytes) -> None:
         """Queue one packed frame (waits when ``credits`` frames are already queued: backpressure)."""
@@ -88,37 +115,27 @@ class Uplink:
             await self.credits.acquire()
             data = [d for _, d in batch]
             nbytes = sum(wire_nbytes(d) for d in data)
-            hold_until = None
             started = time.perf_counter()
-            if self.shaper is not None:
-                free, arrive = self.shaper.schedule(nbytes, started)
-                self.wire_bytes_total += nbytes
-                self.wire_busy_s_total += max(free - max(started, free - nbytes / self.shaper.bytes_per_s), 0.0)
-                arrive = max(arrive, self._last_arrival)  # a link does not reorder
-                self._last_arrival = arrive
-                hold_until = time.time() + (arrive - started)  # the receiver holds the frames until then
-            if self.shaper is None and not self._calls_out:  # a real link: busy while any call is out
-                self._busy_since = started
-            self._calls_out += 1
+            hold_s, free = self.link.send(nbytes, started)
+            hold_until = None if hold_s is None else time.time() + hold_s  # the receiver holds the frames until then
             task = asyncio.ensure_future(self._deliver(data, nbytes, hold_until, started, [k for k, _ in batch]))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-            if self.shaper is not None:
+            if free is not None:
                 await sleep_until(free)  # the link is busy serialising these frames
 
     async def _deliver(self, data: list, nbytes: int, hold_until: float | None, started: float, keys: list) -> None:
+        carried = None  # bytes the call carried, once it came through
         try:
             reply = await self.parent.push.remote(data, hold_until, time.time() - (time.perf_counter() - started))
             for d in data:
                 self.metrics.link_bytes.add(wire_nbytes(d))
             self.metrics.link_s.add(time.perf_counter() - started)
-            if self.shaper is None:  # a real link: the calls' round trips, the ends' work included
-                self.wire_bytes_total += nbytes
-                self.wire_calls_total += 1
+            carried = nbytes
             self.metrics.frames_out += len(data)
             self._last_reply = time.perf_counter()
             if reply.get("acked"):
-                self.replay.ack(reply["acked"])  # acknowledgements ride on push replies
+                self.replay.ack(reply["acked"])  # acknowledgements ride on push replies (runtime.node.acks, rule 4)
             await self._check_incarnation(reply.get("incarnation"))
         except Exception as exc:
             if not _is_actor_failure(exc):
@@ -130,11 +147,7 @@ class Uplink:
                 self._spawn(self._replay_when_back(time.perf_counter()))
         finally:
             self._outstanding.difference_update(keys)
-            self._calls_out -= 1
-            if self.shaper is None:  # overlapping calls count once: the time any was out, counted as each returns
-                now = time.perf_counter()
-                self.wire_busy_s_total += now - self._busy_since
-                self._busy_since = now
+            self.link.returned(time.perf_counter(), carried)
             self.credits.release()
 
     async def _check_incarnation(self, incarnation: str | None) -> None:

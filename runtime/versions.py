@@ -1,6 +1,6 @@
 """Plan versions inside a stage actor: the stage module each version's frames run on, loaded
 before a switch (``prepare``) or, in an instance restarted after one, fetched from the pipeline's
-registry when a frame of a version it lacks arrives (``_fetch``)."""
+registry when a frame of a version it lacks arrives (``fetch``)."""
 
 from __future__ import annotations
 
@@ -62,8 +62,21 @@ def freeze_heap() -> None:
 
 
 class PlanVersions:
-    """A part of :class:`runtime.actors.StageWorker`: ``versions``, ``_specs``, ``registry``, ``cfg`` and
-    ``device`` are set in its ``__init__``."""
+    """The plan versions one stage instance holds: a part of :class:`runtime.actors.StageWorker`.
+
+    Args:
+        cfg: the instance's settings (``max_batch``, ``tier``, ``node``).
+        device: where its stage modules run.
+        registry: the pipeline's plan registry (``get.remote(tier, version)``), or None.
+        first: plan version 0's stage.
+    """
+
+    def __init__(self, cfg, device: str, registry, first: Version) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.registry = registry
+        self.versions: dict[int, Version] = {0: first}
+        self.specs: dict[int, dict] = {0: first.expected}  # what each held version's frames carry (for unpack)
 
     async def prepare(
         self,
@@ -87,7 +100,6 @@ class PlanVersions:
                 module serves, with nothing fetched or probed (a switch back costs nothing here).
             batchable: whether the stage batches, as another instance of this tier found (no probe).
         """
-        self._start()
         how = "held"
         if version not in self.versions:
             if same_as in self.versions:
@@ -101,7 +113,7 @@ class PlanVersions:
         for old in sorted(self.versions)[:-3]:  # keep the last three plans: frames of older ones are long done
             if old != 0 and old not in keep:
                 del self.versions[old]
-        self._specs = {v: state.expected for v, state in self.versions.items()}
+        self.specs = {v: state.expected for v, state in self.versions.items()}
         return {
             "node": self.cfg.node,
             "versions": sorted(self.versions),
@@ -109,7 +121,8 @@ class PlanVersions:
             "batchable": self.versions[version].runner.batchable,
         }
 
-    async def _fetch(self, version: int) -> None:
+    async def fetch(self, version: int) -> None:
+        """Load plan ``version`` from the registry, if this instance lacks it (a restart after a switch)."""
         if version in self.versions or self.registry is None:
             return
         box = await self.registry.get.remote(self.cfg.tier, version)

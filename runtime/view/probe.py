@@ -101,7 +101,7 @@ class PipelineProbe:
             return self._figures
         now = time.perf_counter()
         dt = max(now - self._last_t, 1e-6)
-        delivered = self.self.view.delivered
+        delivered = self.view.delivered
         fps = (delivered - self._last_delivered) / dt
         sink = next((m for m in metrics if "e2e_recent_s" in m), {})
         recent = sink.get("e2e_recent_s") or {}

@@ -50,7 +50,7 @@ def test_pipeline_adapt_true_replans_with_the_exits_the_plan_carries(camnet_with
     assert set(adapter.graph.index) == set(graph.index)  # the backbone, as partition captured it
 
     class Attached:  # what attach reads of a pipeline
-        topology, model = cameras(), em
+        topology, model, emulate = cameras(), em, False
 
     adapter.attach(Attached())
     assert adapter.replanner.exits_for(plan) == (c, "")
