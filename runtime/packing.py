@@ -26,21 +26,51 @@ import os
 from .errors import NodeGoneError, PipelineError
 from .hostshare import CoalescedHandle, Courier, StagePool
 
-__all__ = ["NODES_PER_PROCESS", "NodeHandle", "NodeHost", "ask_all", "pack_groups", "processes_of", "tell_all"]
+__all__ = [
+    "NODES_PER_PROCESS",
+    "NODE_CPU_S_PER_FRAME",
+    "load_cores",
+    "NodeHandle",
+    "NodeHost",
+    "ask_all",
+    "pack_groups",
+    "processes_of",
+    "tell_all",
+]
 
 log = logging.getLogger(__name__)
 
 
-NODES_PER_PROCESS = 8  # pack="auto": a local run's processes each host at least this many nodes (or all there are)
+NODES_PER_PROCESS = 8  # pack="auto" without a plan: a local run's processes each host at least this many nodes
+# pack="auto": the CPU a packed process spends on one frame besides its stages' own compute (decoding, queues,
+# links, calls); measured on smart_city in one process (benchmarks/bench_runtime.py (f), 2026-11-30): 2.3 ms a
+# frame at 240 frames/s, 3.2 ms at 160 (calls carry more frames at higher rates)
+NODE_CPU_S_PER_FRAME = 0.0025
 
 
-def pack_groups(topology, pack: str | int, address: str | None, emulate: bool = True, cores: int | None = None) -> list[list[str]] | None:
+def load_cores(topology, plan) -> float:
+    """The cores the nodes of an emulated run of ``plan`` keep busy at the rate the topology's sources offer:
+    each frame costs ``NODE_CPU_S_PER_FRAME`` plus its stages' real compute on this host (a tier's predicted
+    time, scaled back to this host). A process runs on one core at a time, so this is how many it takes."""
+    scales = list(plan.tier_scale) or [1.0 / t.speed if t.speed else 1.0 for t in topology.path]
+    host_s = sum(s / scale for s, scale in zip(plan.predicted.stage_compute_s, scales) if scale)
+    streams = topology.source_nodes()
+    fps = sum(s.fps * (s.count or len(s.nodes or topology.path[0].node_names())) for s in topology.sources) or 10.0 * len(streams)
+    return fps * (NODE_CPU_S_PER_FRAME + host_s)
+
+
+def pack_groups(
+    topology, pack: str | int, address: str | None, emulate: bool = True, cores: int | None = None, plan=None
+) -> list[list[str]] | None:
     """The nodes of ``topology`` grouped into processes for ``pack`` (None: a process per node).
 
     - ``"auto"``: on a cluster (``address`` given) a process per node, since each node is its own
-      machine. In a local run, a process per core: emulated, no more than one per ``NODES_PER_PROCESS``
-      nodes (the tiers' time is emulated, so a process is only a host, and more of them cost start-up
-      and calls); not emulated, up to one per node (real compute runs stages side by side, a core each).
+      machine. In a local run, emulated: as many processes as the run keeps cores busy
+      (:func:`load_cores` of ``plan``), at most one per core (the tiers' time is emulated, so a process
+      is only a host, and every process more costs start-up and calls between processes: smart_city's
+      21 nodes at 160 frames/s cost 4.3 CPU-ms a frame in one process, 5.8 in two); without a plan, one per
+      ``NODES_PER_PROCESS`` nodes. Not emulated, up to one per node (real compute runs stages side by
+      side, a core each).
     - ``"node"``: a process per node. ``"tier"``: one process per tier. An int: that many processes.
 
     Nodes are cut into processes in depth-first order from the sink, so a node mostly shares its process
@@ -64,7 +94,13 @@ def pack_groups(topology, pack: str | int, address: str | None, emulate: bool = 
         return [list(tier.node_names()) for tier in topology.path]
     nodes = sum(t.nodes for t in topology.path)
     if pack == "auto":
-        processes = max(min(cores or os.cpu_count() or 1, math.ceil(nodes / NODES_PER_PROCESS) if emulate else nodes), 1)
+        if not emulate:
+            wanted = nodes
+        elif plan is not None:
+            wanted = math.ceil(load_cores(topology, plan))
+        else:
+            wanted = math.ceil(nodes / NODES_PER_PROCESS)
+        processes = max(min(cores or os.cpu_count() or 1, wanted), 1)
     elif isinstance(pack, int) and not isinstance(pack, bool) and pack >= 1:
         processes = pack
     else:

@@ -62,7 +62,7 @@ class Pipeline:
             during :meth:`stream`; a plan made with early exits is re-planned with them.
         graph: the captured model the plan was made from (for ``adapt``; default: captured again).
         pack: processes for the nodes (:mod:`runtime.packing`): ``"auto"`` packs a local run's nodes into
-            a process per core (emulated: at least 8 nodes each) and gives each node of a cluster its own
+            as many processes as they keep cores busy, at most one per core, and gives each node of a cluster its own
             process; ``"node"``, ``"tier"``, or a number of processes.
     """
 
@@ -96,7 +96,7 @@ class Pipeline:
             raise PipelineError(f"pack={pack!r} with address={address!r}: on a cluster every node is its own machine; use pack='node'")
         self.stream_nodes = topology.source_nodes()  # source id -> device node
         self.tier_of = {node: i for i, tier in enumerate(topology.path) for node in tier.node_names()}
-        groups = pack_groups(topology, pack, address, self.emulate)  # the nodes of each process; None: a process per node
+        groups = pack_groups(topology, pack, address, self.emulate, plan=plan)  # the nodes of each process; None: a process per node
         settings = dict(max_batch=max_batch, max_wait_s=max_wait_ms / 1e3, credits=credits, queue_frames=queue_frames, threads=threads)
         self.deployment = Deployment(plan, model, topology, address, self.emulate, conditions, groups, ready_timeout_s, **settings)
         self.book = PlanBook(plan)

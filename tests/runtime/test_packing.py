@@ -11,7 +11,7 @@ from partition import Topology
 from runtime.errors import NodeGoneError, PipelineError
 from runtime.feeding import Feeder
 from runtime.hostshare import Courier
-from runtime.packing import NodeHandle, NodeHost, pack_groups
+from runtime.packing import NodeHandle, NodeHost, load_cores, pack_groups
 
 
 def tree(devices: int, gateways: int, edges: int) -> Topology:
@@ -51,6 +51,17 @@ def test_pack_modes():
     for bad in ("nodes", 0, True, 1.5):
         with pytest.raises(PipelineError, match="'auto', 'node', 'tier' or a number"):
             pack_groups(topo, bad, None)
+
+
+@pytest.mark.parametrize("fps,processes", [(20.0, 1), (50.0, 2), (1000.0, 7)])
+def test_auto_packs_as_many_processes_as_the_nodes_keep_cores_busy(fps, processes):
+    base = tree(4, 2, 1)
+    topo = Topology.from_dict({**base.model_dump(by_alias=True, exclude_none=True), "sources": [{"count": 4, "fps": fps}]})
+    # stage time on this host per frame: 2 ms / 2 + 1 ms / 1 + 0.5 ms / 0.5 = 3 ms; + 2.5 ms of runtime = 5.5 ms
+    plan = SimpleNamespace(tier_scale=(2.0, 1.0, 0.5), predicted=SimpleNamespace(stage_compute_s=(0.002, 0.001, 0.0005)))
+    # 4 cameras x fps x 5.5 ms: 0.44 cores at 20 frames/s, 1.1 at 50, 22 at 1000 (8 cores here; 7 nodes to host)
+    assert load_cores(topo, plan) == pytest.approx(4 * fps * 0.0055)
+    assert len(pack_groups(topo, "auto", None, cores=8, plan=plan)) == processes
 
 
 class _Calls:
