@@ -9,7 +9,10 @@ float reassociation in the kernels (``assert_close`` tolerances).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
+import weakref
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
@@ -22,6 +25,18 @@ __all__ = ["BatchRunner"]
 log = logging.getLogger(__name__)
 
 
+_MOVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a stage module -> {device: its copy there}
+
+
+def _moved(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` on ``device``, as a copy (the caller's model keeps its parameters where they are), one copy
+    per module and device: the nodes of a packed process that run one stage share it, and batch together."""
+    copies = _MOVED.setdefault(module, {})
+    if device not in copies:
+        copies[device] = copy.deepcopy(module).to(device)
+    return copies[device]
+
+
 class BatchRunner:
     """Runs a stage on a list of frames (``{name: value}`` each), batched when that is safe."""
 
@@ -30,9 +45,10 @@ class BatchRunner:
     ) -> None:
         """``batchable``: what a probe of the same stage found elsewhere (another instance of its tier):
         no probe here then."""
-        self.stage = stage
         self.device = torch.device(device)
-        stage.module.to(self.device)
+        if self.device.type != "cpu":  # a stage built in this process shares the model's parameters: move a copy
+            stage = dataclasses.replace(stage, module=_moved(stage.module, self.device))
+        self.stage = stage
         self.expected = expected
         self.batchable = max_batch > 1 and (self._probe() if batchable is None else batchable)
 

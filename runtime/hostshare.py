@@ -100,14 +100,14 @@ class StagePool:
     """
 
     def __init__(self) -> None:
-        self.pending: dict[int, list] = {}  # id(stage) -> [(runner, values, future)]
-        self.threaded: dict[int, bool] = {}  # id(stage) -> its last batch was long: run it off the loop
+        self.pending: dict[int, list] = {}  # id(stage module) -> [(runner, values, future)]
+        self.threaded: dict[int, bool] = {}  # id(stage module) -> its last batch was long: run it off the loop
         self.tasks: set[asyncio.Task] = set()
 
     def run(self, runner, values: list[dict]) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        key = id(runner.stage)
+        key = id(runner.stage.module)  # the nodes that run one stage module (on one device) batch together
         batch = self.pending.get(key)
         if batch is None:
             batch = self.pending[key] = []

@@ -123,6 +123,22 @@ def test_batching_is_on_only_where_it_gives_the_same_results():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_a_stage_on_an_accelerator_moves_a_copy_and_leaves_the_callers_model_where_it_was():
+    """Found on a GPU: a stage built in this process shares the model's parameters, and moving it to the GPU
+    moved the caller's model. ``meta`` stands in for the accelerator here (no CUDA on CI)."""
+    from partition.zoo import get_model
+
+    model, inputs = get_model("resnet18")
+    graph = capture(model, inputs, timing="analytic")
+    plan = partition(graph, Topology.load("three_tier"), pins={next(n.module for n in graph.nodes if n.module): "device"})
+    expected = {c.name: TensorSpec(c.shape, c.dtype, c.raw_bytes) for c in plan.links[-1].tensors}
+    stage = plan.build_stages(model, tiers=[len(plan.stages) - 1])[0]
+    one, two = BatchRunner(stage, expected, device="meta"), BatchRunner(stage, expected, device="meta")
+    assert {p.device.type for p in model.parameters()} == {"cpu"}  # the caller's model stays on the CPU
+    assert {p.device.type for p in one.stage.module.parameters()} == {"meta"}
+    assert one.stage.module is two.stage.module  # nodes of one process that run this stage share one copy
+
+
 class FakeParent:
     """A parent stage that can 'restart': a new incarnation that lost what it had not finished."""
 
