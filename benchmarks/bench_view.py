@@ -83,7 +83,7 @@ def main() -> None:
                 server = probe = None
                 stop, counts = threading.Event(), {"messages": 0, "bytes": 0}
                 if view:
-                    server, probe = ViewServer(port=0), PipelineProbe(pipe, every_s=0.5)
+                    server, probe = ViewServer(port=0), PipelineProbe(pipe)
                     server.start()
                     server.set_static({"title": "bench", "mode": "demo", "network": None, "cameras": [], "tiers": probe.static()})
                     page = threading.Thread(target=_page, args=(server.url, stop, counts), daemon=True)

@@ -1,6 +1,7 @@
 """The stage actor: one instance per tier node; device instances take their node's frames from the driver.
 
-A plain class (async methods); :mod:`runtime.pipeline` wraps it with ``ray.remote`` at the edge. It
+A plain class (async methods); :mod:`runtime.deployment` wraps it with ``ray.remote`` at the edge (or a
+packed process's :class:`runtime.packing.NodeHost` hosts it beside others). It
 wires one node's parts (:mod:`runtime.node`) and only moves data in and out of them:
 
     push/feed -> Inbox (decode, check, drop repeats, queue) -> Executor (batch, plan version, stage,

@@ -46,7 +46,8 @@ class BatchRunner:
         """``batchable``: what a probe of the same stage found elsewhere (another instance of its tier):
         no probe here then."""
         self.device = torch.device(device)
-        if self.device.type != "cpu":  # a stage built in this process shares the model's parameters: move a copy
+        tensors = [*stage.module.parameters(), *stage.module.buffers()]
+        if any(t.device != self.device for t in tensors):  # a stage built in this process shares the model's tensors: move a copy
             stage = dataclasses.replace(stage, module=_moved(stage.module, self.device))
         self.stage = stage
         self.expected = expected

@@ -29,6 +29,7 @@ __all__ = ["Deployment", "check_fit"]
 log = logging.getLogger("runtime.pipeline")
 
 SINK_BACKOFF_S = 0.2  # a sink that cannot be reached is asked again after this
+TAKE_GRACE_S = 5.0  # a sink's take answers within its timeout; beyond it by this much, the sink is taken for gone
 
 
 def check_fit(plan: Plan, topology: Topology) -> None:
@@ -110,9 +111,9 @@ class Deployment:
         refs = {node: h.take.remote(4096, timeout_s, acked) for node, h in sinks.items()}
         out = []
         for node, ref in refs.items():
-            try:
-                out.append((node, ray.get(ref)))
-            except unavailable() as exc:
+            try:  # a sink answers within timeout_s; one that does not is wedged or gone
+                out.append((node, ray.get(ref, timeout=timeout_s + TAKE_GRACE_S)))
+            except (*unavailable(), ray.exceptions.GetTimeoutError) as exc:
                 log.warning("sink %s unavailable (%s); waiting for its restart", node, type(exc).__name__)
                 self.sink_down[node] = time.perf_counter() + SINK_BACKOFF_S
         return out

@@ -27,7 +27,7 @@ from .adapt import Adapter
 from .delivery import Ledger, Result
 from .deployment import Deployment, check_fit
 from .driver import Admission, Collector, ConditionsClock, DriverView, Observer, PlanBook, Recovery, Switcher, SwitchHandle
-from .errors import PipelineError, StageError, SwitchError
+from .errors import PipelineError, StageError
 from .feeding import Feeder, ray_answered, ray_finished, ray_settle
 from .packing import NodeHandle, pack_groups, tell_all
 from .placement import NODE_LABEL, TIER_LABEL
@@ -204,7 +204,10 @@ class Pipeline:
     def poll(self, timeout_s: float = 0.05) -> list[Result]:
         """One step of the driver: results that have arrived (waiting up to ``timeout_s`` for the first), in
         order per source, each once; then acknowledgements, the stall watch, a switch's progress, admission
-        and feeding. Nothing in it waits longer than ``timeout_s`` for a node."""
+        and feeding. It waits for the sinks up to ``timeout_s`` (a sink that does not answer within 5 s more is
+        taken for gone and asked again after a backoff); with ``adapt``, a round of counters once a second
+        waits up to 10 s for a restarting node."""
+        self.observer.begin()
         out = self.collector.drain()
         buffered = len(out)
         due = self.feeder.next_due()  # frames held back to ride together must not wait for the sinks
@@ -218,7 +221,8 @@ class Pipeline:
             self.acknowledge()  # a safety net: acknowledgements normally ride on take and push replies
         if self.recovery.stalled(bool(self.ledger.held)):
             log.warning(
-                "no result for %.1f s: devices get the undelivered inputs again, stages replay the unacknowledged", self.recovery.stall_s
+                "no result for %.1f s: devices get the undelivered inputs again once they answer, stages replay the unacknowledged",
+                self.recovery.stall_s,
             )
             self.recovery.ask({node for node, _ in self.ledger.held.values()})
             tell_all(self.stages, "replay_all")
@@ -367,14 +371,12 @@ class Pipeline:
         Returns:
             ``{"version", "prepare_ms", "build_ms", "shipped_ms", "sources", "loads"}`` (with ``wait``).
         """
-        if self.switcher.switching:
-            raise SwitchError(f"a switch to plan version {self.switcher.pending.version} is still in progress")
         if sources is not None:
             sources = [int(s) for s in sources]
             for source in sources:
                 self._source(source)  # exists, or a PipelineError that says which do
         emulated = emulated_compute_s
-        handle = self.switcher.begin(PendingSwitch(self.book, self.deployment, self.model, plan, emulated, timeout_s, sources))
+        handle = self.switcher.begin(lambda: PendingSwitch(self.book, self.deployment, self.model, plan, emulated, timeout_s, sources))
         if not wait:
             return handle
         return handle.wait(lambda: self.collector.hold(self.poll(0.02)))

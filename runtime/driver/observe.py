@@ -25,12 +25,16 @@ class Observer:
         self.wall_start = 0.0  # the first poll
         self.wall_s = 0.0  # from the first poll to the last
 
+    def begin(self) -> None:
+        """A step starts: the run's wall clock starts with the first."""
+        if not self.wall_start:
+            self.wall_start = self.clock()
+
     def observe(self, view, results: list, version: int, counters: Callable[[], list | None]) -> None:
         """Record ``results`` (new ones only); a round of adaptation when one is due (``counters()``: the
         nodes' counters, or None when a node is restarting: measured next round)."""
         now = self.clock()
-        if not self.wall_start:
-            self.wall_start = now
+        self.begin()
         if self.timeline is None:
             self.timeline = TimelineRecorder(now)
             if self.adapter is not None:

@@ -21,6 +21,7 @@ class Recovery:
         finished: ``finished(calls)`` -> the calls among them that are done (Ray's ``wait``, not waiting).
         answered: ``answered(call)`` -> True when a finished call succeeded (False: ask again later).
         ack_every_s: the safety net's cadence (acknowledgements normally ride on replies).
+        retry_s: a node whose answer has not come after this long is asked again (a call can hang).
 
     >>> t = [0.0]
     >>> rec = Recovery(3.0, hello=lambda n: n, finished=set, answered=lambda c: True, clock=lambda: t[0])
@@ -39,12 +40,13 @@ class Recovery:
         finished: Callable[[list], set],
         answered: Callable[[object], bool],
         ack_every_s: float = 2.0,
+        retry_s: float = 30.0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.stall_s, self.ack_every_s = stall_s, ack_every_s
+        self.stall_s, self.ack_every_s, self.retry_s = stall_s, ack_every_s, retry_s
         self.hello, self.finished, self.answered, self.clock = hello, finished, answered, clock
         self.last_progress = self.last_ack = clock()
-        self.asked: dict = {}  # a hello call in flight -> the device node it asks
+        self.asked: dict = {}  # a hello call in flight -> (the device node it asks, when)
 
     def progress(self) -> None:
         """Results arrived (or the first frame went in flight): the stall clock starts again."""
@@ -71,10 +73,15 @@ class Recovery:
 
     def ask(self, nodes) -> None:
         """Ask ``nodes`` (devices holding undelivered frames) whether they are up; :meth:`back` says when."""
-        waiting = set(self.asked.values())
+        now = self.clock()
+        for call, (node, at) in list(self.asked.items()):
+            if now - at > self.retry_s:  # no answer for long: that call may never return; ask again
+                log.warning("device stage %s has not answered for %.0f s; asking again", node, now - at)
+                del self.asked[call]
+        waiting = {node for node, _ in self.asked.values()}
         for node in nodes:
             if node not in waiting:
-                self.asked[self.hello(node)] = node
+                self.asked[self.hello(node)] = (node, now)
 
     def back(self) -> list[str]:
         """The asked nodes that answered since the last call (feed them their undelivered frames again)."""
@@ -82,7 +89,7 @@ class Recovery:
             return []
         out = []
         for call in self.finished(list(self.asked)):
-            node = self.asked.pop(call)
+            node, _ = self.asked.pop(call)
             if self.answered(call):
                 out.append(node)
             else:  # still restarting: the next stall asks again

@@ -47,7 +47,7 @@ class Switcher:
     ...     def check(self):
     ...         self.checks += 1
     ...         return {"version": 1} if self.checks == 2 else None
-    >>> s = Switcher(); handle = s.begin(Load())
+    >>> s = Switcher(); handle = s.begin(Load)
     >>> s.step(); handle.done, s.switching
     (False, True)
     >>> s.step(); handle.result, s.switching, s.last is handle
@@ -63,9 +63,13 @@ class Switcher:
     def switching(self) -> bool:
         return self.pending is not None
 
-    def begin(self, pending) -> SwitchHandle:
+    def begin(self, start: Callable[[], object]) -> SwitchHandle:
+        """Start a switch: ``start()`` makes the loading (a :class:`runtime.switch.PendingSwitch`, which
+        may refuse the plan with SwitchError). The last switch's outcome is forgotten first."""
         if self.pending is not None:
             raise SwitchError(f"a switch to plan version {self.pending.version} is still in progress")
+        self.last = None
+        pending = start()
         self.pending, self.handle = pending, SwitchHandle(pending.version)
         self.last = self.handle
         return self.handle

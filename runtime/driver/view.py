@@ -76,5 +76,5 @@ class DriverView:
 
     @property
     def stages(self) -> dict:
-        """node -> handle, to ask the nodes for their metrics."""
-        return self._deployment.stages
+        """node -> handle, to ask the nodes for their metrics (a copy: the view adds or removes no node)."""
+        return dict(self._deployment.stages)

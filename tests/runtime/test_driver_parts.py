@@ -80,11 +80,24 @@ def test_recovery_stalls_only_with_frames_in_flight_and_feeds_only_devices_that_
     assert not rec.stalled(holding=True)
     rec.ask(["d0", "d1"])
     rec.ask(["d0"])  # already asked: not asked twice
-    assert list(rec.asked.values()) == ["d0", "d1"]
+    assert [node for node, _ in rec.asked.values()] == ["d0", "d1"]
     assert rec.back() == ["d0"] and rec.asked == {}  # d1 still restarting: the next stall asks again
     assert rec.ack_due() and not rec.ack_due()
     t[0] = 14.5
     assert rec.ack_due()
+
+
+def test_recovery_asks_again_a_node_whose_answer_never_comes():
+    t = [0.0]
+    calls = iter(["first", "second"])
+    rec = Recovery(3.0, hello=lambda n: next(calls), finished=lambda c: set(), answered=lambda c: True, retry_s=30.0, clock=lambda: t[0])
+    rec.ask(["d0"])
+    t[0] = 20.0
+    rec.ask(["d0"])  # still waiting, within retry_s: not asked twice
+    assert list(rec.asked) == ["first"]
+    t[0] = 31.0
+    rec.ask(["d0"])  # the first call hangs: asked again
+    assert list(rec.asked) == ["second"] and rec.back() == []
 
 
 def test_conditions_clock_announces_one_start_again_and_again():
@@ -108,13 +121,16 @@ class _Load:
 
 def test_switcher_fails_a_switch_cleanly_and_takes_the_next():
     s = Switcher()
-    handle = s.begin(_Load([None, SwitchError("edge-0 could not load its stage")]))
+    handle = s.begin(lambda: _Load([None, SwitchError("edge-0 could not load its stage")]))
     with pytest.raises(SwitchError, match="still in progress"):
-        s.begin(_Load([]))
+        s.begin(lambda: _Load([]))
     with pytest.raises(SwitchError, match="edge-0 could not load"):
         handle.wait(s.step)
     assert handle.done and handle.result is None and not s.switching
-    second = s.begin(_Load([{"version": 4}]))
+    with pytest.raises(SwitchError, match="other tiers"):
+        s.begin(lambda: (_ for _ in ()).throw(SwitchError("the new plan is for other tiers")))  # refused at once
+    assert s.last is None and not s.switching  # the failed switch before it is not shown as the last
+    second = s.begin(lambda: _Load([{"version": 4}]))
     assert second.wait(s.step) == {"version": 4} and s.last is second
 
 

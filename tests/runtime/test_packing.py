@@ -250,8 +250,8 @@ def test_stage_pool_runs_the_frames_of_several_nodes_together_and_a_bad_frame_fa
     from runtime.hostshare import StagePool
 
     async def main():
-        pool, stage = StagePool(), object()
-        a, b, other = _Runner(stage), _Runner(stage), _Runner(object())
+        pool, stage = StagePool(), SimpleNamespace(module=object())
+        a, b, other = _Runner(stage), _Runner(stage), _Runner(SimpleNamespace(module=object()))
         got = await asyncio.gather(pool.run(a, [1, 2]), pool.run(b, [3]), pool.run(other, [5]))
         assert got == [[2, 4], [6], [10]]
         assert a.calls == [[1, 2, 3]] and b.calls == [] and other.calls == [[5]]  # one run per stage module
