@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import save, started  # noqa: E402
+from benchmarks._profile import where_cpu_goes  # noqa: E402
 from partition import Topology, capture, partition  # noqa: E402
 from runtime.pipeline import Pipeline  # noqa: E402
 from tests.models import Chain  # noqa: E402
@@ -308,6 +310,13 @@ def cpu_per_frame_smart_city(seconds: float = 20.0, fps_per_camera: float = 10.0
         before, wall = _ray_cpu_s(), time.perf_counter()
         report = pipe.stream(seconds, fps=fps_per_camera)
         after, wall = _ray_cpu_s(), time.perf_counter() - wall
+        where: list = []
+        if pack == "auto":  # then, apart from the measured run: where the node processes' CPU goes
+            pids = [pid for pid, (kind, _) in _ray_cpu_s().items() if kind == "actors"]
+            done = threading.Thread(target=lambda: pipe.stream(6.0, fps=fps_per_camera), daemon=True)
+            done.start()
+            where = where_cpu_goes(pids, 5.0)
+            done.join()
     by_kind: dict[str, float] = {}
     for pid, (kind, cpu) in after.items():
         by_kind[kind] = by_kind.get(kind, 0.0) + cpu - (before[pid][1] if pid in before else 0.0)
@@ -323,12 +332,17 @@ def cpu_per_frame_smart_city(seconds: float = 20.0, fps_per_camera: float = 10.0
         "cores_busy": total / wall,
         "latency_ms_p50": report["latency_ms"].get("p50"),
         "latency_ms_p99": report["latency_ms"].get("p99"),
+        "where_node_cpu_goes": where,  # py-spy, a separate 6 s run: functions by share of the node processes' samples
     }
     kinds = ", ".join(f"{k} {v:.2f}" for k, v in out["cpu_ms_per_frame_by_kind"].items())
     print(
         f"(f) smart_city, pack={pack}, at {out['fps']:.0f} frames/s: {out['cpu_ms_per_frame']:.2f} CPU-ms per delivered frame "
         f"({kinds}); {out['cores_busy']:.2f} cores busy; p50 {out['latency_ms_p50']:.0f} ms, p99 {out['latency_ms_p99']:.0f} ms"
     )
+    if where:
+        print("    where the node processes' CPU goes (py-spy, a separate 6 s run; waits left out):")
+    for row in where[:8]:
+        print(f"    {row['share']:6.1%}  {row['function']}")
     return out
 
 
