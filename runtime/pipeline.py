@@ -95,10 +95,10 @@ class Pipeline:
         if address is not None and pack not in ("auto", "node"):
             raise PipelineError(f"pack={pack!r} with address={address!r}: on a cluster every node is its own machine; use pack='node'")
         self.stream_nodes = topology.source_nodes()  # source id -> device node
-        self.tier_of = {node: i for i, tier in enumerate(topology.path) for node in tier.node_names()}
         groups = pack_groups(topology, pack, address, self.emulate, plan=plan)  # the nodes of each process; None: a process per node
         settings = dict(max_batch=max_batch, max_wait_s=max_wait_ms / 1e3, credits=credits, queue_frames=queue_frames, threads=threads)
         self.deployment = Deployment(plan, model, topology, address, self.emulate, conditions, groups, ready_timeout_s, **settings)
+        self.tier_of = self.deployment.tier_of  # node -> its tier's index
         self.book = PlanBook(plan)
         self.ledger = Ledger()  # numbering, held frames, exactly-once delivery
         self.admission = Admission(topology.policy_of, window, queue_per_source)
