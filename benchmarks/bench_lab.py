@@ -94,7 +94,7 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path, adapt_only:
             dtype = str(inputs[0].dtype).removeprefix("torch.")  # the sources stream what the model takes (QueueNet: uint8)
             topo = lab_topo.model_copy(update={"sources": [s.model_copy(update={"dtype": dtype}) for s in lab_topo.sources]})
             graph = capture(model, inputs, timing="analytic")
-            profiles = profile_tiers(model, inputs, topo, address, seconds=3.0)["profiles"]
+            profiles = profile_tiers(model, inputs, topo, address, seconds=3.0, fps=FPS)["profiles"]
             analytic, profiled = CostModel(graph, topo), CostModel(graph, topo, profiles)
             plans = {"tierpipe": partition(graph, topo, "latency", profiles=profiles, model_name=spec)}
             if not adapt_only:

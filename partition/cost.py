@@ -18,6 +18,11 @@ batch runner and stage wrapper), and ``hop_s``, what a stage run off the actor's
 thread hop; stages under ``INLINE_BELOW_S`` run on the loop and skip it). :meth:`CostModel.stage_s`
 adds them to a stage's ops; the solvers do not price them (a step per used tier, not a sum over ops),
 so they show in the run's report (``stage_times``), not in the plan's choice.
+
+CPU quotas: a tier profiled under one (a lab host's cgroup) also has ``budget_s`` and ``period_s`` in
+``profiles["_calls"]``. There a stage's time is the expected wall time of its CPU under CFS bandwidth control
+(``partition/quota.py``): a stage shorter than the budget runs at full speed, a longer one waits per period.
+The solvers price the quota's share (CPU / share), the time of a node busy up to its quota: an upper bound.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 from .codec import codec_seconds_per_byte, nominal_codec_seconds_per_byte
 from .errors import PartitionError
 from .graph import Graph
+from .quota import quota_wall_s
 from .split import INLINE_BELOW_S
 
 if TYPE_CHECKING:
@@ -77,6 +83,22 @@ def _calls(calls: dict, tiers) -> tuple[np.ndarray, np.ndarray]:
             f"(got {calls}); profile again with `tierpipe profile MODEL --address ... --out FILE`"
         )
     return tuple(np.array([float(calls.get(n, {}).get(k, 0.0)) for n in names]) for k in ("stage_s", "hop_s"))
+
+
+def _quotas(calls: dict, tiers) -> list[tuple[float, float] | None]:
+    """Per tier, the (budget_s, period_s) of the CPU quota it was profiled under, or None (no quota)."""
+    out = []
+    for t in tiers:
+        c = calls.get(t.name) or {}
+        budget, period = c.get("budget_s"), c.get("period_s")
+        ok = isinstance(budget, (int, float)) and isinstance(period, (int, float)) and 0 < budget and 0 < period
+        if (budget is not None or period is not None) and not ok:
+            raise PartitionError(
+                f"profiles: {CALLS_KEY}.{t.name} needs budget_s and period_s > 0 together, the CPU quota it was profiled "
+                f"under (got budget_s={budget!r}, period_s={period!r}); profile again with `tierpipe profile --address`"
+            )
+        out.append((float(budget), float(period)) if ok and budget < period else None)
+    return out
 
 
 class CostModel:
@@ -128,6 +150,7 @@ class CostModel:
             columns.append(col)
         self.table = np.stack(columns, axis=1) if columns else np.zeros((len(host), 0))
         self.stage_call_s, self.hop_s = _calls(calls, self.tiers)
+        self.quotas = _quotas(calls, self.tiers)
         self.table[[graph.index[i] for i in graph.inputs], :] = 0.0
 
     def _links(self, measured: dict) -> None:
@@ -171,8 +194,9 @@ class CostModel:
 
     def stage_s(self, nodes, tier: int, calls: bool = True) -> float:
         """A stage's time per frame on tier ``tier``: its ops, the profiled call overhead when it has any,
-        and the thread hop when it is slow enough to run off the event loop (as ``runtime/actors.py`` decides
-        from its measured time). ``calls=False``: the ops alone, as the solvers price a stage.
+        and the thread hop when it is slow enough to run off the event loop (as ``runtime/node/executor.py``
+        decides from the run's own time); on a tier profiled under a CPU quota, the expected wall time of
+        that under the quota (:meth:`quota_wall_s`). ``calls=False``: the ops alone, as the solvers price a stage.
 
         >>> from partition import capture, Topology
         >>> from partition.zoo import get_model
@@ -186,8 +210,25 @@ class CostModel:
         if not nodes or not calls:
             return ops
         ops += float(self.stage_call_s[tier])
-        hop = float(self.hop_s[tier])
-        return ops + hop if ops + hop >= INLINE_BELOW_S else ops
+        inline = self.quota_wall_s(ops, tier)  # the runtime decides on the run's own time, without the hop
+        return inline if inline < INLINE_BELOW_S else self.quota_wall_s(ops + float(self.hop_s[tier]), tier)
+
+    def quota_wall_s(self, seconds: float, tier: int) -> float:
+        """``seconds`` of a tier's priced time (CPU over its quota's share) as the expected wall time of a stage
+        under the quota it was profiled under (``partition/quota.py``); ``seconds`` itself on a tier without one.
+
+        >>> from partition import capture, Topology
+        >>> from partition.zoo import get_model
+        >>> calls = {"device": {"stage_s": 0, "hop_s": 0, "budget_s": 0.001, "period_s": 0.01}}
+        >>> cm = CostModel(capture(*get_model("resnet18")), Topology.load("three_tier"), {"_calls": calls})
+        >>> round(cm.quota_wall_s(0.005, 0), 4), cm.quota_wall_s(0.005, 1)   # 0.5 ms of CPU on 0.1 core; no quota
+        (0.0005, 0.005)
+        """
+        quota = self.quotas[tier]
+        if quota is None:
+            return seconds
+        budget, period = quota
+        return quota_wall_s(seconds * budget / period, budget, period)
 
     def link_s(self, link: int, nbytes: float) -> float:
         """Time ``nbytes`` take on link ``link`` (tier ``link`` -> ``link + 1``): the wire and the per-byte work, no fixed part."""

@@ -253,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=non_negative_int, default=0, help="group by module path of this depth (0: per node)")
     p.add_argument("--address", help="measure every op on a node of each tier of the cluster there (auto, or HEAD:PORT)")
     p.add_argument("--seconds", type=positive, default=3.0, help="with --address: how long each tier runs the model")
+    p.add_argument(
+        "--fps",
+        type=positive,
+        help="with --address: frames/s per source the tiers are timed at, as `run --fps` will stream (default: the topology's); "
+        "an op run now and then is slower than one run often",
+    )
     p.add_argument("--out", help="write the per-op times per tier (profiles.json, for partition/run --profiles)")
     _timing_arg(p, default="measured")
     p.set_defaults(func=cmd_profile)

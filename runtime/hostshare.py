@@ -10,12 +10,11 @@ and the stage runs.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 from partition.split import INLINE_BELOW_S
 
-from .versions import run_locked
+from .versions import run_locked, run_timed
 
 if TYPE_CHECKING:
     from .packing import NodeHandle
@@ -123,12 +122,11 @@ class StagePool:
     async def _run(self, key: int, batch: list) -> None:
         runner = batch[0][0]
         values = [v for _, vs, _ in batch for v in vs]
-        start = time.perf_counter()
         try:
             if self.threaded.get(key):
-                outputs = await asyncio.to_thread(run_locked, runner, values)
+                outputs, took = await asyncio.to_thread(run_timed, runner, values)
             else:
-                outputs = run_locked(runner, values)
+                outputs, took = run_timed(runner, values)
         except Exception as exc:
             if len(batch) == 1:  # the node retries its own frames one by one (a bad frame fails alone)
                 if not batch[0][2].done():
@@ -142,7 +140,7 @@ class StagePool:
                 except Exception as own:
                     future.set_exception(own)
             return
-        self.threaded[key] = time.perf_counter() - start >= INLINE_BELOW_S * len(values)  # per frame, as a node decides
+        self.threaded[key] = took >= INLINE_BELOW_S * len(values)  # per frame, on the run's own time, as a node decides
         at = 0
         for _, vs, future in batch:
             if not future.done():

@@ -43,7 +43,8 @@ class Series:
 
     def summary(self) -> dict:
         mean = self.total / self.count if self.count else float("nan")
-        return {"count": self.count, "mean": mean, **percentiles(self.values)}
+        first = self.values[0] if self.values else float("nan")  # kept while the sample is not full: a run's first batch
+        return {"count": self.count, "mean": mean, "first": first if self.count <= self.cap else float("nan"), **percentiles(self.values)}
 
 
 @dataclass

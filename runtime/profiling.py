@@ -16,11 +16,20 @@ the period than about the tier. Each tier also times the runtime's own CPU per s
 ``BatchRunner`` and stage wrapper; and the thread hop of a stage run off the event loop), in the
 same rhythm: ``profiles["_calls"]``, which ``CostModel.stage_s`` adds to a stage's ops.
 
-Links are measured too (``profiles["_links"]``): an actor on a node of each tier pushes packed frames of
-a few sizes to an actor on the next tier's node, both in their nodes' cgroups, as a stage pushes to its
-parent; a straight-line fit of the round trip over the bytes gives the fixed time of a transfer
-(``call_s``) and, less the wire's time per byte at the topology's bandwidth, the ends' time per byte
-(``cpu_s_per_byte``). On a lab the device's quota, not its link, often bounds what it can send.
+Links are measured too (``profiles["_links"]``), through a stage's own per-frame path: the driver hands an
+actor on a node of each tier a packed frame as often as frames reach that tier; the actor decodes it (an
+inbox's work), packs it again (an outbox's) and pushes it to an actor on the next tier's node, which decodes
+it; both in their nodes' cgroups. The time from the packing to the receiver holding the frame is what a
+run's report measures of a link. A straight-line fit of it over a few frame sizes gives the fixed time of a
+transfer (``call_s``) and, less the wire's time per byte at the topology's bandwidth, the ends' time per
+byte (``cpu_s_per_byte``). On a lab the device's quota, not its link, often bounds what it can send: the
+decoding before the send spends part of the quota's budget, as it does in a run.
+
+The quota's budget is a step, not a speed (``partition/quota.py``): the profile records each tier's quota
+(``budget_s``, ``period_s`` in ``profiles["_calls"]``) and ``CostModel.stage_s`` prices a stage's expected wall
+time under it. A profile is made for a frame rate: ``fps`` (``tierpipe profile --fps``) gives the rate a run
+will stream at; ops run now and then are slower than ops run often, and a quota's budget is refilled between
+frames that come seldom.
 """
 
 from __future__ import annotations
@@ -39,16 +48,20 @@ __all__ = ["profile_tiers", "profile_links", "save_profiles", "measure_and_save"
 # bytes per frame the links are measured with: all above Ray's 100 KiB inline limit, so one line fits one path
 # (the object store's); smaller frames ride in the call and cost less, so their priced fixed time is an upper bound
 LINK_SIZES = (128 << 10, 256 << 10, 512 << 10)
+MIN_FRAMES = 16  # a tier's ops are timed over at least this many frames (and at least --seconds): one frame's noise is not a profile
 
 
-def frame_interval(topology: Topology, tier: int) -> float:
-    """Seconds between frames at the tier's busiest node: its streams at the sources' mean rate.
+def frame_interval(topology: Topology, tier: int, fps: float | None = None) -> float:
+    """Seconds between frames at the tier's busiest node: its streams at the sources' mean rate, or at ``fps``
+    per source (the rate a run will stream at: ``tierpipe run --fps``).
 
     >>> frame_interval(Topology.load("three_tier"), 0), round(frame_interval(Topology.load("smart_city"), 2), 4)
     (0.1, 0.0042)
+    >>> frame_interval(Topology.load("three_tier"), 0, fps=2.0)
+    0.5
     """
-    fps = [s.fps for s in topology.sources for _ in range(s.count or 1)] or [10.0]
-    return 1.0 / (topology.max_streams(tier) * sum(fps) / len(fps))
+    rates = [fps or s.fps for s in topology.sources for _ in range(s.count or 1)] or [fps or 10.0]
+    return 1.0 / (topology.max_streams(tier) * sum(rates) / len(rates))
 
 
 def _call_overhead_s(every_s: float, runs: int = 16) -> tuple[float, float]:
@@ -104,18 +117,22 @@ def _profile_here(model, inputs: tuple, seconds: float, where: str, every_s: flo
     from partition.timing import time_nodes
     from partition.tracer import trace
 
-    from .nodecpu import join_node_cgroup, node_cores
+    from .nodecpu import cpu_quota, join_node_cgroup, node_cores
 
     torch.set_num_threads(1)  # as a stage actor runs
     gm, _ = trace(model, inputs)
     cgroup = join_node_cgroup(where)
     cores = min(node_cores() or 1.0, 1.0)  # a stage runs one thread
     with torch.no_grad():
-        cpu = time_nodes(gm, inputs, repeats=3, warmup=1, stat="mean", min_seconds=seconds, every_s=every_s, clock="cpu")
+        cpu = time_nodes(gm, inputs, repeats=MIN_FRAMES, warmup=1, stat="mean", min_seconds=seconds, every_s=every_s, clock="cpu")
     stage_cpu, hop_cpu = _call_overhead_s(min(max(every_s, 0.01), 0.25))
+    call = {"stage_s": stage_cpu / cores, "hop_s": hop_cpu / cores}
+    quota = cpu_quota(cgroup) if cgroup else None
+    if quota and quota[0] is not None and quota[0] < quota[1]:  # a budget per period: CostModel prices a stage's wall under it
+        call.update(budget_s=quota[0] / 1e6, period_s=quota[1] / 1e6)
     return {
         "ops": {op: v / cores for op, v in cpu.items()},
-        "call": {"stage_s": stage_cpu / cores, "hop_s": hop_cpu / cores},
+        "call": call,
         "cores": cores,
         "host": platform.node(),
         "pid": os.getpid(),
@@ -125,44 +142,67 @@ def _profile_here(model, inputs: tuple, seconds: float, where: str, every_s: flo
 
 
 class _LinkEnd:
-    """One end of a profiled link, in its node's cgroup: ``take`` receives frames (Ray deserialises them); ``send``
-    pushes frames of each size to ``peer`` for ``seconds`` and returns the mean round trip per size."""
+    """One end of a profiled link, in its node's cgroup, doing what a stage does per frame. ``relay`` is the sender:
+    it decodes the frame it is given (as an inbox decodes what reaches it), packs it again (as an outbox does) and
+    pushes it to ``peer``; it returns the seconds from its packing to the peer holding the decoded frame, which
+    is what a run's report measures of a link. ``take`` is the receiver: decodes (``wire.unpack``), says when."""
 
     def __init__(self, where: str) -> None:
         from .nodecpu import join_node_cgroup
 
+        self.where = where
         self.cgroup = join_node_cgroup(where)
 
-    def take(self, frames: list) -> int:
-        import numpy as np
+    def take(self, frames: list) -> float:
+        import time
 
-        return sum(int(sum(np.asarray(p).nbytes for p in payloads)) + len(env) for env, payloads in frames)
+        from .wire import unpack
 
-    def send(self, peer, sizes: tuple, seconds: float) -> dict:
-        import statistics
+        for f in frames:
+            unpack(f, {"x": None}, self.where, 1 << 31)
+        return time.time()
+
+    def relay(self, frame, peer) -> float:
         import time
 
         import ray
-        import torch
 
-        from .wire import Frame, pack
+        from .wire import pack, unpack
 
-        out = {}
-        for size in sizes:
-            frame = pack(Frame(0, 0, [time.time()], {"x": torch.rand(size // 4)}), "raw")
-            ray.get(peer.take.remote([frame]))  # warm: the connection, the receiver's imports
-            times: list[float] = []
-            began = time.perf_counter()
-            while len(times) < 3 or time.perf_counter() - began < seconds:
-                start = time.perf_counter()
-                ray.get(peer.take.remote([frame]))
-                times.append(time.perf_counter() - start)
-            out[size] = statistics.fmean(times)
-        return out
+        got = unpack(frame, {"x": None}, self.where, 1 << 31)
+        start = time.time()
+        return ray.get(peer.take.remote([pack(got, "raw")])) - start
 
 
-def profile_links(topology: Topology, address: str | None, seconds: float = 1.0, sizes: tuple = LINK_SIZES) -> dict:
-    """``{"a->b": {"call_s", "cpu_s_per_byte", "s_per_byte", "round_trip_s": {bytes: s}}}`` for every link on the path."""
+def _link_times(sender, receiver, sizes: tuple, seconds: float, every_s: float) -> dict:
+    """Mean seconds of a frame's transfer per size: the driver hands ``sender`` a frame every ``every_s`` (as frames
+    reach the tier), which relays it to ``receiver``; at least 3 per size and ``seconds``."""
+    import statistics
+    import time
+
+    import ray
+    import torch
+
+    from .wire import Frame, pack
+
+    out = {}
+    for size in sizes:
+        frame = pack(Frame(0, 0, [time.time()], {"x": torch.rand(size // 4)}), "raw")
+        ray.get(sender.relay.remote(frame, receiver))  # warm: the connection, the imports
+        times: list[float] = []
+        began = time.perf_counter()
+        while len(times) < 3 or time.perf_counter() - began < seconds:
+            time.sleep(every_s)  # the budget of a quota refilled, as between frames
+            times.append(ray.get(sender.relay.remote(frame, receiver)))
+        out[size] = statistics.fmean(times)
+    return out
+
+
+def profile_links(
+    topology: Topology, address: str | None, seconds: float = 1.0, sizes: tuple = LINK_SIZES, fps: float | None = None
+) -> dict:
+    """``{"a->b": {"call_s", "cpu_s_per_byte", "s_per_byte", "transfer_s": {bytes: s}}}`` for every link on the path,
+    a frame sent as often as frames reach the sending tier's busiest node (:func:`frame_interval`, at ``fps``)."""
     import numpy as np
     import ray
 
@@ -179,7 +219,8 @@ def profile_links(topology: Topology, address: str | None, seconds: float = 1.0,
             node = tier.node_names()[0]
             ends.append(end.options(**actor_options(topology, address, node, tier.name, labelled)).remote(f"link profile on {node}"))
         try:
-            rtt = ray.get(ends[0].send.remote(ends[1], tuple(sizes), seconds), timeout=600)
+            every = min(frame_interval(topology, j, fps), 0.5)
+            rtt = _link_times(ends[0], ends[1], tuple(sizes), seconds, every)
         except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as exc:
             name = link_name(topology.path, j)
             raise PipelineError(f"profiling link {name} failed ({type(exc).__name__}: {exc}); are both nodes alive?") from None
@@ -193,14 +234,16 @@ def profile_links(topology: Topology, address: str | None, seconds: float = 1.0,
             "call_s": max(float(intercept), 0.0),
             "s_per_byte": max(float(slope), 0.0),
             "cpu_s_per_byte": max(float(slope) - wire, 0.0),
-            "round_trip_s": {str(b): rtt[b] for b in sorted(rtt)},
+            "transfer_s": {str(b): rtt[b] for b in sorted(rtt)},
         }
     return out
 
 
-def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None, seconds: float = 3.0, links: bool = True) -> dict:
+def profile_tiers(
+    model, inputs: tuple, topology: Topology, address: str | None, seconds: float = 3.0, links: bool = True, fps: float | None = None
+) -> dict:
     """``{"profiles": {tier: {op: s}, "_links": ...}, "measured_on": {tier: {node, host, cgroup}}}`` from the cluster
-    at ``address`` (``links=False``: the ops only).
+    at ``address`` (``links=False``: the ops only), frames coming at ``fps`` per source (None: the topology's rates).
 
     Raises:
         PipelineError: a tier has no node in the cluster (names the labels to start it with).
@@ -219,7 +262,7 @@ def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None,
         opts = actor_options(topology, address, node, tier.name, labelled)
         opts["num_cpus"] = 0
         try:
-            every = min(frame_interval(topology, t), 0.5)
+            every = min(frame_interval(topology, t, fps), 0.5)
             label = f"profile of {tier.name} ({node})"
             out = ray.get(task.options(**opts).remote(model_ref, inputs_ref, seconds, label, every), timeout=600)
         except ray.exceptions.GetTimeoutError:
@@ -239,7 +282,7 @@ def profile_tiers(model, inputs: tuple, topology: Topology, address: str | None,
         }
     profiles[CALLS_KEY] = calls
     if links and len(topology.path) > 1:
-        profiles[LINKS_KEY] = profile_links(topology, address, max(seconds, 1.0))
+        profiles[LINKS_KEY] = profile_links(topology, address, max(seconds, 1.0), fps=fps)
     return {"profiles": profiles, "measured_on": where}
 
 
@@ -260,7 +303,7 @@ def measure_and_save(args, model, inputs, graph, topology: Topology, predicted, 
 
     connect_driver(args.address, topology, log_to_driver=False)
     with console.status(f"profiling {args.model} on {len(topology.path)} tiers, {args.seconds:g} s each..."):
-        result = profile_tiers(model, inputs, topology, args.address, args.seconds)
+        result = profile_tiers(model, inputs, topology, args.address, args.seconds, fps=getattr(args, "fps", None))
     measured = CostModel(graph, topology, result["profiles"])
     for t, tier in enumerate(topology.path):
         on = result["measured_on"][tier.name]

@@ -143,7 +143,10 @@ def _node_times(m: dict, tier: str) -> dict:
     """One stage actor's real compute: frames computed and seconds spent on them (batches summed)."""
     frames = _computed([m])
     busy = m["compute_s"]["count"] * m["compute_s"]["mean"] if m["compute_s"]["count"] else 0.0
-    return {"node": m["node"], "tier": tier, "frames": round(frames), "compute_s_total": busy, "cgroup": m.get("cgroup")}
+    first = {}
+    if m["compute_s"]["count"] > 1:  # the first batch apart: it pays once for what later ones reuse (stagetimes.py)
+        first = {"first_batch_s": m["compute_s"].get("first"), "first_batch_frames": m["batch"].get("first")}
+    return {"node": m["node"], "tier": tier, "frames": round(frames), "compute_s_total": busy, "cgroup": m.get("cgroup"), **first}
 
 
 def measured_bottleneck(tiers: list[dict], links: list[dict], wall_s: float) -> dict:

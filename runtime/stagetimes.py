@@ -1,7 +1,8 @@
 """``report.json``'s ``stage_times`` and ``link_times``: per stage actor and per link, the time per frame
 the analytic cost model predicted, the profiled one (``--profiles``) predicted, and the run measured.
 
-The measured stage time is the stage's real compute per frame (batches divided by their frames),
+The measured stage time is the stage's real compute per frame (batches divided by their frames) after its
+first batch (``first_batch_s``, reported apart: it pays once for what later batches reuse),
 so it is comparable with emulation off (``--emulate off``, e.g. on a lab); with emulation on the
 stage is stretched to the prediction afterwards and this is the part that ran for real.
 """
@@ -22,6 +23,27 @@ def error(predicted: float | None, measured: float | None) -> float | None:
     return round((predicted - measured) / measured, 6)
 
 
+def _steady(node: dict) -> tuple[float | None, float | None]:
+    """(seconds per frame after the first batch, the first batch's seconds per frame) of a stage actor.
+
+    The first batch of a stage pays once for what later ones reuse (torch's first call of each op, the
+    allocator's first blocks, the event loop's first thread hop): the cost model predicts the frames after it.
+    A stage that ran one batch only: that batch, and no first.
+
+    >>> _steady({"frames": 4, "compute_s_total": 0.13, "first_batch_s": 0.1, "first_batch_frames": 1})
+    (0.01, 0.1)
+    >>> _steady({"frames": 1, "compute_s_total": 0.1}), _steady({"frames": 0, "compute_s_total": 0.0})
+    ((0.1, None), (None, None))
+    """
+    frames, total = node["frames"], node["compute_s_total"]
+    if not frames:
+        return None, None
+    first, first_frames = node.get("first_batch_s"), node.get("first_batch_frames")
+    if first is None or first_frames is None or first != first or not 0 < first_frames < frames:
+        return total / frames, None
+    return round((total - first) / (frames - first_frames), 12), first / first_frames
+
+
 def stage_times(report: dict, plan, analytic, profiled=None) -> list[dict]:
     """``[{tier, node, frames, predicted_s, profiled_s, measured_s, error, profiled_error}]``, seconds per frame.
 
@@ -34,7 +56,7 @@ def stage_times(report: dict, plan, analytic, profiled=None) -> list[dict]:
         ops, t = by_tier[n["tier"]], index[n["tier"]]
         predicted = sum(analytic.compute_s(op, t) for op in ops)
         prof = profiled.stage_s(ops, t) if profiled is not None else None  # with the profiled call overhead
-        measured = n["compute_s_total"] / n["frames"] if n["frames"] else None
+        measured, first = _steady(n)
         rows.append(
             {
                 "tier": n["tier"],
@@ -44,6 +66,7 @@ def stage_times(report: dict, plan, analytic, profiled=None) -> list[dict]:
                 "predicted_s": predicted,
                 "profiled_s": prof,
                 "measured_s": measured,
+                "first_batch_s": first,
                 # a stage without ops only forwards: its time is not the cost model's to predict
                 "error": error(predicted, measured) if ops else None,
                 "profiled_error": error(prof, measured) if ops else None,

@@ -23,7 +23,7 @@ from ..batching import BatchRunner
 from ..emulation import sleep_until
 from ..errors import StageError
 from ..metrics import StageMetrics
-from ..versions import PlanVersions, run_locked
+from ..versions import PlanVersions, run_timed
 from ..wire import ERROR, Frame
 from .compute import RealCompute
 
@@ -116,7 +116,6 @@ class Executor:
                 else:
                     outputs = [self._failed(good[0], exc)]
             real = time.perf_counter() - start
-            self.inline = real < INLINE_BELOW_S * len(good)
             self.metrics.compute_s.add(real)
             self.metrics.batch.add(len(good))
             self.metrics.mixed_batches += len(good) < len(frames)
@@ -144,8 +143,11 @@ class Executor:
         if self.pool is not None:
             return await self.pool.run(runner, values)
         if self.inline:  # a small stage: a thread hop would cost more than the compute
-            return run_locked(runner, values)
-        return await asyncio.to_thread(run_locked, runner, values)
+            outputs, took = run_timed(runner, values)
+        else:
+            outputs, took = await asyncio.to_thread(run_timed, runner, values)
+        self.inline = took < INLINE_BELOW_S * len(values)  # the run's own time, the same on the loop and off it
+        return outputs
 
     async def _run_one(self, runner: BatchRunner, frame: Frame):
         try:

@@ -86,18 +86,21 @@ def test_a_replan_with_profiles_honours_a_tier_measured_slower():
 
 def test_a_profiled_stage_call_is_added_to_stages_that_run_off_the_event_loop_and_bad_ones_are_refused():
     """``profiles["_calls"]``: every stage with ops pays the runtime's call (``stage_s``); the runtime hops to a
-    thread for a stage of 2 ms or more (``INLINE_BELOW_S``), and the profiled hop is then part of its time too."""
+    thread for a stage whose run takes 2 ms or more (``INLINE_BELOW_S``), and the profiled hop is then part of its time too."""
     topo = Topology.load("three_tier")
     graph = capture(*get_model("resnet18", [1, 3, 32, 32]), timing="analytic")
     ops = [n.name for n in graph.nodes if n.op != "input"]
     table = np.zeros((len(graph.nodes), 3))
     table[graph.index[ops[0]], :] = 0.0005  # 0.5 ms
     table[graph.index[ops[1]], :] = 0.003  # 3 ms
+    table[graph.index[ops[2]], :] = 0.0015  # 1.5 ms
     cm = CostModel.with_table(graph, topo, table)
     calls = {"device": {"stage_s": 0.002, "hop_s": 0.01}, "gateway": {"stage_s": 0.0002, "hop_s": 0.001}}
     cm.stage_call_s, cm.hop_s = CostModel(graph, topo, {"_calls": calls}).stage_call_s, CostModel(graph, topo, {"_calls": calls}).hop_s
     assert cm.stage_s(ops[1:2], 0) == pytest.approx(0.015)  # off the loop: ops, call and hop
     assert cm.stage_s(ops[0:1], 1) == pytest.approx(0.0007)  # 0.7 + 1 ms < 2 ms: on the loop, no hop
+    # the runtime decides on the run's own time, without the hop: 1.7 ms runs on the loop though 2.7 with the hop would not
+    assert cm.stage_s(ops[2:3], 1) == pytest.approx(0.0017)
     assert cm.stage_s(ops[0:1], 0) == pytest.approx(0.0125)  # 2.5 ms with the call: the runtime hops
     assert cm.stage_s(ops[1:2], 1, calls=False) == pytest.approx(0.003)
     assert cm.stage_s(ops[1:2], 2) == pytest.approx(0.003)  # no call profiled for the edge
