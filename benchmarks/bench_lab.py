@@ -4,7 +4,10 @@ For each lab (three_tier, and smart_city cut to what this machine holds: 2 camer
 `lab up`, `cluster up` (Ray over ssh into every namespace), then for each model (a CNN, a transformer from
 `transformers`, QueueNet):
 
-1. **Profiles**: every op timed on a node of every tier, inside its CPU cgroup (`tierpipe profile --address`).
+1. **Profiles**: every op timed on a node of every tier, inside its CPU cgroup, at the rate the runs stream, then
+   the whole model run as one stage on each tier in a real pipeline to calibrate them (`tierpipe profile
+   --address`). A stage that is the whole model on a tier is thus predicted from an earlier run of the same
+   stage: the summary gives the share within 10% of the split stages (`split_profiled_within_10pct`) apart.
 2. **Runs with emulation off** of tierpipe's plan (made from the profiles) and of the four baselines (all on
    device, all on edge, Neurosurgeon, DADS), each for real on the lab: per stage, the analytic and the
    profiled prediction against the measured time; end-to-end latency and fps predicted vs measured; the
@@ -94,7 +97,7 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path, adapt_only:
             dtype = str(inputs[0].dtype).removeprefix("torch.")  # the sources stream what the model takes (QueueNet: uint8)
             topo = lab_topo.model_copy(update={"sources": [s.model_copy(update={"dtype": dtype}) for s in lab_topo.sources]})
             graph = capture(model, inputs, timing="analytic")
-            profiles = profile_tiers(model, inputs, topo, address, seconds=3.0, fps=FPS)["profiles"]
+            profiles = profile_tiers(model, inputs, topo, address, seconds=3.0, fps=FPS, calibrate=True)["profiles"]
             analytic, profiled = CostModel(graph, topo), CostModel(graph, topo, profiles)
             plans = {"tierpipe": partition(graph, topo, "latency", profiles=profiles, model_name=spec)}
             if not adapt_only:
@@ -223,6 +226,8 @@ def summarise(labs: list[dict]) -> dict:
             rows = [r for run in runs.values() for r in run["stage_times"] if r["ops"] and r["measured_s"]]
             analytic = [r["error"] for r in rows if r["error"] is not None]
             profiled = [r["profiled_error"] for r in rows if r["profiled_error"] is not None]
+            whole = max(r["ops"] for r in rows) if rows else 0  # the whole model on a tier: calibrated on an earlier run of it
+            split = [r["profiled_error"] for r in rows if r["profiled_error"] is not None and r["ops"] < whole]
             predicted = sorted(runs, key=lambda p: runs[p]["predicted_latency_ms"])
             measured = sorted(runs, key=lambda p: runs[p]["measured_latency_ms_p50"] or float("inf"))
             out[f"{lab['lab']} / {label}"] = {
@@ -231,6 +236,8 @@ def summarise(labs: list[dict]) -> dict:
                 "analytic_median_abs_error": statistics.median(abs(e) for e in analytic) if analytic else None,
                 "profiled_within_10pct": _share_within(profiled),
                 "profiled_median_abs_error": statistics.median(abs(e) for e in profiled) if profiled else None,
+                "split_stages": len(split),
+                "split_profiled_within_10pct": _share_within(split),
                 "ranking_predicted": predicted,
                 "ranking_measured": measured,
                 **_pairs(runs),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+import numpy as np
+
 from .baselines import baseline_assignments
 from .cost import CostModel
 from .graph import Graph
@@ -18,7 +20,7 @@ from .plan import Plan
 from .pricing import Problem
 from .topology import Topology
 
-__all__ = ["baseline_plans"]
+__all__ = ["baseline_plans", "tier_plans"]
 
 
 def baseline_plans(
@@ -40,9 +42,31 @@ def baseline_plans(
     """
     cm = CostModel(graph, topology, profiles)
     raw = Problem(graph, topology, cm)
+    return _plans(graph, topology, objective, cm, raw, baseline_assignments(raw), model_name)
+
+
+def tier_plans(
+    graph: Graph, topology: Topology, profiles: Mapping | None = None, model_name: str = "model", objective: str = "latency"
+) -> dict[str, Plan]:
+    """``{tier name: Plan}``: the whole model on one tier (the input still enters on the first), for every tier of the
+    path: what ``tierpipe profile --address`` runs to time the whole model as one stage on each tier.
+
+    >>> from partition import Topology, capture
+    >>> from partition.zoo import get_model
+    >>> plans = tier_plans(capture(*get_model("resnet18"), timing="analytic"), Topology.load("three_tier"))
+    >>> {name: [len(s.nodes) for s in p.stages] for name, p in plans.items()}
+    {'device': [74, 0, 0], 'gateway': [0, 74, 0], 'edge': [0, 0, 74]}
+    """
+    cm = CostModel(graph, topology, profiles)
+    raw = Problem(graph, topology, cm)
+    assignments = {t.name: np.where(raw.is_input, 0, j) for j, t in enumerate(topology.path)}
+    return _plans(graph, topology, objective, cm, raw, assignments, model_name)
+
+
+def _plans(graph, topology, objective, cm, raw, assignments: dict, model_name: str) -> dict[str, Plan]:
     k = len(topology.path)
     out = {}
-    for name, a in baseline_assignments(raw).items():
+    for name, a in assignments.items():
         plan = _make_plan(
             graph, topology, model_name, objective, a, ["raw"] * (k - 1), raw.evaluate(a), raw, {}, None, False, name, [], 0.0
         )

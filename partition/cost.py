@@ -19,6 +19,10 @@ thread hop; stages under ``INLINE_BELOW_S`` run on the loop and skip it). :meth:
 adds them to a stage's ops; the solvers do not price them (a step per used tier, not a sum over ops),
 so they show in the run's report (``stage_times``), not in the plan's choice.
 
+Calibration: ``profiles["_calls"][tier]["scale"]`` (``tierpipe profile --address`` measures it) is the time of the
+whole model run as one stage on the tier, in a real pipeline, over its profiled time: the ops are timed alone, a
+stage runs among the rest of the pipeline. It scales the tier's ops for the solvers and its stages' times.
+
 CPU quotas: a tier profiled under one (a lab host's cgroup) also has ``budget_s`` and ``period_s`` in
 ``profiles["_calls"]``. There a stage's time is the expected wall time of its CPU under CFS bandwidth control
 (``partition/quota.py``): a stage shorter than the budget runs at full speed, a longer one waits per period.
@@ -83,6 +87,20 @@ def _calls(calls: dict, tiers) -> tuple[np.ndarray, np.ndarray]:
             f"(got {calls}); profile again with `tierpipe profile MODEL --address ... --out FILE`"
         )
     return tuple(np.array([float(calls.get(n, {}).get(k, 0.0)) for n in names]) for k in ("stage_s", "hop_s"))
+
+
+def _calibration(calls: dict, tiers) -> np.ndarray:
+    """Per tier, the measured over the profiled time of the whole model run as one stage there (``scale``; 1 without)."""
+    out = []
+    for t in tiers:
+        scale = (calls.get(t.name) or {}).get("scale", 1.0)
+        if not isinstance(scale, (int, float)) or not 0.05 <= scale <= 20:
+            raise PartitionError(
+                f"profiles: {CALLS_KEY}.{t.name}.scale must be a number from 0.05 to 20, the measured over the profiled time "
+                f"of the whole model on that tier (got {scale!r}); profile again with `tierpipe profile --address`"
+            )
+        out.append(float(scale))
+    return np.array(out)
 
 
 def _quotas(calls: dict, tiers) -> list[tuple[float, float] | None]:
@@ -151,6 +169,8 @@ class CostModel:
         self.table = np.stack(columns, axis=1) if columns else np.zeros((len(host), 0))
         self.stage_call_s, self.hop_s = _calls(calls, self.tiers)
         self.quotas = _quotas(calls, self.tiers)
+        self.calibration = _calibration(calls, self.tiers)
+        self.table *= self.calibration  # the solvers price the calibrated ops
         self.table[[graph.index[i] for i in graph.inputs], :] = 0.0
 
     def _links(self, measured: dict) -> None:
@@ -209,9 +229,10 @@ class CostModel:
         ops = float(sum(self.compute_s(n, tier) for n in nodes))
         if not nodes or not calls:
             return ops
-        ops += float(self.stage_call_s[tier])
+        scale = float(self.calibration[tier])  # the ops as profiled, the call, the quota; then the whole calibrated
+        ops = ops / scale + float(self.stage_call_s[tier])
         inline = self.quota_wall_s(ops, tier)  # the runtime decides on the run's own time, without the hop
-        return inline if inline < INLINE_BELOW_S else self.quota_wall_s(ops + float(self.hop_s[tier]), tier)
+        return scale * (inline if inline < INLINE_BELOW_S else self.quota_wall_s(ops + float(self.hop_s[tier]), tier))
 
     def quota_wall_s(self, seconds: float, tier: int) -> float:
         """``seconds`` of a tier's priced time (CPU over its quota's share) as the expected wall time of a stage

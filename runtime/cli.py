@@ -259,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --address: frames/s per source the tiers are timed at, as `run --fps` will stream (default: the topology's); "
         "an op run now and then is slower than one run often",
     )
+    p.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="with --address: skip running the whole model as one stage on each tier in a real pipeline (which scales "
+        "each tier's ops and corrects the links' fixed times to what a run measures)",
+    )
     p.add_argument("--out", help="write the per-op times per tier (profiles.json, for partition/run --profiles)")
     _timing_arg(p, default="measured")
     p.set_defaults(func=cmd_profile)

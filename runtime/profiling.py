@@ -240,10 +240,19 @@ def profile_links(
 
 
 def profile_tiers(
-    model, inputs: tuple, topology: Topology, address: str | None, seconds: float = 3.0, links: bool = True, fps: float | None = None
+    model,
+    inputs: tuple,
+    topology: Topology,
+    address: str | None,
+    seconds: float = 3.0,
+    links: bool = True,
+    fps: float | None = None,
+    calibrate: bool = False,
 ) -> dict:
     """``{"profiles": {tier: {op: s}, "_links": ...}, "measured_on": {tier: {node, host, cgroup}}}`` from the cluster
-    at ``address`` (``links=False``: the ops only), frames coming at ``fps`` per source (None: the topology's rates).
+    at ``address`` (``links=False``: the ops only), frames coming at ``fps`` per source (None: the topology's rates);
+    ``calibrate``: then the whole model run as one stage on each tier (``runtime/calibrate.py``), which scales the
+    tiers' ops and corrects the links' fixed times; what it measured is ``result["calibration"]``.
 
     Raises:
         PipelineError: a tier has no node in the cluster (names the labels to start it with).
@@ -283,7 +292,15 @@ def profile_tiers(
     profiles[CALLS_KEY] = calls
     if links and len(topology.path) > 1:
         profiles[LINKS_KEY] = profile_links(topology, address, max(seconds, 1.0), fps=fps)
-    return {"profiles": profiles, "measured_on": where}
+    result = {"profiles": profiles, "measured_on": where}
+    if calibrate:
+        from partition.tracer import capture
+
+        from .calibrate import calibrate as run_whole
+
+        graph = capture(model, inputs, timing="analytic")
+        result["calibration"] = run_whole(model, inputs, graph, topology, address, profiles, fps, MIN_FRAMES)
+    return result
 
 
 def save_profiles(path: str | Path, result: dict, model: str, topology: Topology, seconds: float) -> None:
@@ -291,6 +308,8 @@ def save_profiles(path: str | Path, result: dict, model: str, topology: Topology
     about = {"model": model, "topology": topology.name, "seconds_per_tier": seconds, "measured_on": result["measured_on"]}
     if topology.lab is not None:
         about["lab_cpu_scale"] = topology.lab.cpu_scale
+    if result.get("calibration"):
+        about["calibration"] = result["calibration"]
     Path(path).write_text(json.dumps({"_about": about, **result["profiles"]}, indent=1))
 
 
@@ -303,7 +322,9 @@ def measure_and_save(args, model, inputs, graph, topology: Topology, predicted, 
 
     connect_driver(args.address, topology, log_to_driver=False)
     with console.status(f"profiling {args.model} on {len(topology.path)} tiers, {args.seconds:g} s each..."):
-        result = profile_tiers(model, inputs, topology, args.address, args.seconds, fps=getattr(args, "fps", None))
+        result = profile_tiers(
+            model, inputs, topology, args.address, args.seconds, fps=getattr(args, "fps", None), calibrate=getattr(args, "calibrate", True)
+        )
     measured = CostModel(graph, topology, result["profiles"])
     for t, tier in enumerate(topology.path):
         on = result["measured_on"][tier.name]
@@ -315,6 +336,13 @@ def measure_and_save(args, model, inputs, graph, topology: Topology, predicted, 
             + f"; a stage call adds {result['profiles'][CALLS_KEY][tier.name]['stage_s'] * 1e3:.2f} ms"
             + f" (+{result['profiles'][CALLS_KEY][tier.name]['hop_s'] * 1e3:.2f} off the event loop); {on['cores']:.3g} cores"
         )
+    for name, c in result.get("calibration", {}).get("tiers", {}).items():
+        console.print(
+            f"{name}: the whole model as one stage in a pipeline took {c['measured_s'] * 1e3:.1f} ms a frame, "
+            f"the ops {c['profiled_s'] * 1e3:.1f} ms: calibrated x{c['scale']:.2f}"
+        )
+    for name, c in result.get("calibration", {}).get("links", {}).items():
+        console.print(f"link {name}: {c['measured_s'] * 1e3:.1f} ms a frame in that pipeline, {c['profiled_s'] * 1e3:.1f} ms profiled")
     for name, link in result["profiles"].get(LINKS_KEY, {}).items():
         rate = f"{8e-6 / link['s_per_byte']:.3g} Mbit/s" if link["s_per_byte"] else "too fast to tell"
         console.print(

@@ -4,7 +4,7 @@ One loop per node takes what the inbox queued: a frame, then more up to ``max_ba
 ``max_wait_s`` when its stage batches. A batch runs on one plan version (frames finish on the plan they
 started on), in order. Error frames and frames an exit below answered run nothing and travel on.
 The stage runs in the process's :class:`runtime.hostshare.StagePool` when the node is packed with
-others, else on the event loop when it is small (under ``INLINE_BELOW_S`` a frame last time), else in
+others, else on the event loop when it is small (its run took under ``INLINE_BELOW_S`` a frame last time, hop aside), else in
 a thread. One bad frame fails alone: a failed batch runs again frame by frame. The node's compute
 clock (:mod:`runtime.node.compute`) books the tier's time; the results go to the node's outbox
 (:mod:`runtime.node.outbox`) once it is due.

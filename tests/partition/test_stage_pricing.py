@@ -1,5 +1,5 @@
-"""A stage's time under a CPU quota (``partition/quota.py``) against a step-by-step simulation of CFS bandwidth
-control, and the cost model pricing a profiled tier's stages with it (no Ray, no cgroup)."""
+"""A stage's price: its time under a CPU quota (``partition/quota.py``) against a step-by-step simulation of CFS bandwidth
+control, the cost model pricing a profiled tier's stages with it, and a tier calibrated on the whole model (no Ray)."""
 
 import numpy as np
 import pytest
@@ -62,3 +62,20 @@ def test_a_tier_profiled_under_a_quota_prices_its_stages_wall_time_and_the_solve
     assert cm.quota_wall_s(0.1, 1) == 0.1  # the gateway has no quota in these profiles
     with pytest.raises(PartitionError, match="_calls.device needs budget_s and period_s > 0 together"):
         CostModel(graph, topo, {"_calls": {"device": {"stage_s": 0.0, "hop_s": 0.0, "budget_s": 0.001}}})
+
+
+def test_a_tier_calibrated_on_the_whole_model_scales_its_ops_for_the_solvers_and_its_stages():
+    topo = Topology.load("three_tier")
+    graph = capture(*get_model("resnet18", [1, 3, 32, 32]), timing="analytic")
+    ops = [n.name for n in graph.nodes if n.op != "input"]
+    profiles = {t.name: {op: 0.001 for op in ops} for t in topo.path}
+    plain = CostModel(graph, topo, profiles)
+    calls = {"gateway": {"stage_s": 0.0005, "hop_s": 0.0002, "scale": 0.8}}
+    cm = CostModel(graph, topo, {**profiles, "_calls": calls})
+    assert cm.table[:, 1] == pytest.approx(0.8 * plain.table[:, 1]) and cm.table[:, 0] == pytest.approx(plain.table[:, 0])
+    whole = len(ops) * 0.001 + 0.0005 + 0.0002  # the ops as profiled, the call and the hop; then calibrated
+    assert cm.stage_s(ops, 1) == pytest.approx(0.8 * whole)
+    assert cm.stage_s(ops[:1], 1) == pytest.approx(0.8 * 0.0015)  # 1.5 ms runs on the event loop: no hop
+    for bad in (0.0, 50.0, "x"):
+        with pytest.raises(PartitionError, match="_calls.gateway.scale must be a number from 0.05 to 20"):
+            CostModel(graph, topo, {"_calls": {"gateway": {"stage_s": 0.0, "hop_s": 0.0, "scale": bad}}})
