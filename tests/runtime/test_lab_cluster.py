@@ -1,6 +1,6 @@
 """A plan measured on a real lab, as a user runs it (root, namespaces, sshd; skipped elsewhere, saying why):
 `lab up --out LAB.yaml`, `cluster up LAB.yaml` (Ray over ssh into every host), `profile --address` (every op
-timed inside each tier's CPU cgroup), `partition --profiles`, `run --emulate off` (stages in their hosts'
+timed inside each tier's CPU cgroup, then the model run whole on each tier to calibrate), `partition --profiles`, `run --emulate off` (stages in their hosts'
 cgroups, nothing lost), then `cluster down` and `lab down`, leaving nothing behind.
 
 The commands run as subprocesses: a driver on a lab joins the head host's network namespace, which a
@@ -67,6 +67,13 @@ def test_profiles_are_measured_in_each_tiers_cgroup_and_partition_uses_them(clus
     assert set(links) == {"device->gateway", "gateway->edge"}
     for link in links.values():
         assert len(link["transfer_s"]) == 3 and link["call_s"] >= 0 and link["s_per_byte"] > 0 and link["cpu_s_per_byte"] >= 0
+    # then the whole model ran as one stage on each tier in a real pipeline: its time over the ops' is the tier's scale
+    calibration = data["_about"]["calibration"]
+    for tier in topo.path:
+        c = calibration["tiers"][tier.name]
+        assert c["measured_s"] > 0 and c["scale"] == pytest.approx(c["measured_s"] / c["profiled_s"])
+        assert data["_calls"][tier.name]["scale"] == c["scale"]
+    assert set(calibration["links"]) == {"device->gateway", "gateway->edge"}  # the last run sent the input over both
     # the plan's predicted stage times are the profiled ones: each stage's time is the sum of its ops' measured times
     plan_file = folder / "profiled_plan.json"
     _tierpipe("partition", *MODEL, "--topology", str(lab_yaml), "--profiles", str(profiles), "--out", str(plan_file))
