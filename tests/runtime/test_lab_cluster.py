@@ -1,7 +1,7 @@
 """A plan measured on a real lab, as a user runs it (root, namespaces, sshd; skipped elsewhere, saying why):
 `lab up --out LAB.yaml`, `cluster up LAB.yaml` (Ray over ssh into every host), `profile --address` (every op
-timed inside each tier's CPU cgroup, then the model run whole on each tier to calibrate), `partition --profiles`, `run --emulate off` (stages in their hosts'
-cgroups, nothing lost), then `cluster down` and `lab down`, leaving nothing behind.
+timed inside each tier's CPU cgroup, then the model run whole on each tier to calibrate), `partition --profiles`,
+`run --emulate off` (stages in their hosts' cgroups, nothing lost), then `cluster down` and `lab down`, leaving nothing behind.
 
 The commands run as subprocesses: a driver on a lab joins the head host's network namespace, which a
 test process must not do to itself.
