@@ -123,6 +123,7 @@ def run_lab(name: str, seconds: float, models: list[str], out: Path, adapt_only:
                 brief = {k: v for k, v in runs[plan_name].items() if k not in ("stage_times", "link_times")}
                 print(f"{name} / {label} / {plan_name}: {json.dumps(brief)}")
             result["models"][label] = runs
+            result.setdefault("model_ops", {})[label] = sum(1 for n in graph.nodes if n.name not in graph.inputs)
         if name == "three_tier" and models:
             result["adaptation"] = _adapt(lab_topo, address, folder / "lab", models[0], seconds, adapt_profiles)
     finally:
@@ -226,7 +227,7 @@ def summarise(labs: list[dict]) -> dict:
             rows = [r for run in runs.values() for r in run["stage_times"] if r["ops"] and r["measured_s"]]
             analytic = [r["error"] for r in rows if r["error"] is not None]
             profiled = [r["profiled_error"] for r in rows if r["profiled_error"] is not None]
-            whole = max(r["ops"] for r in rows) if rows else 0  # the whole model on a tier: calibrated on an earlier run of it
+            whole = lab.get("model_ops", {}).get(label) or max((r["ops"] for r in rows), default=0)  # calibrated on a run of it
             split = [r["profiled_error"] for r in rows if r["profiled_error"] is not None and r["ops"] < whole]
             predicted = sorted(runs, key=lambda p: runs[p]["predicted_latency_ms"])
             measured = sorted(runs, key=lambda p: runs[p]["measured_latency_ms_p50"] or float("inf"))

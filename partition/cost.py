@@ -231,8 +231,8 @@ class CostModel:
             return ops
         scale = float(self.calibration[tier])  # the ops as profiled, the call, the quota; then the whole calibrated
         ops = ops / scale + float(self.stage_call_s[tier])
-        inline = self.quota_wall_s(ops, tier)  # the runtime decides on the run's own time, without the hop
-        return scale * (inline if inline < INLINE_BELOW_S else self.quota_wall_s(ops + float(self.hop_s[tier]), tier))
+        inline = scale * self.quota_wall_s(ops, tier)  # the runtime decides on the run's own time, without the hop
+        return inline if inline < INLINE_BELOW_S else scale * self.quota_wall_s(ops + float(self.hop_s[tier]), tier)
 
     def quota_wall_s(self, seconds: float, tier: int) -> float:
         """``seconds`` of a tier's priced time (CPU over its quota's share) as the expected wall time of a stage

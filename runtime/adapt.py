@@ -5,9 +5,9 @@
 1. **Measure** (never read the conditions file): each link's bandwidth is the bytes its senders
    put on the wire over the time they were busy sending them in the last ``window_s``
    (:class:`runtime.monitor.LinkMeter`; the slowest node of a tier stands for its link, since
-   one plan serves every node of a tier). On a real link that time is the push's round trip: its
-   fixed part (the cost model's ``call_s``) is taken out, and drift is judged on what the link
-   carries with its ends' work per byte (profiled ``cpu_s_per_byte``: a slow device's serialising
+   one plan serves every node of a tier). On a real link that time is the push's round trip: a
+   frame's fixed part (the cost model's ``call_s``, profiled one way, calibrated in a run) is taken out, and drift is
+   judged on what the link carries with its ends' work per byte (profiled ``cpu_s_per_byte``: a slow device's serialising
    must not read as a slow wire); the re-planner gets the wire's share; each tier's slowdown is the time its stages spent per
    frame over the time the running plan predicted for them (the slowest node again).
 2. **Detect**: a :class:`runtime.monitor.DriftMonitor` reports figures that stayed more than

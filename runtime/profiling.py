@@ -188,12 +188,12 @@ def _link_times(sender, receiver, sizes: tuple, seconds: float, every_s: float) 
     out = {}
     for size in sizes:
         frame = pack(Frame(0, 0, [time.time()], {"x": torch.rand(size // 4)}), "raw")
-        ray.get(sender.relay.remote(frame, receiver))  # warm: the connection, the imports
+        ray.get(sender.relay.remote(frame, receiver), timeout=600)  # warm: the connection, the imports
         times: list[float] = []
         began = time.perf_counter()
         while len(times) < 3 or time.perf_counter() - began < seconds:
             time.sleep(every_s)  # the budget of a quota refilled, as between frames
-            times.append(ray.get(sender.relay.remote(frame, receiver)))
+            times.append(ray.get(sender.relay.remote(frame, receiver), timeout=600))
         out[size] = statistics.fmean(times)
     return out
 
@@ -330,16 +330,19 @@ def measure_and_save(args, model, inputs, graph, topology: Topology, predicted, 
         on = result["measured_on"][tier.name]
         m, p = float(measured.table[:, t].sum()), float(predicted.table[:, t].sum())
         console.print(
-            f"{tier.name} on {on['node']} ({on['cgroup'] or 'no cgroup'}): whole model {m * 1e3:.1f} ms measured, "
+            f"{tier.name} on {on['node']} ({on['cgroup'] or 'no cgroup'}): whole model {m * 1e3:.1f} ms measured (ops, calibrated), "
             f"{p * 1e3:.1f} ms predicted"
             + (f" ({(p - m) / m:+.0%})" if m else "")
             + f"; a stage call adds {result['profiles'][CALLS_KEY][tier.name]['stage_s'] * 1e3:.2f} ms"
             + f" (+{result['profiles'][CALLS_KEY][tier.name]['hop_s'] * 1e3:.2f} off the event loop); {on['cores']:.3g} cores"
         )
     for name, c in result.get("calibration", {}).get("tiers", {}).items():
+        if c["scale"] is None:
+            console.print(f"[yellow]{name}: not calibrated[/yellow] (the whole model took {c['measured_s'] * 1e3:.1f} ms a frame)")
+            continue
         console.print(
             f"{name}: the whole model as one stage in a pipeline took {c['measured_s'] * 1e3:.1f} ms a frame, "
-            f"the ops {c['profiled_s'] * 1e3:.1f} ms: calibrated x{c['scale']:.2f}"
+            f"profiled {c['profiled_s'] * 1e3:.1f} ms (ops, call, quota): calibrated x{c['scale']:.2f}"
         )
     for name, c in result.get("calibration", {}).get("links", {}).items():
         console.print(f"link {name}: {c['measured_s'] * 1e3:.1f} ms a frame in that pipeline, {c['profiled_s'] * 1e3:.1f} ms profiled")

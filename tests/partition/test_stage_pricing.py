@@ -76,6 +76,13 @@ def test_a_tier_calibrated_on_the_whole_model_scales_its_ops_for_the_solvers_and
     whole = len(ops) * 0.001 + 0.0005 + 0.0002  # the ops as profiled, the call and the hop; then calibrated
     assert cm.stage_s(ops, 1) == pytest.approx(0.8 * whole)
     assert cm.stage_s(ops[:1], 1) == pytest.approx(0.8 * 0.0015)  # 1.5 ms runs on the event loop: no hop
+    # the runtime decides on what the run really takes: the calibrated time, not the profiled one
+    one = {t.name: {op: (0.001 if i == 0 else 0.0) for i, op in enumerate(ops)} for t in topo.path}
+    slow = CostModel(graph, topo, {**one, "_calls": {"gateway": {"stage_s": 0.0005, "hop_s": 0.0002, "scale": 2.0}}})
+    assert slow.stage_s(ops[:1], 1) == pytest.approx(2.0 * (0.001 + 0.0005 + 0.0002))  # 3 ms a run: off the loop, with the hop
+    two = {t.name: {op: (0.002 if i == 0 else 0.0) for i, op in enumerate(ops)} for t in topo.path}
+    fast = CostModel(graph, topo, {**two, "_calls": {"gateway": {"stage_s": 0.0005, "hop_s": 0.0005, "scale": 0.5}}})
+    assert fast.stage_s(ops[:1], 1) == pytest.approx(0.5 * (0.002 + 0.0005))  # 1.25 ms a run: on the loop, no hop
     for bad in (0.0, 50.0, "x"):
         with pytest.raises(PartitionError, match="_calls.gateway.scale must be a number from 0.05 to 20"):
             CostModel(graph, topo, {"_calls": {"gateway": {"stage_s": 0.0, "hop_s": 0.0, "scale": bad}}})
