@@ -16,6 +16,7 @@ import pytest
 
 from partition import CostModel, Plan, Topology, capture
 from partition.zoo import get_model
+from runtime.calibrate import SCALE_RANGE
 from tests.runtime.labtools import leftovers, root_only
 
 PREFIX, NETWORK, PORT = "tpc-", "198.19.32.0/20", 6391  # not the user's tp- / 198.18, nor test_lab's
@@ -71,8 +72,12 @@ def test_profiles_are_measured_in_each_tiers_cgroup_and_partition_uses_them(clus
     calibration = data["_about"]["calibration"]
     for tier in topo.path:
         c = calibration["tiers"][tier.name]
-        assert c["measured_s"] > 0 and c["scale"] == pytest.approx(c["measured_s"] / c["profiled_s"])
-        assert data["_calls"][tier.name]["scale"] == c["scale"]
+        ratio = c["measured_s"] / c["profiled_s"]
+        assert c["measured_s"] > 0
+        if SCALE_RANGE[0] <= ratio <= SCALE_RANGE[1]:  # the tier calibrated (this machine's load decides which branch)
+            assert c["scale"] == pytest.approx(ratio) and data["_calls"][tier.name]["scale"] == c["scale"]
+        else:  # a profile so far off is wrong: the tier is left as profiled, said
+            assert c["scale"] is None and "scale" not in data["_calls"][tier.name]
     assert set(calibration["links"]) == {"device->gateway", "gateway->edge"}  # the last run sent the input over both
     # the plan's predicted stage times are the profiled ones: each stage's time is the sum of its ops' measured times
     plan_file = folder / "profiled_plan.json"
