@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import save  # noqa: E402
+from runtime.stagetimes import error  # noqa: E402
 
 MODELS = {  # name -> (model spec, input shape or None for the model's own)
     "cnn (resnet18, 112x112)": ("resnet18", [1, 3, 112, 112]),
@@ -220,11 +221,18 @@ def _pairs(runs: dict) -> dict:
     return {"pairs_told_apart": told, "pairs_agreeing": agree, "disagreements": disagree}
 
 
+def _mean_errors(rows: list[dict]) -> list[float]:
+    """The profiled prediction's errors against the mean time per frame (``measured_s`` is the median frame's)."""
+    return [e for r in rows if (e := error(r["profiled_s"], r.get("measured_mean_s"))) is not None]
+
+
 def summarise(labs: list[dict]) -> dict:
     out = {}
+    every: list[dict] = []
     for lab in labs:
         for label, runs in lab["models"].items():
             rows = [r for run in runs.values() for r in run["stage_times"] if r["ops"] and r["measured_s"]]
+            every += rows
             analytic = [r["error"] for r in rows if r["error"] is not None]
             profiled = [r["profiled_error"] for r in rows if r["profiled_error"] is not None]
             whole = lab.get("model_ops", {}).get(label) or max((r["ops"] for r in rows), default=0)  # calibrated on a run of it
@@ -237,12 +245,22 @@ def summarise(labs: list[dict]) -> dict:
                 "analytic_median_abs_error": statistics.median(abs(e) for e in analytic) if analytic else None,
                 "profiled_within_10pct": _share_within(profiled),
                 "profiled_median_abs_error": statistics.median(abs(e) for e in profiled) if profiled else None,
+                "profiled_within_10pct_of_mean": _share_within(_mean_errors(rows)),
                 "split_stages": len(split),
                 "split_profiled_within_10pct": _share_within(split),
                 "ranking_predicted": predicted,
                 "ranking_measured": measured,
                 **_pairs(runs),
             }
+    profiled = [r["profiled_error"] for r in every if r["profiled_error"] is not None]
+    out["all"] = {
+        "stages": len(every),
+        "profiled_within_10pct": _share_within(profiled),
+        "profiled_within_10pct_of_mean": _share_within(_mean_errors(every)),
+        "analytic_within_10pct": _share_within([r["error"] for r in every if r["error"] is not None]),
+        "pairs_told_apart": sum(v.get("pairs_told_apart", 0) for v in out.values()),
+        "pairs_agreeing": sum(v.get("pairs_agreeing", 0) for v in out.values()),
+    }
     return out
 
 

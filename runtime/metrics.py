@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Series", "StageMetrics", "percentiles"]
+__all__ = ["Series", "StageMetrics", "percentiles", "per_frame_p50"]
 
 
 def percentiles(values: list[float], qs=(50, 95, 99)) -> dict[str, float]:
@@ -45,6 +45,24 @@ class Series:
         mean = self.total / self.count if self.count else float("nan")
         first = self.values[0] if self.values else float("nan")  # kept while the sample is not full: a run's first batch
         return {"count": self.count, "mean": mean, "first": first if self.count <= self.cap else float("nan"), **percentiles(self.values)}
+
+
+def per_frame_p50(compute: Series, batch: Series) -> float | None:
+    """The median time per frame of a stage's batches after its first (each batch's time over its frames), or None
+    with fewer than two batches or once the samples have wrapped (they are no longer aligned batch by batch).
+
+    The typical frame's time: one frame the host's other processes preempted does not move it, as it moves the mean
+    of a run of a few dozen frames (``stagetimes.py``).
+
+    >>> c, b = Series(), Series()
+    >>> for took, n in [(0.09, 1), (0.010, 1), (0.024, 2), (0.030, 1)]:
+    ...     c.add(took); b.add(n)
+    >>> per_frame_p50(c, b)
+    0.012
+    """
+    if compute.count < 2 or compute.count > compute.cap or len(compute.values) != len(batch.values):
+        return None
+    return float(np.median([t / n for t, n in zip(compute.values[1:], batch.values[1:]) if n > 0]))
 
 
 @dataclass
@@ -88,6 +106,7 @@ class StageMetrics:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "compute_s": self.compute_s.summary(),
+            "frame_s_p50": per_frame_p50(self.compute_s, self.batch),
             "emulated_wait_s": self.emulated_wait_s.summary(),
             "queue_s": self.queue_s.summary(),
             "batch": self.batch.summary(),

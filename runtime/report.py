@@ -146,6 +146,7 @@ def _node_times(m: dict, tier: str) -> dict:
     first = {}
     if m["compute_s"]["count"] > 1:  # the first batch apart: it pays once for what later ones reuse (stagetimes.py)
         first = {"first_batch_s": m["compute_s"].get("first"), "first_batch_frames": m["batch"].get("first")}
+        first["frame_s_p50"] = m.get("frame_s_p50")  # the median frame's time after the first batch (stagetimes.py)
     return {"node": m["node"], "tier": tier, "frames": round(frames), "compute_s_total": busy, "cgroup": m.get("cgroup"), **first}
 
 

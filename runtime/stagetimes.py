@@ -1,9 +1,12 @@
 """``report.json``'s ``stage_times`` and ``link_times``: per stage actor and per link, the time per frame
 the analytic cost model predicted, the profiled one (``--profiles``) predicted, and the run measured.
 
-The measured stage time is the stage's real compute per frame (batches divided by their frames) after its
-first batch (``first_batch_s``, reported apart: it pays once for what later batches reuse),
-so it is comparable with emulation off (``--emulate off``, e.g. on a lab); with emulation on the
+The measured stage time is the stage's real compute per frame (each batch's time over its frames) after its
+first batch (``first_batch_s``, reported apart: it pays once for what later batches reuse): ``measured_s`` the
+median over the batches, ``measured_mean_s`` the mean. The median is the typical frame's time, which a run of a
+few dozen frames measures again to a few percent; the mean moves by a tenth when one frame of thirty is
+preempted by another process for a few times its length (on a lab, the other hosts share this machine's cores).
+It is comparable with emulation off (``--emulate off``, e.g. on a lab); with emulation on the
 stage is stretched to the prediction afterwards and this is the part that ran for real.
 """
 
@@ -45,7 +48,8 @@ def _steady(node: dict) -> tuple[float | None, float | None]:
 
 
 def stage_times(report: dict, plan, analytic, profiled=None) -> list[dict]:
-    """``[{tier, node, frames, predicted_s, profiled_s, measured_s, error, profiled_error}]``, seconds per frame.
+    """``[{tier, node, frames, predicted_s, profiled_s, measured_s, measured_mean_s, error, profiled_error}]``, seconds
+    per frame (``measured_s``: the median frame's, see the module's text).
 
     ``analytic`` and ``profiled`` are ``CostModel``s of the plan's graph (``profiled`` None: no profiles given).
     """
@@ -56,7 +60,8 @@ def stage_times(report: dict, plan, analytic, profiled=None) -> list[dict]:
         ops, t = by_tier[n["tier"]], index[n["tier"]]
         predicted = sum(analytic.compute_s(op, t) for op in ops)
         prof = profiled.stage_s(ops, t) if profiled is not None else None  # with the profiled call overhead
-        measured, first = _steady(n)
+        mean, first = _steady(n)
+        measured = n.get("frame_s_p50") or mean  # the median per frame where the actor kept its batches
         rows.append(
             {
                 "tier": n["tier"],
@@ -66,6 +71,7 @@ def stage_times(report: dict, plan, analytic, profiled=None) -> list[dict]:
                 "predicted_s": predicted,
                 "profiled_s": prof,
                 "measured_s": measured,
+                "measured_mean_s": mean,
                 "first_batch_s": first,
                 # a stage without ops only forwards: its time is not the cost model's to predict
                 "error": error(predicted, measured) if ops else None,

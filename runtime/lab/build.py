@@ -11,6 +11,7 @@ fails, everything already made is removed again and the error says which command
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -213,6 +214,7 @@ def _start_sshd(state: LabState, cgroups: Cgroups, directory: Path, h) -> None:
             authorized=keys["authorized"],
         )
     )
+    _privsep(state, config)
     daemons = state.plan.daemons_cgroup
     procs = cgroups.path(daemons) / "cgroup.procs"
     # the shell joins the daemons' cgroup, then becomes `nsenter`, which becomes sshd: what it
@@ -226,6 +228,16 @@ def _start_sshd(state: LabState, cgroups: Cgroups, directory: Path, h) -> None:
     state.add(Made("process", f"sshd of {h.name}", pid=pid, start=process_start(pid)))
     if cgroups.membership(pid) != f"/{daemons}":
         cgroups.add(daemons, pid)
+
+
+def _privsep(state: LabState, config: Path) -> None:
+    """sshd's privilege separation directory (``/run/sshd``), made (and recorded) where it is missing: a machine
+    where openssh-server was installed but its service never started (a fresh container, CI) has none."""
+    check = try_run([sshd_path(), "-t", "-f", str(config)])
+    found = re.search(r"Missing privilege separation directory: (\S+)", check.stdout + check.stderr)
+    if found:
+        state.add(Made("dir", found.group(1)))
+        Path(found.group(1)).mkdir(mode=0o755, parents=True, exist_ok=True)
 
 
 def _read_pid(pid_file: Path, log_file: Path, timeout_s: float = 10.0) -> int:
