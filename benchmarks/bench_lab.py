@@ -5,9 +5,11 @@ For each lab (three_tier, and smart_city cut to what this machine holds: 2 camer
 `transformers`, QueueNet):
 
 1. **Profiles**: every op timed on a node of every tier, inside its CPU cgroup, at the rate the runs stream, then
-   the whole model run as one stage on each tier in a real pipeline to calibrate them (`tierpipe profile
-   --address`). A stage that is the whole model on a tier is thus predicted from an earlier run of the same
-   stage: the summary gives the share within 10% of the split stages (`split_profiled_within_10pct`) apart.
+   the whole model and a one-op stage run on each tier in a real pipeline to calibrate them (`tierpipe profile
+   --address`: a line through the two points per tier). A stage that is the whole model on a tier is thus
+   predicted from an earlier run of the same stage: the summary gives the share within 10% of the split stages
+   (`split_profiled_within_10pct`) apart. A stage's measured time is its median frame's
+   (`profiled_within_10pct`); `profiled_within_10pct_of_mean` gives the share against the mean.
 2. **Runs with emulation off** of tierpipe's plan (made from the profiles) and of the four baselines (all on
    device, all on edge, Neurosurgeon, DADS), each for real on the lab: per stage, the analytic and the
    profiled prediction against the measured time; end-to-end latency and fps predicted vs measured; the

@@ -20,7 +20,7 @@ from .plan import Plan
 from .pricing import Problem
 from .topology import Topology
 
-__all__ = ["baseline_plans", "tier_plans"]
+__all__ = ["baseline_plans", "tier_plans", "probe_plans"]
 
 
 def baseline_plans(
@@ -60,6 +60,42 @@ def tier_plans(
     cm = CostModel(graph, topology, profiles)
     raw = Problem(graph, topology, cm)
     assignments = {t.name: np.where(raw.is_input, 0, j) for j, t in enumerate(topology.path)}
+    return _plans(graph, topology, objective, cm, raw, assignments, model_name)
+
+
+def probe_plans(
+    graph: Graph, topology: Topology, profiles: Mapping | None = None, model_name: str = "model", objective: str = "latency"
+) -> dict[str, Plan]:
+    """``{tier name: Plan}``: a small stage on each tier, the second point of its calibration beside
+    :func:`tier_plans`' whole model: on a tier before the last, the model's first op (the rest on the last
+    tier); on the last tier, the outputs and what follows them (the rest on the tier before). Empty for a
+    path of one tier.
+
+    >>> from partition import Topology, capture
+    >>> from partition.zoo import get_model
+    >>> plans = probe_plans(capture(*get_model("resnet18"), timing="analytic"), Topology.load("three_tier"))
+    >>> {name: [len(s.nodes) for s in p.stages] for name, p in plans.items()}
+    {'device': [1, 0, 73], 'gateway': [0, 1, 73], 'edge': [0, 73, 1]}
+    """
+    k = len(topology.path)
+    if k < 2:
+        return {}
+    cm = CostModel(graph, topology, profiles)
+    raw = Problem(graph, topology, cm)
+    ops = [i for i in range(len(graph.nodes)) if not raw.is_input[i]]
+    tail = {graph.index[o] for o in graph.outputs}
+    for i in ops:  # what follows an output goes with it: a later tier never feeds an earlier one
+        if any(graph.index[p] in tail for p in graph.nodes[i].inputs):
+            tail.add(i)
+    assignments = {}
+    for j, tier in enumerate(topology.path):
+        if j < k - 1:
+            a = np.where(raw.is_input, 0, k - 1)
+            a[ops[0]] = j
+        else:
+            a = np.where(raw.is_input, 0, k - 2)
+            a[sorted(tail)] = k - 1
+        assignments[tier.name] = a
     return _plans(graph, topology, objective, cm, raw, assignments, model_name)
 
 

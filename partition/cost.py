@@ -21,7 +21,10 @@ so they show in the run's report (``stage_times``), not in the plan's choice.
 
 Calibration: ``profiles["_calls"][tier]["scale"]`` (``tierpipe profile --address`` measures it) is the time of the
 whole model run as one stage on the tier, in a real pipeline, over its profiled time: the ops are timed alone, a
-stage runs among the rest of the pipeline. It scales the tier's ops for the solvers and its stages' times.
+stage runs among the rest of the pipeline. It scales the tier's ops for the solvers and its stages' times. Where a
+one-op stage was also run there, the two points give a line: ``scale`` its slope and ``offset_s`` its intercept,
+the time a stage takes per frame beyond its ops (a small stage on a slow tier pays for the frame's arrival first).
+The solvers do not price the offset: like the call, it is a step per used tier, not a sum over ops.
 
 CPU quotas: a tier profiled under one (a lab host's cgroup) also has ``budget_s`` and ``period_s`` in
 ``profiles["_calls"]``. There a stage's time is the expected wall time of its CPU under CFS bandwidth control
@@ -103,6 +106,21 @@ def _calibration(calls: dict, tiers) -> np.ndarray:
     return np.array(out)
 
 
+def _offsets(calls: dict, tiers) -> np.ndarray:
+    """Per tier, the time a stage there takes per frame beyond what its ops predict (``offset_s``; 0 without): the
+    intercept of the calibration's two points (the whole model and a one-op stage), may be negative."""
+    out = []
+    for t in tiers:
+        offset = (calls.get(t.name) or {}).get("offset_s", 0.0)
+        if not isinstance(offset, (int, float)) or not abs(offset) <= 1.0:
+            raise PartitionError(
+                f"profiles: {CALLS_KEY}.{t.name}.offset_s must be seconds from -1 to 1, a stage's time on that tier beyond its "
+                f"ops (got {offset!r}); profile again with `tierpipe profile --address`"
+            )
+        out.append(float(offset))
+    return np.array(out)
+
+
 def _quotas(calls: dict, tiers) -> list[tuple[float, float] | None]:
     """Per tier, the (budget_s, period_s) of the CPU quota it was profiled under, or None (no quota)."""
     out = []
@@ -170,6 +188,7 @@ class CostModel:
         self.stage_call_s, self.hop_s = _calls(calls, self.tiers)
         self.quotas = _quotas(calls, self.tiers)
         self.calibration = _calibration(calls, self.tiers)
+        self.offset_s = _offsets(calls, self.tiers)
         self.table *= self.calibration  # the solvers price the calibrated ops
         self.table[[graph.index[i] for i in graph.inputs], :] = 0.0
 
@@ -229,10 +248,12 @@ class CostModel:
         ops = float(sum(self.compute_s(n, tier) for n in nodes))
         if not nodes or not calls:
             return ops
-        scale = float(self.calibration[tier])  # the ops as profiled, the call, the quota; then the whole calibrated
-        ops = ops / scale + float(self.stage_call_s[tier])
-        inline = scale * self.quota_wall_s(ops, tier)  # the runtime decides on the run's own time, without the hop
-        return inline if inline < INLINE_BELOW_S else scale * self.quota_wall_s(ops + float(self.hop_s[tier]), tier)
+        scale, offset = float(self.calibration[tier]), float(self.offset_s[tier])
+        ops = ops / scale + float(self.stage_call_s[tier])  # the ops as profiled, the call, the quota; then calibrated
+        inline = offset + scale * self.quota_wall_s(ops, tier)  # the runtime decides on the run's own time, without the hop
+        if inline >= INLINE_BELOW_S:
+            inline = offset + scale * self.quota_wall_s(ops + float(self.hop_s[tier]), tier)
+        return max(inline, 0.0)
 
     def quota_wall_s(self, seconds: float, tier: int) -> float:
         """``seconds`` of a tier's priced time (CPU over its quota's share) as the expected wall time of a stage

@@ -342,7 +342,13 @@ def measure_and_save(args, model, inputs, graph, topology: Topology, predicted, 
             continue
         console.print(
             f"{name}: the whole model as one stage in a pipeline took {c['measured_s'] * 1e3:.1f} ms a frame, "
-            f"profiled {c['profiled_s'] * 1e3:.1f} ms (ops, call, quota): calibrated x{c['scale']:.2f}"
+            f"profiled {c['profiled_s'] * 1e3:.1f} ms (ops, call, quota)"
+            + (
+                f"; a one-op stage {c['small_measured_s'] * 1e3:.2f} ms, profiled {c['small_profiled_s'] * 1e3:.2f} ms"
+                if c.get("small_measured_s") is not None
+                else ""
+            )
+            + f": calibrated x{c['scale']:.2f} {c.get('offset_s') or 0.0:+.2e} s"
         )
     for name, c in result.get("calibration", {}).get("links", {}).items():
         console.print(f"link {name}: {c['measured_s'] * 1e3:.1f} ms a frame in that pipeline, {c['profiled_s'] * 1e3:.1f} ms profiled")

@@ -86,3 +86,32 @@ def test_a_tier_calibrated_on_the_whole_model_scales_its_ops_for_the_solvers_and
     for bad in (0.0, 50.0, "x"):
         with pytest.raises(PartitionError, match="_calls.gateway.scale must be a number from 0.05 to 20"):
             CostModel(graph, topo, {"_calls": {"gateway": {"stage_s": 0.0, "hop_s": 0.0, "scale": bad}}})
+
+
+def test_the_calibration_line_through_the_whole_model_and_a_one_op_stage_is_what_a_tiers_stages_get():
+    """A slow tier's small stage pays for the frame's arrival out of the same quota: an intercept a scale cannot carry."""
+    from partition.baseline_plans import probe_plans
+    from runtime.calibrate import fit_line
+
+    true_scale, true_offset = 1.3, 0.0004
+    measure = lambda profiled: true_offset + true_scale * profiled  # noqa: E731
+    assert fit_line((0.02, measure(0.02)), (0.001, measure(0.001))) == pytest.approx((true_scale, true_offset))
+    assert fit_line((0.02, 0.026), (0.015, 0.001)) == pytest.approx((1.3, 0.0))  # too close: the scale alone
+    assert fit_line((0.02, 0.026), (0.001, 0.024)) == pytest.approx((1.3, 0.0))  # a slope of 0.1: the scale alone
+    assert fit_line((0.02, 0.5), (0.001, 0.001)) is None  # even the scale alone is outside the range: left uncalibrated
+    assert fit_line((0.02, 0.02), (0.001, 0.0001))[1] == pytest.approx(-0.00005)  # a negative offset, at most half the small stage
+    topo = Topology.load("three_tier")
+    graph = capture(*get_model("resnet18", [1, 3, 32, 32]), timing="analytic")
+    ops = [n.name for n in graph.nodes if n.op != "input"]
+    probes = probe_plans(graph, topo)  # the first op on each tier, the outputs on the last
+    assert [probes[t.name].stages[j].nodes for j, t in enumerate(topo.path)] == [(ops[0],), (ops[0],), tuple(graph.outputs)]
+    profiles = {t.name: {op: 0.001 for op in ops} for t in topo.path}
+    calls = {"gateway": {"stage_s": 0.0005, "hop_s": 0.0, "scale": true_scale, "offset_s": true_offset}}
+    cm, plain = CostModel(graph, topo, {**profiles, "_calls": calls}), CostModel(graph, topo, profiles)
+    assert cm.stage_s(ops[:1], 1) == pytest.approx(true_offset + true_scale * 0.0015)
+    assert cm.table[:, 1] == pytest.approx(true_scale * plain.table[:, 1])  # the solvers: the slope, not the intercept
+    low = CostModel(graph, topo, {**profiles, "_calls": {"gateway": {"stage_s": 0.0, "hop_s": 0.0, "offset_s": -0.01}}})
+    assert low.stage_s(ops[:1], 1) == 0.0  # never below nothing
+    for bad in (2.0, "x"):
+        with pytest.raises(PartitionError, match="_calls.gateway.offset_s must be seconds from -1 to 1"):
+            CostModel(graph, topo, {"_calls": {"gateway": {"stage_s": 0.0, "hop_s": 0.0, "offset_s": bad}}})

@@ -16,7 +16,7 @@ import pytest
 
 from partition import CostModel, Plan, Topology, capture
 from partition.zoo import get_model
-from runtime.calibrate import SCALE_RANGE
+from runtime.calibrate import SCALE_RANGE, fit_line
 from tests.runtime.labtools import leftovers, root_only
 
 PREFIX, NETWORK, PORT = "tpc-", "198.19.32.0/20", 6391  # not the user's tp- / 198.18, nor test_lab's
@@ -68,14 +68,16 @@ def test_profiles_are_measured_in_each_tiers_cgroup_and_partition_uses_them(clus
     assert set(links) == {"device->gateway", "gateway->edge"}
     for link in links.values():
         assert len(link["transfer_s"]) == 3 and link["call_s"] >= 0 and link["s_per_byte"] > 0 and link["cpu_s_per_byte"] >= 0
-    # then the whole model ran as one stage on each tier in a real pipeline: its time over the ops' is the tier's scale
+    # then the whole model and a one-op stage ran on each tier in a real pipeline: the line through the two is the tier's
     calibration = data["_about"]["calibration"]
     for tier in topo.path:
         c = calibration["tiers"][tier.name]
-        ratio = c["measured_s"] / c["profiled_s"]
-        assert c["measured_s"] > 0
-        if SCALE_RANGE[0] <= ratio <= SCALE_RANGE[1]:  # the tier calibrated (this machine's load decides which branch)
-            assert c["scale"] == pytest.approx(ratio) and data["_calls"][tier.name]["scale"] == c["scale"]
+        assert c["measured_s"] > 0 and c["small_measured_s"] > 0 and 0 < c["small_profiled_s"] < c["profiled_s"]
+        fit = fit_line((c["profiled_s"], c["measured_s"]), (c["small_profiled_s"], c["small_measured_s"]))
+        if fit is not None:  # the tier calibrated (this machine's load decides which branch)
+            assert (c["scale"], c["offset_s"]) == fit and data["_calls"][tier.name]["scale"] == c["scale"]
+            assert data["_calls"][tier.name]["offset_s"] == c["offset_s"]
+            assert SCALE_RANGE[0] <= c["scale"] <= SCALE_RANGE[1]
         else:  # a profile so far off is wrong: the tier is left as profiled, said
             assert c["scale"] is None and "scale" not in data["_calls"][tier.name]
     assert set(calibration["links"]) == {"device->gateway", "gateway->edge"}  # the last run sent the input over both
