@@ -67,7 +67,10 @@ def test_profiles_are_measured_in_each_tiers_cgroup_and_partition_uses_them(clus
     links = data["_links"]
     assert set(links) == {"device->gateway", "gateway->edge"}
     for link in links.values():
-        assert len(link["transfer_s"]) == 3 and link["call_s"] >= 0 and link["s_per_byte"] > 0 and link["cpu_s_per_byte"] >= 0
+        assert len(link["transfer_s"]) == 3 and link["call_s"] >= 0 and link["s_per_byte"] >= 0 and link["cpu_s_per_byte"] >= 0
+    # the device's 50 Mbit/s binds every frame size (its tbf bucket is 10 ms of the rate, 62.5 KB); the 500 Mbit/s link's
+    # bucket (625 KB) passes a single frame of up to 512 KiB at the veth's speed, so its slope may well be nothing
+    assert links["device->gateway"]["s_per_byte"] > 0
     # then the whole model and a one-op stage ran on each tier in a real pipeline: the line through the two is the tier's
     calibration = data["_about"]["calibration"]
     for tier in topo.path:
