@@ -53,6 +53,7 @@ __all__ = ["CostModel", "LINKS_KEY", "CALLS_KEY", "INLINE_BELOW_S", "link_name"]
 
 LINKS_KEY = "_links"  # in profiles: the links measured on the real tiers
 CALLS_KEY = "_calls"  # in profiles: per tier, the runtime's own time per stage call (stage_s) and thread hop (hop_s)
+MAX_OFFSET_S = 1.0  # a tier's calibrated offset_s, either way: a stage's time beyond its ops, per frame
 
 
 def link_name(tiers, j: int) -> str:
@@ -112,7 +113,7 @@ def _offsets(calls: dict, tiers) -> np.ndarray:
     out = []
     for t in tiers:
         offset = (calls.get(t.name) or {}).get("offset_s", 0.0)
-        if not isinstance(offset, (int, float)) or not abs(offset) <= 1.0:
+        if not isinstance(offset, (int, float)) or not abs(offset) <= MAX_OFFSET_S:
             raise PartitionError(
                 f"profiles: {CALLS_KEY}.{t.name}.offset_s must be seconds from -1 to 1, a stage's time on that tier beyond its "
                 f"ops (got {offset!r}); profile again with `tierpipe profile --address`"
@@ -235,7 +236,8 @@ class CostModel:
         """A stage's time per frame on tier ``tier``: its ops, the profiled call overhead when it has any,
         and the thread hop when it is slow enough to run off the event loop (as ``runtime/node/executor.py``
         decides from the run's own time); on a tier profiled under a CPU quota, the expected wall time of
-        that under the quota (:meth:`quota_wall_s`). ``calls=False``: the ops alone, as the solvers price a stage.
+        that under the quota (:meth:`quota_wall_s`); then, on a calibrated tier, times its ``scale`` plus its
+        ``offset_s`` (never below 0). ``calls=False``: the ops alone, as the solvers price a stage.
 
         >>> from partition import capture, Topology
         >>> from partition.zoo import get_model
@@ -250,10 +252,10 @@ class CostModel:
             return ops
         scale, offset = float(self.calibration[tier]), float(self.offset_s[tier])
         ops = ops / scale + float(self.stage_call_s[tier])  # the ops as profiled, the call, the quota; then calibrated
-        inline = offset + scale * self.quota_wall_s(ops, tier)  # the runtime decides on the run's own time, without the hop
-        if inline >= INLINE_BELOW_S:
-            inline = offset + scale * self.quota_wall_s(ops + float(self.hop_s[tier]), tier)
-        return max(inline, 0.0)
+        run = scale * self.quota_wall_s(ops, tier)  # the runtime decides on the run's own time: no hop, no offset
+        if run >= INLINE_BELOW_S:
+            run = scale * self.quota_wall_s(ops + float(self.hop_s[tier]), tier)
+        return max(offset + run, 0.0)
 
     def quota_wall_s(self, seconds: float, tier: int) -> float:
         """``seconds`` of a tier's priced time (CPU over its quota's share) as the expected wall time of a stage

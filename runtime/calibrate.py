@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import statistics
 
-from partition.cost import CALLS_KEY, LINKS_KEY, CostModel
+from partition.cost import CALLS_KEY, LINKS_KEY, MAX_OFFSET_S, CostModel
 from partition.topology import Topology
 
 __all__ = ["calibrate", "fit_line", "SCALE_RANGE"]
@@ -37,23 +37,26 @@ log = logging.getLogger(__name__)
 def fit_line(whole: tuple[float, float], small: tuple[float, float] | None) -> tuple[float, float] | None:
     """``(scale, offset_s)`` from the (profiled, measured) seconds of the whole model and of a small stage on one
     tier: the line through both, or the scale alone (offset 0) where there is no small point, the points are too
-    close (the small stage's profile over half the whole's) or the line's slope is outside ``SCALE_RANGE``; None
-    where even the scale alone is outside it (the profile is wrong, not off). The offset is kept from taking more
-    than half of the small stage's time away.
+    close (the small stage's profile over half the whole's), the line's slope is outside ``SCALE_RANGE`` or its
+    offset beyond ``MAX_OFFSET_S``; None where the whole model's measured over profiled time is outside
+    ``SCALE_RANGE`` (the profile is wrong, not off), whatever the small point says. The offset is kept from taking
+    more than half of the small stage's time away.
 
     >>> fit_line((0.010, 0.012), (0.001, 0.0015))     # 1.167 x profiled + 0.33 ms
     (1.166667, 0.000333)
-    >>> fit_line((0.010, 0.012), None), fit_line((0.010, 0.012), (0.008, 0.003)), fit_line((0.010, 0.1), None)
+    >>> fit_line((0.010, 0.012), None), fit_line((0.010, 0.012), (0.008, 0.003)), fit_line((0.010, 0.1), (0.001, 0.091))
     ((1.2, 0.0), (1.2, 0.0), None)
     """
-    (w_prof, w_meas), scale = whole, whole[1] / whole[0]
-    plain = (round(scale, 6), 0.0) if SCALE_RANGE[0] <= scale <= SCALE_RANGE[1] else None
+    w_prof, w_meas = whole
+    if not w_prof > 0 or not SCALE_RANGE[0] <= w_meas / w_prof <= SCALE_RANGE[1]:
+        return None
+    plain = (round(w_meas / w_prof, 6), 0.0)
     if small is None or not 0 < small[0] <= 0.5 * w_prof:
         return plain
     slope = (w_meas - small[1]) / (w_prof - small[0])
-    if not SCALE_RANGE[0] <= slope <= SCALE_RANGE[1]:
-        return plain
     offset = max(small[1] - slope * small[0], -0.5 * small[1])
+    if not SCALE_RANGE[0] <= slope <= SCALE_RANGE[1] or abs(offset) > MAX_OFFSET_S:
+        return plain
     return round(slope, 6), round(offset, 6)
 
 
@@ -73,11 +76,13 @@ def _measure(plan, model, topology, address, tier: str, cm, rate: float, frames:
 
 
 def calibrate(model, inputs, graph, topology: Topology, address: str | None, profiles: dict, fps: float | None, frames: int) -> dict:
-    """Runs the model whole on each tier; sets ``profiles["_calls"][tier]["scale"]`` and corrects ``profiles["_links"]``
-    in place. Returns ``{"tiers": {tier: {measured_s, profiled_s, scale}}, "links": {link: {measured_s, profiled_s}}}``.
+    """Runs the model whole and a one-op stage on each tier; sets ``profiles["_calls"][tier]["scale"]``
+    and ``offset_s`` (:func:`fit_line`) and corrects ``profiles["_links"]`` in place. Returns ``{"tiers": {tier:
+    {measured_s, profiled_s, small_measured_s, small_profiled_s, scale, offset_s}}, "links": {link: {measured_s,
+    profiled_s}}}`` (``small_*`` None where the one-op stage was not run or failed).
 
-    A tier whose measured time is far off its profile (outside ``SCALE_RANGE``) is left uncalibrated (its scale None
-    in the result) and a warning names it.
+    A tier whose whole-model time is far off its profile (outside ``SCALE_RANGE``) is left uncalibrated (its scale
+    and offset None in the result) and a warning names it.
 
     Raises:
         PipelineError: a tier's whole-model run measured nothing (names the tier).
@@ -98,7 +103,12 @@ def calibrate(model, inputs, graph, topology: Topology, address: str | None, pro
         if whole is None:
             raise PipelineError(f"calibrating {tier.name}: the whole model ran on no node of it")
         profiled, measured, report = whole
-        small = _measure(probes[tier.name], model, topology, address, tier.name, cm, rate, frames) if tier.name in probes else None
+        small = None
+        if tier.name in probes:
+            try:
+                small = _measure(probes[tier.name], model, topology, address, tier.name, cm, rate, frames)
+            except PipelineError as exc:  # the small point only refines the line: the scale alone still calibrates
+                log.warning("calibrating %s: the one-op stage's run failed (%s); the whole model's scale alone", tier.name, exc)
         fit = fit_line((profiled, measured), small[:2] if small else None)
         out["tiers"][tier.name] = {
             "measured_s": measured,

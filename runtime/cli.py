@@ -263,8 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-calibrate",
         dest="calibrate",
         action="store_false",
-        help="with --address: skip running the whole model as one stage on each tier in a real pipeline (which scales "
-        "each tier's ops and corrects the links' fixed times to what a run measures)",
+        help="with --address: skip running the whole model and a one-op stage on each tier in a real pipeline (the line "
+        "through them scales each tier's ops and gives its stages' fixed time; the links' fixed times are corrected to what a "
+        "run measures)",
     )
     p.add_argument("--out", help="write the per-op times per tier (profiles.json, for partition/run --profiles)")
     _timing_arg(p, default="measured")

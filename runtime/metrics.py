@@ -48,7 +48,7 @@ class Series:
 
 
 def per_frame_p50(compute: Series, batch: Series) -> float | None:
-    """The median time per frame of a stage's batches after its first (each batch's time over its frames), or None
+    """The median frame's time after a stage's first batch (each frame at its batch's time over its frames), or None
     with fewer than two batches or once the samples have wrapped (they are no longer aligned batch by batch).
 
     The typical frame's time: one frame the host's other processes preempted does not move it, as it moves the mean
@@ -57,12 +57,14 @@ def per_frame_p50(compute: Series, batch: Series) -> float | None:
     >>> c, b = Series(), Series()
     >>> for took, n in [(0.09, 1), (0.010, 1), (0.024, 2), (0.030, 1)]:
     ...     c.add(took); b.add(n)
-    >>> per_frame_p50(c, b)
+    >>> per_frame_p50(c, b)     # frames at 10, 12, 12 and 30 ms
     0.012
     """
     if compute.count < 2 or compute.count > compute.cap or len(compute.values) != len(batch.values):
         return None
-    return float(np.median([t / n for t, n in zip(compute.values[1:], batch.values[1:]) if n > 0]))
+    took, frames = np.asarray(compute.values[1:], dtype=float), np.asarray(batch.values[1:], dtype=int)
+    keep = frames > 0
+    return float(np.median(np.repeat(took[keep] / frames[keep], frames[keep])))  # each frame counts once
 
 
 @dataclass

@@ -214,7 +214,7 @@ def _start_sshd(state: LabState, cgroups: Cgroups, directory: Path, h) -> None:
             authorized=keys["authorized"],
         )
     )
-    _privsep(state, config)
+    _privsep(config)
     daemons = state.plan.daemons_cgroup
     procs = cgroups.path(daemons) / "cgroup.procs"
     # the shell joins the daemons' cgroup, then becomes `nsenter`, which becomes sshd: what it
@@ -230,14 +230,16 @@ def _start_sshd(state: LabState, cgroups: Cgroups, directory: Path, h) -> None:
         cgroups.add(daemons, pid)
 
 
-def _privsep(state: LabState, config: Path) -> None:
-    """sshd's privilege separation directory (``/run/sshd``), made (and recorded) where it is missing: a machine
-    where openssh-server was installed but its service never started (a fresh container, CI) has none."""
+def _privsep(config: Path) -> None:
+    """sshd's privilege separation directory (``/run/sshd``), made where it is missing, as the openssh-server service
+    would: a machine where the package was installed but its service never started (a fresh container, CI) has
+    none. ``lab down`` leaves it: every sshd on the machine needs it, not only the lab's."""
     check = try_run([sshd_path(), "-t", "-f", str(config)])
     found = re.search(r"Missing privilege separation directory: (\S+)", check.stdout + check.stderr)
     if found:
-        state.add(Made("dir", found.group(1)))
-        Path(found.group(1)).mkdir(mode=0o755, parents=True, exist_ok=True)
+        folder = Path(found.group(1))
+        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+        folder.chmod(0o755)  # root's, not group- or world-writable: what sshd asks of it, whatever the umask
 
 
 def _read_pid(pid_file: Path, log_file: Path, timeout_s: float = 10.0) -> int:

@@ -36,15 +36,20 @@ def test_docstring_examples_of_the_user_facing_modules():
     import doctest
 
     import examples.smart_city.sumocfg
+    import partition.baseline_plans
     import partition.cost
     import partition.extras
     import partition.inputs
+    import partition.quota
     import partition.timing
     import partition.units
+    import runtime.calibrate
+    import runtime.metrics
     import runtime.nodecpu
     import runtime.report
+    import runtime.stagetimes
 
     modules = (partition.inputs, partition.extras, partition.units, partition.cost, partition.timing, runtime.report, runtime)
-    modules += (runtime.nodecpu,)
+    modules += (runtime.nodecpu, partition.quota, partition.baseline_plans, runtime.calibrate, runtime.metrics, runtime.stagetimes)
     for module in (*modules, examples.smart_city.sumocfg):
         assert doctest.testmod(module).failed == 0, module.__name__

@@ -40,10 +40,9 @@ def cluster(tmp_path_factory):
         _tierpipe("cluster", "up", str(lab_yaml), "--port", str(PORT))
         topo = Topology.load(lab_yaml)
         head = f"{topo.hosts['edge-0'].address}:{PORT}"
-        # every op timed on each tier's node, once for the module
-        _tierpipe(
-            "profile", *MODEL, "--topology", str(lab_yaml), "--address", head, "--out", str(folder / "profiles.json"), "--seconds", "1"
-        )
+        # every op timed on each tier's node, then two calibration runs a tier, once for the module
+        profile = ["profile", *MODEL, "--topology", str(lab_yaml), "--address", head, "--out", str(folder / "profiles.json")]
+        _tierpipe(*profile, "--seconds", "1", timeout_s=600)
         yield folder, lab_yaml, topo, head
     finally:  # after a failure too (both are idempotent); after the last test, there is nothing left to stop
         if (lab_dir / "state.json").exists():

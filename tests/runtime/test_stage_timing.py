@@ -57,3 +57,22 @@ def test_the_measured_time_per_frame_leaves_out_the_first_batch_and_reports_it_a
     assert rows["device-0"]["measured_s"] == pytest.approx(0.011) and rows["device-0"]["first_batch_s"] == 0.08
     assert rows["gateway-0"]["measured_s"] == pytest.approx(0.08) and rows["gateway-0"]["first_batch_s"] is None
     assert rows["edge-0"]["measured_s"] == pytest.approx(0.01) and rows["edge-0"]["first_batch_s"] is None
+
+
+def test_a_stage_is_measured_by_its_median_frame_and_its_mean_is_reported_beside_it():
+    """One frame of fifteen preempted for 40 ms moves the mean by a fifth and the median not at all."""
+    from runtime.metrics import StageMetrics
+    from runtime.report import _node_times
+
+    m = StageMetrics("s", "edge-0")
+    for took, frames in [(0.080, 1)] + [(0.010, 1)] * 12 + [(0.020, 2), (0.050, 1)]:  # cold first, a batch of 2, a preempted one
+        m.compute_s.add(took)
+        m.batch.add(frames)
+    times = _node_times(m.to_json(), "edge")
+    assert times["frame_s_p50"] == pytest.approx(0.010) and times["first_batch_s"] == pytest.approx(0.080)
+    topo = Topology.load("three_tier")
+    graph = capture(*get_model("resnet18", [1, 3, 32, 32]), timing="analytic")
+    plan = partition(graph, topo, "latency", pins={"stem": "device"})
+    row = {r["node"]: r for r in stage_times({"nodes": [times]}, plan, CostModel(graph, topo))}["edge-0"]
+    assert row["measured_s"] == pytest.approx(0.010) and row["frames"] == 16
+    assert row["measured_mean_s"] == pytest.approx((12 * 0.010 + 0.020 + 0.050) / 15)
