@@ -109,6 +109,13 @@ def calibrate(model, inputs, graph, topology: Topology, address: str | None, pro
                 small = _measure(probes[tier.name], model, topology, address, tier.name, cm, rate, frames)
             except PipelineError as exc:  # the small point only refines the line: the scale alone still calibrates
                 log.warning("calibrating %s: the one-op stage's run failed (%s); the whole model's scale alone", tier.name, exc)
+        if t == last and last > 0:  # every link carried the model's input, whatever the tier's own fit
+            for row in link_times(report, cm):
+                link = profiles.get(LINKS_KEY, {}).get(row["link"])
+                if link is None or row["measured_s"] is None or row["profiled_s"] is None:
+                    continue
+                link["call_s"] = max(link["call_s"] + row["measured_s"] - row["profiled_s"], 0.0)
+                out["links"][row["link"]] = {"measured_s": row["measured_s"], "profiled_s": row["profiled_s"]}
         fit = fit_line((profiled, measured), small[:2] if small else None)
         out["tiers"][tier.name] = {
             "measured_s": measured,
@@ -129,11 +136,4 @@ def calibrate(model, inputs, graph, topology: Topology, address: str | None, pro
             continue
         entry = profiles.setdefault(CALLS_KEY, {}).setdefault(tier.name, {"stage_s": 0.0, "hop_s": 0.0})
         entry["scale"], entry["offset_s"] = fit
-        if t == last and last > 0:  # every link carried the model's input
-            for row in link_times(report, cm):
-                link = profiles.get(LINKS_KEY, {}).get(row["link"])
-                if link is None or row["measured_s"] is None or row["profiled_s"] is None:
-                    continue
-                link["call_s"] = max(link["call_s"] + row["measured_s"] - row["profiled_s"], 0.0)
-                out["links"][row["link"]] = {"measured_s": row["measured_s"], "profiled_s": row["profiled_s"]}
     return out
